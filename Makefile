@@ -1,0 +1,58 @@
+# tessera-qgis. Every target that needs Python runs inside the project's test environment
+# (a Debian root with QGIS 3.44 LTR, made once and cached outside the checkout, see README).
+# `make -s run CMD='...'` and `make -s cli ARGS='...'` print nothing of their own.
+
+ENV     := bash scripts/env.sh
+PYTEST  := python -m pytest
+DEMO_DIR ?= build/demo
+PROFILE ?= default
+QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/$(PROFILE)/python/plugins
+
+.PHONY: help setup test unit-test qgis-test demo run cli package install clean clean-env
+
+help:
+	@echo "make demo | test | setup | run CMD='...' | cli ARGS='...' | package | install | clean | clean-env"
+
+setup:
+	@$(ENV) setup
+
+# Unit tests run without QGIS loaded (the core is Qt-free); QGIS tests run under pytest-qgis.
+test: setup
+	$(ENV) run $(PYTEST) -p no:pytest_qgis -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)
+	$(ENV) run $(PYTEST) tests/qgis $(PYTEST_ARGS)
+
+unit-test: setup
+	$(ENV) run $(PYTEST) -p no:pytest_qgis -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)
+
+qgis-test: setup
+	$(ENV) run $(PYTEST) tests/qgis $(PYTEST_ARGS)
+
+demo: setup
+	@$(ENV) run python scripts/demo.py --out $(DEMO_DIR)
+
+run:
+	@$(ENV) run sh -c "$$CMD"
+
+cli:
+	@$(ENV) run sh -c "python -m tessera_qgis $$ARGS"
+
+package:
+	@python3 scripts/package.py
+
+# Link the plugin folder into a local QGIS profile (desktop use; QGIS must be closed or
+# the plugin reloaded). The plugin needs zarr, numcodecs, fsspec, s3fs in QGIS's Python.
+install:
+	@mkdir -p "$(QGIS_PLUGINS)"
+	@ln -sfn "$(CURDIR)/tessera_qgis" "$(QGIS_PLUGINS)/tessera_qgis"
+	@echo "linked $(QGIS_PLUGINS)/tessera_qgis -> $(CURDIR)/tessera_qgis"
+	@echo "enable 'TESSERA Embeddings' in Plugins > Manage and Install Plugins"
+
+clean:
+	rm -rf build dist .pytest_cache .qgis-settings tests/.qgis-settings
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Removes the cached test environment (rebuilt by the next `make setup`).
+clean-env:
+	@root=$$($(ENV) root); \
+	if grep -q " $$root" /proc/mounts; then echo "$$root is in use"; exit 1; fi; \
+	rm -rf "$$root"

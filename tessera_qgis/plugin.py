@@ -1,0 +1,63 @@
+"""The QGIS plugin object: toolbar, menu, and (later) provider registration."""
+from __future__ import annotations
+
+from qgis.core import Qgis
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction, QMessageBox
+
+from . import PLUGIN_DIR, __version__
+
+MENU = "&TESSERA"
+TOOLBAR_OBJECT_NAME = "TesseraToolbar"
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("TesseraPlugin", text)
+
+
+def icon() -> QIcon:
+    return QIcon(str(PLUGIN_DIR / "resources" / "icon.svg"))
+
+
+class TesseraPlugin:
+    """Owns every GUI object it adds, so `unload` can take all of them away again."""
+
+    def __init__(self, iface) -> None:
+        self.iface = iface
+        self.toolbar = None
+        self.actions: list[QAction] = []
+
+    def initGui(self) -> None:  # noqa: N802 (QGIS's name)
+        self.toolbar = self.iface.addToolBar(tr("TESSERA"))
+        self.toolbar.setObjectName(TOOLBAR_OBJECT_NAME)
+        about = QAction(icon(), tr("About TESSERA embeddings"), self.iface.mainWindow())
+        about.setObjectName("TesseraAboutAction")
+        about.triggered.connect(self.show_about)
+        self._add_action(about)
+
+    def _add_action(self, action: QAction) -> None:
+        self.toolbar.addAction(action)
+        self.iface.addPluginToRasterMenu(MENU, action)
+        self.actions.append(action)
+
+    def unload(self) -> None:
+        for action in self.actions:
+            self.iface.removePluginRasterMenu(MENU, action)
+            action.triggered.disconnect()
+            action.setParent(None)
+            action.deleteLater()
+        self.actions.clear()
+        if self.toolbar is not None:
+            self.iface.mainWindow().removeToolBar(self.toolbar)
+            self.toolbar.setParent(None)
+            self.toolbar.deleteLater()
+            self.toolbar = None
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self.iface.mainWindow(),
+            tr("TESSERA embeddings"),
+            tr("tessera-qgis {version}\nQGIS {qgis}\n\nTESSERA embeddings as Zarr v3 stores, "
+               "streamed onto the map.").format(version=__version__, qgis=Qgis.QGIS_VERSION),
+        )

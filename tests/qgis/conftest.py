@@ -1,0 +1,47 @@
+"""QGIS test helpers: an iface that really adds menus, on top of pytest-qgis's stub."""
+from __future__ import annotations
+
+import pytest
+from pytest_qgis.qgis_interface import QgisInterface
+from qgis.PyQt.QtWidgets import QMainWindow, QMenu
+
+
+class MenuRecordingIface(QgisInterface):
+    """pytest-qgis's QgisInterface, plus a real Raster menu, so tests can check what a plugin
+    adds to menus and toolbars and that unloading takes all of it away."""
+
+    def __init__(self, canvas, message_bar) -> None:
+        self.window = QMainWindow()
+        super().__init__(canvas, message_bar, self.window)
+        self.raster_menu = self.window.menuBar().addMenu("&Raster")
+
+    def rasterMenu(self) -> QMenu:  # noqa: N802
+        return self.raster_menu
+
+    def _submenu(self, name: str, create: bool) -> QMenu | None:
+        for action in self.raster_menu.actions():
+            if action.menu() is not None and action.text() == name:
+                return action.menu()
+        return self.raster_menu.addMenu(name) if create else None
+
+    def addPluginToRasterMenu(self, name, action) -> None:  # noqa: N802
+        self._submenu(name, True).addAction(action)
+
+    def removePluginRasterMenu(self, name, action) -> None:  # noqa: N802
+        menu = self._submenu(name, False)
+        if menu is None:
+            return
+        menu.removeAction(action)
+        if not menu.actions():
+            self.raster_menu.removeAction(menu.menuAction())
+            menu.deleteLater()
+
+    def addToolBar(self, name):  # noqa: N802
+        toolbar = super().addToolBar(name)
+        self.window.addToolBar(toolbar)
+        return toolbar
+
+
+@pytest.fixture
+def recording_iface(qgis_canvas, qgis_iface):
+    return MenuRecordingIface(qgis_canvas, qgis_iface.messageBar())

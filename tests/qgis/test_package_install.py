@@ -1,0 +1,115 @@
+"""`make package` builds a zip the plugin manager accepts; installed into a fresh QGIS
+profile folder, QGIS finds it, loads it and unloads it."""
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Runs in a separate QGIS process whose only copy of the plugin is the installed one.
+LOADER = r"""
+import json, os, sys
+from qgis.core import QgsApplication
+from qgis.PyQt.QtWidgets import QMainWindow, QToolBar
+app = QgsApplication([], True)  # profile root from QGIS_CUSTOM_CONFIG_PATH
+app.initQgis()
+import qgis.utils
+from qgis.PyQt.QtWidgets import QMenu
+
+
+class Iface:  # the part of QgisInterface the plugin's initGui/unload use
+    def __init__(self):
+        self.window = QMainWindow()
+        self.menu = QMenu("Raster", self.window)
+    def mainWindow(self):
+        return self.window
+    def addToolBar(self, name):
+        return self.window.addToolBar(name)
+    def addPluginToRasterMenu(self, name, action):
+        self.menu.addAction(action)
+    def removePluginRasterMenu(self, name, action):
+        self.menu.removeAction(action)
+
+
+iface = Iface()
+window = iface.window
+qgis.utils.iface = iface
+plugins = os.path.join(QgsApplication.qgisSettingsDirPath(), "python", "plugins")
+sys.path.insert(0, plugins)
+qgis.utils.plugin_paths = [plugins]
+qgis.utils.updateAvailablePlugins()
+out = {"available": list(qgis.utils.available_plugins),
+       "name": qgis.utils.pluginMetadata("tessera_qgis", "name"),
+       "version": qgis.utils.pluginMetadata("tessera_qgis", "version")}
+out["loaded"] = qgis.utils.loadPlugin("tessera_qgis") and qgis.utils.startPlugin("tessera_qgis")
+import tessera_qgis
+out["module_file"] = tessera_qgis.__file__
+out["toolbars"] = [t.objectName() for t in window.findChildren(QToolBar)]
+out["unloaded"] = qgis.utils.unloadPlugin("tessera_qgis")
+out["active_after"] = list(qgis.utils.active_plugins)
+print("RESULT " + json.dumps(out))
+app.exitQgis()
+"""
+
+
+def build_zip(dest: Path) -> Path:
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "package.py"), "--dest", str(dest)],
+                         capture_output=True, text=True, check=True)
+    return Path(res.stdout.strip())
+
+
+def test_zip_layout(tmp_path):
+    path = build_zip(tmp_path)
+    meta = configparser.ConfigParser(interpolation=None)
+    meta.read(REPO / "metadata.txt")
+    assert path.name == f"tessera_qgis-{meta['general']['version']}.zip"
+    names = zipfile.ZipFile(path).namelist()
+    assert all(n.startswith("tessera_qgis/") for n in names)
+    for needed in ("tessera_qgis/__init__.py", "tessera_qgis/metadata.txt", "tessera_qgis/LICENSE",
+                   "tessera_qgis/resources/icon.svg", "tessera_qgis/plugin.py", "tessera_qgis/core/sample.py"):
+        assert needed in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "/tests/" in n
+                or ".qgis-settings" in n]
+    with zipfile.ZipFile(path) as zf:
+        packed = zf.read("tessera_qgis/metadata.txt").decode()
+    assert packed == (REPO / "metadata.txt").read_text(), "metadata.txt stored as a file, not a link"
+
+
+def test_metadata_has_every_field_the_plugin_repository_expects():
+    meta = configparser.ConfigParser(interpolation=None)
+    meta.read(REPO / "metadata.txt")
+    general = meta["general"]
+    for field in ("name", "qgisMinimumVersion", "qgisMaximumVersion", "description", "about", "version",
+                  "author", "email", "homepage", "tracker", "repository", "tags", "category", "icon",
+                  "experimental", "changelog"):
+        assert general.get(field, "").strip(), f"metadata.txt lacks {field}"
+    assert general["qgisMinimumVersion"] == "3.40" and general["qgisMaximumVersion"] == "4.99"
+    assert (REPO / "tessera_qgis" / general["icon"]).is_file()
+
+
+def test_installed_zip_loads_in_a_fresh_profile(tmp_path):
+    path = build_zip(tmp_path / "dist")
+    profile = tmp_path / "profiles" / "default"
+    plugins = profile / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    zipfile.ZipFile(path).extractall(plugins)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    env["QGIS_CUSTOM_CONFIG_PATH"] = str(tmp_path)  # as `qgis --profiles-path`
+    res = subprocess.run([sys.executable, "-c", LOADER], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=120)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert res.returncode == 0 and lines, res.stdout + res.stderr
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert "tessera_qgis" in out["available"]
+    assert out["name"] == "TESSERA Embeddings"
+    assert out["loaded"] is True
+    assert out["module_file"].startswith(str(plugins)), "QGIS loaded the installed copy"
+    assert "TesseraToolbar" in out["toolbars"]
+    assert out["unloaded"] is True and "tessera_qgis" not in out["active_after"]

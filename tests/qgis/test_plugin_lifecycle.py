@@ -1,0 +1,64 @@
+"""The plugin loads in QGIS, and initGui then unload leave nothing behind, twice in a row."""
+from __future__ import annotations
+
+from qgis.core import Qgis
+from qgis.PyQt.QtCore import QCoreApplication, QEvent
+from qgis.PyQt.QtWidgets import QAction, QToolBar
+
+import tessera_qgis
+from tessera_qgis.plugin import MENU, TOOLBAR_OBJECT_NAME, TesseraPlugin
+
+
+def flush_deletes():
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    QCoreApplication.processEvents()
+
+
+def our_toolbars(window):
+    return [t for t in window.findChildren(QToolBar) if t.objectName() == TOOLBAR_OBJECT_NAME]
+
+
+def our_menu(iface):
+    return [a for a in iface.rasterMenu().actions() if a.text() == MENU]
+
+
+def test_qgis_is_current():
+    assert Qgis.QGIS_VERSION_INT >= 34000
+
+
+def test_class_factory_returns_the_plugin(recording_iface):
+    plugin = tessera_qgis.classFactory(recording_iface)
+    assert isinstance(plugin, TesseraPlugin)
+    assert plugin.iface is recording_iface
+
+
+def test_init_gui_and_unload_twice_leave_nothing_behind(recording_iface):
+    window = recording_iface.mainWindow()
+    actions_before = len(window.findChildren(QAction))
+    for _ in range(2):
+        plugin = tessera_qgis.classFactory(recording_iface)
+        plugin.initGui()
+        toolbars = our_toolbars(window)
+        assert len(toolbars) == 1 and toolbars[0].actions(), "one toolbar with our actions"
+        menus = our_menu(recording_iface)
+        assert len(menus) == 1 and menus[0].menu().actions() == plugin.actions
+        assert not plugin.actions[0].icon().isNull(), "the SVG icon loads"
+        plugin.unload()
+        flush_deletes()
+        assert our_toolbars(window) == []
+        assert our_menu(recording_iface) == []
+        assert plugin.actions == [] and plugin.toolbar is None
+        assert len(window.findChildren(QAction)) == actions_before
+
+
+def test_about_action_names_the_version(recording_iface, monkeypatch):
+    shown = {}
+    monkeypatch.setattr("tessera_qgis.plugin.QMessageBox.about",
+                        lambda parent, title, text: shown.update(title=title, text=text))
+    plugin = tessera_qgis.classFactory(recording_iface)
+    plugin.initGui()
+    try:
+        plugin.actions[0].trigger()
+        assert tessera_qgis.__version__ in shown["text"] and Qgis.QGIS_VERSION in shown["text"]
+    finally:
+        plugin.unload()

@@ -1,0 +1,181 @@
+"""Test servers on 127.0.0.1: a static HTTP server with Range support and a request log,
+and an S3 API server (moto). Used by the pytest fixtures, the benchmarks and the demo.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    range: str | None
+    status: int
+    bytes: int
+
+
+class RangeHTTPServer:
+    """aiohttp's static file handler (which honours Range, suffix ranges included) in a
+    thread, with a log of every request (method, path, Range, status, body bytes) and an
+    optional latency added before each response.
+    """
+
+    def __init__(self, root: str | Path, latency: float = 0.0) -> None:
+        self.root = Path(root)
+        self.latency = latency
+        self.log: list[Request] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> "RangeHTTPServer":
+        ready = threading.Event()
+        error: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._start())
+            except BaseException as exc:  # report to the starting thread
+                error.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="range-http", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if error:
+            raise error[0]
+        return self
+
+    async def _start(self) -> None:
+        from aiohttp import web
+
+        @web.middleware
+        async def delay(request, handler):
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            return await handler(request)
+
+        async def record(request, response) -> None:
+            size = 0 if request.method == "HEAD" else (response.content_length or 0)
+            with self._lock:
+                self.log.append(Request(request.method, request.path,
+                                        request.headers.get("Range"), response.status, size))
+
+        app = web.Application(middlewares=[delay])
+        app.on_response_prepare.append(record)
+        app.router.add_static("/", self.root, follow_symlinks=False)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+            self._loop = None
+
+    def reset(self) -> None:
+        with self._lock:
+            self.log.clear()
+
+    def requests(self) -> list[Request]:
+        with self._lock:
+            return list(self.log)
+
+    def stats(self) -> dict:
+        reqs = self.requests()
+        return {"requests": len(reqs), "bytes": sum(r.bytes for r in reqs)}
+
+    def __enter__(self) -> "RangeHTTPServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class S3Server:
+    """moto's S3 API server on 127.0.0.1 with fake credentials; upload folders into it."""
+
+    KEY = "tessera-test-key"
+    SECRET = "tessera-test-secret"
+    REGION = "us-east-1"
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> "S3Server":
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.REGION,
+                            aws_access_key_id=self.KEY, aws_secret_access_key=self.SECRET)
+
+    def storage_options(self) -> dict:
+        """fsspec/s3fs options for this server."""
+        return {"key": self.KEY, "secret": self.SECRET,
+                "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": self.REGION}}
+
+    def upload_folder(self, folder: str | Path, bucket: str, prefix: str) -> str:
+        """Upload every file under `folder` to s3://bucket/prefix/...; returns that URL."""
+        folder = Path(folder)
+        client = self.client()
+        existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+        if bucket not in existing:
+            client.create_bucket(Bucket=bucket)
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+                client.upload_file(str(path), bucket, key)
+        return f"s3://{bucket}/{prefix}"
+
+    def __enter__(self) -> "S3Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
