@@ -168,10 +168,10 @@ run() {
   [ $# -gt 0 ] || die "run needs a command"
   setup
   if [ "$(mode)" = host ]; then
-    cd "$HERE" && PATH="$HOST_VENV/bin:$PATH" exec "$@"
+    cd "$HERE" && PATH="$HOST_VENV/bin:$PATH" PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}" exec "$@"
   fi
   # Pass through a few variables that tests and users set.
-  local envs=(QT_QPA_PLATFORM=offscreen PROJ_DATA=/usr/share/proj PYTHONDONTWRITEBYTECODE=1
+  local envs=(QT_QPA_PLATFORM=offscreen PROJ_DATA=/usr/share/proj PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=/src
               PATH=$VENV/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin VIRTUAL_ENV=$VENV)
   local v
   for v in CI TESSERA_BENCH_FULL PYTEST_ADDOPTS TESSERA_QGIS_DEBUG; do

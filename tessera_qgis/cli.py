@@ -35,6 +35,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("store", help="store URL: a folder, file://, http(s):// or s3://")
+    common.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL (S3-compatible services)")
+    common.add_argument("--s3-region", metavar="REGION")
+    common.add_argument("--s3-profile", metavar="NAME", help="AWS profile for S3 credentials")
+    common.add_argument("--anon", action="store_true", help="anonymous S3 access (ignore credentials)")
+    common.add_argument("--cache-dir", metavar="DIR", help="on-disk chunk cache (areas seen once work offline)")
+    common.add_argument("--concurrency", type=int, default=16, help="parallel requests (default 16)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")
+
+    i = sub.add_parser("info", parents=[common], help="what a store holds")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    px = sub.add_parser("pixel", parents=[common], help="the 128 values at a point")
+    px.add_argument("--lon", type=float, required=True)
+    px.add_argument("--lat", type=float, required=True)
+    px.add_argument("--year", type=int, required=True)
+    px.add_argument("--json", action="store_true")
+    px.set_defaults(func=cmd_pixel)
+
+    r = sub.add_parser("render", parents=[common], help="an area as a PNG (bands as RGB, or PCA)")
+    _region_args(r)
+    r.add_argument("--out", required=True, help="output PNG")
+    r.add_argument("--width", type=int, default=1024, help="image width in pixels (default 1024)")
+    r.set_defaults(func=cmd_render)
+
+    e = sub.add_parser("export", parents=[common], help="an area to GeoTIFF")
+    _region_args(e, pca_or_bands_required=False)
+    e.add_argument("--quantized", "--quantised", action="store_true",
+                   help="int8 embeddings plus a float32 *_scales.tif file")
+    e.add_argument("--out", required=True, help="output GeoTIFF")
+    target = e.add_mutually_exclusive_group()
+    target.add_argument("--crs", help="output CRS, e.g. EPSG:3857 (default: the native UTM zone)")
+    target.add_argument("--per-zone", action="store_true", help="one file per UTM zone")
+    e.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFF")
+    e.add_argument("--compress", choices=["DEFLATE", "ZSTD", "LZW", "NONE"], default="DEFLATE")
+    e.add_argument("--block", type=int, default=512, help="block size in pixels (memory per block)")
+    e.set_defaults(func=cmd_export)
+
     s = sub.add_parser("sample", help="write the synthetic sample store (current TESSERA layout)")
     s.add_argument("out", help="folder to create (must not exist or be empty)")
     s.add_argument("--bbox", type=_bbox, help="W,S,E,N in lon/lat (default: around Cambridge, UK, "
@@ -44,15 +85,123 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shard size in pixels (default 256; production stores use 4096, benchmarks 1024)")
     s.add_argument("--seed", type=int, default=2026)
     s.add_argument("--time-order", choices=["ascending", "descending"], default="ascending")
+    s.add_argument("--layout", choices=["zones", "per-year"], default="zones",
+                   help="zones: the current layout; per-year: the earlier one-store-per-year layout")
     s.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_sample)
     return p
+
+
+def _bands(text: str) -> list[int]:
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bands must be numbers like 1,2,3, got {text!r}") from None
+
+
+def _region_args(p: argparse.ArgumentParser, pca_or_bands_required: bool = True) -> None:
+    p.add_argument("--bbox", type=_bbox, required=True, help="W,S,E,N in lon/lat")
+    p.add_argument("--year", type=int, required=True)
+    mode = p.add_mutually_exclusive_group(required=pca_or_bands_required)
+    mode.add_argument("--bands", type=_bands, help="bands numbered 1 to 128, e.g. 1,2,3")
+    mode.add_argument("--pca", action="store_true", help="the first three principal components as RGB")
+
+
+def _options(args: argparse.Namespace):
+    import os
+
+    from .core.sources import StoreOptions
+
+    key = secret = None
+    if not args.anon and not args.s3_profile:
+        key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    return StoreOptions(anon=True if args.anon else None, key=key, secret=secret, profile=args.s3_profile,
+                        endpoint_url=args.s3_endpoint, region=args.s3_region, cache_dir=args.cache_dir,
+                        concurrency=args.concurrency)
+
+
+def _open(args: argparse.Namespace):
+    from .core.store import open_store
+
+    return open_store(args.store, _options(args))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = _open(args).info()
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{info['url']}\n  layout: {info['layout']}; dataset: {info['dataset']}; model: {info['model']}")
+    print(f"  years: {', '.join(map(str, info['years']))}; bands: {info['bands']}; "
+          f"global PCA for: {', '.join(map(str, info['global_pca_years'])) or 'none'}")
+    for name, z in info["zones"].items():
+        e = z["embeddings"]
+        print(f"  {name}: {z['crs']}, {z['shape'][0]} x {z['shape'][1]} px, years {z['years']}, "
+              f"chunks {e['chunk_px'][0]}x{e['chunk_px'][1]} px, shards {e['shard']}")
+    return 0
+
+
+def cmd_pixel(args: argparse.Namespace) -> int:
+    res = _open(args).pixel(args.lon, args.lat, args.year)
+    if args.json:
+        print(json.dumps(res))
+    elif res["zone"] is None:
+        print(f"no data at ({args.lon}, {args.lat}): no zone of the store covers it")
+    elif not res["valid"]:
+        print(f"{res['zone']} row {res['row']} col {res['col']}: nodata in {args.year}")
+    else:
+        vals = " ".join(f"{v:.4f}" for v in res["embedding"])
+        print(f"{res['zone']} ({res['crs']}) row {res['row']} col {res['col']} year {res['year']} "
+              f"scale {res['scale']:.6g}\n{vals}")
+    return 0
+
+
+class _Progress:
+    """Progress on stderr: a live percentage on a terminal, a line per 10 % otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = -1
+
+    def __call__(self, frac: float) -> None:
+        if self.tty:
+            print(f"\r{frac * 100:5.1f} %", end="" if frac < 1 else "\n", file=sys.stderr, flush=True)
+        elif int(frac * 10) > self.last:
+            self.last = int(frac * 10)
+            print(f"{self.last * 10} %", file=sys.stderr, flush=True)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .core.render import render_png
+
+    store = _open(args)
+    info = render_png(store, args.bbox, args.year, args.out, width=args.width,
+                      bands=args.bands, pca=args.pca)
+    print(f"wrote {info['path']} ({info['width']} x {info['height']} px, {info['mode']}, "
+          f"{info['valid_fraction'] * 100:.0f} % with data)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .core.export import ExportRequest, export
+
+    store = _open(args)
+    kind = "pca" if args.pca else "int8" if args.quantized else "float32"
+    if args.quantized and args.bands:
+        raise ValueError("--quantized exports all bands; drop --bands")
+    req = ExportRequest(bounds=args.bbox, crs="EPSG:4326", year=args.year, out=args.out, kind=kind,
+                        bands=args.bands, dst_crs=args.crs, per_zone=args.per_zone, cog=args.cog,
+                        compress=args.compress, block=args.block)
+    for p in export(store, req, progress=_Progress()):
+        print(p)
+    return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from .core.sample import SampleSpec, generate
 
-    kw = {"shard": args.shard, "seed": args.seed, "time_order": args.time_order}
+    kw = {"shard": args.shard, "seed": args.seed, "time_order": args.time_order, "layout": args.layout}
     if args.bbox:
         kw["bbox"] = args.bbox
     if args.years:

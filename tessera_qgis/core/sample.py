@@ -54,6 +54,7 @@ class SampleSpec:
     chunk: int = 32
     seed: int = 2026
     time_order: str = "ascending"  # or "descending": for readers that must not assume order
+    layout: str = "zones"  # or "per-year": the earlier layout, one store per year, (y, x, band)
     extra_attrs: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -66,6 +67,8 @@ class SampleSpec:
             raise ValueError(f"shard size {self.shard} must be a multiple of the chunk size {self.chunk}")
         if not self.years:
             raise ValueError("at least one year is needed")
+        if self.layout not in ("zones", "per-year"):
+            raise ValueError(f"layout must be 'zones' or 'per-year', got {self.layout!r}")
 
 
 @dataclass
@@ -200,24 +203,59 @@ def _pca_attrs(samples: np.ndarray) -> dict:
     }
 
 
-def generate(out: str | Path, spec: SampleSpec = SampleSpec(),
-             progress: Callable[[str], None] | None = None) -> dict:
-    """Write the sample store to `out` (a new folder) and return a summary dict."""
-    import zarr
-    from pyproj import Transformer
-    from zarr.codecs import BloscCodec
+class _ZoneWriter:
+    """Creates a zone group's arrays in one layout and writes shard-aligned blocks into them."""
 
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
-    t_start = time.perf_counter()
-    say = progress or (lambda msg: None)
-    w, _, e, _ = spec.bbox
-    zones = list(range(zone_of_lon(w), zone_of_lon(math.nextafter(e, -math.inf)) + 1))
-    years = list(spec.years) if spec.time_order == "ascending" else sorted(spec.years, reverse=True)
-    last_year = max(years)
-    land = _Landscape(spec, spec.seed)
-    root_attrs = {
+    def __init__(self, root, gname: str, attrs: dict, spec: SampleSpec, years: list[int],
+                 height: int, width: int, x0: float, y0: float, per_year: bool) -> None:
+        from zarr.codecs import BloscCodec
+
+        blosc = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+        g = root.create_group(gname, attributes=attrs)
+        ch, sh, T = spec.chunk, spec.shard, len(years)
+        self.per_year = per_year
+        if per_year:  # the earlier layout: one store per year, embeddings (y, x, band)
+            self.emb = g.create_array(
+                "embeddings", shape=(height, width, N_BANDS), dtype="int8", chunks=(ch, ch, N_BANDS),
+                shards=(sh, sh, N_BANDS), fill_value=0, compressors=blosc, dimension_names=["y", "x", "band"])
+            self.scl = g.create_array(
+                "scales", shape=(height, width), dtype="float32", chunks=(ch, ch), shards=(sh, sh),
+                fill_value=float("inf"), compressors=blosc, dimension_names=["y", "x"])
+            self.lc = g.create_array("sample_landcover", shape=(height, width), dtype="uint8", chunks=(sh, sh),
+                                     fill_value=0, dimension_names=["y", "x"], attributes=_LC_ATTRS)
+        else:
+            self.emb = g.create_array(
+                "embeddings", shape=(T, N_BANDS, height, width), dtype="int8", chunks=(1, N_BANDS, ch, ch),
+                shards=(1, N_BANDS, sh, sh), fill_value=0, compressors=blosc,
+                dimension_names=["time", "band", "y", "x"])
+            self.scl = g.create_array(
+                "scales", shape=(T, height, width), dtype="float32", chunks=(1, ch, ch), shards=(1, sh, sh),
+                fill_value=float("inf"), compressors=blosc, dimension_names=["time", "y", "x"])
+            self.lc = g.create_array("sample_landcover", shape=(T, height, width), dtype="uint8",
+                                     chunks=(1, sh, sh), fill_value=0, dimension_names=["time", "y", "x"],
+                                     attributes=_LC_ATTRS)
+            g.create_array("time", data=np.array(years, dtype="int32"), dimension_names=["time"])
+        g.create_array("x", data=(x0 + GSD * (np.arange(width) + 0.5)).astype("float64"), dimension_names=["x"])
+        g.create_array("y", data=(y0 - GSD * (np.arange(height) + 0.5)).astype("float64"), dimension_names=["y"])
+        g.create_array("band", data=np.arange(N_BANDS, dtype="int32"), dimension_names=["band"])
+
+    def write(self, t: int, rows: slice, cols: slice, q: np.ndarray, scale: np.ndarray, cls: np.ndarray) -> None:
+        if self.per_year:
+            self.emb[rows, cols, :] = q
+            self.scl[rows, cols] = scale
+            self.lc[rows, cols] = cls
+        else:
+            self.emb[t, :, rows, cols] = np.moveaxis(q, -1, 0)
+            self.scl[t, rows, cols] = scale
+            self.lc[t, rows, cols] = cls
+
+
+_LC_ATTRS = {"classes": {str(k): v for k, v in CLASSES.items()},
+             "description": "ground-truth class map of the synthetic sample; 0 = no data"}
+
+
+def _root_attrs(spec: SampleSpec) -> dict:
+    return {
         "geoemb:dimensions": N_BANDS,
         "geoemb:data_type": "int8",
         "geoemb:gsd": GSD,
@@ -231,42 +269,54 @@ def generate(out: str | Path, spec: SampleSpec = SampleSpec(),
         "tessera:sample": {"bbox": list(spec.bbox), "seed": spec.seed, "classes": CLASSES},
         **spec.extra_attrs,
     }
-    root = zarr.open_group(str(out), mode="w", zarr_format=3, attributes=root_attrs)
-    blosc = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+def generate(out: str | Path, spec: SampleSpec = SampleSpec(),
+             progress: Callable[[str], None] | None = None) -> dict:
+    """Write the sample store to `out` (a new folder) and return a summary dict.
+
+    With ``spec.layout == "per-year"`` `out` holds one store per year (``2024.zarr``, ...)
+    in the earlier layout; otherwise `out` is one store in the current layout.
+    """
+    import zarr
+    from pyproj import Transformer
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
+    t_start = time.perf_counter()
+    say = progress or (lambda msg: None)
+    w, _, e, _ = spec.bbox
+    zones = list(range(zone_of_lon(w), zone_of_lon(math.nextafter(e, -math.inf)) + 1))
+    years = list(spec.years) if spec.time_order == "ascending" else sorted(spec.years, reverse=True)
+    last_year = max(years)
+    land = _Landscape(spec, spec.seed)
+    per_year = spec.layout == "per-year"
+    if per_year:
+        roots = {y: zarr.open_group(str(out / f"{y}.zarr"), mode="w", zarr_format=3,
+                                    attributes=_root_attrs(spec)) for y in years}
+    else:
+        root = zarr.open_group(str(out), mode="w", zarr_format=3, attributes=_root_attrs(spec))
     pca_samples: dict[int, list[np.ndarray]] = {y: [] for y in years}
     summary_zones = {}
     for zone in zones:
         x0, y0, height, width, (pw, pe) = _zone_grid(spec, zone)
         gname = zone_group(zone)
         say(f"{gname}: {height} x {width} px")
-        g = root.create_group(gname, attributes={
+        attrs = {
             "proj:code": zone_epsg(zone),
             "spatial:transform": [GSD, 0.0, x0, 0.0, -GSD, y0],
             "spatial:shape": [height, width],
             "spatial:bbox": [x0, y0 - GSD * height, x0 + GSD * width, y0],
             "spatial:registration": "pixel",
             "spatial:dimensions": ["y", "x"],
-        })
-        T = len(years)
-        emb = g.create_array(
-            "embeddings", shape=(T, N_BANDS, height, width), dtype="int8",
-            chunks=(1, N_BANDS, spec.chunk, spec.chunk), shards=(1, N_BANDS, spec.shard, spec.shard),
-            fill_value=0, compressors=blosc, dimension_names=["time", "band", "y", "x"])
-        scl = g.create_array(
-            "scales", shape=(T, height, width), dtype="float32",
-            chunks=(1, spec.chunk, spec.chunk), shards=(1, spec.shard, spec.shard),
-            fill_value=float("inf"), compressors=blosc, dimension_names=["time", "y", "x"])
-        lc = g.create_array(
-            "sample_landcover", shape=(T, height, width), dtype="uint8",
-            chunks=(1, spec.shard, spec.shard), fill_value=0, dimension_names=["time", "y", "x"],
-            attributes={"classes": {str(k): v for k, v in CLASSES.items()},
-                        "description": "ground-truth class map of the synthetic sample; 0 = no data"})
-        g.create_array("x", data=(x0 + GSD * (np.arange(width) + 0.5)).astype("float64"),
-                       dimension_names=["x"])
-        g.create_array("y", data=(y0 - GSD * (np.arange(height) + 0.5)).astype("float64"),
-                       dimension_names=["y"])
-        g.create_array("time", data=np.array(years, dtype="int32"), dimension_names=["time"])
-        g.create_array("band", data=np.arange(N_BANDS, dtype="int32"), dimension_names=["band"])
+        }
+        if per_year:
+            writers = {y: _ZoneWriter(roots[y], gname, attrs, spec, [y], height, width, x0, y0, True)
+                       for y in years}
+        else:
+            one = _ZoneWriter(root, gname, attrs, spec, years, height, width, x0, y0, False)
+            writers = {y: one for y in years}
         inverse = Transformer.from_crs(zone_epsg(zone), "EPSG:4326", always_xy=True)
         s_ = spec.shard
         for r0 in range(0, height, s_):
@@ -292,9 +342,8 @@ def generate(out: str | Path, spec: SampleSpec = SampleSpec(),
                         scale[strip] = np.inf
                     scale[~inside] = np.inf
                     q[~np.isfinite(scale)] = 0
-                    emb[ti, :, r0:r0 + s_, c0:c0 + s_] = np.moveaxis(q, -1, 0)
-                    scl[ti, r0:r0 + s_, c0:c0 + s_] = scale
-                    lc[ti, r0:r0 + s_, c0:c0 + s_] = cls
+                    writers[year].write(0 if per_year else ti, slice(r0, r0 + s_), slice(c0, c0 + s_),
+                                        q, scale, cls)
                     valid = np.isfinite(scale)
                     if valid.any():
                         deq = q[valid].astype(np.float32) * scale[valid][:, None]
@@ -305,11 +354,14 @@ def generate(out: str | Path, spec: SampleSpec = SampleSpec(),
                                 "transform": [GSD, 0.0, x0, 0.0, -GSD, y0]}
     for year in years:
         if pca_samples[year]:
-            root.attrs[f"geoemb:stretch.{year}"] = _pca_attrs(np.concatenate(pca_samples[year]))
-    zarr.consolidate_metadata(str(out))
+            target = roots[year] if per_year else root
+            target.attrs[f"geoemb:stretch.{year}"] = _pca_attrs(np.concatenate(pca_samples[year]))
+    for path in ([out / f"{y}.zarr" for y in years] if per_year else [out]):
+        zarr.consolidate_metadata(str(path))
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return {
         "path": str(out),
+        "layout": spec.layout,
         "bbox": list(spec.bbox),
         "years": years,
         "zones": summary_zones,

@@ -1,0 +1,43 @@
+"""Errors the core raises. Each message is meant for a user: it says what went wrong and
+what to do, and never contains a credential."""
+from __future__ import annotations
+
+
+class TesseraError(Exception):
+    """Base of every error the core raises on purpose."""
+
+
+class StoreNotFound(TesseraError):
+    """Nothing (or nothing Zarr) at the URL or path."""
+
+
+class NotZarrV3(TesseraError):
+    """A Zarr store, but not version 3."""
+
+
+class NotTessera(TesseraError):
+    """A Zarr v3 store that lacks the arrays or attributes of a TESSERA store."""
+
+
+class YearNotFound(TesseraError):
+    pass
+
+
+class BandError(TesseraError):
+    pass
+
+
+class ExtentError(TesseraError):
+    """An extent that cannot be read: empty, inverted, not finite, outside UTM, too large."""
+
+
+class ReadError(TesseraError):
+    """Data could not be fetched or decoded (network failure, corrupt chunk, bad checksum)."""
+
+
+class Cancelled(TesseraError):
+    """The caller asked to stop."""
+
+
+class ExportError(TesseraError):
+    pass

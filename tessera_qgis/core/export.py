@@ -1,0 +1,327 @@
+"""Export a region to GeoTIFF, streamed block by block with bounded memory.
+
+Output kinds: float32 dequantised embeddings (all bands or a subset, NaN nodata), PCA RGB
+(uint8 with an alpha band), or quantised int8 plus a float32 scales file. Files are written
+to a temporary name beside the target and renamed into place only when complete; a cancel
+or an error removes the temporary files, and an existing output is replaced only on success.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from .errors import Cancelled, ExportError, ExtentError
+from .pca import PCA, sample_valid
+from .region import _ring, check_bounds, grid_bounds, plan, read_grid_quantised, dequantise, transformer
+from .store import TesseraStore
+
+KINDS = ("float32", "pca", "int8")
+
+
+@dataclass
+class ExportRequest:
+    bounds: tuple[float, float, float, float]
+    crs: str  # CRS of `bounds`
+    year: int
+    out: str
+    kind: str = "float32"
+    bands: Sequence[int] | None = None  # 1-based; None = all (float32 only)
+    dst_crs: str | None = None  # None: the native zone CRS
+    per_zone: bool = False
+    cog: bool = False
+    compress: str = "DEFLATE"
+    block: int = 512  # pixels per block side: memory ~ block^2 * bands * 5 bytes
+    pca: PCA | None = None
+    resolution: float | None = None  # metres (or dst CRS units); default 10
+    extra: dict = field(default_factory=dict)
+
+
+def public_url(url: str) -> str:
+    """The store URL without any user:password part, for metadata and messages."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+class _Progress:
+    def __init__(self, total: int, cb: Callable[[float], None] | None, cancel: Callable[[], bool] | None):
+        self.total, self.done, self.cb, self.cancel = max(total, 1), 0, cb, cancel
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise Cancelled("export cancelled")
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if self.cb is not None:
+            self.cb(min(1.0, self.done / self.total))
+        self.check()
+
+
+def _gdal():
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    return gdal
+
+
+def _targets(req: ExportRequest, zones: list[str]) -> list[tuple[str | None, Path]]:
+    out = Path(req.out)
+    if req.per_zone and len(zones) > 1:
+        return [(z, out.with_name(f"{out.stem}_{z}{out.suffix or '.tif'}")) for z in zones]
+    return [(zones[0] if req.per_zone else None, out)]
+
+
+def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], None] | None = None,
+           cancel: Callable[[], bool] | None = None) -> list[Path]:
+    """Write the GeoTIFF(s) for `req`; returns the paths written."""
+    if req.kind not in KINDS:
+        raise ExportError(f"unknown export kind {req.kind!r}; use one of {', '.join(KINDS)}")
+    store.check_year(req.year)
+    bounds = check_bounds(req.bounds)
+    bands = store.check_bands(req.bands) if req.bands else list(range(1, store.bands + 1))
+    if req.kind != "float32" and req.bands:
+        raise ExportError("bands can only be chosen for float32 exports")
+    parts = [p for p in plan(store, bounds, req.crs) if req.year in p.zone.years]
+    if not parts:
+        raise ExtentError("the region does not intersect the store's data for that year")
+    out = Path(req.out)
+    if not out.parent.is_dir():
+        raise ExportError(f"output folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise ExportError(f"cannot write to {out.parent}: permission denied")
+    if str(out.resolve()).startswith(str(Path(store.url).resolve()) + os.sep) and "://" not in store.url:
+        raise ExportError("the output path lies inside the store being read; choose another folder")
+    pca = req.pca
+    if req.kind == "pca" and pca is None:
+        pca = _pca_for(store, req, parts, cancel)
+    zones_used = sorted({p.zone.name for p in parts})
+    written: list[Path] = []
+    temps: list[Path] = []
+    try:
+        plans = []
+        for zone_name, target in _targets(req, zones_used):
+            grid = _grid_for(store, req, bounds, parts, zone_name)
+            plans.append((target, grid))
+        blocks = sum(math.ceil(g[2] / req.block) * math.ceil(g[3] / req.block) for _, g in plans)
+        prog = _Progress(blocks * (2 if req.cog else 1), progress, cancel)
+        for target, grid in plans:
+            files = _write(store, req, grid, bands, pca, target, prog, temps)
+            written.extend(files)
+        # All complete: move into place (an existing output is replaced only now).
+        final = []
+        for tmp, target in written:
+            os.replace(tmp, target)
+            final.append(target)
+        return final
+    except BaseException:
+        for tmp in temps:
+            _remove(tmp)
+        raise
+    finally:
+        for tmp in temps:
+            if tmp.exists() and tmp.suffix == ".part":
+                _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    for side in (path.with_name(path.name + ".aux.xml"),):
+        try:
+            side.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _grid_for(store, req, bounds, parts, zone_name):
+    """(crs, transform, width, height, native_zone) of the output grid."""
+    if req.dst_crs is None:
+        if zone_name is None:  # one file: the zone holding most of the region
+            zone_name = max(parts, key=lambda p: p.pixels).zone.name
+        part = next(p for p in parts if p.zone.name == zone_name)
+        zone = part.zone
+        if len(parts) == 1 or req.per_zone:
+            a, b, c, d, e, f = zone.transform
+            t = (a, b, c + a * part.cols[0], d, e, f + e * part.rows[0])
+            return (zone.crs, t, part.cols[1] - part.cols[0], part.rows[1] - part.rows[0], part)
+        dst_crs = zone.crs
+    else:
+        dst_crs = req.dst_crs
+    res = req.resolution or _default_resolution(dst_crs)
+    rx, ry = _ring(bounds)
+    tx, ty = transformer(req.crs, dst_crs).transform(rx, ry) if req.crs != dst_crs else (rx, ry)
+    x0, x1, y0, y1 = min(tx), max(tx), min(ty), max(ty)
+    x0, y1 = math.floor(x0 / res) * res, math.ceil(y1 / res) * res
+    width, height = math.ceil((x1 - x0) / res), math.ceil((y1 - y0) / res)
+    return (dst_crs, (res, 0.0, x0, 0.0, -res, y1), width, height, None)
+
+
+def _default_resolution(crs: str) -> float:
+    from pyproj import CRS
+
+    c = CRS.from_user_input(crs)
+    if c.is_geographic:
+        return 10.0 / 111320.0  # about 10 m in degrees
+    return 10.0
+
+
+def _pca_for(store, req, parts, cancel) -> PCA:
+    st = store.stretch(req.year)
+    pca = PCA.from_stretch(st) if st else None
+    if pca is not None:
+        return pca
+    samples = []
+    for part in parts:  # fit on a subsample of the region: at most about 1000 x 1000 px read
+        r0, r1 = part.rows
+        c0, c1 = part.cols
+        if part.pixels > 1_000_000:  # read a central window of the region, up to 1000 x 1000
+            rc, cc = (r0 + r1) // 2, (c0 + c1) // 2
+            r0, r1 = max(r0, rc - 500), min(r1, rc + 500)
+            c0, c1 = max(c0, cc - 500), min(c1, cc + 500)
+        win = part.zone.read(req.year, (r0, r1), (c0, c1), cancel=cancel)
+        samples.append(sample_valid(win.dequantised(), 100_000 // len(parts)))
+    return PCA.fit(np.concatenate(samples))
+
+
+def _create(path: Path, width, height, count, dtype, crs, transform, compress, block):
+    gdal = _gdal()
+    from osgeo import osr
+
+    opts = ["TILED=YES", f"BLOCKXSIZE={min(512, block)}", f"BLOCKYSIZE={min(512, block)}",
+            "BIGTIFF=IF_SAFER", f"COMPRESS={compress}"]
+    if compress in ("DEFLATE", "ZSTD"):
+        opts.append("PREDICTOR=3" if dtype == gdal.GDT_Float32 else "PREDICTOR=2")
+    if count > 1 and dtype != gdal.GDT_Float32:
+        opts.append("INTERLEAVE=PIXEL" if count <= 4 else "INTERLEAVE=BAND")
+    drv = gdal.GetDriverByName("GTiff")
+    ds = drv.Create(str(path), width, height, count, dtype, options=opts)
+    if ds is None:
+        raise ExportError(f"GDAL could not create {path}")
+    ds.SetGeoTransform((transform[2], transform[0], transform[1], transform[5], transform[3], transform[4]))
+    srs = osr.SpatialReference()
+    srs.SetFromUserInput(crs)
+    ds.SetProjection(srs.ExportToWkt())
+    return ds
+
+
+def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: list[Path]):
+    gdal = _gdal()
+    crs, transform, width, height, native = grid
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tif.part", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    temps.append(tmp)
+    files: list[tuple[Path, Path]] = []
+    meta = {"TESSERA_YEAR": str(req.year), "TESSERA_STORE": public_url(store.url),
+            "TESSERA_DATASET": str(store.attrs.get("tessera:dataset") or ""),
+            "TESSERA_MODEL": str(store.attrs.get("tessera:model") or ""),
+            "TESSERA_KIND": req.kind}
+    old_cache = gdal.GetCacheMax()
+    gdal.SetCacheMax(64 << 20)
+    try:
+        if req.kind == "float32":
+            ds = _create(tmp, width, height, len(bands), gdal.GDT_Float32, crs, transform, req.compress, req.block)
+            for i, b in enumerate(bands):
+                band = ds.GetRasterBand(i + 1)
+                band.SetNoDataValue(float("nan"))
+                band.SetDescription(f"A{b:03d}")
+            meta["TESSERA_BANDS"] = ",".join(map(str, bands))
+        elif req.kind == "pca":
+            ds = _create(tmp, width, height, 4, gdal.GDT_Byte, crs, transform, req.compress, req.block)
+            for i, name in enumerate(("PC1", "PC2", "PC3")):
+                ds.GetRasterBand(i + 1).SetDescription(name)
+                ds.GetRasterBand(i + 1).SetColorInterpretation([gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand][i])
+            ds.GetRasterBand(4).SetColorInterpretation(gdal.GCI_AlphaBand)
+            meta["TESSERA_PCA"] = pca.source
+        else:
+            ds = _create(tmp, width, height, store.bands, gdal.GDT_Int8, crs, transform, req.compress, req.block)
+            for b in range(store.bands):
+                ds.GetRasterBand(b + 1).SetDescription(f"A{b + 1:03d}")
+            fd, sname = tempfile.mkstemp(prefix=f".{target.stem}_scales.", suffix=".tif.part", dir=target.parent)
+            os.close(fd)
+            stmp = Path(sname)
+            temps.append(stmp)
+            sds = _create(stmp, width, height, 1, gdal.GDT_Float32, crs, transform, req.compress, req.block)
+            sds.GetRasterBand(1).SetDescription("scale")
+            sds.GetRasterBand(1).SetNoDataValue(float("inf"))
+            sds.SetMetadata({**meta, "TESSERA_DEQUANTISE": "value = int8 * scale; nodata where scale is not finite"})
+        ds.SetMetadata(meta)
+        for r0 in range(0, height, req.block):
+            for c0 in range(0, width, req.block):
+                prog.check()
+                h, w = min(req.block, height - r0), min(req.block, width - c0)
+                q, scales = _read_block(store, req, grid, r0, c0, h, w, prog.cancel)
+                if req.kind == "int8":
+                    ds.WriteArray(q, xoff=c0, yoff=r0)
+                    sds.GetRasterBand(1).WriteArray(scales, c0, r0)
+                elif req.kind == "float32":
+                    ds.WriteArray(dequantise(q[[b - 1 for b in bands]], scales), xoff=c0, yoff=r0)
+                else:
+                    ds.WriteArray(pca.to_rgba(dequantise(q, scales)), xoff=c0, yoff=r0)
+                prog.step()
+        ds.FlushCache()
+        ds = None
+        if req.kind == "int8":
+            sds.FlushCache()
+            sds = None
+        if req.cog:
+            tmp = _to_cog(tmp, req, prog, temps)
+        files.append((tmp, target))
+        if req.kind == "int8":
+            if req.cog:
+                stmp = _to_cog(stmp, req, prog, temps)
+            files.append((stmp, target.with_name(f"{target.stem}_scales{target.suffix or '.tif'}")))
+        return files
+    except OSError as exc:
+        raise ExportError(f"writing {target} failed: {exc.strerror or exc}") from None
+    except RuntimeError as exc:  # GDAL errors (disk full, permissions) arrive as RuntimeError
+        raise ExportError(f"writing {target} failed: {exc}") from None
+    finally:
+        gdal.SetCacheMax(old_cache)
+
+
+def _read_block(store, req, grid, r0, c0, h, w, cancel) -> tuple[np.ndarray, np.ndarray]:
+    """Quantised values and scales of one output block (all bands)."""
+    crs, transform, _, _, native = grid
+    if native is not None:  # the zone's own pixel grid: no resampling at all
+        win = native.zone.read(req.year, (native.rows[0] + r0, native.rows[0] + r0 + h),
+                               (native.cols[0] + c0, native.cols[0] + c0 + w), cancel=cancel)
+        return win.q, win.scales
+    a, b, c, d, e, f = transform
+    t = (a, b, c + a * c0, d, e, f + e * r0)
+    return read_grid_quantised(store, req.year, crs, t, w, h, cancel=cancel)
+
+
+def _to_cog(src: Path, req: ExportRequest, prog: _Progress, temps: list[Path]) -> Path:
+    gdal = _gdal()
+    fd, name = tempfile.mkstemp(prefix=f".{src.stem}.cog.", suffix=".tif.part", dir=src.parent)
+    os.close(fd)
+    dst = Path(name)
+    temps.append(dst)
+
+    def cb(frac, _msg, _data):
+        return 0 if (prog.cancel is not None and prog.cancel()) else 1
+
+    gdal.Translate(str(dst), str(src), format="COG",
+                   creationOptions=[f"COMPRESS={req.compress}", "BIGTIFF=IF_SAFER", "OVERVIEWS=AUTO"],
+                   callback=cb)
+    prog.check()
+    _remove(src)
+    return dst
+
+
+__all__ = ["ExportRequest", "export", "KINDS", "public_url", "grid_bounds"]

@@ -1,0 +1,112 @@
+"""PCA of embeddings to RGB: one basis and one stretch for a whole render or export.
+
+A `PCA` is fitted once (or taken from the store's global `geoemb:stretch.{year}`) and then
+applied to any block, so tiles and zones share colours: no seams. Component signs are fixed
+(the largest loading of each component is positive) so colours do not flip between fits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_FIT_SAMPLES = 100_000
+
+
+@dataclass(frozen=True)
+class PCA:
+    mean: np.ndarray  # (bands,)
+    components: np.ndarray  # (3, bands), orthonormal rows
+    lo: np.ndarray  # (3,) stretch: value mapped to 0
+    hi: np.ndarray  # (3,) stretch: value mapped to 255
+    source: str = "fit"  # "global" (the store's) or "fit"
+
+    @classmethod
+    def from_stretch(cls, stretch: dict) -> "PCA | None":
+        """The store's global PCA for a year (`geoemb:stretch.{year}`), if it has one."""
+        try:
+            comps = np.asarray(stretch["pca_components"], dtype=np.float64)
+            mean = np.asarray(stretch["pca_mean"], dtype=np.float64)
+            lo = np.asarray(stretch["min"], dtype=np.float64)
+            hi = np.asarray(stretch["max"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError):
+            return None
+        if comps.shape[0] < 3 or comps.shape[1] != mean.shape[0] or lo.shape != (3,) or hi.shape != (3,):
+            return None
+        return cls(mean, comps[:3], lo, hi, "global")
+
+    @classmethod
+    def fit(cls, samples: np.ndarray, seed: int = 0, max_samples: int = MAX_FIT_SAMPLES) -> "PCA":
+        """Fit on (n, bands) valid samples (at most `max_samples` are used)."""
+        x = np.asarray(samples, dtype=np.float64)
+        x = x[np.isfinite(x).all(axis=1)]
+        if len(x) < 3:
+            raise ValueError("too few valid pixels to fit a PCA (need at least 3)")
+        if len(x) > max_samples:
+            x = x[np.random.default_rng(seed).choice(len(x), max_samples, replace=False)]
+        mean = x.mean(axis=0)
+        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+        comps = vt[:3]
+        if comps.shape[0] < 3:
+            comps = np.vstack([comps, np.zeros((3 - comps.shape[0], x.shape[1]))])
+        signs = np.sign(comps[np.arange(3), np.argmax(np.abs(comps), axis=1)])
+        signs[signs == 0] = 1
+        comps = comps * signs[:, None]
+        proj = (x - mean) @ comps.T
+        lo, hi = np.percentile(proj, 2, axis=0), np.percentile(proj, 98, axis=0)
+        return cls(mean, comps, lo, hi, "fit")
+
+    def project(self, values: np.ndarray) -> np.ndarray:
+        """(bands, h, w) float with NaN nodata -> (3, h, w) float32 components."""
+        b, h, w = values.shape
+        flat = values.reshape(b, -1)
+        out = (self.components.astype(np.float32) @ flat) - (self.components @ self.mean).astype(np.float32)[:, None]
+        return out.reshape(3, h, w)
+
+    def to_rgba(self, values: np.ndarray) -> np.ndarray:
+        """(bands, h, w) -> uint8 (4, h, w): the stretched components and an alpha band."""
+        proj = self.project(values)
+        valid = np.isfinite(proj).all(axis=0)
+        span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0).astype(np.float32)
+        scaled = (proj - self.lo.astype(np.float32)[:, None, None]) / span[:, None, None] * 255.0
+        rgb = np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
+        rgb[:, ~valid] = 0
+        alpha = np.where(valid, 255, 0).astype(np.uint8)[None]
+        return np.concatenate([rgb, alpha])
+
+    def to_json(self) -> dict:
+        return {"pca_mean": self.mean.tolist(), "pca_components": self.components.tolist(),
+                "min": self.lo.tolist(), "max": self.hi.tolist(), "source": self.source}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "PCA":
+        pca = cls.from_stretch(d)
+        if pca is None:
+            raise ValueError("not a saved PCA (needs pca_mean, pca_components, min, max)")
+        return cls(pca.mean, pca.components, pca.lo, pca.hi, d.get("source", "fit"))
+
+
+def stretch_bands(values: np.ndarray, lo_pct: float = 2.0, hi_pct: float = 98.0) -> np.ndarray:
+    """(n, h, w) float with NaN -> uint8 (n + 1, h, w): each band stretched to its 2-98 %
+    percentiles over valid pixels, plus an alpha band."""
+    valid = np.isfinite(values).all(axis=0)
+    out = np.zeros((values.shape[0] + 1,) + values.shape[1:], dtype=np.uint8)
+    if not valid.any():
+        return out
+    for i, band in enumerate(values):
+        lo, hi = np.percentile(band[valid], [lo_pct, hi_pct])
+        span = hi - lo if hi > lo else 1.0
+        out[i] = np.clip(np.nan_to_num((band - lo) / span * 255.0, nan=0.0), 0, 255).astype(np.uint8)
+        out[i][~valid] = 0
+    out[-1] = np.where(valid, 255, 0)
+    return out
+
+
+def sample_valid(values: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Up to n valid pixels of (bands, h, w) as (n, bands)."""
+    flat = values.reshape(values.shape[0], -1).T
+    ok = np.isfinite(flat).all(axis=1)
+    idx = np.nonzero(ok)[0]
+    if len(idx) > n:
+        idx = np.random.default_rng(seed).choice(idx, n, replace=False)
+    return flat[idx]

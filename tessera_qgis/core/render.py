@@ -1,0 +1,68 @@
+"""Render an area to an RGB(A) image: three bands stretched, or the PCA projection."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from .pca import PCA, sample_valid, stretch_bands
+from .region import check_bounds, read_grid, transformer
+
+WEB_MERCATOR = "EPSG:3857"
+
+
+def mercator_grid(bbox, width: int) -> tuple[tuple[float, ...], int, int]:
+    """An EPSG:3857 grid `width` pixels wide covering a lon/lat bbox."""
+    w, s, e, n = check_bounds(bbox)
+    (x0, x1), (y0, y1) = transformer("EPSG:4326", WEB_MERCATOR).transform([w, e], [s, n])
+    res = (x1 - x0) / width
+    height = max(1, math.ceil((y1 - y0) / res))
+    return (res, 0.0, x0, 0.0, -res, y1), width, height
+
+
+def render_rgba(store, bbox, year: int, width: int = 1024, bands: Sequence[int] | None = None,
+                pca: bool | PCA = False) -> tuple[np.ndarray, dict]:
+    """uint8 (4, h, w) RGBA of a lon/lat bbox in Web Mercator, and a description."""
+    if width < 1 or width > 20000:
+        raise ValueError("width must be 1 to 20000 pixels")
+    transform, width, height = mercator_grid(bbox, width)
+    if pca is not False and pca is not None:
+        values = read_grid(store, year, WEB_MERCATOR, transform, width, height)
+        model = pca if isinstance(pca, PCA) else None
+        if model is None:
+            st = store.stretch(year)
+            model = PCA.from_stretch(st) if st else None
+        if model is None:
+            model = PCA.fit(sample_valid(values, 100_000)) if np.isfinite(values).any() else None
+        rgba = model.to_rgba(values) if model is not None else np.zeros((4, height, width), np.uint8)
+        mode = f"PCA ({model.source if model else 'no data'})"
+    else:
+        bands = store.check_bands(bands or [1, 2, 3])
+        if len(bands) not in (1, 3):
+            raise ValueError("render takes one band (grey) or three bands (RGB)")
+        values = read_grid(store, year, WEB_MERCATOR, transform, width, height, bands=bands)
+        rgba = stretch_bands(values)
+        if len(bands) == 1:
+            rgba = np.concatenate([rgba[:1], rgba[:1], rgba[:1], rgba[1:]])
+        mode = "bands " + ",".join(map(str, bands))
+    valid = float((rgba[3] > 0).mean())
+    return rgba, {"width": width, "height": height, "mode": mode, "valid_fraction": valid,
+                  "crs": WEB_MERCATOR, "transform": list(transform)}
+
+
+def write_png(rgba: np.ndarray, path: str) -> None:
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    mem = gdal.GetDriverByName("MEM").Create("", rgba.shape[2], rgba.shape[1], 4, gdal.GDT_Byte)
+    for i in range(4):
+        mem.GetRasterBand(i + 1).WriteArray(rgba[i])
+    gdal.GetDriverByName("PNG").CreateCopy(str(path), mem)
+    mem = None
+
+
+def render_png(store, bbox, year: int, out: str, width: int = 1024, bands=None, pca: bool = False) -> dict:
+    rgba, info = render_rgba(store, bbox, year, width, bands, pca)
+    write_png(rgba, out)
+    return {"path": str(out), **info}

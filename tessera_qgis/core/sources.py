@@ -1,0 +1,314 @@
+"""Byte sources: where a store's objects come from (local disk, HTTP(S), S3).
+
+Every source answers the same three questions, by key relative to the store root: the whole
+object, its last N bytes (a suffix range, for shard indexes) and many byte ranges at once.
+`fetch_many` runs the ranges concurrently (a bounded pool) and hands each result to a
+callback as soon as it arrives, so decoding overlaps the downloads that are still running.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+from urllib.parse import urlparse
+
+from .errors import Cancelled, ReadError, StoreNotFound
+
+# Decoding (blosc/zstd release the GIL) runs here, shared by all stores.
+_DECODE_POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)),
+                                  thread_name_prefix="tessera-decode")
+
+
+@dataclass(frozen=True)
+class Range:
+    key: str
+    start: int
+    end: int  # exclusive
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+@dataclass
+class Stats:
+    """Requests and bytes a source has made; tests and benchmarks read these."""
+
+    requests: int = 0
+    bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, nbytes: int) -> None:
+        with self.lock:
+            self.requests += 1
+            self.bytes += nbytes
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {"requests": self.requests, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """How to reach a store. Secrets are never part of repr() or error messages."""
+
+    anon: bool | None = None  # S3: None = anonymous unless key/secret/profile given
+    key: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    profile: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    concurrency: int = 16
+    timeout: float = 60.0
+    cache_dir: str | None = None
+    memory_cache_bytes: int = 1 << 30
+
+
+Callback = Callable[[Range, bytes], None]
+CancelCheck = Callable[[], bool]
+
+
+class Source:
+    url: str
+
+    def __init__(self) -> None:
+        self.stats = Stats()
+
+    def get(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def get_suffix(self, key: str, nbytes: int) -> bytes:
+        raise NotImplementedError
+
+    def fetch_many(self, ranges: list[Range], callback: Callback, cancel: CancelCheck | None = None) -> None:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.get(key)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def list_dir(self, key: str) -> list[str] | None:
+        """Child names of a folder, or None where the source cannot list (plain HTTP)."""
+        return None
+
+
+class LocalSource(Source):
+    def __init__(self, root: Path, concurrency: int = 8) -> None:
+        super().__init__()
+        self.root = root
+        self.url = str(root)
+        self.concurrency = concurrency
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def get(self, key: str) -> bytes:
+        data = self._path(key).read_bytes()
+        self.stats.add(len(data))
+        return data
+
+    def get_suffix(self, key: str, nbytes: int) -> bytes:
+        with open(self._path(key), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - nbytes))
+            data = f.read()
+        self.stats.add(len(data))
+        return data
+
+    def _read_range(self, r: Range) -> bytes:
+        fd = os.open(self._path(r.key), os.O_RDONLY)
+        try:
+            data = os.pread(fd, r.size, r.start)
+        finally:
+            os.close(fd)
+        if len(data) != r.size:
+            raise ReadError(f"{r.key}: expected {r.size} bytes at offset {r.start}, got {len(data)} "
+                            "(truncated file?)")
+        self.stats.add(len(data))
+        return data
+
+    def fetch_many(self, ranges, callback, cancel=None) -> None:
+        def one(r: Range) -> None:
+            if cancel is not None and cancel():
+                raise Cancelled("cancelled")
+            callback(r, self._read_range(r))
+
+        if len(ranges) == 1:
+            one(ranges[0])
+            return
+        for fut in [_DECODE_POOL.submit(one, r) for r in ranges]:
+            fut.result()
+
+    def list_dir(self, key: str) -> list[str] | None:
+        p = self._path(key)
+        return sorted(c.name for c in p.iterdir()) if p.is_dir() else []
+
+
+class FsspecSource(Source):
+    """HTTP(S) and S3 through fsspec's async filesystems, driven on fsspec's I/O loop."""
+
+    def __init__(self, fs, root: str, url: str, concurrency: int, can_list: bool) -> None:
+        super().__init__()
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.url = url
+        self.concurrency = max(1, concurrency)
+        self.can_list = can_list
+
+    def _full(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def _sync(self, coro_fn, *args):
+        import fsspec.asyn
+
+        return fsspec.asyn.sync(self.fs.loop, coro_fn, *args)
+
+    def get(self, key: str) -> bytes:
+        data = self._sync(self._cat, key, None, None)
+        return data
+
+    def get_suffix(self, key: str, nbytes: int) -> bytes:
+        return self._sync(self._cat, key, -nbytes, None)
+
+    async def _cat(self, key: str, start: int | None, end: int | None) -> bytes:
+        try:
+            data = await self.fs._cat_file(self._full(key), start=start, end=end)
+        except FileNotFoundError:
+            self.stats.add(0)
+            raise
+        except OSError as exc:  # aiohttp ClientResponseError subclasses are OSErrors too
+            raise _network_error(key, exc) from None
+        except Exception as exc:
+            raise _network_error(key, exc) from None
+        self.stats.add(len(data))
+        if start is not None and start >= 0 and end is not None and len(data) != end - start:
+            raise ReadError(f"{key}: asked for bytes {start}-{end - 1} and got {len(data)} bytes; "
+                            "the server does not honour Range requests properly")
+        return data
+
+    def fetch_many(self, ranges, callback, cancel=None) -> None:
+        if not ranges:
+            return
+        self._sync(self._fetch_many, ranges, callback, cancel)
+
+    async def _fetch_many(self, ranges, callback, cancel) -> None:
+        sem = asyncio.Semaphore(self.concurrency)
+        loop = asyncio.get_running_loop()
+
+        async def one(r: Range) -> None:
+            async with sem:
+                if cancel is not None and cancel():
+                    raise Cancelled("cancelled")
+                data = await self._cat(r.key, r.start, r.end)
+            await loop.run_in_executor(_DECODE_POOL, callback, r, data)
+
+        tasks = [asyncio.ensure_future(one(r)) for r in ranges]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def list_dir(self, key: str) -> list[str] | None:
+        if not self.can_list:
+            return None
+        try:
+            entries = self.fs.ls(self._full(key), detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
+
+
+def _network_error(key: str, exc: BaseException) -> ReadError:
+    status = getattr(exc, "status", None) or getattr(exc, "code", None)
+    if status == 403:
+        return ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials")
+    if status:
+        return ReadError(f"HTTP {status} reading {key}")
+    text = str(exc) or type(exc).__name__
+    return ReadError(f"network error reading {key}: {text}")
+
+
+def open_source(url: str, options: StoreOptions) -> Source:
+    """A Source for a local path, file://, http(s):// or s3:// URL."""
+    text = str(url).strip()
+    if not text:
+        raise StoreNotFound("no store URL given")
+    parsed = urlparse(text)
+    scheme = parsed.scheme.lower()
+    if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
+        path = Path(parsed.path if scheme == "file" else text).expanduser()
+        if not path.exists():
+            raise StoreNotFound(f"no such folder: {path}")
+        if not path.is_dir():
+            raise StoreNotFound(f"{path} is a file; a Zarr store is a folder")
+        return LocalSource(path.resolve(), concurrency=min(options.concurrency, 8))
+    if scheme in ("http", "https"):
+        if not parsed.netloc:
+            raise StoreNotFound(f"malformed URL (no host): {text}")
+        import aiohttp
+        from fsspec.implementations.http import HTTPFileSystem
+
+        fs = HTTPFileSystem(asynchronous=False, skip_instance_cache=True,
+                            client_kwargs={"timeout": aiohttp.ClientTimeout(total=options.timeout)})
+        return FsspecSource(fs, text, text, options.concurrency, can_list=False)
+    if scheme == "s3":
+        if not parsed.netloc:
+            raise StoreNotFound(f"malformed S3 URL (no bucket): {text}")
+        import s3fs
+
+        kw: dict = {"skip_instance_cache": True}
+        if options.key or options.secret:
+            kw.update(key=options.key, secret=options.secret)
+        elif options.profile:
+            kw["profile"] = options.profile
+        else:
+            kw["anon"] = True if options.anon is None else options.anon
+        client = {}
+        if options.endpoint_url:
+            client["endpoint_url"] = options.endpoint_url
+        if options.region:
+            client["region_name"] = options.region
+        if client:
+            kw["client_kwargs"] = client
+        kw["config_kwargs"] = {"connect_timeout": options.timeout, "read_timeout": options.timeout,
+                               "max_pool_connections": max(10, options.concurrency)}
+        fs = s3fs.S3FileSystem(**kw)
+        root = f"{parsed.netloc}{parsed.path}".rstrip("/")
+        return FsspecSource(fs, root, text, options.concurrency, can_list=True)
+    raise StoreNotFound(f"unsupported URL scheme {scheme!r} in {text}: use a folder, file://, "
+                        "http(s):// or s3://")
+
+
+def coalesce(ranges: Iterable[Range], max_gap: int = 0, max_size: int = 16 << 20) -> list[list[Range]]:
+    """Group byte ranges of the same object into runs that one request can fetch.
+
+    Ranges merge when the gap between them is at most `max_gap` bytes and the merged
+    request stays under `max_size`. Inner chunks sit in Morton order inside a shard, so
+    ranges are merged by offset, not by grid adjacency.
+    """
+    by_key: dict[str, list[Range]] = {}
+    for r in ranges:
+        by_key.setdefault(r.key, []).append(r)
+    groups: list[list[Range]] = []
+    for key in sorted(by_key):
+        run: list[Range] = []
+        for r in sorted(by_key[key], key=lambda r: r.start):
+            if run and r.start - run[-1].end <= max_gap and r.end - run[0].start <= max_size \
+                    and r.start >= run[-1].end:
+                run.append(r)
+            else:
+                if run:
+                    groups.append(run)
+                run = [r]
+        if run:
+            groups.append(run)
+    return groups

@@ -1,0 +1,433 @@
+"""Opening a TESSERA store and reading pixel windows of its zones.
+
+Everything is discovered from the store's metadata: zones, years (from each zone's `time`
+coordinate, by value), band count, dtypes, chunk and shard shapes, CRS and transform, and
+the axis order of each array (from `dimension_names`). Both the current layout (one store,
+`utmNN` groups, embeddings (time, band, y, x)) and the earlier per-year layout (one store per
+year, embeddings (y, x, band)) are read.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .arrays import ArrayReader, ChunkLRU, DiskCache, StoreCaches
+from .errors import BandError, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
+from .sources import _DECODE_POOL, Source, StoreOptions, open_source
+from .utm import zone_of_lon
+
+ZONE_RE = re.compile(r"^utm(\d{2})$")
+AXES = {
+    "time": {"time", "t", "year", "years"},
+    "band": {"band", "bands", "channel", "channels", "feature", "features", "embedding", "dim"},
+    "y": {"y", "northing", "row", "rows", "lat", "latitude"},
+    "x": {"x", "easting", "col", "cols", "column", "lon", "longitude"},
+}
+
+
+def _canonical_axes(names: Sequence[str | None], shape: Sequence[int], what: str, bands: int | None) -> tuple[str, ...]:
+    """Canonical axis names (time/band/y/x) of an array, from dimension_names or its rank."""
+    if names and all(names):
+        out = []
+        for n in names:
+            canon = next((k for k, v in AXES.items() if str(n).lower() in v), None)
+            if canon is None:
+                raise NotTessera(f"{what}: unknown axis {n!r} in dimension_names {list(names)}; "
+                                 "expected time, band, y and x")
+            out.append(canon)
+        if len(set(out)) != len(out) or "y" not in out or "x" not in out:
+            raise NotTessera(f"{what}: dimension_names {list(names)} must name distinct y and x axes")
+        return tuple(out)
+    rank = len(shape)
+    guesses = {
+        ("embeddings", 4): ("time", "band", "y", "x"),
+        ("embeddings", 3): ("y", "x", "band") if bands is None or shape[-1] == bands else ("band", "y", "x"),
+        ("scales", 3): ("time", "y", "x"),
+        ("scales", 2): ("y", "x"),
+    }
+    kind = "embeddings" if what.endswith("embeddings") else "scales"
+    if (kind, rank) not in guesses:
+        raise NotTessera(f"{what}: cannot tell the axes of a rank-{rank} array without dimension_names")
+    return guesses[(kind, rank)]
+
+
+@dataclass
+class WindowData:
+    """Quantised values of a pixel window of one zone and year."""
+
+    zone: "Zone"
+    year: int
+    row0: int
+    col0: int
+    q: np.ndarray  # int8 (bands, h, w)
+    scales: np.ndarray  # float32 (h, w); nodata where not finite
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.isfinite(self.scales)
+
+    def dequantised(self, bands: Sequence[int] | None = None) -> np.ndarray:
+        """float32 (len(bands), h, w), NaN where nodata. `bands` are numbered from 1."""
+        from .region import dequantise
+
+        return dequantise(self.q if bands is None else self.q[[b - 1 for b in bands]], self.scales)
+
+    @property
+    def transform(self) -> tuple[float, ...]:
+        a, b, c, d, e, f = self.zone.transform
+        return (a, b, c + a * self.col0, d, e, f + e * self.row0)
+
+
+@dataclass
+class Zone:
+    name: str
+    number: int
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    shape: tuple[int, int]  # (H, W)
+    embeddings: ArrayReader = field(repr=False)
+    scales: ArrayReader = field(repr=False)
+    emb_axes: tuple[str, ...]
+    scl_axes: tuple[str, ...]
+    years: dict[int, int | None] = field(default_factory=dict)  # year -> time index
+    bands: int = 128
+
+    def pixel_of(self, x: float, y: float) -> tuple[int, int]:
+        a, _, c, _, e, f = self.transform
+        return math.floor((f - y) / -e), math.floor((x - c) / a)
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        a, _, c, _, e, f = self.transform
+        h, w = self.shape
+        return c, f + e * h, c + a * w, f
+
+    def _box(self, axes, t, rows, cols, bands) -> tuple[tuple[int, int], ...]:
+        spans = {"time": (t, t + 1) if t is not None else None, "band": (0, bands), "y": rows, "x": cols}
+        return tuple(spans[a] for a in axes)
+
+    def _chunk_need(self, reader: ArrayReader, rows, cols, valid: np.ndarray) -> Callable:
+        yi, xi = self.emb_axes.index("y"), self.emb_axes.index("x")
+        ch, cw = reader.chunk_shape[yi], reader.chunk_shape[xi]
+
+        def need(coords: tuple[int, ...]) -> bool:
+            r0, c0 = coords[yi] * ch, coords[xi] * cw
+            sub = valid[max(r0, rows[0]) - rows[0]: min(r0 + ch, rows[1]) - rows[0],
+                        max(c0, cols[0]) - cols[0]: min(c0 + cw, cols[1]) - cols[0]]
+            return bool(sub.any())
+
+        return need
+
+    def read(self, year: int, rows: tuple[int, int], cols: tuple[int, int],
+             cancel: Callable[[], bool] | None = None, skip_nodata: bool = True) -> WindowData:
+        """Quantised window [rows) x [cols) for a year; pixels outside the zone are nodata."""
+        if year not in self.years:
+            raise YearNotFound(f"year {year} is not in zone {self.name} (it has {sorted(self.years)})")
+        t = self.years[year]
+        h, w = rows[1] - rows[0], cols[1] - cols[0]
+        q = np.zeros((self.bands, max(h, 0), max(w, 0)), dtype=np.int8)
+        scales = np.full((max(h, 0), max(w, 0)), np.inf, dtype=np.float32)
+        r0, r1 = max(rows[0], 0), min(rows[1], self.shape[0])
+        c0, c1 = max(cols[0], 0), min(cols[1], self.shape[1])
+        if r0 >= r1 or c0 >= c1:
+            return WindowData(self, year, rows[0], cols[0], q, scales)
+        dst = (slice(r0 - rows[0], r1 - rows[0]), slice(c0 - cols[0], c1 - cols[0]))
+        emb_box = self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands)
+        scl_box = self._box(self.scl_axes, t, (r0, r1), (c0, c1), self.bands)
+        if skip_nodata:
+            # Scales first (the embeddings' shard indexes load meanwhile); then only the
+            # embeddings chunks that hold at least one valid pixel.
+            shards = _shards_of(self.embeddings, emb_box)
+            pre: Future | None = _DECODE_POOL.submit(self.embeddings.prefetch_indexes, shards) if shards else None
+            s = _to_yx(self.scales.read(scl_box, cancel=cancel), self.scl_axes)
+            if pre is not None:
+                pre.result()
+            valid = np.isfinite(s)
+            need = self._chunk_need(self.embeddings, (r0, r1), (c0, c1), valid)
+            e = self.embeddings.read(emb_box, need=need, cancel=cancel) if valid.any() else None
+        else:
+            fut = _DECODE_POOL.submit(self.scales.read, scl_box, None, cancel)
+            e = self.embeddings.read(emb_box, cancel=cancel)
+            s = _to_yx(fut.result(), self.scl_axes)
+        scales[dst] = s
+        if e is not None:
+            q[(slice(None),) + dst] = _to_byx(e, self.emb_axes)
+        return WindowData(self, year, rows[0], cols[0], q, scales)
+
+
+def _shards_of(reader: ArrayReader, box) -> list[tuple[int, ...]]:
+    if not reader.shard_shape:
+        return []
+    spans = [range(a // s, -(-b // s)) for (a, b), s in zip(box, reader.shard_shape)]
+    from itertools import product
+
+    return list(product(*spans))
+
+
+def _to_yx(arr: np.ndarray, axes: tuple[str, ...]) -> np.ndarray:
+    keep = [i for i, a in enumerate(axes) if a in ("y", "x")]
+    arr = arr.reshape([arr.shape[i] for i in keep]) if len(keep) != arr.ndim else arr
+    order = [a for a in axes if a in ("y", "x")]
+    return arr if order == ["y", "x"] else arr.T
+
+
+def _to_byx(arr: np.ndarray, axes: tuple[str, ...]) -> np.ndarray:
+    if "time" in axes:
+        arr = np.take(arr, 0, axis=axes.index("time"))
+        axes = tuple(a for a in axes if a != "time")
+    return np.transpose(arr, [axes.index("band"), axes.index("y"), axes.index("x")])
+
+
+class TesseraStore:
+    """An opened TESSERA store. Thread-safe for reads; cheap to share between clones."""
+
+    def __init__(self, url: str, options: StoreOptions, source: Source, root_meta: dict) -> None:
+        self.url = url
+        self.options = options
+        self.source = source
+        self.attrs: dict = root_meta.get("attributes", {}) or {}
+        disk = None
+        if options.cache_dir:
+            import hashlib
+
+            disk = DiskCache(Path(options.cache_dir) / hashlib.sha256(url.encode()).hexdigest()[:16])
+        self.caches = StoreCaches(ChunkLRU(options.memory_cache_bytes), disk)
+        self.zones: dict[str, Zone] = {}
+        self._root_meta = root_meta
+        self._discover()
+
+    # -- discovery ----------------------------------------------------------------------------
+    def _child_meta(self) -> dict[str, dict]:
+        consolidated = (self._root_meta.get("consolidated_metadata") or {}).get("metadata")
+        if consolidated:
+            return consolidated
+        names = self.source.list_dir("")
+        if names is None:  # plain HTTP cannot list: ask for each zone group's metadata
+            names = [f"utm{z:02d}" for z in range(1, 61)]
+        metas: dict[str, dict] = {}
+
+        def load(key: str) -> tuple[str, dict | None]:
+            try:
+                return key, json.loads(self.source.get(f"{key}/zarr.json"))
+            except FileNotFoundError:
+                return key, None
+
+        groups = [n for n in names if ZONE_RE.match(n)]
+        for key, meta in _DECODE_POOL.map(load, groups):
+            if meta is None:
+                continue
+            metas[key] = meta
+            for arr in ("embeddings", "scales", "time", self._scale_name()):
+                sub = load(f"{key}/{arr}")[1]
+                if sub is not None:
+                    metas[f"{key}/{arr}"] = sub
+        return metas
+
+    def _scale_name(self) -> str:
+        q = self.attrs.get("geoemb:quantization") or {}
+        return ((q.get("scale") or {}).get("array_name")) or "scales"
+
+    def _discover(self) -> None:
+        metas = self._child_meta()
+        groups = sorted(k for k, m in metas.items() if ZONE_RE.match(k) and m.get("node_type") == "group")
+        if not groups:
+            raise NotTessera(f"{self.url} is a Zarr v3 store but has no UTM zone groups (utm01 to utm60); "
+                             "it does not look like a TESSERA store")
+        bands_attr = self.attrs.get("geoemb:dimensions")
+        scale_name = self._scale_name()
+        for g in groups:
+            gattrs = metas[g].get("attributes", {}) or {}
+            missing = [a for a in ("embeddings", scale_name) if f"{g}/{a}" not in metas]
+            missing += [k for k in ("proj:code", "spatial:transform") if k not in gattrs]
+            if missing:
+                raise NotTessera(f"{self.url}: zone group {g} lacks {', '.join(missing)}; "
+                                 "it does not look like a TESSERA store")
+            emb_meta, scl_meta = metas[f"{g}/embeddings"], metas[f"{g}/{scale_name}"]
+            emb = ArrayReader(self.source, f"{g}/embeddings", emb_meta, self.caches, self._zarr_array)
+            scl = ArrayReader(self.source, f"{g}/{scale_name}", scl_meta, self.caches, self._zarr_array)
+            emb_axes = _canonical_axes(emb.dimension_names, emb.shape, f"{g}/embeddings", bands_attr)
+            scl_axes = _canonical_axes(scl.dimension_names, scl.shape, f"{g}/{scale_name}", bands_attr)
+            if "band" not in emb_axes:
+                raise NotTessera(f"{g}/embeddings has no band axis")
+            bands = emb.shape[emb_axes.index("band")]
+            shape = (emb.shape[emb_axes.index("y")], emb.shape[emb_axes.index("x")])
+            t = [float(v) for v in gattrs["spatial:transform"]]
+            self.zones[g] = Zone(g, int(g[3:]), str(gattrs["proj:code"]), tuple(t), shape, emb, scl,
+                                 emb_axes, scl_axes, bands=bands)
+        self._load_years(metas)
+
+    def _load_years(self, metas: dict) -> None:
+        def years_of(zone: Zone) -> dict[int, int | None]:
+            if "time" not in zone.emb_axes:
+                year = self._single_year()
+                return {year: None} if year is not None else {}
+            key = f"{zone.name}/time"
+            if key not in metas:
+                raise NotTessera(f"{self.url}: {zone.name} has a time axis but no 'time' coordinate array")
+            reader = ArrayReader(self.source, key, metas[key], self.caches, self._zarr_array)
+            values = reader.read_all().astype(int).tolist()
+            return {int(v): i for i, v in enumerate(values)}
+
+        for zone, years in zip(self.zones.values(), _DECODE_POOL.map(years_of, list(self.zones.values()))):
+            zone.years = years
+        if not self.years:
+            raise NotTessera(f"{self.url}: cannot tell which year the data is for (no time axis, no year "
+                             "attribute and no year in the store name)")
+
+    def _single_year(self) -> int | None:
+        for k in ("geoemb:year", "year", "tessera:year"):
+            if k in self.attrs:
+                return int(self.attrs[k])
+        m = re.search(r"(?<!\d)((?:19|20)\d{2})(?:\.zarr)?/?$", self.url)
+        return int(m.group(1)) if m else None
+
+    def _zarr_array(self, path: str):
+        """zarr-python's own array, for codec chains the fast path does not handle."""
+        import zarr
+
+        return zarr.open_array(self.url, path=path, mode="r", storage_options=self._storage_options())
+
+    def _storage_options(self) -> dict | None:
+        if not self.url.startswith("s3://"):
+            return None
+        o = self.options
+        opts: dict = {"anon": o.anon if o.anon is not None else not (o.key or o.profile)}
+        if o.key:
+            opts.update(key=o.key, secret=o.secret, anon=False)
+        if o.profile:
+            opts["profile"] = o.profile
+        ck = {k: v for k, v in (("endpoint_url", o.endpoint_url), ("region_name", o.region)) if v}
+        if ck:
+            opts["client_kwargs"] = ck
+        return opts
+
+    # -- queries ------------------------------------------------------------------------------
+    @property
+    def years(self) -> list[int]:
+        return sorted({y for z in self.zones.values() for y in z.years})
+
+    @property
+    def bands(self) -> int:
+        return max(z.bands for z in self.zones.values())
+
+    @property
+    def layout(self) -> str:
+        z = next(iter(self.zones.values()))
+        return "utm_zones" if "time" in z.emb_axes else "per_year"
+
+    def check_year(self, year: int) -> None:
+        if year not in self.years:
+            raise YearNotFound(f"year {year} is not in this store; it has {', '.join(map(str, self.years))}")
+
+    def check_bands(self, bands: Sequence[int]) -> list[int]:
+        out = [int(b) for b in bands]
+        bad = [b for b in out if not 1 <= b <= self.bands]
+        if bad or not out:
+            raise BandError(f"bands are numbered 1 to {self.bands}; got {', '.join(map(str, bad)) or 'none'}")
+        return out
+
+    def zone_for_lon(self, lon: float) -> Zone | None:
+        return self.zones.get(f"utm{zone_of_lon(lon):02d}")
+
+    def stretch(self, year: int) -> dict | None:
+        """The store's `geoemb:stretch.{year}` (global PCA and stretch), if it has one."""
+        st = self.attrs.get(f"geoemb:stretch.{year}")
+        return st if isinstance(st, dict) else None
+
+    def stats(self) -> dict:
+        return self.source.stats.snapshot()
+
+    def info(self) -> dict:
+        zones = {}
+        for z in self.zones.values():
+            yi, xi = z.emb_axes.index("y"), z.emb_axes.index("x")
+            zones[z.name] = {
+                "crs": z.crs, "shape": list(z.shape), "transform": list(z.transform),
+                "bounds": list(z.bounds()), "years": sorted(z.years),
+                "embeddings": {"dtype": str(z.embeddings.dtype), "axes": list(z.emb_axes),
+                               "shape": list(z.embeddings.shape), "chunk": list(z.embeddings.chunk_shape),
+                               "shard": list(z.embeddings.shard_shape) if z.embeddings.shard_shape else None,
+                               "chunk_px": [z.embeddings.chunk_shape[yi], z.embeddings.chunk_shape[xi]]},
+                "scales": {"dtype": str(z.scales.dtype), "axes": list(z.scl_axes),
+                           "chunk": list(z.scales.chunk_shape),
+                           "shard": list(z.scales.shard_shape) if z.scales.shard_shape else None},
+            }
+        return {
+            "url": self.url,
+            "layout": self.layout,
+            "dataset": self.attrs.get("tessera:dataset") or self.attrs.get("geoemb:dataset"),
+            "model": self.attrs.get("tessera:model") or self.attrs.get("geoemb:model"),
+            "years": self.years,
+            "bands": self.bands,
+            "gsd": self.attrs.get("geoemb:gsd", 10.0),
+            "global_pca_years": [y for y in self.years if self.stretch(y)],
+            "zones": zones,
+        }
+
+    # -- single pixel -------------------------------------------------------------------------
+    def pixel(self, lon: float, lat: float, year: int, crs: str = "EPSG:4326") -> dict:
+        """The embedding at a point (lon/lat by default, or x/y in `crs`) for a year."""
+        from .region import to_lonlat, transformer
+
+        self.check_year(year)
+        if crs != "EPSG:4326":
+            lon, lat = to_lonlat(lon, lat, crs)
+        if not (math.isfinite(lon) and math.isfinite(lat)) or not -80 <= lat <= 84:
+            raise TesseraError(f"point ({lon}, {lat}) is outside the UTM range (latitudes -80 to 84)")
+        zone = self.zone_for_lon(lon)
+        if zone is None or year not in zone.years:
+            return {"zone": None, "crs": None, "row": None, "col": None, "year": year, "valid": False,
+                    "scale": None, "embedding": None}
+        x, y = transformer("EPSG:4326", zone.crs).transform(lon, lat)
+        row, col = zone.pixel_of(x, y)
+        win = zone.read(year, (row, row + 1), (col, col + 1), skip_nodata=False)
+        scale = float(win.scales[0, 0])
+        valid = bool(np.isfinite(scale))
+        return {"zone": zone.name, "crs": zone.crs, "row": row, "col": col, "year": year, "valid": valid,
+                "scale": scale if valid else None,
+                "embedding": win.dequantised()[:, 0, 0].astype(float).tolist() if valid else None}
+
+
+def _read_root_meta(source: Source, url: str) -> dict:
+    try:
+        raw = source.get("zarr.json")
+    except FileNotFoundError:
+        for v2 in (".zgroup", ".zarray", ".zmetadata"):
+            try:
+                source.get(v2)
+            except FileNotFoundError:
+                continue
+            except ReadError:
+                break
+            raise NotZarrV3(f"{url} is a Zarr v2 store; TESSERA stores are Zarr v3") from None
+        raise StoreNotFound(f"no Zarr store at {url} (zarr.json not found); check the URL") from None
+    except IsADirectoryError:
+        raise StoreNotFound(f"no Zarr store at {url}") from None
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise NotZarrV3(f"{url}: zarr.json is not valid JSON; not a Zarr v3 store") from None
+    if not isinstance(meta, dict) or meta.get("zarr_format") != 3:
+        fmt = meta.get("zarr_format") if isinstance(meta, dict) else None
+        raise NotZarrV3(f"{url} is not a Zarr v3 store (zarr_format {fmt!r})")
+    if meta.get("node_type") != "group":
+        raise NotTessera(f"{url} is a Zarr array, not a group; give the URL of the store's root")
+    return meta
+
+
+def open_store(url: str | Path, options: StoreOptions | None = None) -> TesseraStore:
+    """Open a TESSERA store at a local path, file://, http(s):// or s3:// URL.
+
+    Raises StoreNotFound, NotZarrV3, NotTessera or ReadError with a message for the user.
+    """
+    options = options or StoreOptions()
+    url = str(url).rstrip("/") if str(url) not in ("/",) else str(url)
+    source = open_source(url, options)
+    meta = _read_root_meta(source, url)
+    return TesseraStore(url, options, source, meta)
