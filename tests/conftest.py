@@ -7,6 +7,7 @@ import pytest
 
 from support.servers import RangeHTTPServer, S3Server
 from support.stores import cached_sample
+from tessera_qgis.core.sample import SampleSpec
 
 warnings.filterwarnings("ignore", message="Consolidated metadata")
 
@@ -15,6 +16,19 @@ warnings.filterwarnings("ignore", message="Consolidated metadata")
 def sample_store():
     """The default sample store (two zones, two years), generated once."""
     return cached_sample()
+
+
+@pytest.fixture(scope="session")
+def per_year_store():
+    """The earlier layout: one store per year, embeddings (y, x, band); a folder of YYYY.zarr."""
+    return cached_sample(SampleSpec(bbox=(-0.02, 52.19, 0.02, 52.205), shard=64, layout="per-year"))
+
+
+@pytest.fixture(scope="session")
+def south_store():
+    """A southern area (negative northings), three years stored in descending order."""
+    return cached_sample(SampleSpec(bbox=(36.80, -1.31, 36.83, -1.29), shard=64,
+                                    years=(2023, 2024, 2025), time_order="descending"))
 
 
 @pytest.fixture

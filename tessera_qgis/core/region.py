@@ -164,7 +164,8 @@ def read_grid_quantised(store: TesseraStore, year: int, dst_crs: str, transform,
                         bands: Sequence[int] | None = None, cancel: Callable[[], bool] | None = None,
                         max_source_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Quantised values on any output grid: int8 (bands, height, width) and float32 scales
-    (height, width), +inf where there is no data.
+    (height, width): NaN where the store says water / no source data, +inf where nothing
+    is embedded or the grid is outside the store.
 
     Nearest neighbour: embeddings are never blended. Where zones overlap at a seam, the
     first zone with a valid pixel wins.
@@ -201,7 +202,7 @@ def read_grid_quantised(store: TesseraStore, year: int, dst_crs: str, transform,
     seam = None
     for shift in (0, -1, 1) if len(lookups) > 1 else (0,):
         if shift and seam is None:
-            seam = _seam_holes(~filled, transform, dst_crs)
+            seam = _seam_holes(~filled & np.isposinf(s_out), transform, dst_crs)
         for win, rr_all, cc_all, inside in lookups:
             take = inside & ~filled & (seam if shift else True)
             if not take.any():
@@ -210,6 +211,9 @@ def read_grid_quantised(store: TesseraStore, year: int, dst_crs: str, transform,
             rr, cc = rr_all[take], cc_all[take] + shift
             scale = win.scales[rr, cc]
             ok = np.isfinite(scale)
+            if not shift:  # water / source nodata (NaN) stays NaN unless another zone has data
+                nan = np.isnan(scale)
+                s_out[ys[nan], xs[nan]] = np.nan
             ys, xs, rr, cc = ys[ok], xs[ok], rr[ok], cc[ok]
             s_out[ys, xs] = scale[ok]
             q_out[:, ys, xs] = win.q[band_idx][:, rr, cc]

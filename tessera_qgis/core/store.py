@@ -187,16 +187,13 @@ def _to_byx(arr: np.ndarray, axes: tuple[str, ...]) -> np.ndarray:
 class TesseraStore:
     """An opened TESSERA store. Thread-safe for reads; cheap to share between clones."""
 
-    def __init__(self, url: str, options: StoreOptions, source: Source, root_meta: dict) -> None:
+    def __init__(self, url: str, options: StoreOptions, source: Source, root_meta: dict,
+                 disk: DiskCache | None = None) -> None:
         self.url = url
         self.options = options
         self.source = source
+        self.offline = False
         self.attrs: dict = root_meta.get("attributes", {}) or {}
-        disk = None
-        if options.cache_dir:
-            import hashlib
-
-            disk = DiskCache(Path(options.cache_dir) / hashlib.sha256(url.encode()).hexdigest()[:16])
         self.caches = StoreCaches(ChunkLRU(options.memory_cache_bytes), disk)
         self.zones: dict[str, Zone] = {}
         self._root_meta = root_meta
@@ -213,10 +210,17 @@ class TesseraStore:
         metas: dict[str, dict] = {}
 
         def load(key: str) -> tuple[str, dict | None]:
-            try:
-                return key, json.loads(self.source.get(f"{key}/zarr.json"))
-            except FileNotFoundError:
-                return key, None
+            name = f"{key}/zarr.json"
+            disk = self.caches.disk
+            raw = disk.get("meta:" + name) if disk else None
+            if raw is None:
+                try:
+                    raw = self.source.get(name)
+                except FileNotFoundError:
+                    raw = b""
+                if disk is not None:
+                    disk.put("meta:" + name, raw)
+            return key, (json.loads(raw) if raw else None)
 
         groups = [n for n in names if ZONE_RE.match(n)]
         for key, meta in _DECODE_POOL.map(load, groups):
@@ -394,21 +398,47 @@ class TesseraStore:
                 "embedding": win.dequantised()[:, 0, 0].astype(float).tolist() if valid else None}
 
 
-def _read_root_meta(source: Source, url: str) -> dict:
+def _cache_folder(options: StoreOptions, url: str) -> Path | None:
+    if not options.cache_dir:
+        return None
+    import hashlib
+
+    return Path(options.cache_dir).expanduser() / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def _fetch_root(source: Source, url: str, folder: Path | None) -> tuple[bytes, bool]:
+    """The root zarr.json, from the store or (when it cannot be reached) the disk cache.
+
+    Returns (bytes, offline)."""
     try:
         raw = source.get("zarr.json")
     except FileNotFoundError:
         for v2 in (".zgroup", ".zarray", ".zmetadata"):
             try:
                 source.get(v2)
-            except FileNotFoundError:
+            except (FileNotFoundError, ReadError, IsADirectoryError):
                 continue
-            except ReadError:
-                break
             raise NotZarrV3(f"{url} is a Zarr v2 store; TESSERA stores are Zarr v3") from None
         raise StoreNotFound(f"no Zarr store at {url} (zarr.json not found); check the URL") from None
     except IsADirectoryError:
         raise StoreNotFound(f"no Zarr store at {url}") from None
+    except ReadError as exc:
+        cached = folder / "zarr.json" if folder else None
+        if cached is not None and cached.is_file():
+            return cached.read_bytes(), True
+        raise ReadError(f"cannot reach the store at {url}: {exc}") from None
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / "zarr.json.tmp"
+            tmp.write_bytes(raw)
+            tmp.replace(folder / "zarr.json")
+        except OSError:
+            pass
+    return raw, False
+
+
+def _parse_root(raw: bytes, url: str) -> dict:
     try:
         meta = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -424,10 +454,22 @@ def _read_root_meta(source: Source, url: str) -> dict:
 def open_store(url: str | Path, options: StoreOptions | None = None) -> TesseraStore:
     """Open a TESSERA store at a local path, file://, http(s):// or s3:// URL.
 
+    With ``options.cache_dir`` the store's metadata and every chunk read are kept on disk,
+    so a store (and an area) seen once opens and reads without a network.
     Raises StoreNotFound, NotZarrV3, NotTessera or ReadError with a message for the user.
     """
     options = options or StoreOptions()
-    url = str(url).rstrip("/") if str(url) not in ("/",) else str(url)
+    url = str(url).strip()
+    url = url.rstrip("/") if len(url) > 1 else url
     source = open_source(url, options)
-    meta = _read_root_meta(source, url)
-    return TesseraStore(url, options, source, meta)
+    folder = _cache_folder(options, url)
+    raw, offline = _fetch_root(source, url, folder)
+    meta = _parse_root(raw, url)
+    disk = None
+    if folder is not None:
+        import hashlib
+
+        disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}")
+    store = TesseraStore(url, options, source, meta, disk)
+    store.offline = offline
+    return store

@@ -1,0 +1,159 @@
+"""Reading extents: values equal what zarr-python reads directly, in every CRS, across zones,
+years, edge chunks and nodata; extents outside the data give nodata, not errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+from pyproj import Transformer
+
+from tessera_qgis.core.errors import ExtentError
+from tessera_qgis.core.region import lonlat_bounds, plan, read_extent, read_grid, read_grid_quantised
+from tessera_qgis.core.store import open_store
+
+
+@pytest.fixture(scope="module")
+def store(sample_store):
+    return open_store(sample_store)
+
+
+@pytest.fixture(scope="module")
+def ref(sample_store):
+    return zarr.open_group(str(sample_store), mode="r")
+
+
+def _assert_window_matches(win, g, t, rows, cols):
+    """Bit-exact before dequantisation, with the window clipped to the array (outside: nodata)."""
+    h, w = g.attrs["spatial:shape"]
+    r0, r1, c0, c1 = max(rows[0], 0), min(rows[1], h), max(cols[0], 0), min(cols[1], w)
+    sub = (slice(r0 - rows[0], r1 - rows[0]), slice(c0 - cols[0], c1 - cols[0]))
+    want_s = g["scales"][t, r0:r1, c0:c1]
+    want_q = g["embeddings"][t, :, r0:r1, c0:c1]
+    np.testing.assert_array_equal(win.scales[sub], want_s)
+    valid = np.isfinite(want_s)
+    np.testing.assert_array_equal(win.q[(slice(None),) + sub][:, valid], want_q[:, valid])
+    outside = np.ones(win.scales.shape, bool)
+    outside[sub] = False
+    assert np.isposinf(win.scales[outside]).all() and (win.q[:, outside] == 0).all()
+
+
+@pytest.mark.parametrize("zone", ["utm30", "utm31"])
+@pytest.mark.parametrize("year,t", [(2024, 0), (2025, 1)])
+@pytest.mark.parametrize("rows,cols", [
+    ((0, 40), (0, 40)),            # top-left corner chunk
+    ((250, 262), (250, 262)),      # across a shard corner (shards are 256)
+    ((700, 800), (480, 530)),      # beyond the array's bottom-right edge
+    ((-10, 20), (-5, 3)),          # before its top-left
+    ((333, 334), (101, 102)),      # one pixel
+])
+def test_windows_bit_exact(store, ref, zone, year, t, rows, cols):
+    win = store.zones[zone].read(year, rows, cols)
+    _assert_window_matches(win, ref[zone], t, rows, cols)
+
+
+def test_dequantised_values_and_nodata(store, ref):
+    win = store.zones["utm31"].read(2025, (0, 768), (0, 512))
+    vals = win.dequantised([1, 64, 128])
+    g = ref["utm31"]
+    s = g["scales"][1]
+    with np.errstate(invalid="ignore"):
+        want = g["embeddings"][1][[0, 63, 127]].astype(np.float32) * s
+    valid = np.isfinite(s)
+    assert np.isnan(s).any() and np.isposinf(s[s.shape[0] // 2]).any(), "water and the unembedded strip"
+    np.testing.assert_array_equal(vals[:, valid], want[:, valid])
+    assert np.isnan(vals[:, ~valid]).all()
+    assert vals.dtype == np.float32
+
+
+def test_extent_in_lonlat_spans_both_zones(store, ref):
+    bounds = (-0.01, 52.195, 0.01, 52.205)
+    wins = read_extent(store, bounds, "EPSG:4326", 2024)
+    assert [w.zone.name for w in wins] == ["utm30", "utm31"]
+    for w in wins:
+        assert w.zone.crs == ref[w.zone.name].attrs["proj:code"]
+        a, _, c, _, e, f = w.transform
+        x0, y0 = ref[w.zone.name].attrs["spatial:transform"][2], ref[w.zone.name].attrs["spatial:transform"][5]
+        assert (c - x0) / 10 == w.col0 and (y0 - f) / 10 == w.row0
+        # The window covers the part of the extent in that zone, and no more than a pixel beyond.
+        tr = Transformer.from_crs(w.zone.crs, "EPSG:4326", always_xy=True)
+        h, wd = w.scales.shape
+        lon0, lat1 = tr.transform(c, f)
+        lon1, lat0 = tr.transform(c + 10 * wd, f - 10 * h)
+        assert lat0 <= 52.195 + 1e-4 and lat1 >= 52.205 - 1e-4
+        if w.zone.name == "utm30":
+            assert lon0 <= -0.0099 and lon1 >= -0.0002
+        else:
+            assert lon0 <= 0.0002 and lon1 >= 0.0099
+        _assert_window_matches(w, ref[w.zone.name], 0, (w.row0, w.row0 + h), (w.col0, w.col0 + wd))
+
+
+def test_extents_in_web_mercator_and_utm_match_lonlat(store):
+    ll = plan(store, (0.005, 52.195, 0.015, 52.2), "EPSG:4326")
+    t = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+    (x0, x1), (y0, y1) = t.transform([0.005, 0.015], [52.195, 52.2])
+    merc = plan(store, (x0, y0, x1, y1), "EPSG:3857")
+    assert [p.zone.name for p in merc] == [p.zone.name for p in ll] == ["utm31"]
+    assert abs(merc[0].rows[0] - ll[0].rows[0]) <= 1 and abs(merc[0].cols[1] - ll[0].cols[1]) <= 1
+    zone = store.zones["utm31"]
+    a, _, cx, _, e, fy = zone.transform
+    utm = plan(store, (cx + 1000, fy - 3000, cx + 2000, fy - 2500), "EPSG:32631")
+    assert len(utm) == 1 and utm[0].cols == (100, 200) and utm[0].rows == (250, 300)
+
+
+def test_extents_outside_the_data_are_nodata_not_errors(store):
+    assert plan(store, (10.0, 45.0, 10.1, 45.1), "EPSG:4326") == []
+    assert read_extent(store, (10.0, 45.0, 10.1, 45.1), "EPSG:4326", 2024) == []
+    # Partly outside: the window is clipped to the zone's array.
+    parts = plan(store, (0.05, 52.2, 0.5, 52.6), "EPSG:4326")
+    assert [p.zone.name for p in parts] == ["utm31"]
+    assert parts[0].cols[1] == store.zones["utm31"].shape[1] and parts[0].rows[0] == 0
+    grid = read_grid(store, 2024, "EPSG:4326", (0.0001, 0, 10.0, 0, -0.0001, 45.1), 50, 40, bands=[1])
+    assert grid.shape == (1, 40, 50) and np.isnan(grid).all()
+
+
+@pytest.mark.parametrize("bounds", [
+    (1, 2, 1, 3), (2, 2, 1, 3), (float("nan"), 1, 2, 3), (0, float("inf"), 1, 2), (1, 2, 3),
+])
+def test_bad_extents_have_clear_messages(store, bounds):
+    with pytest.raises(ExtentError, match="empty or inverted|not finite|four numbers"):
+        plan(store, bounds, "EPSG:4326")
+
+
+def test_extent_beyond_utm_latitudes(store):
+    with pytest.raises(ExtentError, match="outside the UTM latitudes"):
+        lonlat_bounds((0, 85, 1, 89), "EPSG:4326")
+
+
+def test_read_grid_is_nearest_and_seamless_across_the_meridian(store, ref):
+    # A Web Mercator grid straddling 0 degrees at about 10 m: every land pixel is filled and
+    # every value is an exact source value (nearest neighbour, never blended).
+    t = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+    (x0, x1), (y0, y1) = t.transform([-0.003, 0.003], [52.199, 52.203])
+    res = 16.0
+    w, h = int((x1 - x0) / res), int((y1 - y0) / res)
+    q, s = read_grid_quantised(store, 2024, "EPSG:3857", (res, 0, x0, 0, -res, y1), w, h)
+    # In 2024 every pixel of the area is embedded land (finite) or water (NaN): +inf would be
+    # a hole between the zones.
+    assert not np.isposinf(s).any(), "no seam of holes at the meridian"
+    valid = np.isfinite(s)
+    assert valid.mean() > 0.5
+    scales = np.concatenate([ref[z]["scales"][0].ravel() for z in ("utm30", "utm31")])
+    assert np.isin(s[valid], scales).all()
+    vals = read_grid(store, 2024, "EPSG:3857", (res, 0, x0, 0, -res, y1), w, h, bands=[2])
+    np.testing.assert_allclose(vals[0][valid], q[1][valid].astype(np.float32) * s[valid])
+
+
+def test_southern_store_negative_northings_and_descending_time(south_store):
+    store = open_store(south_store)
+    zone = store.zones["utm37"]
+    assert zone.transform[5] < 0
+    assert zone.years == {2025: 0, 2024: 1, 2023: 2}, "years by value, not position"
+    g = zarr.open_group(str(south_store), mode="r")["utm37"]
+    win = zone.read(2023, (20, 60), (30, 90))
+    _assert_window_matches(win, g, 2, (20, 60), (30, 90))
+    px = store.pixel(36.815, -1.30, 2024)
+    assert px["zone"] == "utm37" and px["valid"]
+    want = g["embeddings"][1, :, px["row"], px["col"]].astype(np.float32) * g["scales"][1, px["row"], px["col"]]
+    np.testing.assert_array_equal(np.array(px["embedding"], dtype=np.float32), want)
+    parts = plan(store, (36.81, -1.305, 36.82, -1.295), "EPSG:4326")
+    assert len(parts) == 1 and parts[0].rows[1] - parts[0].rows[0] in (111, 112, 113)
