@@ -123,6 +123,7 @@ class StoreCaches:
 
     def __post_init__(self) -> None:
         self.indexes: dict[str, np.ndarray | None] = {}
+        self.index_inflight: dict[str, Future] = {}
         self.index_lock = threading.Lock()
 
 
@@ -188,27 +189,73 @@ class ArrayReader:
         return f"{self.path}/c" + "".join(f"{self._sep}{c}" for c in coords)
 
     # -- shard index --------------------------------------------------------------------------
-    def _shard_index(self, shard: tuple[int, ...]) -> np.ndarray | None:
-        key = self._object_key(shard)
+    def _indexes(self, shards: list[tuple[int, ...]]) -> dict[tuple[int, ...], np.ndarray | None]:
+        """Decoded shard indexes (None: shard missing), each fetched once per store: the
+        missing ones in one concurrent batch, while concurrent callers wait for fetches in flight."""
         caches = self.caches
+        result: dict[tuple[int, ...], np.ndarray | None] = {}
+        mine: dict[str, tuple[int, ...]] = {}
+        waits: dict[tuple[int, ...], Future] = {}
         with caches.index_lock:
-            if key in caches.indexes:
-                return caches.indexes[key]
-        raw = caches.disk.get("index:" + key) if caches.disk else None
-        if raw is None:
-            try:
-                if self._index_end:
-                    raw = self.source.get_suffix(key, self._index_bytes)
+            for shard in shards:
+                key = self._object_key(shard)
+                if key in caches.indexes:
+                    result[shard] = caches.indexes[key]
+                elif key in caches.index_inflight:
+                    waits[shard] = caches.index_inflight[key]
                 else:
-                    raw = self.source.get(key)[: self._index_bytes]
-            except FileNotFoundError:
-                raw = b""
-            if caches.disk is not None:
-                caches.disk.put("index:" + key, raw)
-        index = self._decode_index(key, raw)
-        with caches.index_lock:
-            caches.indexes[key] = index
-        return index
+                    caches.index_inflight[key] = Future()
+                    mine[key] = shard
+        if mine:
+            error: BaseException | None = None
+            try:
+                raws = self._load_indexes(list(mine))
+            except BaseException as exc:
+                raws, error = {}, exc
+            for key, shard in mine.items():
+                fut = caches.index_inflight[key]
+                try:
+                    if error is not None:
+                        raise error
+                    index = self._decode_index(key, raws[key])
+                except BaseException as exc:
+                    with caches.index_lock:
+                        caches.index_inflight.pop(key, None)
+                    fut.set_exception(exc)
+                    error = error or exc
+                    continue
+                if caches.disk is not None:
+                    caches.disk.put("index:" + key, raws[key])
+                with caches.index_lock:
+                    caches.indexes[key] = index
+                    caches.index_inflight.pop(key, None)
+                fut.set_result(index)
+                result[shard] = index
+            if error is not None:
+                raise error
+        for shard, fut in waits.items():
+            result[shard] = fut.result()
+        return result
+
+    def _load_indexes(self, keys: list[str]) -> dict[str, bytes]:
+        """Raw index bytes (b"" for a missing shard): disk cache first, then one batch."""
+        disk = self.caches.disk
+        out: dict[str, bytes] = {}
+        for key in keys:
+            raw = disk.get("index:" + key) if disk else None
+            if raw is not None:
+                out[key] = raw
+        todo = [k for k in keys if k not in out]
+        if todo and self._index_end:
+            for key, raw in self.source.get_suffixes(todo, self._index_bytes).items():
+                out[key] = raw or b""
+        elif todo:
+            for key in todo:
+                try:
+                    out[key] = self.source.get(key)[: self._index_bytes]
+                except FileNotFoundError:
+                    out[key] = b""
+        return out
 
     def _decode_index(self, key: str, raw: bytes) -> np.ndarray | None:
         if not raw:
@@ -225,15 +272,8 @@ class ArrayReader:
 
     def prefetch_indexes(self, shards: list[tuple[int, ...]]) -> None:
         """Fetch missing shard indexes concurrently (one round trip for all)."""
-        todo = [s for s in shards if self._object_key(s) not in self.caches.indexes]
-        if len(todo) <= 1:
-            for s in todo:
-                self._shard_index(s)
-            return
-        from .sources import _DECODE_POOL
-
-        for fut in [_DECODE_POOL.submit(self._shard_index, s) for s in todo]:
-            fut.result()
+        if self.shard_shape:
+            self._indexes(shards)
 
     # -- decoding -----------------------------------------------------------------------------
     def _decode_chunk(self, data: bytes, where: str) -> np.ndarray:
@@ -276,10 +316,29 @@ class ArrayReader:
             if arr is not None:
                 self._paste(out, box, key[1], arr)
         for key, fut in waits.items():
-            arr = fut.result()
+            try:
+                arr = fut.result()
+            except Cancelled:  # the other reader gave up; this one still wants the chunk
+                arr = self._fetch_one(key, cancel)
             if arr is not None:
                 self._paste(out, box, key[1], arr)
         return out
+
+    def _fetch_one(self, key: ChunkKey, cancel) -> np.ndarray | None:
+        while True:
+            cached, mine, waits = self.caches.chunks.claim([key])
+            if cached:
+                return cached[key]
+            if mine:
+                try:
+                    return self._fetch(mine, cancel).get(key)
+                except BaseException as exc:
+                    self.caches.chunks.settle(key, error=exc)
+                    raise
+            try:
+                return waits[key].result()
+            except Cancelled:
+                continue
 
     def _paste(self, out: np.ndarray, box, coords, arr: np.ndarray) -> None:
         src, dst = [], []
@@ -299,9 +358,9 @@ class ArrayReader:
             for key in keys:
                 shard = tuple(c // p for c, p in zip(key[1], self.per_shard))
                 by_shard.setdefault(shard, []).append(key)
-            self.prefetch_indexes(list(by_shard))
+            indexes = self._indexes(list(by_shard))
             for shard, skeys in by_shard.items():
-                index = self._shard_index(shard)
+                index = indexes[shard]
                 obj = self._object_key(shard)
                 for key in skeys:
                     local = tuple(c % p for c, p in zip(key[1], self.per_shard))

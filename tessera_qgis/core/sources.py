@@ -18,9 +18,12 @@ from urllib.parse import urlparse
 
 from .errors import Cancelled, ReadError, StoreNotFound
 
-# Decoding (blosc/zstd release the GIL) runs here, shared by all stores.
-_DECODE_POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)),
-                                  thread_name_prefix="tessera-decode")
+# Thread pools. Tasks in TASK_POOL may wait for the other two; tasks in DECODE_POOL and
+# LOCAL_IO_POOL never wait for any pool, so no arrangement of callers can deadlock them.
+TASK_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tessera-task")
+DECODE_POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)),
+                                 thread_name_prefix="tessera-decode")
+LOCAL_IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tessera-file")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,16 @@ class Source:
     def fetch_many(self, ranges: list[Range], callback: Callback, cancel: CancelCheck | None = None) -> None:
         raise NotImplementedError
 
+    def get_suffixes(self, keys: list[str], nbytes: int) -> dict[str, bytes | None]:
+        """The last `nbytes` of several objects at once (None where an object is missing)."""
+        out: dict[str, bytes | None] = {}
+        for key in keys:
+            try:
+                out[key] = self.get_suffix(key, nbytes)
+            except FileNotFoundError:
+                out[key] = None
+        return out
+
     def exists(self, key: str) -> bool:
         try:
             self.get(key)
@@ -143,7 +156,7 @@ class LocalSource(Source):
         if len(ranges) == 1:
             one(ranges[0])
             return
-        for fut in [_DECODE_POOL.submit(one, r) for r in ranges]:
+        for fut in [LOCAL_IO_POOL.submit(one, r) for r in ranges]:
             fut.result()
 
     def list_dir(self, key: str) -> list[str] | None:
@@ -207,7 +220,7 @@ class FsspecSource(Source):
                 if cancel is not None and cancel():
                     raise Cancelled("cancelled")
                 data = await self._cat(r.key, r.start, r.end)
-            await loop.run_in_executor(_DECODE_POOL, callback, r, data)
+            await loop.run_in_executor(DECODE_POOL, callback, r, data)
 
         tasks = [asyncio.ensure_future(one(r)) for r in ranges]
         try:
@@ -216,6 +229,23 @@ class FsspecSource(Source):
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def get_suffixes(self, keys: list[str], nbytes: int) -> dict[str, bytes | None]:
+        if len(keys) <= 1:
+            return super().get_suffixes(keys, nbytes)
+        return self._sync(self._get_suffixes, keys, nbytes)
+
+    async def _get_suffixes(self, keys: list[str], nbytes: int) -> dict[str, bytes | None]:
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(key: str) -> bytes | None:
+            async with sem:
+                try:
+                    return await self._cat(key, -nbytes, None)
+                except FileNotFoundError:
+                    return None
+
+        return dict(zip(keys, await asyncio.gather(*(one(k) for k in keys))))
 
     def list_dir(self, key: str) -> list[str] | None:
         if not self.can_list:

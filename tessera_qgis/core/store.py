@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from .arrays import ArrayReader, ChunkLRU, DiskCache, StoreCaches
 from .errors import BandError, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
-from .sources import _DECODE_POOL, Source, StoreOptions, open_source
+from .sources import TASK_POOL, Source, StoreOptions, open_source
 from .utm import zone_of_lon
 
 ZONE_RE = re.compile(r"^utm(\d{2})$")
@@ -144,7 +145,7 @@ class Zone:
             # Scales first (the embeddings' shard indexes load meanwhile); then only the
             # embeddings chunks that hold at least one valid pixel.
             shards = _shards_of(self.embeddings, emb_box)
-            pre: Future | None = _DECODE_POOL.submit(self.embeddings.prefetch_indexes, shards) if shards else None
+            pre: Future | None = _in_task_pool(self.embeddings.prefetch_indexes, shards) if shards else None
             s = _to_yx(self.scales.read(scl_box, cancel=cancel), self.scl_axes)
             if pre is not None:
                 pre.result()
@@ -152,13 +153,26 @@ class Zone:
             need = self._chunk_need(self.embeddings, (r0, r1), (c0, c1), valid)
             e = self.embeddings.read(emb_box, need=need, cancel=cancel) if valid.any() else None
         else:
-            fut = _DECODE_POOL.submit(self.scales.read, scl_box, None, cancel)
+            fut = _in_task_pool(self.scales.read, scl_box, None, cancel)
             e = self.embeddings.read(emb_box, cancel=cancel)
             s = _to_yx(fut.result(), self.scl_axes)
         scales[dst] = s
         if e is not None:
             q[(slice(None),) + dst] = _to_byx(e, self.emb_axes)
         return WindowData(self, year, rows[0], cols[0], q, scales)
+
+
+def _in_task_pool(fn, *args) -> Future:
+    """Run fn in TASK_POOL, or right here if this already is a TASK_POOL thread (a task
+    waiting for a task of its own pool could deadlock it)."""
+    if threading.current_thread().name.startswith("tessera-task"):
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:
+            fut.set_exception(exc)
+        return fut
+    return TASK_POOL.submit(fn, *args)
 
 
 def _shards_of(reader: ArrayReader, box) -> list[tuple[int, ...]]:
@@ -223,7 +237,7 @@ class TesseraStore:
             return key, (json.loads(raw) if raw else None)
 
         groups = [n for n in names if ZONE_RE.match(n)]
-        for key, meta in _DECODE_POOL.map(load, groups):
+        for key, meta in TASK_POOL.map(load, groups):
             if meta is None:
                 continue
             metas[key] = meta
@@ -278,7 +292,7 @@ class TesseraStore:
             values = reader.read_all().astype(int).tolist()
             return {int(v): i for i, v in enumerate(values)}
 
-        for zone, years in zip(self.zones.values(), _DECODE_POOL.map(years_of, list(self.zones.values()))):
+        for zone, years in zip(self.zones.values(), TASK_POOL.map(years_of, list(self.zones.values()))):
             zone.years = years
         if not self.years:
             raise NotTessera(f"{self.url}: cannot tell which year the data is for (no time axis, no year "
