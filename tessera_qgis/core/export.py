@@ -99,6 +99,8 @@ def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], 
     out = Path(req.out)
     if not out.parent.is_dir():
         raise ExportError(f"output folder {out.parent} does not exist")
+    if out.is_dir():
+        raise ExportError(f"{out} is a folder; give a file name ending in .tif")
     if not os.access(out.parent, os.W_OK):
         raise ExportError(f"cannot write to {out.parent}: permission denied")
     if str(out.resolve()).startswith(str(Path(store.url).resolve()) + os.sep) and "://" not in store.url:

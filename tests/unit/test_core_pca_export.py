@@ -1,0 +1,190 @@
+"""PCA (global and fitted) and GeoTIFF export, checked with GDAL."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from osgeo import gdal
+
+from tessera_qgis.core.errors import BandError, Cancelled, ExportError, ExtentError, YearNotFound
+from tessera_qgis.core.export import ExportRequest, export, public_url
+from tessera_qgis.core.pca import PCA, sample_valid, stretch_bands
+from tessera_qgis.core.store import open_store
+
+gdal.UseExceptions()
+BOX = (-0.02, 52.19, 0.02, 52.21)  # spans utm30 and utm31
+
+
+@pytest.fixture(scope="module")
+def store(sample_store):
+    return open_store(sample_store)
+
+
+@pytest.fixture(scope="module")
+def ref(sample_store):
+    return zarr.open_group(str(sample_store), mode="r")
+
+
+def _class_values(store, ref, zone="utm30", year=2024):
+    t = store.zones[zone].years[year]
+    win = store.zones[zone].read(year, (0, 768), (0, 512))
+    return win.dequantised(), ref[zone]["sample_landcover"][t]
+
+
+def test_global_pca_from_the_store(store):
+    pca = PCA.from_stretch(store.stretch(2024))
+    assert pca.source == "global" and pca.components.shape == (3, 128)
+    assert PCA.from_stretch({"pca_mean": [0] * 128}) is None
+
+
+def test_fitted_pca_is_orthonormal_sign_stable_and_separates_classes(store, ref):
+    values, lc = _class_values(store, ref)
+    a = PCA.fit(sample_valid(values, 50_000, seed=1), seed=1)
+    b = PCA.fit(sample_valid(values, 50_000, seed=2), seed=2)
+    assert np.allclose(a.components @ a.components.T, np.eye(3), atol=1e-6)
+    # Two fits on different samples agree in direction: colours do not flip between fits.
+    assert (np.sum(a.components * b.components, axis=1) > 0.9).all()
+    rgba = a.to_rgba(values)
+    assert rgba.shape == (4, 768, 512) and rgba.dtype == np.uint8
+    valid = np.isfinite(values).all(axis=0)
+    assert (rgba[3][valid] == 255).all() and (rgba[3][~valid] == 0).all()
+    means = [rgba[:3, (lc == c) & valid].mean(axis=1) for c in (2, 3, 4, 5)]
+    gaps = [np.linalg.norm(m - n) for i, m in enumerate(means) for n in means[i + 1:]]
+    assert min(gaps) > 20, "classes get clearly different colours"
+    assert PCA.from_json(a.to_json()).components.tolist() == a.components.tolist()
+
+
+def test_fit_refuses_too_few_pixels():
+    with pytest.raises(ValueError, match="too few valid pixels"):
+        PCA.fit(np.full((10, 128), np.nan))
+
+
+def test_stretch_bands_2_98(store, ref):
+    values, _ = _class_values(store, ref)
+    out = stretch_bands(values[:3])
+    valid = np.isfinite(values[:3]).all(axis=0)
+    assert out.shape == (4, 768, 512)
+    frac_top = (out[0][valid] == 255).mean()
+    assert 0.01 < frac_top < 0.04, "about 2 % saturate at the top"
+
+
+def _open(path):
+    ds = gdal.Open(str(path))
+    assert ds is not None
+    return ds
+
+
+def test_float32_export_native_zone_values_crs_nodata_metadata(store, ref, tmp_path):
+    out = tmp_path / "emb.tif"
+    box = (0.005, 52.195, 0.015, 52.2)  # inside utm31 only: native grid, no resampling
+    paths = export(store, ExportRequest(box, "EPSG:4326", 2025, str(out), bands=[1, 5, 128], block=64))
+    assert paths == [out]
+    ds = _open(out)
+    assert ds.RasterCount == 3 and ds.GetRasterBand(1).DataType == gdal.GDT_Float32
+    assert "32631" in ds.GetSpatialRef().GetAuthorityCode(None)
+    gt = ds.GetGeoTransform()
+    x0, y0 = ref["utm31"].attrs["spatial:transform"][2], ref["utm31"].attrs["spatial:transform"][5]
+    col0, row0 = round((gt[0] - x0) / 10), round((y0 - gt[3]) / 10)
+    assert gt[1] == 10 and gt[5] == -10 and (gt[0] - x0) % 10 == 0
+    h, w = ds.RasterYSize, ds.RasterXSize
+    s = ref["utm31"]["scales"][1, row0:row0 + h, col0:col0 + w]
+    e = ref["utm31"]["embeddings"][1][[0, 4, 127], row0:row0 + h, col0:col0 + w]
+    got = ds.ReadAsArray()
+    valid = np.isfinite(s)
+    np.testing.assert_array_equal(got[:, valid], e[:, valid].astype(np.float32) * s[valid])
+    assert np.isnan(got[:, ~valid]).all()
+    assert np.isnan(ds.GetRasterBand(1).GetNoDataValue())
+    assert [ds.GetRasterBand(i).GetDescription() for i in (1, 2, 3)] == ["A001", "A005", "A128"]
+    md = ds.GetMetadata()
+    assert md["TESSERA_YEAR"] == "2025" and md["TESSERA_DATASET"] == "sample"
+    assert md["TESSERA_MODEL"].startswith("synthetic") and md["TESSERA_STORE"] == str(store.url)
+    assert ds.GetMetadata("IMAGE_STRUCTURE").get("COMPRESSION") == "DEFLATE"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_multi_zone_export_one_file_per_zone_and_one_file_in_a_chosen_crs(store, tmp_path):
+    per_zone = export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(tmp_path / "z.tif"), kind="pca",
+                                           per_zone=True))
+    assert [p.name for p in per_zone] == ["z_utm30.tif", "z_utm31.tif"]
+    crs = {p.name: _open(p).GetSpatialRef().GetAuthorityCode(None) for p in per_zone}
+    assert crs == {"z_utm30.tif": "32630", "z_utm31.tif": "32631"}
+    ds = _open(per_zone[0])
+    assert ds.RasterCount == 4 and ds.GetRasterBand(4).GetColorInterpretation() == gdal.GCI_AlphaBand
+    assert ds.GetMetadata()["TESSERA_PCA"] == "global"
+    merc = export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(tmp_path / "m.tif"), bands=[1, 2],
+                                       dst_crs="EPSG:3857"))[0]
+    ds = _open(merc)
+    assert ds.GetSpatialRef().GetAuthorityCode(None) == "3857"
+    vals = ds.ReadAsArray()
+    valid = np.isfinite(vals).all(axis=0)
+    assert valid.mean() > 0.8, "both zones filled, no seam of holes"
+    # Nearest neighbour: every output value is a value of the store, never a blend.
+    src = np.concatenate([store.zones[z].read(2024, (0, 768), (0, 512)).dequantised([1])[0].ravel()
+                          for z in ("utm30", "utm31")])
+    assert np.isin(vals[0][valid], src).all()
+
+
+def test_quantised_export_writes_int8_and_scales(store, ref, tmp_path):
+    box = (-0.015, 52.2, -0.005, 52.205)
+    paths = export(store, ExportRequest(box, "EPSG:4326", 2024, str(tmp_path / "q.tif"), kind="int8", cog=True))
+    assert [p.name for p in paths] == ["q.tif", "q_scales.tif"]
+    q, s = _open(paths[0]), _open(paths[1])
+    assert q.RasterCount == 128 and q.GetRasterBand(1).DataType == gdal.GDT_Int8
+    assert s.GetRasterBand(1).DataType == gdal.GDT_Float32
+    assert q.GetMetadata("IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    gt = q.GetGeoTransform()
+    x0, y0 = ref["utm30"].attrs["spatial:transform"][2], ref["utm30"].attrs["spatial:transform"][5]
+    col0, row0 = round((gt[0] - x0) / 10), round((y0 - gt[3]) / 10)
+    h, w = q.RasterYSize, q.RasterXSize
+    np.testing.assert_array_equal(s.ReadAsArray(), ref["utm30"]["scales"][0, row0:row0 + h, col0:col0 + w])
+    want = ref["utm30"]["embeddings"][0, :, row0:row0 + h, col0:col0 + w]
+    valid = np.isfinite(ref["utm30"]["scales"][0, row0:row0 + h, col0:col0 + w])
+    np.testing.assert_array_equal(q.ReadAsArray()[:, valid], want[:, valid])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.tif", "q_scales.tif"], "no temporary left"
+
+
+def test_cancel_and_failure_leave_nothing_and_keep_the_old_file(store, tmp_path):
+    out = tmp_path / "keep.tif"
+    out.write_bytes(b"previous export")
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(Cancelled):
+        export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(out), block=32), cancel=cancel)
+    assert out.read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.tif"]
+    progress = []
+    export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(out), bands=[3], block=128), progress=progress.append)
+    assert progress[-1] == 1.0 and progress == sorted(progress)
+    assert _open(out).RasterCount == 1
+
+
+def test_export_input_errors(store, sample_store, tmp_path):
+    with pytest.raises(YearNotFound):
+        export(store, ExportRequest(BOX, "EPSG:4326", 2020, str(tmp_path / "a.tif")))
+    with pytest.raises(BandError):
+        export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(tmp_path / "a.tif"), bands=[0]))
+    with pytest.raises(ExtentError, match="does not intersect"):
+        export(store, ExportRequest((10, 45, 10.1, 45.1), "EPSG:4326", 2024, str(tmp_path / "a.tif")))
+    with pytest.raises(ExtentError, match="inverted"):
+        export(store, ExportRequest((1, 52, 0, 53), "EPSG:4326", 2024, str(tmp_path / "a.tif")))
+    with pytest.raises(ExportError, match="does not exist"):
+        export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(tmp_path / "no" / "a.tif")))
+    with pytest.raises(ExportError, match="inside the store"):
+        export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(Path(sample_store) / "x.tif")))
+    with pytest.raises(ExportError, match="unknown export kind"):
+        export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(tmp_path / "a.tif"), kind="jpeg"))
+    (tmp_path / "dir.tif").mkdir()
+    with pytest.raises(ExportError, match="is a folder"):
+        export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(tmp_path / "dir.tif")))
+    assert [p.name for p in tmp_path.iterdir()] == ["dir.tif"]
+
+
+def test_public_url_hides_credentials():
+    assert public_url("https://user:pw@host.example:8443/a/b.zarr") == "https://host.example:8443/a/b.zarr"
+    assert public_url("s3://bucket/x.zarr") == "s3://bucket/x.zarr"
