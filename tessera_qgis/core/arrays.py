@@ -74,10 +74,12 @@ class ChunkLRU:
                     mine.append(key)
         return cached, mine, waits
 
-    def settle(self, key: ChunkKey, arr: np.ndarray | None = None, error: BaseException | None = None) -> None:
+    def settle(self, key: ChunkKey, arr: np.ndarray | None = None, error: BaseException | None = None,
+               keep: bool = True) -> None:
+        """Hand a fetched chunk to whoever waits for it; `keep` it in the LRU or not."""
         with self.lock:
             fut = self._inflight.pop(key, None)
-        if arr is not None:
+        if arr is not None and keep:
             self.put(key, arr)
         if fut is not None and not fut.done():
             if error is not None:
@@ -292,11 +294,12 @@ class ArrayReader:
         return list(product(*spans))
 
     def read(self, box: tuple[tuple[int, int], ...], need: Callable[[tuple[int, ...]], bool] | None = None,
-             cancel: Callable[[], bool] | None = None) -> np.ndarray:
+             cancel: Callable[[], bool] | None = None, keep: bool = True) -> np.ndarray:
         """The values in `box` ((start, stop) per axis, within the shape).
 
         `need(chunk_coords)` may say a chunk is not wanted: its pixels get the fill value
-        and nothing is fetched for it.
+        and nothing is fetched for it. `keep=False` leaves fetched chunks out of the LRU
+        (a streamed export reads each chunk once and must not fill memory).
         """
         out = np.full(tuple(b - a for a, b in box), self.fill_value, dtype=self.dtype)
         if out.size == 0:
@@ -307,7 +310,7 @@ class ArrayReader:
         keys = [(self.path, c) for c in coords]
         cached, mine, waits = self.caches.chunks.claim(keys)
         try:
-            fetched = self._fetch(mine, cancel) if mine else {}
+            fetched = self._fetch(mine, cancel, keep) if mine else {}
         except BaseException as exc:
             for key in mine:
                 self.caches.chunks.settle(key, error=exc)
@@ -348,7 +351,7 @@ class ArrayReader:
             dst.append(slice(lo - a, hi - a))
         out[tuple(dst)] = arr[tuple(src)]
 
-    def _fetch(self, keys: list[ChunkKey], cancel) -> dict[ChunkKey, np.ndarray | None]:
+    def _fetch(self, keys: list[ChunkKey], cancel, keep: bool = True) -> dict[ChunkKey, np.ndarray | None]:
         """Fetch and decode chunks; settles each key in the LRU as it is decoded."""
         results: dict[ChunkKey, np.ndarray | None] = {}
         ranges: dict[Range, ChunkKey] = {}
@@ -381,7 +384,7 @@ class ArrayReader:
             key = ranges[r]
             arr = self._decode_chunk(data, f"{r.key}@{r.start}")
             results[key] = arr
-            self.caches.chunks.settle(key, arr)
+            self.caches.chunks.settle(key, arr, keep=keep)
 
         todo = []
         for r, key in ranges.items():

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from .errors import Cancelled, ExportError, ExtentError
-from .pca import PCA, sample_valid
-from .region import _ring, check_bounds, grid_bounds, plan, read_grid_quantised, dequantise, transformer
+from .pca import PCA
+from .region import _ring, check_bounds, dequantise, fit_pca, plan, read_grid_quantised, transformer
 from .store import TesseraStore
 
 KINDS = ("float32", "pca", "int8")
@@ -107,7 +107,7 @@ def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], 
         raise ExportError("the output path lies inside the store being read; choose another folder")
     pca = req.pca
     if req.kind == "pca" and pca is None:
-        pca = _pca_for(store, req, parts, cancel)
+        pca = _pca_for(store, req, cancel)
     zones_used = sorted({p.zone.name for p in parts})
     written: list[Path] = []
     temps: list[Path] = []
@@ -116,7 +116,9 @@ def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], 
         for zone_name, target in _targets(req, zones_used):
             grid = _grid_for(store, req, bounds, parts, zone_name)
             plans.append((target, grid))
-        blocks = sum(math.ceil(g[2] / req.block) * math.ceil(g[3] / req.block) for _, g in plans)
+        if req.block < 32 or req.block % 32:
+            raise ExportError("the export block size must be a multiple of 32 pixels")
+        blocks = sum(len(list(_blocks(g, req.block))) for _, g in plans)
         prog = _Progress(blocks * (2 if req.cog else 1), progress, cancel)
         for target, grid in plans:
             files = _write(store, req, grid, bands, pca, target, prog, temps)
@@ -181,22 +183,11 @@ def _default_resolution(crs: str) -> float:
     return 10.0
 
 
-def _pca_for(store, req, parts, cancel) -> PCA:
+def _pca_for(store, req, cancel) -> PCA:
+    """The store's global PCA for the year, else one fitted on a sample of the region."""
     st = store.stretch(req.year)
     pca = PCA.from_stretch(st) if st else None
-    if pca is not None:
-        return pca
-    samples = []
-    for part in parts:  # fit on a subsample of the region: at most about 1000 x 1000 px read
-        r0, r1 = part.rows
-        c0, c1 = part.cols
-        if part.pixels > 1_000_000:  # read a central window of the region, up to 1000 x 1000
-            rc, cc = (r0 + r1) // 2, (c0 + c1) // 2
-            r0, r1 = max(r0, rc - 500), min(r1, rc + 500)
-            c0, c1 = max(c0, cc - 500), min(c1, cc + 500)
-        win = part.zone.read(req.year, (r0, r1), (c0, c1), cancel=cancel)
-        samples.append(sample_valid(win.dequantised(), 100_000 // len(parts)))
-    return PCA.fit(np.concatenate(samples))
+    return pca if pca is not None else fit_pca(store, req.bounds, req.crs, req.year, cancel=cancel)
 
 
 def _create(path: Path, width, height, count, dtype, crs, transform, compress, block):
@@ -262,19 +253,17 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
             sds.GetRasterBand(1).SetNoDataValue(float("inf"))
             sds.SetMetadata({**meta, "TESSERA_DEQUANTISE": "value = int8 * scale; nodata where scale is not finite"})
         ds.SetMetadata(meta)
-        for r0 in range(0, height, req.block):
-            for c0 in range(0, width, req.block):
-                prog.check()
-                h, w = min(req.block, height - r0), min(req.block, width - c0)
-                q, scales = _read_block(store, req, grid, r0, c0, h, w, prog.cancel)
-                if req.kind == "int8":
-                    ds.WriteArray(q, xoff=c0, yoff=r0)
-                    sds.GetRasterBand(1).WriteArray(scales, c0, r0)
-                elif req.kind == "float32":
-                    ds.WriteArray(dequantise(q[[b - 1 for b in bands]], scales), xoff=c0, yoff=r0)
-                else:
-                    ds.WriteArray(pca.to_rgba(dequantise(q, scales)), xoff=c0, yoff=r0)
-                prog.step()
+        for r0, r1, c0, c1 in _blocks(grid, req.block):
+            prog.check()
+            q, scales = _read_block(store, req, grid, r0, c0, r1 - r0, c1 - c0, prog.cancel)
+            if req.kind == "int8":
+                ds.WriteArray(q, xoff=c0, yoff=r0)
+                sds.GetRasterBand(1).WriteArray(scales, c0, r0)
+            elif req.kind == "float32":
+                ds.WriteArray(dequantise(q[[b - 1 for b in bands]], scales), xoff=c0, yoff=r0)
+            else:
+                ds.WriteArray(pca.to_rgba(dequantise(q, scales)), xoff=c0, yoff=r0)
+            prog.step()
         ds.FlushCache()
         ds = None
         if req.kind == "int8":
@@ -296,12 +285,32 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
         gdal.SetCacheMax(old_cache)
 
 
+def _edges(start: int, stop: int, step: int) -> list[int]:
+    """Block edges from start to stop at multiples of step (in the source's own grid)."""
+    inner = range((start // step + 1) * step, stop, step)
+    return [start, *inner, stop]
+
+
+def _blocks(grid, block: int):
+    """Output blocks (r0, r1, c0, c1). On a zone's native grid they follow the zone's own
+    multiples of `block` (a multiple of the chunk size), so no chunk is read twice."""
+    _, _, width, height, native = grid
+    if native is not None:
+        rows = [e - native.rows[0] for e in _edges(native.rows[0], native.rows[1], block)]
+        cols = [e - native.cols[0] for e in _edges(native.cols[0], native.cols[1], block)]
+    else:
+        rows, cols = _edges(0, height, block), _edges(0, width, block)
+    for r0, r1 in zip(rows, rows[1:]):
+        for c0, c1 in zip(cols, cols[1:]):
+            yield r0, r1, c0, c1
+
+
 def _read_block(store, req, grid, r0, c0, h, w, cancel) -> tuple[np.ndarray, np.ndarray]:
     """Quantised values and scales of one output block (all bands)."""
     crs, transform, _, _, native = grid
-    if native is not None:  # the zone's own pixel grid: no resampling at all
+    if native is not None:  # the zone's own pixel grid: no resampling, each chunk read once
         win = native.zone.read(req.year, (native.rows[0] + r0, native.rows[0] + r0 + h),
-                               (native.cols[0] + c0, native.cols[0] + c0 + w), cancel=cancel)
+                               (native.cols[0] + c0, native.cols[0] + c0 + w), cancel=cancel, keep=False)
         return win.q, win.scales
     a, b, c, d, e, f = transform
     t = (a, b, c + a * c0, d, e, f + e * r0)
@@ -326,4 +335,4 @@ def _to_cog(src: Path, req: ExportRequest, prog: _Progress, temps: list[Path]) -
     return dst
 
 
-__all__ = ["ExportRequest", "export", "KINDS", "public_url", "grid_bounds"]
+__all__ = ["ExportRequest", "export", "KINDS", "public_url"]

@@ -254,3 +254,45 @@ def read_grid(store: TesseraStore, year: int, dst_crs: str, transform, width: in
     """Dequantised float32 (bands, height, width) on any output grid, NaN where nodata."""
     q, s = read_grid_quantised(store, year, dst_crs, transform, width, height, bands, cancel, max_source_pixels)
     return dequantise(q, s)
+
+
+def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int = 100_000, seed: int = 0,
+            cancel: Callable[[], bool] | None = None):
+    """Fit a PCA on a random sample of at most `max_samples` valid pixels of a region.
+
+    Small regions are read whole; larger ones through randomly chosen chunk-sized blocks
+    (read concurrently), so the fit costs about `max_samples` pixels of reading, not the region.
+    """
+    from .pca import PCA, sample_valid
+    from .sources import TASK_POOL
+
+    store.check_year(year)
+    parts = [p for p in plan(store, bounds, crs) if year in p.zone.years]
+    total = sum(p.pixels for p in parts)
+    if total == 0:
+        raise ExtentError("the region does not intersect the store's data for that year")
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for part in parts:
+        if total <= 2 * max_samples:
+            jobs.append((part.zone, part.rows, part.cols))
+            continue
+        yi = part.zone.emb_axes.index("y")
+        size = part.zone.embeddings.chunk_shape[yi]
+        rows = list(range(part.rows[0] // size * size, part.rows[1], size))
+        cols = list(range(part.cols[0] // size * size, part.cols[1], size))
+        share = max(1, round(max_samples / size / size * part.pixels / total * 1.5))
+        cells = rng.choice(len(rows) * len(cols), size=min(share, len(rows) * len(cols)), replace=False)
+        for cell in cells:
+            r, c = rows[cell // len(cols)], cols[cell % len(cols)]
+            jobs.append((part.zone, (max(r, part.rows[0]), min(r + size, part.rows[1])),
+                         (max(c, part.cols[0]), min(c + size, part.cols[1]))))
+
+    def read(job):
+        zone, rows, cols = job
+        vals = zone.read(year, rows, cols, cancel=cancel).dequantised()
+        return vals.reshape(vals.shape[0], -1).T
+
+    samples = np.concatenate(list(TASK_POOL.map(read, jobs)))
+    samples = samples[np.isfinite(samples).all(axis=1)]
+    return PCA.fit(samples, seed=seed, max_samples=max_samples)

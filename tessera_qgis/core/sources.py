@@ -68,7 +68,7 @@ class StoreOptions:
     concurrency: int = 16
     timeout: float = 60.0
     cache_dir: str | None = None
-    memory_cache_bytes: int = 1 << 30
+    memory_cache_bytes: int = 512 << 20  # decoded chunks kept in memory (LRU)
 
 
 Callback = Callable[[Range, bytes], None]

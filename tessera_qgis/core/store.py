@@ -126,8 +126,11 @@ class Zone:
         return need
 
     def read(self, year: int, rows: tuple[int, int], cols: tuple[int, int],
-             cancel: Callable[[], bool] | None = None, skip_nodata: bool = True) -> WindowData:
-        """Quantised window [rows) x [cols) for a year; pixels outside the zone are nodata."""
+             cancel: Callable[[], bool] | None = None, skip_nodata: bool = True,
+             keep: bool = True) -> WindowData:
+        """Quantised window [rows) x [cols) for a year; pixels outside the zone are nodata.
+
+        `keep=False` does not keep the decoded chunks in memory (streamed exports)."""
         if year not in self.years:
             raise YearNotFound(f"year {year} is not in zone {self.name} (it has {sorted(self.years)})")
         t = self.years[year]
@@ -146,15 +149,15 @@ class Zone:
             # embeddings chunks that hold at least one valid pixel.
             shards = _shards_of(self.embeddings, emb_box)
             pre: Future | None = _in_task_pool(self.embeddings.prefetch_indexes, shards) if shards else None
-            s = _to_yx(self.scales.read(scl_box, cancel=cancel), self.scl_axes)
+            s = _to_yx(self.scales.read(scl_box, cancel=cancel, keep=keep), self.scl_axes)
             if pre is not None:
                 pre.result()
             valid = np.isfinite(s)
             need = self._chunk_need(self.embeddings, (r0, r1), (c0, c1), valid)
-            e = self.embeddings.read(emb_box, need=need, cancel=cancel) if valid.any() else None
+            e = self.embeddings.read(emb_box, need=need, cancel=cancel, keep=keep) if valid.any() else None
         else:
-            fut = _in_task_pool(self.scales.read, scl_box, None, cancel)
-            e = self.embeddings.read(emb_box, cancel=cancel)
+            fut = _in_task_pool(self.scales.read, scl_box, None, cancel, keep)
+            e = self.embeddings.read(emb_box, cancel=cancel, keep=keep)
             s = _to_yx(fut.result(), self.scl_axes)
         scales[dst] = s
         if e is not None:

@@ -176,3 +176,25 @@ def test_corrupt_shard_index_is_reported_not_shown(sample_store, tmp_path, range
     shard.write_bytes(bytes(data))
     with pytest.raises(ReadError, match="corrupt"):
         open_store(copy).zones["utm31"].read(2024, (96, 128), (96, 128))
+
+
+def test_chunk_lru_stays_within_its_byte_budget():
+    from tessera_qgis.core.arrays import ChunkLRU
+
+    lru = ChunkLRU(max_bytes=3000)
+    for i in range(10):
+        lru.put(("a", (i,)), np.zeros(1000, np.uint8))
+        assert lru.bytes <= 3000
+    assert lru.get(("a", (9,))) is not None and lru.get(("a", (0,))) is None
+    lru.get(("a", (7,)))  # recently used: survives the next insertions
+    lru.put(("a", (10,)), np.zeros(1000, np.uint8))
+    assert lru.get(("a", (7,))) is not None and lru.get(("a", (8,))) is None
+
+
+def test_streamed_reads_do_not_fill_the_memory_cache(sample_store):
+    store = open_store(sample_store)
+    before = store.caches.chunks.bytes  # the small time coordinates read at opening
+    store.zones["utm31"].read(2024, (0, 256), (0, 256), keep=False)
+    assert store.caches.chunks.bytes == before
+    store.zones["utm31"].read(2024, (0, 64), (0, 64))
+    assert store.caches.chunks.bytes > 0

@@ -188,3 +188,31 @@ def test_export_input_errors(store, sample_store, tmp_path):
 def test_public_url_hides_credentials():
     assert public_url("https://user:pw@host.example:8443/a/b.zarr") == "https://host.example:8443/a/b.zarr"
     assert public_url("s3://bucket/x.zarr") == "s3://bucket/x.zarr"
+
+
+def test_fit_pca_on_a_region_samples_at_most_the_budget(store, ref):
+    from tessera_qgis.core.region import fit_pca
+
+    small = fit_pca(store, BOX, "EPSG:4326", 2024, max_samples=100_000)
+    sparse = fit_pca(store, (-0.06, 52.17, 0.06, 52.23), "EPSG:4326", 2024, max_samples=20_000)
+    glob = PCA.from_stretch(store.stretch(2024))
+    assert small.source == sparse.source == "fit"
+    assert np.allclose(small.components @ small.components.T, np.eye(3), atol=1e-6)
+    # A sparse sample of the whole area finds the same main axis as the store's global PCA.
+    assert abs(np.sum(sparse.components[0] * glob.components[0])) > 0.9
+    values, lc = _class_values(store, ref)
+    rgba = sparse.to_rgba(values)
+    valid = np.isfinite(values).all(axis=0)
+    means = [rgba[:3, (lc == c) & valid].mean(axis=1) for c in (2, 3, 4)]
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1:]) > 20
+    with pytest.raises(ExtentError):
+        fit_pca(store, (10, 45, 10.1, 45.1), "EPSG:4326", 2024)
+
+
+def test_pca_export_without_a_global_pca_fits_one(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(type(store), "stretch", lambda self, year: None)
+    out = export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(tmp_path / "p.tif"), kind="pca"))[0]
+    ds = _open(out)
+    assert ds.GetMetadata()["TESSERA_PCA"] == "fit"
+    alpha = ds.GetRasterBand(4).ReadAsArray()
+    assert (alpha == 255).mean() > 0.8
