@@ -294,18 +294,28 @@ class ArrayReader:
         return list(product(*spans))
 
     def read(self, box: tuple[tuple[int, int], ...], need: Callable[[tuple[int, ...]], bool] | None = None,
-             cancel: Callable[[], bool] | None = None, keep: bool = True) -> np.ndarray:
+             cancel: Callable[[], bool] | None = None, keep: bool = True,
+             select: tuple[int, list[int]] | None = None) -> np.ndarray:
         """The values in `box` ((start, stop) per axis, within the shape).
 
         `need(chunk_coords)` may say a chunk is not wanted: its pixels get the fill value
         and nothing is fetched for it. `keep=False` leaves fetched chunks out of the LRU
-        (a streamed export reads each chunk once and must not fill memory).
+        (a streamed export reads each chunk once and must not fill memory). `select=(axis,
+        indices)` keeps only those indices of an axis that is one chunk wide (the band axis),
+        so the result holds only the bands asked for.
         """
-        out = np.full(tuple(b - a for a, b in box), self.fill_value, dtype=self.dtype)
+        if select is not None and self.chunk_shape[select[0]] != self.shape[select[0]]:
+            full = self.read(box, need, cancel, keep)  # band axis split in chunks: select after
+            return np.take(full, [i - box[select[0]][0] for i in select[1]], axis=select[0])
+        shape = [b - a for a, b in box]
+        if select is not None:
+            shape[select[0]] = len(select[1])
+        out = np.full(shape, self.fill_value, dtype=self.dtype)
         if out.size == 0:
             return out
         if not self.fast:
-            return self._read_with_zarr(box)
+            data = self._read_with_zarr(box)
+            return data if select is None else np.take(data, select[1], axis=select[0])
         coords = [c for c in self.chunk_range(box) if need is None or need(c)]
         keys = [(self.path, c) for c in coords]
         cached, mine, waits = self.caches.chunks.claim(keys)
@@ -317,14 +327,14 @@ class ArrayReader:
             raise
         for key, arr in {**cached, **fetched}.items():
             if arr is not None:
-                self._paste(out, box, key[1], arr)
+                self._paste(out, box, key[1], arr, select)
         for key, fut in waits.items():
             try:
                 arr = fut.result()
             except Cancelled:  # the other reader gave up; this one still wants the chunk
                 arr = self._fetch_one(key, cancel)
             if arr is not None:
-                self._paste(out, box, key[1], arr)
+                self._paste(out, box, key[1], arr, select)
         return out
 
     def _fetch_one(self, key: ChunkKey, cancel) -> np.ndarray | None:
@@ -343,13 +353,23 @@ class ArrayReader:
             except Cancelled:
                 continue
 
-    def _paste(self, out: np.ndarray, box, coords, arr: np.ndarray) -> None:
+    def _paste(self, out: np.ndarray, box, coords, arr: np.ndarray, select=None) -> None:
         src, dst = [], []
-        for (a, b), c, n in zip(box, coords, self.chunk_shape):
+        for i, ((a, b), c, n) in enumerate(zip(box, coords, self.chunk_shape)):
+            if select is not None and i == select[0]:
+                src.append(select[1])
+                dst.append(slice(None))
+                continue
             lo, hi = max(a, c * n), min(b, (c + 1) * n)
             src.append(slice(lo - c * n, hi - c * n))
             dst.append(slice(lo - a, hi - a))
-        out[tuple(dst)] = arr[tuple(src)]
+        if select is None:
+            out[tuple(dst)] = arr[tuple(src)]
+        else:  # one fancy index: take the selected indices first, then slice the rest
+            ax = select[0]
+            picked = np.take(arr, select[1], axis=ax)
+            src[ax] = slice(None)
+            out[tuple(dst)] = picked[tuple(src)]
 
     def _fetch(self, keys: list[ChunkKey], cancel, keep: bool = True) -> dict[ChunkKey, np.ndarray | None]:
         """Fetch and decode chunks; settles each key in the LRU as it is decoded."""

@@ -65,7 +65,10 @@ class PCA:
 
     def to_rgba(self, values: np.ndarray) -> np.ndarray:
         """(bands, h, w) -> uint8 (4, h, w): the stretched components and an alpha band."""
-        proj = self.project(values)
+        return self.stretch_components(self.project(values))
+
+    def stretch_components(self, proj: np.ndarray) -> np.ndarray:
+        """(3, h, w) components (NaN nodata) -> uint8 (4, h, w) RGBA with this fit's stretch."""
         valid = np.isfinite(proj).all(axis=0)
         span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0).astype(np.float32)
         scaled = (proj - self.lo.astype(np.float32)[:, None, None]) / span[:, None, None] * 255.0

@@ -160,32 +160,38 @@ def _grid_coords(transform, width: int, height: int, src: str, dst: str) -> tupl
     return interp(tx), interp(ty)
 
 
-def read_grid_quantised(store: TesseraStore, year: int, dst_crs: str, transform, width: int, height: int,
-                        bands: Sequence[int] | None = None, cancel: Callable[[], bool] | None = None,
-                        max_source_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Quantised values on any output grid: int8 (bands, height, width) and float32 scales
-    (height, width): NaN where the store says water / no source data, +inf where nothing
-    is embedded or the grid is outside the store.
+STRIP_BYTES = 64 << 20  # embeddings held at once while gathering onto a grid
 
-    Nearest neighbour: embeddings are never blended. Where zones overlap at a seam, the
-    first zone with a valid pixel wins.
+
+def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: int, height: int,
+                reduce: Callable[[np.ndarray, np.ndarray], np.ndarray], k: int, dtype, fill,
+                bands: Sequence[int] | None = None, cancel: Callable[[], bool] | None = None,
+                max_source_pixels: int | None = None, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Gather embeddings onto any output grid and reduce them as they arrive.
+
+    Each output pixel takes its nearest source pixel (embeddings are never blended). The
+    source is read in strips, only the chunks holding a pixel that is actually used are
+    fetched (a zoomed-out view skips most of them), and `reduce(q (bands, n) int8, scales
+    (n,)) -> (k, n)` turns each strip into output values at once, so memory stays bounded
+    by the output size and STRIP_BYTES, whatever the view covers.
+
+    Returns (out (k, height, width) of `dtype`, scales (height, width)); scales are NaN
+    where the store says water / no source data and +inf where nothing is embedded or the
+    grid is outside the store. Where zones overlap at a seam, the first valid pixel wins.
     """
     store.check_year(year)
     bands = store.check_bands(bands) if bands is not None else list(range(1, store.bands + 1))
-    q_out = np.zeros((len(bands), height, width), dtype=np.int8)
+    out = np.full((k, height, width), fill, dtype=dtype)
     s_out = np.full((height, width), np.inf, dtype=np.float32)
-    parts = plan(store, grid_bounds(transform, width, height), dst_crs)
+    parts = [p for p in plan(store, grid_bounds(transform, width, height), dst_crs) if year in p.zone.years]
     need = sum(p.pixels for p in parts)
     if max_source_pixels is not None and need > max_source_pixels:
         raise ExtentError(f"this view needs {need:,} source pixels, more than the budget of "
                           f"{max_source_pixels:,}; zoom in or raise the budget")
-    filled = np.zeros((height, width), dtype=bool)
-    band_idx = [b - 1 for b in bands]
-    lookups = []
+    # 1. Where each output pixel comes from, and the scales there (4 bytes a source pixel).
+    maps = []
     for part in parts:
         zone = part.zone
-        if year not in zone.years:
-            continue
         zx, zy = _grid_coords(transform, width, height, dst_crs, zone.crs)
         a, _, x0, _, e, y0 = zone.transform
         col = np.floor((zx - x0) / a).astype(np.int64)
@@ -194,31 +200,87 @@ def read_grid_quantised(store: TesseraStore, year: int, dst_crs: str, transform,
         if not inside.any():
             continue
         # One column of margin: at a zone seam, pixel centres on either side of the meridian
-        # can leave sub-pixel holes that the neighbouring column fills (still nearest, never blended).
+        # can leave sub-pixel holes that the neighbouring column fills (still nearest).
         r0, r1 = int(row[inside].min()), int(row[inside].max()) + 1
         c0, c1 = int(col[inside].min()) - 1, int(col[inside].max()) + 2
-        win = zone.read(year, (r0, r1), (c0, c1), cancel=cancel)
-        lookups.append((win, row - r0, col - c0, inside))
+        scales = zone.read_scales(year, (r0, r1), (c0, c1), cancel, keep, prefetch_embeddings=True)
+        maps.append((zone, (r0, r1), (c0, c1), scales, row - r0, col - c0, inside))
+    # 2. Choose the source of every output pixel.
+    filled = np.zeros((height, width), dtype=bool)
+    source = []  # per map: (ys, xs, rr, cc) of the output pixels it supplies
     seam = None
-    for shift in (0, -1, 1) if len(lookups) > 1 else (0,):
+    for shift in (0, -1, 1) if len(maps) > 1 else (0,):
         if shift and seam is None:
             seam = _seam_holes(~filled & np.isposinf(s_out), transform, dst_crs)
-        for win, rr_all, cc_all, inside in lookups:
+        for i, (zone, rows, cols, scales, rr_all, cc_all, inside) in enumerate(maps):
             take = inside & ~filled & (seam if shift else True)
             if not take.any():
                 continue
             ys, xs = np.nonzero(take)
             rr, cc = rr_all[take], cc_all[take] + shift
-            scale = win.scales[rr, cc]
-            ok = np.isfinite(scale)
+            sc = scales[rr, cc]
             if not shift:  # water / source nodata (NaN) stays NaN unless another zone has data
-                nan = np.isnan(scale)
+                nan = np.isnan(sc)
                 s_out[ys[nan], xs[nan]] = np.nan
+            ok = np.isfinite(sc)
             ys, xs, rr, cc = ys[ok], xs[ok], rr[ok], cc[ok]
-            s_out[ys, xs] = scale[ok]
-            q_out[:, ys, xs] = win.q[band_idx][:, rr, cc]
+            s_out[ys, xs] = sc[ok]
             filled[ys, xs] = True
-    return q_out, s_out
+            source.append((i, ys, xs, rr, cc))
+    # 3. Embeddings in strips, reduced as they arrive.
+    for i, ys, xs, rr, cc in source:
+        zone, rows, cols, scales, *_ = maps[i]
+        width_src = cols[1] - cols[0]
+        strip = max(32, (STRIP_BYTES // max(1, len(bands) * width_src)) // 32 * 32)
+        for s0 in range(0, rows[1] - rows[0], strip):
+            sel = (rr >= s0) & (rr < s0 + strip)
+            if not sel.any():
+                continue
+            h = min(strip, rows[1] - rows[0] - s0)
+            wanted = np.zeros((h, width_src), dtype=bool)
+            wanted[rr[sel] - s0, cc[sel]] = True
+            q = zone.read_embeddings(year, (rows[0] + s0, rows[0] + s0 + h), cols, bands, wanted, cancel, keep)
+            vals = q[:, rr[sel] - s0, cc[sel]]
+            out[:, ys[sel], xs[sel]] = reduce(vals, s_out[ys[sel], xs[sel]])
+    return out, s_out
+
+
+def read_grid_quantised(store: TesseraStore, year: int, dst_crs: str, transform, width: int, height: int,
+                        bands: Sequence[int] | None = None, cancel: Callable[[], bool] | None = None,
+                        max_source_pixels: int | None = None, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Quantised values on any output grid: int8 (bands, height, width) and scales (see grid_reduce)."""
+    nb = len(bands) if bands is not None else store.bands
+    return grid_reduce(store, year, dst_crs, transform, width, height, lambda q, s: q, nb, np.int8, 0,
+                       bands, cancel, max_source_pixels, keep)
+
+
+def _dequantise_flat(q: np.ndarray, s: np.ndarray) -> np.ndarray:
+    return q.astype(np.float32) * s[None]
+
+
+def read_grid(store: TesseraStore, year: int, dst_crs: str, transform, width: int, height: int,
+              bands: Sequence[int] | None = None, cancel: Callable[[], bool] | None = None,
+              max_source_pixels: int | None = None) -> np.ndarray:
+    """Dequantised float32 (bands, height, width) on any output grid, NaN where nodata."""
+    nb = len(bands) if bands is not None else store.bands
+    out, _ = grid_reduce(store, year, dst_crs, transform, width, height, _dequantise_flat, nb, np.float32,
+                         np.nan, bands, cancel, max_source_pixels)
+    return out
+
+
+def project_grid(store: TesseraStore, year: int, pca, dst_crs: str, transform, width: int, height: int,
+                 cancel: Callable[[], bool] | None = None, max_source_pixels: int | None = None) -> np.ndarray:
+    """The 3 PCA components float32 (3, height, width) on any output grid, NaN where nodata.
+    All 128 bands are read, but only a strip at a time: memory follows the output size."""
+    comps = pca.components.astype(np.float32)
+    offset = (pca.components @ pca.mean).astype(np.float32)
+
+    def project(q: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return (comps @ q.astype(np.float32)) * s[None] - offset[:, None]
+
+    out, _ = grid_reduce(store, year, dst_crs, transform, width, height, project, 3, np.float32, np.nan,
+                         None, cancel, max_source_pixels)
+    return out
 
 
 def _seam_holes(unfilled: np.ndarray, transform, crs: str) -> np.ndarray:

@@ -6,8 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .pca import PCA, sample_valid, stretch_bands
-from .region import check_bounds, read_grid, transformer
+from .pca import PCA, stretch_bands
+from .region import check_bounds, fit_pca, project_grid, read_grid, transformer
 
 WEB_MERCATOR = "EPSG:3857"
 
@@ -28,15 +28,15 @@ def render_rgba(store, bbox, year: int, width: int = 1024, bands: Sequence[int] 
         raise ValueError("width must be 1 to 20000 pixels")
     transform, width, height = mercator_grid(bbox, width)
     if pca is not False and pca is not None:
-        values = read_grid(store, year, WEB_MERCATOR, transform, width, height)
         model = pca if isinstance(pca, PCA) else None
         if model is None:
             st = store.stretch(year)
             model = PCA.from_stretch(st) if st else None
         if model is None:
-            model = PCA.fit(sample_valid(values, 100_000)) if np.isfinite(values).any() else None
-        rgba = model.to_rgba(values) if model is not None else np.zeros((4, height, width), np.uint8)
-        mode = f"PCA ({model.source if model else 'no data'})"
+            model = fit_pca(store, bbox, "EPSG:4326", year)
+        comps = project_grid(store, year, model, WEB_MERCATOR, transform, width, height)
+        rgba = model.stretch_components(comps)
+        mode = f"PCA ({model.source})"
     else:
         bands = store.check_bands(bands or [1, 2, 3])
         if len(bands) not in (1, 3):

@@ -113,56 +113,88 @@ class Zone:
         spans = {"time": (t, t + 1) if t is not None else None, "band": (0, bands), "y": rows, "x": cols}
         return tuple(spans[a] for a in axes)
 
-    def _chunk_need(self, reader: ArrayReader, rows, cols, valid: np.ndarray) -> Callable:
+    def _chunk_need(self, rows, cols, wanted: np.ndarray) -> Callable:
+        """need(chunk) for the embeddings: does the chunk hold a wanted pixel of the window?"""
         yi, xi = self.emb_axes.index("y"), self.emb_axes.index("x")
-        ch, cw = reader.chunk_shape[yi], reader.chunk_shape[xi]
+        ch, cw = self.embeddings.chunk_shape[yi], self.embeddings.chunk_shape[xi]
 
         def need(coords: tuple[int, ...]) -> bool:
             r0, c0 = coords[yi] * ch, coords[xi] * cw
-            sub = valid[max(r0, rows[0]) - rows[0]: min(r0 + ch, rows[1]) - rows[0],
-                        max(c0, cols[0]) - cols[0]: min(c0 + cw, cols[1]) - cols[0]]
+            sub = wanted[max(r0, rows[0]) - rows[0]: min(r0 + ch, rows[1]) - rows[0],
+                         max(c0, cols[0]) - cols[0]: min(c0 + cw, cols[1]) - cols[0]]
             return bool(sub.any())
 
         return need
 
-    def read(self, year: int, rows: tuple[int, int], cols: tuple[int, int],
-             cancel: Callable[[], bool] | None = None, skip_nodata: bool = True,
-             keep: bool = True) -> WindowData:
-        """Quantised window [rows) x [cols) for a year; pixels outside the zone are nodata.
-
-        `keep=False` does not keep the decoded chunks in memory (streamed exports)."""
+    def _clip(self, year: int, rows, cols):
         if year not in self.years:
             raise YearNotFound(f"year {year} is not in zone {self.name} (it has {sorted(self.years)})")
-        t = self.years[year]
-        h, w = rows[1] - rows[0], cols[1] - cols[0]
-        q = np.zeros((self.bands, max(h, 0), max(w, 0)), dtype=np.int8)
-        scales = np.full((max(h, 0), max(w, 0)), np.inf, dtype=np.float32)
         r0, r1 = max(rows[0], 0), min(rows[1], self.shape[0])
         c0, c1 = max(cols[0], 0), min(cols[1], self.shape[1])
-        if r0 >= r1 or c0 >= c1:
-            return WindowData(self, year, rows[0], cols[0], q, scales)
         dst = (slice(r0 - rows[0], r1 - rows[0]), slice(c0 - cols[0], c1 - cols[0]))
-        emb_box = self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands)
-        scl_box = self._box(self.scl_axes, t, (r0, r1), (c0, c1), self.bands)
+        return self.years[year], (r0, r1), (c0, c1), dst, (r0 < r1 and c0 < c1)
+
+    def read_scales(self, year: int, rows, cols, cancel=None, keep: bool = True,
+                    prefetch_embeddings: bool = False) -> np.ndarray:
+        """float32 (h, w) scales of a window; +inf outside the zone's array.
+
+        `prefetch_embeddings` loads the embeddings' shard indexes at the same time, so the
+        embeddings read that follows costs one round trip, not two."""
+        t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
+        out = np.full((max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), np.inf, dtype=np.float32)
+        if not any_:
+            return out
+        pre = None
+        if prefetch_embeddings:
+            shards = _shards_of(self.embeddings, self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands))
+            pre = _in_task_pool(self.embeddings.prefetch_indexes, shards) if shards else None
+        s = self.scales.read(self._box(self.scl_axes, t, (r0, r1), (c0, c1), self.bands), cancel=cancel, keep=keep)
+        out[dst] = _to_yx(s, self.scl_axes)
+        if pre is not None:
+            pre.result()
+        return out
+
+    def read_embeddings(self, year: int, rows, cols, bands: Sequence[int] | None = None,
+                        wanted: np.ndarray | None = None, cancel=None, keep: bool = True) -> np.ndarray:
+        """int8 (len(bands), h, w) of a window (bands numbered from 1; None = all).
+
+        Only chunks holding a `wanted` pixel (a (h, w) mask) are fetched; elsewhere 0."""
+        t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
+        idx = list(range(self.bands)) if bands is None else [b - 1 for b in bands]
+        out = np.zeros((len(idx), max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), dtype=np.int8)
+        if not any_ or (wanted is not None and not wanted.any()):
+            return out
+        box = self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands)
+        need = None
+        if wanted is not None:
+            need = self._chunk_need((r0, r1), (c0, c1), wanted[dst])
+        bi = self.emb_axes.index("band")
+        select = None if bands is None else (bi, idx)
+        e = self.embeddings.read(box, need=need, cancel=cancel, keep=keep, select=select)
+        out[(slice(None),) + dst] = _to_byx(e, self.emb_axes)
+        return out
+
+    def read(self, year: int, rows: tuple[int, int], cols: tuple[int, int],
+             cancel: Callable[[], bool] | None = None, skip_nodata: bool = True,
+             keep: bool = True, bands: Sequence[int] | None = None) -> WindowData:
+        """Quantised window [rows) x [cols) for a year; pixels outside the zone are nodata.
+
+        Scales come first (the embeddings' shard indexes load meanwhile); then only the
+        embeddings chunks holding a valid pixel. `skip_nodata=False` reads both at once (a
+        single pixel: one round trip less). `keep=False` does not keep decoded chunks in
+        memory (streamed exports). `bands` (from 1) limits the bands kept in the result."""
         if skip_nodata:
-            # Scales first (the embeddings' shard indexes load meanwhile); then only the
-            # embeddings chunks that hold at least one valid pixel.
-            shards = _shards_of(self.embeddings, emb_box)
-            pre: Future | None = _in_task_pool(self.embeddings.prefetch_indexes, shards) if shards else None
-            s = _to_yx(self.scales.read(scl_box, cancel=cancel, keep=keep), self.scl_axes)
-            if pre is not None:
-                pre.result()
-            valid = np.isfinite(s)
-            need = self._chunk_need(self.embeddings, (r0, r1), (c0, c1), valid)
-            e = self.embeddings.read(emb_box, need=need, cancel=cancel, keep=keep) if valid.any() else None
+            s = self.read_scales(year, rows, cols, cancel, keep, prefetch_embeddings=True)
+            q = self.read_embeddings(year, rows, cols, bands, np.isfinite(s), cancel, keep)
         else:
-            fut = _in_task_pool(self.scales.read, scl_box, None, cancel, keep)
-            e = self.embeddings.read(emb_box, cancel=cancel, keep=keep)
-            s = _to_yx(fut.result(), self.scl_axes)
-        scales[dst] = s
-        if e is not None:
-            q[(slice(None),) + dst] = _to_byx(e, self.emb_axes)
-        return WindowData(self, year, rows[0], cols[0], q, scales)
+            fut = _in_task_pool(self.read_scales, year, rows, cols, cancel, keep)
+            q = self.read_embeddings(year, rows, cols, bands, None, cancel, keep)
+            s = fut.result()
+        if bands is not None:  # keep WindowData's (128, h, w) shape contract: place selected bands
+            full = np.zeros((self.bands,) + s.shape, dtype=np.int8)
+            full[[b - 1 for b in bands]] = q
+            q = full
+        return WindowData(self, year, rows[0], cols[0], q, s)
 
 
 def _in_task_pool(fn, *args) -> Future:

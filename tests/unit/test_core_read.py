@@ -157,3 +157,40 @@ def test_southern_store_negative_northings_and_descending_time(south_store):
     np.testing.assert_array_equal(np.array(px["embedding"], dtype=np.float32), want)
     parts = plan(store, (36.81, -1.305, 36.82, -1.295), "EPSG:4326")
     assert len(parts) == 1 and parts[0].rows[1] - parts[0].rows[0] in (111, 112, 113)
+
+
+def test_band_selection_and_strips_equal_the_full_read(store, monkeypatch):
+    import tessera_qgis.core.region as region
+    from tessera_qgis.core.pca import PCA
+    from tessera_qgis.core.region import project_grid
+
+    full = store.zones["utm31"].read(2024, (100, 300), (50, 260))
+    some = store.zones["utm31"].read_embeddings(2024, (100, 300), (50, 260), bands=[3, 77, 128])
+    np.testing.assert_array_equal(some, full.q[[2, 76, 127]])
+    t = (10.0, 0.0, store.zones["utm31"].transform[2] + 500, 0.0, -10.0, store.zones["utm31"].transform[5] - 1000)
+    whole = read_grid(store, 2024, "EPSG:32631", t, 200, 150)
+    monkeypatch.setattr(region, "STRIP_BYTES", 1)  # force 32-row strips
+    stripped = read_grid(store, 2024, "EPSG:32631", t, 200, 150)
+    np.testing.assert_array_equal(stripped, whole)
+    pca = PCA.from_stretch(store.stretch(2024))
+    comps = project_grid(store, 2024, pca, "EPSG:32631", t, 200, 150)
+    np.testing.assert_allclose(comps, pca.project(whole), rtol=1e-4, atol=1e-4)
+
+
+def test_zoomed_out_grid_fetches_only_the_chunks_it_samples(sample_store, sample_http):
+    """At 640 m per output pixel each output pixel samples one source pixel out of every
+    2 x 2 chunks: about a quarter of the embeddings chunks are fetched, not all."""
+    def emb_bytes():
+        return sum(r.bytes for r in sample_http.requests()
+                   if "/embeddings/" in r.path and not r.range.startswith("bytes=-"))
+
+    z = open_store(sample_http.store_url).zones["utm31"]
+    sample_http.reset()
+    z.read(2024, (0, 768), (0, 512))
+    everything = emb_bytes()
+    store = open_store(sample_http.store_url)
+    t = (640.0, 0.0, z.transform[2], 0.0, -640.0, z.transform[5])
+    sample_http.reset()
+    grid = read_grid(store, 2024, "EPSG:32631", t, 8, 12, bands=[1])
+    assert np.isfinite(grid).mean() > 0.5
+    assert 0 < emb_bytes() < 0.35 * everything

@@ -1,0 +1,134 @@
+"""What a TESSERA map layer shows, as a data-source URI (a query string).
+
+    url=<store>&year=2024&bands=1,2,3          three dequantised embedding bands
+    url=<store>&year=2024&pca=global           the store's global PCA (3 components)
+    url=<store>&year=2024&pca=view             a PCA fitted to the first view drawn
+    url=<store>&year=2024&pca=b64:<...>        a saved PCA fit (travels with the project)
+
+Optional: crs (the layer's CRS), extent (xmin,ymin,xmax,ymax in that CRS, so a project
+opens without touching the network), zone, cache (folder), budget (source pixels a view
+may need), authcfg (a QGIS authentication configuration id for S3 keys), s3_endpoint,
+s3_region, anon. A secret never goes into a URI. Qt-free, so it can be tested anywhere.
+"""
+from __future__ import annotations
+
+import base64
+import zlib
+from dataclasses import dataclass, field, replace
+from urllib.parse import parse_qsl, urlencode
+
+import numpy as np
+
+from .pca import PCA
+
+DEFAULT_BUDGET = 4096 * 4096
+FORBIDDEN = {"key", "secret", "password", "token", "aws_secret_access_key", "aws_access_key_id"}
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    url: str
+    year: int
+    bands: tuple[int, ...] | None = None
+    pca: str | None = None  # "global", "view" or "b64:..."
+    crs: str | None = None
+    extent: tuple[float, float, float, float] | None = None
+    zone: str | None = None
+    cache: str | None = None
+    budget: int = DEFAULT_BUDGET
+    authcfg: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    anon: bool = False
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            raise ValueError("a TESSERA layer needs url=")
+        if (self.bands is None) == (self.pca is None):
+            raise ValueError("a TESSERA layer needs either bands=I,J,K or pca=global|view|<saved fit>")
+        if self.pca is not None and self.pca not in ("global", "view") and not self.pca.startswith("b64:"):
+            raise ValueError(f"pca must be global, view or a saved fit, got {self.pca!r}")
+        if self.bands is not None and not 1 <= len(self.bands) <= 128:
+            raise ValueError("bands= takes 1 to 128 band numbers")
+
+    @property
+    def band_count(self) -> int:
+        return 3 if self.pca is not None else len(self.bands or ())
+
+    def to_uri(self) -> str:
+        items: list[tuple[str, str]] = [("url", self.url), ("year", str(self.year))]
+        if self.bands is not None:
+            items.append(("bands", ",".join(map(str, self.bands))))
+        else:
+            items.append(("pca", self.pca or "global"))
+        if self.crs:
+            items.append(("crs", self.crs))
+        if self.extent:
+            items.append(("extent", ",".join(f"{v:.3f}" for v in self.extent)))
+        for name in ("zone", "cache", "authcfg", "s3_endpoint", "s3_region"):
+            value = getattr(self, name)
+            if value:
+                items.append((name, str(value)))
+        if self.budget != DEFAULT_BUDGET:
+            items.append(("budget", str(self.budget)))
+        if self.anon:
+            items.append(("anon", "1"))
+        return urlencode(items, safe=",:/")
+
+    @classmethod
+    def from_uri(cls, uri: str) -> "LayerSpec":
+        params = dict(parse_qsl(uri, keep_blank_values=True))
+        secret = FORBIDDEN & {k.lower() for k in params}
+        if secret:
+            raise ValueError("credentials do not belong in a layer URI; use a QGIS authentication "
+                             "configuration (authcfg=)")
+        try:
+            year = int(params["year"])
+        except (KeyError, ValueError):
+            raise ValueError("a TESSERA layer needs year=YYYY") from None
+        bands = None
+        if params.get("bands"):
+            try:
+                bands = tuple(int(b) for b in params["bands"].split(","))
+            except ValueError:
+                raise ValueError(f"bands= must be numbers like 1,2,3, got {params['bands']!r}") from None
+        extent = None
+        if params.get("extent"):
+            try:
+                vals = tuple(float(v) for v in params["extent"].split(","))
+            except ValueError:
+                vals = ()
+            if len(vals) != 4:
+                raise ValueError(f"extent= must be xmin,ymin,xmax,ymax, got {params['extent']!r}")
+            extent = vals
+        return cls(url=params.get("url", ""), year=year, bands=bands, pca=params.get("pca") or None,
+                   crs=params.get("crs") or None, extent=extent, zone=params.get("zone") or None,
+                   cache=params.get("cache") or None,
+                   budget=int(params.get("budget") or DEFAULT_BUDGET), authcfg=params.get("authcfg") or None,
+                   s3_endpoint=params.get("s3_endpoint") or None, s3_region=params.get("s3_region") or None,
+                   anon=params.get("anon", "") in ("1", "true", "yes"))
+
+    def with_(self, **changes) -> "LayerSpec":
+        return replace(self, **changes)
+
+
+def encode_pca(pca: PCA) -> str:
+    """A PCA fit as a compact URI value: b64:<zlib(float32 mean, components, lo, hi)>."""
+    arr = np.concatenate([pca.mean, pca.components.ravel(), pca.lo, pca.hi]).astype("<f4")
+    return "b64:" + base64.urlsafe_b64encode(zlib.compress(arr.tobytes(), 9)).decode("ascii")
+
+
+def decode_pca(value: str) -> PCA:
+    if not value.startswith("b64:"):
+        raise ValueError("not a saved PCA fit")
+    try:
+        arr = np.frombuffer(zlib.decompress(base64.urlsafe_b64decode(value[4:])), dtype="<f4").astype(np.float64)
+    except Exception:
+        raise ValueError("the saved PCA fit in the layer URI is damaged") from None
+    bands = (len(arr) - 6) // 4
+    if bands < 3 or 4 * bands + 6 != len(arr):
+        raise ValueError("the saved PCA fit in the layer URI has the wrong size")
+    mean = arr[:bands]
+    comps = arr[bands:4 * bands].reshape(3, bands)
+    return PCA(mean, comps, arr[4 * bands:4 * bands + 3], arr[4 * bands + 3:], "saved")
