@@ -27,8 +27,18 @@ class TesseraPlugin:
         self.iface = iface
         self.toolbar = None
         self.actions: list[QAction] = []
+        self.bridge = None
+        # The provider must exist before a project that uses it is read.
+        from . import provider
+
+        provider.register()
 
     def initGui(self) -> None:  # noqa: N802 (QGIS's name)
+        from . import provider
+        from .log import MessageBarBridge
+
+        provider.register()
+        self.bridge = MessageBarBridge(self.iface.messageBar())
         self.toolbar = self.iface.addToolBar(tr("TESSERA"))
         self.toolbar.setObjectName(TOOLBAR_OBJECT_NAME)
         about = QAction(icon(), tr("About TESSERA embeddings"), self.iface.mainWindow())
@@ -42,6 +52,12 @@ class TesseraPlugin:
         self.actions.append(action)
 
     def unload(self) -> None:
+        from . import provider
+
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
+        provider.unregister()
         for action in self.actions:
             self.iface.removePluginRasterMenu(MENU, action)
             action.triggered.disconnect()

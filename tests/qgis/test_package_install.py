@@ -35,6 +35,11 @@ class Iface:  # the part of QgisInterface the plugin's initGui/unload use
         self.menu.addAction(action)
     def removePluginRasterMenu(self, name, action):
         self.menu.removeAction(action)
+    def messageBar(self):
+        from qgis.gui import QgsMessageBar
+        if not hasattr(self, "bar"):
+            self.bar = QgsMessageBar(self.window)
+        return self.bar
 
 
 iface = Iface()

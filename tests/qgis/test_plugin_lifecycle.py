@@ -62,3 +62,19 @@ def test_about_action_names_the_version(recording_iface, monkeypatch):
         assert tessera_qgis.__version__ in shown["text"] and Qgis.QGIS_VERSION in shown["text"]
     finally:
         plugin.unload()
+
+
+def test_provider_is_active_while_the_plugin_is_loaded(recording_iface, sample_store):
+    from qgis.core import QgsProviderRegistry, QgsRasterLayer
+
+    uri = f"url={sample_store}&year=2024&bands=1,2,3"
+    plugin = tessera_qgis.classFactory(recording_iface)
+    plugin.initGui()
+    assert QgsProviderRegistry.instance().providerMetadata("tessera") is not None
+    assert QgsRasterLayer(uri, "layer", "tessera").isValid()
+    plugin.unload()
+    assert not QgsRasterLayer(uri, "layer", "tessera").isValid(), "inactive once the plugin is unloaded"
+    plugin = tessera_qgis.classFactory(recording_iface)
+    plugin.initGui()
+    assert QgsRasterLayer(uri, "layer", "tessera").isValid()
+    plugin.unload()

@@ -1,0 +1,121 @@
+"""Build TESSERA map layers: one public function for the dialog, the tools and scripts."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from qgis.core import (Qgis, QgsColorRampShader, QgsContrastEnhancement, QgsMultiBandColorRenderer,
+                       QgsRasterLayer, QgsRasterShader, QgsSingleBandPseudoColorRenderer, QgsStyle)
+
+from .core.layerspec import LayerSpec
+from .core.pca import PCA
+from .core.region import lonlat_bounds, read_grid
+from .core.utm import zone_of_lon
+from .provider import PROVIDER_KEY, data_extent, register, shared_store, state_for
+
+
+def choose_crs(store, view_bounds=None, view_crs: str = "EPSG:4326", zone: str | None = None) -> str:
+    """The layer CRS: a chosen zone's, else the zone under the view's centre, else the first."""
+    if zone:
+        if zone not in store.zones:
+            raise ValueError(f"zone {zone} is not in this store (it has {', '.join(store.zones)})")
+        return store.zones[zone].crs
+    if view_bounds is not None:
+        w, s, e, n = lonlat_bounds(view_bounds, view_crs)
+        name = f"utm{zone_of_lon((w + e) / 2):02d}"
+        if name in store.zones:
+            return store.zones[name].crs
+    return next(iter(store.zones.values())).crs
+
+
+def make_layer(url: str, year: int, bands: Sequence[int] | None = None, pca: str | PCA | None = None,
+               name: str | None = None, view_bounds=None, view_crs: str = "EPSG:4326",
+               zone: str | None = None, stretch: Sequence[tuple[float, float]] | None = None,
+               **options) -> QgsRasterLayer:
+    """A styled TESSERA layer for a store URL and year: `bands` (1 to 3 band numbers) or `pca`
+    ("global", "view" or a fitted PCA). Opens the store (network I/O): call it from a task,
+    not the UI thread. `options`: cache, budget, authcfg, s3_endpoint, s3_region, anon."""
+    from .core.layerspec import encode_pca
+
+    register()
+    if bands is None and pca is None:
+        pca = "global"
+    pca_value = encode_pca(pca) if isinstance(pca, PCA) else pca
+    probe = LayerSpec(url=str(url), year=int(year), bands=tuple(bands) if bands else None, pca=pca_value,
+                      **options)
+    store = shared_store(probe)
+    store.check_year(probe.year)
+    if probe.bands:
+        store.check_bands(probe.bands)
+    crs = choose_crs(store, view_bounds, view_crs, zone)
+    spec = probe.with_(crs=crs, extent=data_extent(store, crs), zone=zone)
+    title = name or _title(store, spec)
+    layer = QgsRasterLayer(spec.to_uri(), title, PROVIDER_KEY)
+    if not layer.isValid():
+        raise ValueError(f"the TESSERA layer is not valid: {layer.dataProvider().error().summary() if layer.dataProvider() else ''}")
+    if spec.pca is not None:
+        model = state_for(spec.to_uri()).pca_model()
+        if model is not None:
+            apply_rgb(layer, list(zip(model.lo.tolist(), model.hi.tolist())))
+    elif len(spec.bands) == 3:
+        apply_rgb(layer, stretch or sample_stretch(store, spec, view_bounds, view_crs))
+    elif len(spec.bands) == 1:
+        lo, hi = (stretch or sample_stretch(store, spec, view_bounds, view_crs))[0]
+        apply_ramp(layer, lo, hi)
+    return layer
+
+
+def _title(store, spec: LayerSpec) -> str:
+    mode = "PCA" if spec.pca else "bands " + ",".join(map(str, spec.bands))
+    dataset = store.attrs.get("tessera:dataset") or "TESSERA"
+    return f"TESSERA {dataset} {spec.year} {mode}"
+
+
+def sample_stretch(store, spec: LayerSpec, view_bounds=None, view_crs="EPSG:4326") -> list[tuple[float, float]]:
+    """2-98 % of each band over a small grid (at most 256 x 256 px) of the view or the data."""
+    from .core.region import _ring, transformer
+
+    if view_bounds is None:
+        bounds, crs = spec.extent, spec.crs
+    else:
+        bounds, crs = view_bounds, view_crs
+    rx, ry = _ring(bounds)
+    tx, ty = transformer(crs, spec.crs).transform(rx, ry)
+    x0, x1, y0, y1 = min(tx), max(tx), min(ty), max(ty)
+    res = max((x1 - x0) / 256, (y1 - y0) / 256, 10.0)
+    w, h = max(1, int((x1 - x0) / res)), max(1, int((y1 - y0) / res))
+    vals = read_grid(store, spec.year, spec.crs, (res, 0, x0, 0, -res, y1), w, h, bands=list(spec.bands))
+    out = []
+    for band in vals:
+        v = band[np.isfinite(band)]
+        out.append(tuple(np.percentile(v, [2, 98]).tolist()) if v.size else (-2.5, 2.5))
+    return out
+
+
+def _enhancement(lo: float, hi: float) -> QgsContrastEnhancement:
+    ce = QgsContrastEnhancement(Qgis.DataType.Float32)
+    ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
+    ce.setMinimumValue(float(lo))
+    ce.setMaximumValue(float(hi))
+    return ce
+
+
+def apply_rgb(layer: QgsRasterLayer, ranges: Sequence[tuple[float, float]]) -> None:
+    """Bands 1, 2, 3 as red, green, blue, each stretched linearly between its (min, max)."""
+    r = QgsMultiBandColorRenderer(layer.dataProvider(), 1, 2, 3)
+    r.setRedContrastEnhancement(_enhancement(*ranges[0]))
+    r.setGreenContrastEnhancement(_enhancement(*ranges[1]))
+    r.setBlueContrastEnhancement(_enhancement(*ranges[2]))
+    layer.setRenderer(r)
+    layer.triggerRepaint()
+
+
+def apply_ramp(layer: QgsRasterLayer, lo: float, hi: float, ramp_name: str = "Viridis", band: int = 1) -> None:
+    """One band with a colour ramp between lo and hi."""
+    ramp = QgsStyle.defaultStyle().colorRamp(ramp_name)
+    shader_fn = QgsColorRampShader(float(lo), float(hi), ramp)
+    shader_fn.classifyColorRamp(255, band=-1)
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(shader_fn)
+    layer.setRenderer(QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader))
+    layer.triggerRepaint()
