@@ -128,6 +128,12 @@ class StoreCaches:
         self.index_inflight: dict[str, Future] = {}
         self.index_lock = threading.Lock()
 
+    def with_chunk_lru(self, max_bytes: int) -> "StoreCaches":
+        """The same shard indexes and disk cache, but a private LRU of decoded chunks."""
+        other = StoreCaches(ChunkLRU(max_bytes), self.disk)
+        other.indexes, other.index_inflight, other.index_lock = self.indexes, self.index_inflight, self.index_lock
+        return other
+
 
 def _numcodec(conf: dict):
     """numcodecs codec for a Zarr v3 bytes-to-bytes codec entry, or None if unknown."""
@@ -183,6 +189,13 @@ class ArrayReader:
             self.per_shard = tuple(s // c for s, c in zip(self.shard_shape, self.chunk_shape))
             self._index_bytes = 16 * int(np.prod(self.per_shard)) + (4 if self._index_crc else 0)
         self.dimension_names = tuple(meta.get("dimension_names") or ())
+
+    def with_caches(self, caches: StoreCaches) -> "ArrayReader":
+        import copy
+
+        other = copy.copy(self)
+        other.caches = caches
+        return other
 
     # -- keys ---------------------------------------------------------------------------------
     def _object_key(self, coords: tuple[int, ...]) -> str:
@@ -319,15 +332,21 @@ class ArrayReader:
         coords = [c for c in self.chunk_range(box) if need is None or need(c)]
         keys = [(self.path, c) for c in coords]
         cached, mine, waits = self.caches.chunks.claim(keys)
+
+        def paste(key: ChunkKey, arr: np.ndarray | None) -> None:
+            # Runs in the decode threads as chunks arrive: chunks fill disjoint parts of `out`.
+            if arr is not None:
+                self._paste(out, box, key[1], arr, select)
+
+        for key, arr in cached.items():
+            paste(key, arr)
         try:
-            fetched = self._fetch(mine, cancel, keep) if mine else {}
+            if mine:
+                self._fetch(mine, cancel, keep, paste)
         except BaseException as exc:
             for key in mine:
                 self.caches.chunks.settle(key, error=exc)
             raise
-        for key, arr in {**cached, **fetched}.items():
-            if arr is not None:
-                self._paste(out, box, key[1], arr, select)
         for key, fut in waits.items():
             try:
                 arr = fut.result()
@@ -371,8 +390,11 @@ class ArrayReader:
             src[ax] = slice(None)
             out[tuple(dst)] = picked[tuple(src)]
 
-    def _fetch(self, keys: list[ChunkKey], cancel, keep: bool = True) -> dict[ChunkKey, np.ndarray | None]:
-        """Fetch and decode chunks; settles each key in the LRU as it is decoded."""
+    def _fetch(self, keys: list[ChunkKey], cancel, keep: bool = True,
+               on_chunk: Callable[[ChunkKey, np.ndarray | None], None] | None = None
+               ) -> dict[ChunkKey, np.ndarray | None]:
+        """Fetch and decode chunks; each is handed to `on_chunk` and settled in the LRU as soon
+        as it is decoded (in a decode thread), while other downloads go on."""
         results: dict[ChunkKey, np.ndarray | None] = {}
         ranges: dict[Range, ChunkKey] = {}
         disk = self.caches.disk
@@ -403,7 +425,10 @@ class ArrayReader:
         def done(r: Range, data: bytes) -> None:
             key = ranges[r]
             arr = self._decode_chunk(data, f"{r.key}@{r.start}")
-            results[key] = arr
+            if on_chunk is not None:
+                on_chunk(key, arr)
+            if keep or on_chunk is None:
+                results[key] = arr
             self.caches.chunks.settle(key, arr, keep=keep)
 
         todo = []

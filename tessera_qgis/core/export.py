@@ -23,6 +23,7 @@ from .region import _ring, check_bounds, dequantise, fit_pca, plan, read_grid_qu
 from .store import TesseraStore
 
 KINDS = ("float32", "pca", "int8")
+EXPORT_CHUNK_CACHE = 96 << 20
 
 
 @dataclass
@@ -89,6 +90,9 @@ def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], 
     if req.kind not in KINDS:
         raise ExportError(f"unknown export kind {req.kind!r}; use one of {', '.join(KINDS)}")
     store.check_year(req.year)
+    # A private chunk cache: enough for the chunks that straddle two blocks, and no more,
+    # so memory stays bounded whatever the region's size and whatever else uses the store.
+    store = store.with_memory_cache(EXPORT_CHUNK_CACHE)
     bounds = check_bounds(req.bounds)
     bands = store.check_bands(req.bands) if req.bands else list(range(1, store.bands + 1))
     if req.kind != "float32" and req.bands:
@@ -116,8 +120,8 @@ def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], 
         for zone_name, target in _targets(req, zones_used):
             grid = _grid_for(store, req, bounds, parts, zone_name)
             plans.append((target, grid))
-        if req.block < 32 or req.block % 32:
-            raise ExportError("the export block size must be a multiple of 32 pixels")
+        if not 16 <= req.block <= 2048 or req.block % 16:
+            raise ExportError("the export block size must be a multiple of 16 pixels, 16 to 2048")
         blocks = sum(len(list(_blocks(g, req.block))) for _, g in plans)
         prog = _Progress(blocks * (2 if req.cog else 1), progress, cancel)
         for target, grid in plans:
@@ -194,12 +198,11 @@ def _create(path: Path, width, height, count, dtype, crs, transform, compress, b
     gdal = _gdal()
     from osgeo import osr
 
-    opts = ["TILED=YES", f"BLOCKXSIZE={min(512, block)}", f"BLOCKYSIZE={min(512, block)}",
-            "BIGTIFF=IF_SAFER", f"COMPRESS={compress}"]
+    opts = ["TILED=YES", f"BLOCKXSIZE={block}", f"BLOCKYSIZE={block}", "BIGTIFF=IF_SAFER",
+            f"COMPRESS={compress}", "NUM_THREADS=ALL_CPUS",
+            "INTERLEAVE=PIXEL" if count <= 4 else "INTERLEAVE=BAND"]
     if compress in ("DEFLATE", "ZSTD"):
         opts.append("PREDICTOR=3" if dtype == gdal.GDT_Float32 else "PREDICTOR=2")
-    if count > 1 and dtype != gdal.GDT_Float32:
-        opts.append("INTERLEAVE=PIXEL" if count <= 4 else "INTERLEAVE=BAND")
     drv = gdal.GetDriverByName("GTiff")
     ds = drv.Create(str(path), width, height, count, dtype, options=opts)
     if ds is None:
@@ -285,24 +288,14 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
         gdal.SetCacheMax(old_cache)
 
 
-def _edges(start: int, stop: int, step: int) -> list[int]:
-    """Block edges from start to stop at multiples of step (in the source's own grid)."""
-    inner = range((start // step + 1) * step, stop, step)
-    return [start, *inner, stop]
-
-
 def _blocks(grid, block: int):
-    """Output blocks (r0, r1, c0, c1). On a zone's native grid they follow the zone's own
-    multiples of `block` (a multiple of the chunk size), so no chunk is read twice."""
-    _, _, width, height, native = grid
-    if native is not None:
-        rows = [e - native.rows[0] for e in _edges(native.rows[0], native.rows[1], block)]
-        cols = [e - native.cols[0] for e in _edges(native.cols[0], native.cols[1], block)]
-    else:
-        rows, cols = _edges(0, height, block), _edges(0, width, block)
-    for r0, r1 in zip(rows, rows[1:]):
-        for c0, c1 in zip(cols, cols[1:]):
-            yield r0, r1, c0, c1
+    """Output blocks (r0, r1, c0, c1): exactly the GeoTIFF's tiles, so each tile is
+    compressed and written once. Chunks straddling two blocks come from the export's
+    private chunk cache the second time."""
+    _, _, width, height, _ = grid
+    for r0 in range(0, height, block):
+        for c0 in range(0, width, block):
+            yield r0, min(r0 + block, height), c0, min(c0 + block, width)
 
 
 def _read_block(store, req, grid, r0, c0, h, w, cancel) -> tuple[np.ndarray, np.ndarray]:
@@ -310,7 +303,7 @@ def _read_block(store, req, grid, r0, c0, h, w, cancel) -> tuple[np.ndarray, np.
     crs, transform, _, _, native = grid
     if native is not None:  # the zone's own pixel grid: no resampling, each chunk read once
         win = native.zone.read(req.year, (native.rows[0] + r0, native.rows[0] + r0 + h),
-                               (native.cols[0] + c0, native.cols[0] + c0 + w), cancel=cancel, keep=False)
+                               (native.cols[0] + c0, native.cols[0] + c0 + w), cancel=cancel)
         return win.q, win.scales
     a, b, c, d, e, f = transform
     t = (a, b, c + a * c0, d, e, f + e * r0)

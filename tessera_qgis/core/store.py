@@ -67,18 +67,31 @@ class WindowData:
     year: int
     row0: int
     col0: int
-    q: np.ndarray  # int8 (bands, h, w)
+    q: np.ndarray  # int8 (len(bands), h, w)
     scales: np.ndarray  # float32 (h, w); nodata where not finite
+    bands: tuple[int, ...] = ()  # the band numbers (from 1) in q; () = all of them
 
     @property
     def valid(self) -> np.ndarray:
         return np.isfinite(self.scales)
 
+    def _rows(self, bands: Sequence[int] | None) -> list[int] | slice:
+        if bands is None:
+            return slice(None)
+        have = self.bands or tuple(range(1, self.q.shape[0] + 1))
+        try:
+            return [have.index(b) for b in bands]
+        except ValueError:
+            raise BandError(f"bands {list(bands)} were not read (this window has {list(have)})") from None
+
+    def quantised(self, bands: Sequence[int] | None = None) -> np.ndarray:
+        return self.q[self._rows(bands)]
+
     def dequantised(self, bands: Sequence[int] | None = None) -> np.ndarray:
         """float32 (len(bands), h, w), NaN where nodata. `bands` are numbered from 1."""
         from .region import dequantise
 
-        return dequantise(self.q if bands is None else self.q[[b - 1 for b in bands]], self.scales)
+        return dequantise(self.q[self._rows(bands)], self.scales)
 
     @property
     def transform(self) -> tuple[float, ...]:
@@ -99,6 +112,12 @@ class Zone:
     scl_axes: tuple[str, ...]
     years: dict[int, int | None] = field(default_factory=dict)  # year -> time index
     bands: int = 128
+
+    def with_caches(self, caches: StoreCaches) -> "Zone":
+        import dataclasses
+
+        return dataclasses.replace(self, embeddings=self.embeddings.with_caches(caches),
+                                   scales=self.scales.with_caches(caches), years=dict(self.years))
 
     def pixel_of(self, x: float, y: float) -> tuple[int, int]:
         a, _, c, _, e, f = self.transform
@@ -190,11 +209,7 @@ class Zone:
             fut = _in_task_pool(self.read_scales, year, rows, cols, cancel, keep)
             q = self.read_embeddings(year, rows, cols, bands, None, cancel, keep)
             s = fut.result()
-        if bands is not None:  # keep WindowData's (128, h, w) shape contract: place selected bands
-            full = np.zeros((self.bands,) + s.shape, dtype=np.int8)
-            full[[b - 1 for b in bands]] = q
-            q = full
-        return WindowData(self, year, rows[0], cols[0], q, s)
+        return WindowData(self, year, rows[0], cols[0], q, s, tuple(bands) if bands is not None else ())
 
 
 def _in_task_pool(fn, *args) -> Future:
@@ -359,6 +374,17 @@ class TesseraStore:
         if ck:
             opts["client_kwargs"] = ck
         return opts
+
+    def with_memory_cache(self, max_bytes: int) -> "TesseraStore":
+        """This store with a private, smaller LRU of decoded chunks (shard indexes, the disk
+        cache and the connection are shared): for an export, whose memory must stay bounded
+        whatever else is using the store."""
+        import copy
+
+        other = copy.copy(self)
+        other.caches = self.caches.with_chunk_lru(max_bytes)
+        other.zones = {name: z.with_caches(other.caches) for name, z in self.zones.items()}
+        return other
 
     # -- queries ------------------------------------------------------------------------------
     @property

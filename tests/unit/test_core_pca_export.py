@@ -216,3 +216,11 @@ def test_pca_export_without_a_global_pca_fits_one(store, tmp_path, monkeypatch):
     assert ds.GetMetadata()["TESSERA_PCA"] == "fit"
     alpha = ds.GetRasterBand(4).ReadAsArray()
     assert (alpha == 255).mean() > 0.8
+
+
+def test_export_leaves_the_shared_memory_cache_alone(store, tmp_path):
+    before = store.caches.chunks.bytes
+    export(store, ExportRequest(BOX, "EPSG:4326", 2025, str(tmp_path / "x.tif"), bands=[1], block=64))
+    assert store.caches.chunks.bytes == before
+    ds = _open(tmp_path / "x.tif")
+    assert ds.GetRasterBand(1).GetBlockSize() == [64, 64]
