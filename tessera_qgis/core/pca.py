@@ -45,14 +45,18 @@ class PCA:
         if len(x) > max_samples:
             x = x[np.random.default_rng(seed).choice(len(x), max_samples, replace=False)]
         mean = x.mean(axis=0)
-        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-        comps = vt[:3]
+        centred = x - mean
+        # Eigenvectors of the (bands x bands) covariance: one matrix product over the
+        # samples, much cheaper than an SVD of the samples themselves.
+        cov = centred.T @ centred / max(1, len(x) - 1)
+        _, vecs = np.linalg.eigh(cov)
+        comps = vecs[:, ::-1][:, :3].T
         if comps.shape[0] < 3:
             comps = np.vstack([comps, np.zeros((3 - comps.shape[0], x.shape[1]))])
         signs = np.sign(comps[np.arange(3), np.argmax(np.abs(comps), axis=1)])
         signs[signs == 0] = 1
         comps = comps * signs[:, None]
-        proj = (x - mean) @ comps.T
+        proj = centred @ comps.T
         lo, hi = np.percentile(proj, 2, axis=0), np.percentile(proj, 98, axis=0)
         return cls(mean, comps, lo, hi, "fit")
 
