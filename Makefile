@@ -8,7 +8,7 @@ DEMO_DIR ?= build/demo
 PROFILE ?= default
 QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/$(PROFILE)/python/plugins
 
-.PHONY: help setup test unit-test qgis-test demo run cli package install clean clean-env
+.PHONY: help setup test unit-test qgis-test demo bench run cli package install clean clean-env
 
 help:
 	@echo "make demo | test | setup | run CMD='...' | cli ARGS='...' | package | install | clean | clean-env"
@@ -29,6 +29,9 @@ qgis-test: setup
 
 demo: setup
 	@$(ENV) run python scripts/demo.py --out $(DEMO_DIR)
+
+bench: setup
+	$(ENV) run python scripts/bench.py
 
 run:
 	@$(ENV) run sh -c "$$CMD"

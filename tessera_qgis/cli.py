@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--s3-profile", metavar="NAME", help="AWS profile for S3 credentials")
     common.add_argument("--anon", action="store_true", help="anonymous S3 access (ignore credentials)")
     common.add_argument("--cache-dir", metavar="DIR", help="on-disk chunk cache (areas seen once work offline)")
-    common.add_argument("--concurrency", type=int, default=16, help="parallel requests (default 16)")
+    common.add_argument("--concurrency", type=int, default=64, help="parallel requests (default 64)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
 

@@ -110,7 +110,7 @@ class DiskCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
+            tmp.write_bytes(bytes(data))
             os.replace(tmp, path)
         except OSError:
             pass  # a full or read-only cache must never break reading
@@ -451,8 +451,9 @@ class ArrayReader:
         merged = {Range(g[0].key, g[0].start, g[-1].end): g for g in groups}
 
         def on_merged(big: Range, data: bytes) -> None:
+            view = memoryview(data)  # slices without copying the merged response
             for r in merged[big]:
-                piece = data[r.start - big.start: r.end - big.start]
+                piece = view[r.start - big.start: r.end - big.start]
                 if disk is not None:
                     disk.put(f"{r.key}@{r.start}+{r.size}", piece)
                 done(r, piece)

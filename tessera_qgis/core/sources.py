@@ -65,7 +65,7 @@ class StoreOptions:
     profile: str | None = None
     endpoint_url: str | None = None
     region: str | None = None
-    concurrency: int = 16
+    concurrency: int = 64  # parallel range requests per fetch
     timeout: float = 60.0
     cache_dir: str | None = None
     memory_cache_bytes: int = 512 << 20  # decoded chunks kept in memory (LRU)
