@@ -31,18 +31,21 @@ def choose_crs(store, view_bounds=None, view_crs: str = "EPSG:4326", zone: str |
 def make_layer(url: str, year: int, bands: Sequence[int] | None = None, pca: str | PCA | None = None,
                name: str | None = None, view_bounds=None, view_crs: str = "EPSG:4326",
                zone: str | None = None, stretch: Sequence[tuple[float, float]] | None = None,
-               **options) -> QgsRasterLayer:
-    """A styled TESSERA layer for a store URL and year: `bands` (1 to 3 band numbers) or `pca`
-    ("global", "view" or a fitted PCA). Opens the store (network I/O): call it from a task,
-    not the UI thread. `options`: cache, budget, authcfg, s3_endpoint, s3_region, anon."""
-    from .core.layerspec import encode_pca
+               similarity=None, threshold: float = 0.5, **options) -> QgsRasterLayer:
+    """A styled TESSERA layer for a store URL and year: `bands` (1 to 3 band numbers), `pca`
+    ("global", "view" or a fitted PCA) or `similarity` (a reference embedding: cosine
+    similarity with a colour ramp, values under `threshold` transparent). Opens the store
+    (network I/O): call it from a task or script, not the UI thread. `options`: cache, budget,
+    authcfg, s3_endpoint, s3_region, anon."""
+    from .core.layerspec import encode_pca, encode_vector
 
     register()
-    if bands is None and pca is None:
+    if bands is None and pca is None and similarity is None:
         pca = "global"
     pca_value = encode_pca(pca) if isinstance(pca, PCA) else pca
+    sim_value = encode_vector(similarity) if similarity is not None else None
     probe = LayerSpec(url=str(url), year=int(year), bands=tuple(bands) if bands else None, pca=pca_value,
-                      **options)
+                      similarity=sim_value, **options)
     store = shared_store(probe)
     store.check_year(probe.year)
     if probe.bands:
@@ -53,7 +56,9 @@ def make_layer(url: str, year: int, bands: Sequence[int] | None = None, pca: str
     layer = QgsRasterLayer(spec.to_uri(), title, PROVIDER_KEY)
     if not layer.isValid():
         raise ValueError(f"the TESSERA layer is not valid: {layer.dataProvider().error().summary() if layer.dataProvider() else ''}")
-    if spec.pca is not None:
+    if spec.similarity is not None:
+        apply_ramp(layer, threshold, 1.0, clip=True)
+    elif spec.pca is not None:
         model = state_for(spec.to_uri()).pca_model()
         if model is not None:
             apply_rgb(layer, list(zip(model.lo.tolist(), model.hi.tolist())))
@@ -66,7 +71,7 @@ def make_layer(url: str, year: int, bands: Sequence[int] | None = None, pca: str
 
 
 def _title(store, spec: LayerSpec) -> str:
-    mode = "PCA" if spec.pca else "bands " + ",".join(map(str, spec.bands))
+    mode = {"pca": "PCA", "similarity": "similarity"}.get(spec.mode) or "bands " + ",".join(map(str, spec.bands))
     dataset = store.attrs.get("tessera:dataset") or "TESSERA"
     return f"TESSERA {dataset} {spec.year} {mode}"
 
@@ -110,11 +115,14 @@ def apply_rgb(layer: QgsRasterLayer, ranges: Sequence[tuple[float, float]]) -> N
     layer.triggerRepaint()
 
 
-def apply_ramp(layer: QgsRasterLayer, lo: float, hi: float, ramp_name: str = "Viridis", band: int = 1) -> None:
-    """One band with a colour ramp between lo and hi."""
+def apply_ramp(layer: QgsRasterLayer, lo: float, hi: float, ramp_name: str = "Viridis", band: int = 1,
+               clip: bool = False) -> None:
+    """One band with a colour ramp between lo and hi (`clip`: values outside are transparent,
+    which makes lo a threshold)."""
     ramp = QgsStyle.defaultStyle().colorRamp(ramp_name)
     shader_fn = QgsColorRampShader(float(lo), float(hi), ramp)
     shader_fn.classifyColorRamp(255, band=-1)
+    shader_fn.setClip(clip)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(shader_fn)
     layer.setRenderer(QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader))

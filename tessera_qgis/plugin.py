@@ -1,8 +1,8 @@
-"""The QGIS plugin object: toolbar, menu, and (later) provider registration."""
+"""The QGIS plugin object: provider registration, toolbar, menu, map tools, inspector dock."""
 from __future__ import annotations
 
 from qgis.core import Qgis
-from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtCore import QCoreApplication, Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QMessageBox
 
@@ -28,6 +28,8 @@ class TesseraPlugin:
         self.toolbar = None
         self.actions: list[QAction] = []
         self.bridge = None
+        self.dock = None
+        self.controllers: dict = {}
         # The provider must exist before a project that uses it is read.
         from . import provider
 
@@ -35,12 +37,35 @@ class TesseraPlugin:
 
     def initGui(self) -> None:  # noqa: N802 (QGIS's name)
         from . import provider
+        from .inspector import InspectorDock
         from .log import MessageBarBridge
+        from .tools import InspectorController, RegionController, SimilarityController
 
         provider.register()
         self.bridge = MessageBarBridge(self.iface.messageBar())
         self.toolbar = self.iface.addToolBar(tr("TESSERA"))
         self.toolbar.setObjectName(TOOLBAR_OBJECT_NAME)
+        self.dock = InspectorDock(self.iface.mainWindow())
+        self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        self.dock.hide()
+        self.controllers = {
+            "inspector": InspectorController(self.iface, self.dock),
+            "similarity": SimilarityController(self.iface),
+            "region": RegionController(self.iface),
+        }
+        tips = {
+            "inspector": tr("Inspect a pixel: click to see its 128 embedding values"),
+            "similarity": tr("Similarity: click a pixel (or drag over a small area) to map how similar "
+                             "every pixel is to it"),
+            "region": tr("Region: drag a rectangle to fit the PCA colours to it"),
+        }
+        for name, controller in self.controllers.items():
+            action = QAction(icon(), tips[name], self.iface.mainWindow())
+            action.setObjectName(f"Tessera{name.title()}Action")
+            action.setCheckable(True)
+            controller.tool.setAction(action)
+            action.triggered.connect(lambda checked, tool=controller.tool: self.iface.mapCanvas().setMapTool(tool))
+            self._add_action(action)
         about = QAction(icon(), tr("About TESSERA embeddings"), self.iface.mainWindow())
         about.setObjectName("TesseraAboutAction")
         about.triggered.connect(self.show_about)
@@ -54,6 +79,16 @@ class TesseraPlugin:
     def unload(self) -> None:
         from . import provider
 
+        canvas = self.iface.mapCanvas()
+        for controller in self.controllers.values():
+            if canvas is not None and canvas.mapTool() is controller.tool:
+                canvas.unsetMapTool(controller.tool)
+        self.controllers.clear()
+        if self.dock is not None:
+            self.iface.removeDockWidget(self.dock)
+            self.dock.setParent(None)
+            self.dock.deleteLater()
+            self.dock = None
         if self.bridge is not None:
             self.bridge.close()
             self.bridge = None

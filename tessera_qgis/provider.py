@@ -25,9 +25,9 @@ from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QByteArray, QObject
 
 from .core.errors import Cancelled, ExtentError, TesseraError
-from .core.layerspec import LayerSpec, decode_pca
+from .core.layerspec import LayerSpec, decode_pca, decode_vector
 from .core.pca import PCA, sample_valid
-from .core.region import grid_reduce, project_grid, transformer
+from .core.region import grid_reduce, project_grid, similarity_grid, transformer
 from .core.sources import StoreOptions
 from .core.store import TesseraStore, open_store
 from .log import log, report
@@ -155,6 +155,9 @@ class LayerState:
             out, _ = grid_reduce(store, spec.year, crs, transform, width, height, deq, len(spec.bands),
                                  np.float32, np.nan, spec.bands, cancel, budget)
             return out
+        if spec.similarity is not None:
+            return similarity_grid(store, spec.year, decode_vector(spec.similarity), crs, transform, width, height,
+                                   cancel, budget)
         pca = self.pca_model()
         if pca is None:  # pca=view (or no global PCA): fit on this view, then keep the fit
             values, _ = grid_reduce(store, spec.year, crs, transform, width, height,
@@ -265,6 +268,8 @@ class TesseraProvider(QgsRasterDataProvider):
         spec = self.state.spec if self.state else None
         if spec is None:
             return f"Band {band}"
+        if spec.similarity is not None:
+            return "similarity"
         if spec.pca is not None:
             return f"PC{band}"
         return f"A{spec.bands[band - 1]:03d}"
@@ -274,8 +279,12 @@ class TesseraProvider(QgsRasterDataProvider):
 
     def htmlMetadata(self) -> str:  # noqa: N802
         spec = self.state.spec
-        mode = f"PCA ({spec.pca if not spec.pca.startswith('b64:') else 'saved fit'})" if spec.pca \
-            else "bands " + ",".join(map(str, spec.bands))
+        if spec.similarity:
+            mode = "cosine similarity to a reference embedding"
+        elif spec.pca:
+            mode = f"PCA ({spec.pca if not spec.pca.startswith('b64:') else 'saved fit'})"
+        else:
+            mode = "bands " + ",".join(map(str, spec.bands))
         return f"<tr><td>TESSERA</td><td>{spec.url}<br>year {spec.year}, {mode}</td></tr>"
 
     def capabilities(self):
@@ -296,6 +305,8 @@ class TesseraProvider(QgsRasterDataProvider):
     def _range(self, band: int) -> tuple[float, float]:
         spec = self.state.spec
         pca = self.state.pca
+        if spec.similarity is not None:
+            return 0.0, 1.0
         if spec.pca is not None and pca is not None:
             return float(pca.lo[band - 1]), float(pca.hi[band - 1])
         if spec.pca is not None:
@@ -381,6 +392,10 @@ class TesseraProvider(QgsRasterDataProvider):
                 values = {b: None for b in range(1, self.bandCount() + 1)}
             elif spec.bands is not None:
                 values = {i + 1: px["embedding"][b - 1] for i, b in enumerate(spec.bands)}
+            elif spec.similarity is not None:
+                ref = decode_vector(spec.similarity).astype(np.float64)
+                v = np.asarray(px["embedding"], dtype=np.float64)
+                values = {1: float(ref @ v / max(np.linalg.norm(ref) * np.linalg.norm(v), 1e-12))}
             else:
                 pca = self.state.pca_model()
                 if pca is None:

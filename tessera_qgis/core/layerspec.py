@@ -4,6 +4,7 @@
     url=<store>&year=2024&pca=global           the store's global PCA (3 components)
     url=<store>&year=2024&pca=view             a PCA fitted to the first view drawn
     url=<store>&year=2024&pca=b64:<...>        a saved PCA fit (travels with the project)
+    url=<store>&year=2024&similarity=b64:<...> cosine similarity to a reference embedding
 
 Optional: crs (the layer's CRS), extent (xmin,ymin,xmax,ymax in that CRS, so a project
 opens without touching the network), zone, cache (folder), budget (source pixels a view
@@ -31,6 +32,7 @@ class LayerSpec:
     year: int
     bands: tuple[int, ...] | None = None
     pca: str | None = None  # "global", "view" or "b64:..."
+    similarity: str | None = None  # "b64:..." reference embedding (float32)
     crs: str | None = None
     extent: tuple[float, float, float, float] | None = None
     zone: str | None = None
@@ -45,8 +47,11 @@ class LayerSpec:
     def __post_init__(self) -> None:
         if not self.url:
             raise ValueError("a TESSERA layer needs url=")
-        if (self.bands is None) == (self.pca is None):
-            raise ValueError("a TESSERA layer needs either bands=I,J,K or pca=global|view|<saved fit>")
+        if sum(v is not None for v in (self.bands, self.pca, self.similarity)) != 1:
+            raise ValueError("a TESSERA layer needs one of bands=I,J,K, pca=global|view|<saved fit> "
+                             "or similarity=<reference>")
+        if self.similarity is not None and not self.similarity.startswith("b64:"):
+            raise ValueError("similarity= takes an encoded reference embedding")
         if self.pca is not None and self.pca not in ("global", "view") and not self.pca.startswith("b64:"):
             raise ValueError(f"pca must be global, view or a saved fit, got {self.pca!r}")
         if self.bands is not None and not 1 <= len(self.bands) <= 128:
@@ -54,12 +59,20 @@ class LayerSpec:
 
     @property
     def band_count(self) -> int:
+        if self.similarity is not None:
+            return 1
         return 3 if self.pca is not None else len(self.bands or ())
+
+    @property
+    def mode(self) -> str:
+        return "similarity" if self.similarity else "pca" if self.pca else "bands"
 
     def to_uri(self) -> str:
         items: list[tuple[str, str]] = [("url", self.url), ("year", str(self.year))]
         if self.bands is not None:
             items.append(("bands", ",".join(map(str, self.bands))))
+        elif self.similarity is not None:
+            items.append(("similarity", self.similarity))
         else:
             items.append(("pca", self.pca or "global"))
         if self.crs:
@@ -103,6 +116,7 @@ class LayerSpec:
                 raise ValueError(f"extent= must be xmin,ymin,xmax,ymax, got {params['extent']!r}")
             extent = vals
         return cls(url=params.get("url", ""), year=year, bands=bands, pca=params.get("pca") or None,
+                   similarity=params.get("similarity") or None,
                    crs=params.get("crs") or None, extent=extent, zone=params.get("zone") or None,
                    cache=params.get("cache") or None,
                    budget=int(params.get("budget") or DEFAULT_BUDGET), authcfg=params.get("authcfg") or None,
@@ -132,3 +146,16 @@ def decode_pca(value: str) -> PCA:
     mean = arr[:bands]
     comps = arr[bands:4 * bands].reshape(3, bands)
     return PCA(mean, comps, arr[4 * bands:4 * bands + 3], arr[4 * bands + 3:], "saved")
+
+
+def encode_vector(v) -> str:
+    """A reference embedding as a compact URI value."""
+    arr = np.asarray(v, dtype="<f4")
+    return "b64:" + base64.urlsafe_b64encode(zlib.compress(arr.tobytes(), 9)).decode("ascii")
+
+
+def decode_vector(value: str) -> np.ndarray:
+    try:
+        return np.frombuffer(zlib.decompress(base64.urlsafe_b64decode(value[4:])), dtype="<f4").astype(np.float32)
+    except Exception:
+        raise ValueError("the reference embedding in the layer URI is damaged") from None

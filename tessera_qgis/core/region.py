@@ -358,3 +358,22 @@ def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int =
     samples = np.concatenate(list(TASK_POOL.map(read, jobs)))
     samples = samples[np.isfinite(samples).all(axis=1)]
     return PCA.fit(samples, seed=seed, max_samples=max_samples)
+
+
+def similarity_grid(store: TesseraStore, year: int, reference, dst_crs: str, transform, width: int, height: int,
+                    cancel: Callable[[], bool] | None = None, max_source_pixels: int | None = None) -> np.ndarray:
+    """Cosine similarity (1, height, width) float32 between each pixel's embedding and a
+    reference embedding, NaN where nodata. The per-pixel scale cancels out, so it works on
+    the int8 values directly."""
+    ref = np.asarray(reference, dtype=np.float32)
+    ref = ref / max(float(np.linalg.norm(ref)), 1e-12)
+
+    def cosine(q: np.ndarray, s: np.ndarray) -> np.ndarray:
+        qf = q.astype(np.float32)
+        norm = np.linalg.norm(qf, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return ((ref @ qf) / norm)[None]
+
+    out, _ = grid_reduce(store, year, dst_crs, transform, width, height, cosine, 1, np.float32, np.nan,
+                         None, cancel, max_source_pixels)
+    return out

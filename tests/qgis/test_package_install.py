@@ -35,6 +35,17 @@ class Iface:  # the part of QgisInterface the plugin's initGui/unload use
         self.menu.addAction(action)
     def removePluginRasterMenu(self, name, action):
         self.menu.removeAction(action)
+    def mapCanvas(self):
+        from qgis.gui import QgsMapCanvas
+        if not hasattr(self, "canvas"):
+            self.canvas = QgsMapCanvas(self.window)
+        return self.canvas
+    def addDockWidget(self, area, dock):
+        self.window.addDockWidget(area, dock)
+    def removeDockWidget(self, dock):
+        self.window.removeDockWidget(dock)
+    def activeLayer(self):
+        return None
     def messageBar(self):
         from qgis.gui import QgsMessageBar
         if not hasattr(self, "bar"):

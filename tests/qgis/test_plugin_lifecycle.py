@@ -42,6 +42,7 @@ def test_init_gui_and_unload_twice_leave_nothing_behind(recording_iface):
         assert len(toolbars) == 1 and toolbars[0].actions(), "one toolbar with our actions"
         menus = our_menu(recording_iface)
         assert len(menus) == 1 and menus[0].menu().actions() == plugin.actions
+        assert len(plugin.actions) == 4, "inspector, similarity, region, about"
         assert not plugin.actions[0].icon().isNull(), "the SVG icon loads"
         plugin.unload()
         flush_deletes()
@@ -58,7 +59,7 @@ def test_about_action_names_the_version(recording_iface, monkeypatch):
     plugin = tessera_qgis.classFactory(recording_iface)
     plugin.initGui()
     try:
-        plugin.actions[0].trigger()
+        plugin.actions[-1].trigger()
         assert tessera_qgis.__version__ in shown["text"] and Qgis.QGIS_VERSION in shown["text"]
     finally:
         plugin.unload()
