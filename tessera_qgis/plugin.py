@@ -29,6 +29,7 @@ class TesseraPlugin:
         self.actions: list[QAction] = []
         self.bridge = None
         self.dock = None
+        self.style_dock = None
         self.controllers: dict = {}
         # The provider must exist before a project that uses it is read.
         from . import provider
@@ -39,6 +40,7 @@ class TesseraPlugin:
         from . import provider
         from .inspector import InspectorDock
         from .log import MessageBarBridge
+        from .style_dock import StyleDock
         from .tools import InspectorController, RegionController, SimilarityController
 
         provider.register()
@@ -48,6 +50,9 @@ class TesseraPlugin:
         self.dock = InspectorDock(self.iface.mainWindow())
         self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.hide()
+        self.style_dock = StyleDock(self.iface, self.iface.mainWindow())
+        self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.style_dock)
+        self.style_dock.hide()
         self.controllers = {
             "inspector": InspectorController(self.iface, self.dock),
             "similarity": SimilarityController(self.iface),
@@ -66,6 +71,10 @@ class TesseraPlugin:
             controller.tool.setAction(action)
             action.triggered.connect(lambda checked, tool=controller.tool: self.iface.mapCanvas().setMapTool(tool))
             self._add_action(action)
+        style = QAction(icon(), tr("Style the TESSERA layer: year, bands, PCA, stretch"), self.iface.mainWindow())
+        style.setObjectName("TesseraStyleAction")
+        style.triggered.connect(self.show_style_dock)
+        self._add_action(style)
         about = QAction(icon(), tr("About TESSERA embeddings"), self.iface.mainWindow())
         about.setObjectName("TesseraAboutAction")
         about.triggered.connect(self.show_about)
@@ -84,11 +93,17 @@ class TesseraPlugin:
             if canvas is not None and canvas.mapTool() is controller.tool:
                 canvas.unsetMapTool(controller.tool)
         self.controllers.clear()
-        if self.dock is not None:
-            self.iface.removeDockWidget(self.dock)
-            self.dock.setParent(None)
-            self.dock.deleteLater()
-            self.dock = None
+        for dock in (self.dock, self.style_dock):
+            if dock is not None:
+                self.iface.removeDockWidget(dock)
+                dock.setParent(None)
+                dock.deleteLater()
+        if self.style_dock is not None:
+            try:
+                self.iface.currentLayerChanged.disconnect(self.style_dock.set_layer)
+            except (TypeError, RuntimeError):
+                pass
+        self.dock = self.style_dock = None
         if self.bridge is not None:
             self.bridge.close()
             self.bridge = None
@@ -104,6 +119,11 @@ class TesseraPlugin:
             self.toolbar.setParent(None)
             self.toolbar.deleteLater()
             self.toolbar = None
+
+    def show_style_dock(self) -> None:
+        self.style_dock.set_layer(self.iface.activeLayer())
+        self.style_dock.show()
+        self.style_dock.raise_()
 
     def show_about(self) -> None:
         QMessageBox.about(

@@ -97,6 +97,11 @@ class LayerState:
         self.over_budget = False
         self.fail_next = False  # tests force a failure inside block() with this
 
+    @property
+    def opened_store(self) -> TesseraStore | None:
+        """The store if it is open already (never opens it: safe on the UI thread)."""
+        return self._store
+
     def store(self) -> TesseraStore:
         with self.lock:
             if self._store is None:

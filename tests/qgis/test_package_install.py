@@ -21,10 +21,14 @@ app = QgsApplication([], True)  # profile root from QGIS_CUSTOM_CONFIG_PATH
 app.initQgis()
 import qgis.utils
 from qgis.PyQt.QtWidgets import QMenu
+from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 
-class Iface:  # the part of QgisInterface the plugin's initGui/unload use
+class Iface(QObject):  # the part of QgisInterface the plugin's initGui/unload use
+    currentLayerChanged = pyqtSignal(object)
+
     def __init__(self):
+        super().__init__()
         self.window = QMainWindow()
         self.menu = QMenu("Raster", self.window)
     def mainWindow(self):
