@@ -229,3 +229,43 @@ def test_bad_uris_make_invalid_layers_with_a_reason(tmp_path):
     secret = QgsRasterLayer("url=s3://b/x.zarr&year=2024&bands=1&secret=abc", "secret", "tessera")
     assert not secret.isValid()
     assert not QgsRasterLayer("url=/x&bands=1", "noyear", "tessera").isValid()
+
+
+def test_s3_layer_with_keys_from_a_qgis_auth_configuration(sample_s3, s3_server, tmp_path):
+    from qgis.core import QgsAuthMethodConfig
+
+    url, opts = sample_s3
+    am = QgsApplication.authManager()
+    if not am.masterPasswordIsSet():
+        assert am.setMasterPassword("tessera-test-master", True)
+    cfg = QgsAuthMethodConfig("Basic")
+    cfg.setName("tessera moto")
+    cfg.setConfig("username", opts["key"])
+    cfg.setConfig("password", opts["secret"])
+    assert am.storeAuthenticationConfig(cfg)[0]
+    layer = make_layer(url, 2024, pca="global", authcfg=cfg.id(), s3_endpoint=s3_server.endpoint_url,
+                       s3_region="us-east-1", name="tessera s3 layer")
+    assert layer.isValid()
+    assert opts["secret"] not in layer.source() and opts["key"] not in layer.source()
+    img, _, errors = render([layer], layer.crs().authid(), layer.extent(), size=(120, 100))
+    assert not errors and (img[..., 3] > 0).mean() > 0.5
+    project = QgsProject.instance()
+    project.addMapLayer(layer)
+    project.write(str(tmp_path / "s3.qgs"))
+    text = (tmp_path / "s3.qgs").read_text()
+    assert opts["secret"] not in text and opts["key"] not in text and cfg.id() in text
+    project.clear()
+
+
+def test_a_cancelled_render_stops_fetching(sample_store, range_server):
+    from qgis.core import QgsRasterBlockFeedback
+
+    srv = range_server(sample_store.parent, latency=0.05)
+    layer = make_layer(f"{srv.url}/{sample_store.name}", 2024, bands=[1, 2, 3], stretch=[(-2, 2)] * 3)
+    feedback = QgsRasterBlockFeedback()
+    feedback.cancel()  # the next pan has overtaken this render
+    srv.reset()
+    block = layer.dataProvider().block(1, layer.extent(), 300, 250, feedback)
+    assert block.isValid()
+    assert np.isnan(np.frombuffer(bytes(block.data()), np.float32)).all()
+    assert not [r for r in srv.requests() if "/embeddings/" in r.path and not r.range.startswith("bytes=-")]
