@@ -8,7 +8,7 @@ DEMO_DIR ?= build/demo
 PROFILE ?= default
 QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/$(PROFILE)/python/plugins
 
-.PHONY: help setup test unit-test qgis-test demo bench run cli package install clean clean-env
+.PHONY: help setup test unit-test qgis-test demo bench screenshots run cli package install clean clean-env
 
 help:
 	@echo "make demo | test | setup | run CMD='...' | cli ARGS='...' | package | install | clean | clean-env"
@@ -32,6 +32,10 @@ demo: setup
 
 bench: setup
 	$(ENV) run python scripts/bench.py
+
+# Real QGIS desktop under Xvfb (installed into the environment on first use): docs/images/*.png
+screenshots: setup
+	$(ENV) run bash scripts/screenshots.sh
 
 run:
 	@$(ENV) run sh -c "$$CMD"

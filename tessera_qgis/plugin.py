@@ -16,8 +16,8 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("TesseraPlugin", text)
 
 
-def icon() -> QIcon:
-    return QIcon(str(PLUGIN_DIR / "resources" / "icon.svg"))
+def icon(name: str = "icon") -> QIcon:
+    return QIcon(str(PLUGIN_DIR / "resources" / f"{name}.svg"))
 
 
 class TesseraPlugin:
@@ -65,13 +65,13 @@ class TesseraPlugin:
             "region": tr("Region: drag a rectangle to fit the PCA colours to it"),
         }
         for name, controller in self.controllers.items():
-            action = QAction(icon(), tips[name], self.iface.mainWindow())
+            action = QAction(icon(name), tips[name], self.iface.mainWindow())
             action.setObjectName(f"Tessera{name.title()}Action")
             action.setCheckable(True)
             controller.tool.setAction(action)
             action.triggered.connect(lambda checked, tool=controller.tool: self.iface.mapCanvas().setMapTool(tool))
             self._add_action(action)
-        style = QAction(icon(), tr("Style the TESSERA layer: year, bands, PCA, stretch"), self.iface.mainWindow())
+        style = QAction(icon("style"), tr("Style the TESSERA layer: year, bands, PCA, stretch"), self.iface.mainWindow())
         style.setObjectName("TesseraStyleAction")
         style.triggered.connect(self.show_style_dock)
         self._add_action(style)
