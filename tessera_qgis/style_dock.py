@@ -93,7 +93,14 @@ class StyleDock(QgsDockWidget):
         for y in years:
             self.year.addItem(str(y), y)
         self.year.setCurrentIndex(max(0, years.index(spec.year)) if spec.year in years else 0)
-        if spec.pca is not None:
+        self.mode.setEnabled(spec.similarity is None)
+        if spec.similarity is not None:  # a similarity map: only its threshold and ramp top
+            self.stretch.setCurrentIndex(1)
+            renderer = layer.renderer()
+            if hasattr(renderer, "classificationMin"):
+                self.lo.setValue(renderer.classificationMin())
+                self.hi.setValue(renderer.classificationMax())
+        elif spec.pca is not None:
             self.mode.setCurrentIndex(MODES.index("pca"))
         elif spec.bands is not None:
             self.mode.setCurrentIndex(MODES.index("rgb" if len(spec.bands) == 3 else "ramp"))
@@ -106,6 +113,8 @@ class StyleDock(QgsDockWidget):
     # -- actions -------------------------------------------------------------------------------
     def wanted_spec(self) -> LayerSpec:
         spec = LayerSpec.from_uri(self.layer.source())
+        if spec.similarity is not None:
+            return spec.with_(year=self.year.currentData() or spec.year)
         mode = self.mode.currentData()
         year = self.year.currentData() or spec.year
         if mode == "pca":
@@ -127,6 +136,9 @@ class StyleDock(QgsDockWidget):
         layer = self.layer
         spec = LayerSpec.from_uri(layer.source())
         state = state_for(layer.source())
+        if spec.similarity is not None:  # min is the threshold: less similar is transparent
+            apply_ramp(layer, self.lo.value(), self.hi.value(), clip=True)
+            return
         if spec.pca is not None:
             pca = state.pca_model() if state.opened_store is not None else state.pca
             if pca is not None:

@@ -124,3 +124,20 @@ def test_fit_pca_to_view_and_lock(sample_http, qgis_canvas, qgis_iface, tmp_path
     dock.set_layer(again)
     dock.lock.setChecked(False)
     assert LayerSpec.from_uri(again.source()).pca == "global"
+
+
+def test_similarity_threshold_from_the_dock(sample_store, sample_http, qgis_canvas, qgis_iface):
+    from tessera_qgis.core.store import open_store
+
+    ref = open_store(sample_store).pixel(-0.03, 52.2, 2024)["embedding"]
+    layer = make_layer(sample_http.store_url, 2024, similarity=ref, threshold=0.5, name="tessera similarity")
+    show(qgis_canvas, layer)
+    dock = StyleDock(qgis_iface)
+    dock.set_layer(layer)
+    assert not dock.mode.isEnabled() and dock.lo.value() == pytest.approx(0.5)
+    dock.lo.setValue(0.8)
+    dock.apply()
+    r = layer.renderer()
+    assert isinstance(r, QgsSingleBandPseudoColorRenderer) and r.classificationMin() == pytest.approx(0.8)
+    assert r.shader().rasterShaderFunction().clip(), "below the threshold is transparent"
+    assert LayerSpec.from_uri(layer.source()).similarity is not None
