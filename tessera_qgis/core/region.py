@@ -310,14 +310,6 @@ def dequantise(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_grid(store: TesseraStore, year: int, dst_crs: str, transform, width: int, height: int,
-              bands: Sequence[int] | None = None, cancel: Callable[[], bool] | None = None,
-              max_source_pixels: int | None = None) -> np.ndarray:
-    """Dequantised float32 (bands, height, width) on any output grid, NaN where nodata."""
-    q, s = read_grid_quantised(store, year, dst_crs, transform, width, height, bands, cancel, max_source_pixels)
-    return dequantise(q, s)
-
-
 def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int = 100_000, seed: int = 0,
             cancel: Callable[[], bool] | None = None):
     """Fit a PCA on a random sample of at most `max_samples` valid pixels of a region.
@@ -325,7 +317,7 @@ def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int =
     Small regions are read whole; larger ones through randomly chosen chunk-sized blocks
     (read concurrently), so the fit costs about `max_samples` pixels of reading, not the region.
     """
-    from .pca import PCA, sample_valid
+    from .pca import PCA
     from .sources import TASK_POOL
 
     store.check_year(year)

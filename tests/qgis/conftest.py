@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from pytest_qgis.qgis_interface import QgisInterface
+from qgis.core import QgsProject
 from qgis.PyQt.QtWidgets import QMainWindow, QMenu
 
 
@@ -45,3 +46,16 @@ class MenuRecordingIface(QgisInterface):
 @pytest.fixture
 def recording_iface(qgis_canvas, qgis_iface):
     return MenuRecordingIface(qgis_canvas, qgis_iface.messageBar())
+
+
+@pytest.fixture
+def provider_active():
+    """The provider registered and active, with no store or layer left from other tests."""
+    from tessera_qgis import provider
+
+    provider.register()
+    provider.forget_stores()
+    yield
+    QgsProject.instance().removeAllMapLayers()
+    provider.forget_stores()
+    provider.unregister()

@@ -15,7 +15,7 @@ from qgis.PyQt.QtGui import QColor, QImage
 from tessera_qgis import provider as prov
 from tessera_qgis.core.layerspec import LayerSpec
 from tessera_qgis.core.pca import PCA
-from tessera_qgis.core.region import project_grid, read_grid
+from tessera_qgis.core.region import project_grid
 from tessera_qgis.core.store import open_store
 from tessera_qgis.layers import make_layer
 from tessera_qgis.log import notifier

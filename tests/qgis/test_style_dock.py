@@ -1,37 +1,19 @@
 """The styling dock: bands, mode, stretch, PCA fit and lock, applied to a real layer."""
 from __future__ import annotations
 
-import time
 
 import pytest
-from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
-                       QgsMultiBandColorRenderer, QgsProject, QgsRectangle, QgsSingleBandPseudoColorRenderer,
-                       QgsTask)
+from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform,
+                       QgsMultiBandColorRenderer, QgsProject, QgsRectangle, QgsSingleBandPseudoColorRenderer)
 
 from tessera_qgis import provider as prov
+from support.qgis_helpers import wait_for
 from tessera_qgis.core.layerspec import LayerSpec
 from tessera_qgis.layers import make_layer
 from tessera_qgis.style_dock import MODES, StyleDock
 
 
-@pytest.fixture(autouse=True)
-def provider_active():
-    prov.register()
-    prov.forget_stores()
-    yield
-    QgsProject.instance().removeAllMapLayers()
-    prov.forget_stores()
-    prov.unregister()
-
-
-def wait_for(task: QgsTask | None) -> None:
-    t0 = time.monotonic()
-    while task is not None and task.status() not in (QgsTask.TaskStatus.Complete, QgsTask.TaskStatus.Terminated):
-        QgsApplication.processEvents()
-        assert time.monotonic() - t0 < 60
-        time.sleep(0.01)
-    for _ in range(5):
-        QgsApplication.processEvents()
+pytestmark = pytest.mark.usefixtures("provider_active")
 
 
 def show(canvas, layer, lon0=-0.05, lat0=0, lon1=0, lat1=0):

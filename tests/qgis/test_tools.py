@@ -3,18 +3,18 @@ similarity search (checked against the sample's class map) and the region PCA fi
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
 import zarr
-from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY,
-                       QgsProject, QgsRectangle, QgsTask)
+from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY,
+                       QgsProject, QgsRectangle)
 from qgis.gui import QgsMapMouseEvent
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 from qgis.PyQt.QtWidgets import QApplication
 
 from tessera_qgis import provider as prov
+from support.qgis_helpers import wait_for
 from tessera_qgis.core.layerspec import LayerSpec, decode_vector
 from tessera_qgis.core.store import open_store
 from tessera_qgis.inspector import InspectorDock
@@ -22,24 +22,7 @@ from tessera_qgis.layers import make_layer
 from tessera_qgis.tools import InspectorController, RegionController, SimilarityController
 
 
-@pytest.fixture(autouse=True)
-def provider_active():
-    prov.register()
-    prov.forget_stores()
-    yield
-    QgsProject.instance().removeAllMapLayers()
-    prov.forget_stores()
-    prov.unregister()
-
-
-def wait_for(task: QgsTask, timeout: float = 60) -> None:
-    t0 = time.monotonic()
-    while task.status() not in (QgsTask.TaskStatus.Complete, QgsTask.TaskStatus.Terminated):
-        QgsApplication.processEvents()
-        assert time.monotonic() - t0 < timeout, "task did not finish"
-        time.sleep(0.01)
-    for _ in range(5):  # let finished() run on the main thread
-        QgsApplication.processEvents()
+pytestmark = pytest.mark.usefixtures("provider_active")
 
 
 def setup_canvas(canvas, iface, layer, lon0, lat0, lon1, lat1):

@@ -5,26 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zarr
 from osgeo import gdal
 
 from tessera_qgis.core.errors import BandError, Cancelled, ExportError, ExtentError, YearNotFound
 from tessera_qgis.core.export import ExportRequest, export, public_url
 from tessera_qgis.core.pca import PCA, sample_valid, stretch_bands
-from tessera_qgis.core.store import open_store
 
 gdal.UseExceptions()
 BOX = (-0.02, 52.19, 0.02, 52.21)  # spans utm30 and utm31
-
-
-@pytest.fixture(scope="module")
-def store(sample_store):
-    return open_store(sample_store)
-
-
-@pytest.fixture(scope="module")
-def ref(sample_store):
-    return zarr.open_group(str(sample_store), mode="r")
 
 
 def _class_values(store, ref, zone="utm30", year=2024):

@@ -12,16 +12,6 @@ from tessera_qgis.core.region import lonlat_bounds, plan, read_extent, read_grid
 from tessera_qgis.core.store import open_store
 
 
-@pytest.fixture(scope="module")
-def store(sample_store):
-    return open_store(sample_store)
-
-
-@pytest.fixture(scope="module")
-def ref(sample_store):
-    return zarr.open_group(str(sample_store), mode="r")
-
-
 def _assert_window_matches(win, g, t, rows, cols):
     """Bit-exact before dequantisation, with the window clipped to the array (outside: nodata)."""
     h, w = g.attrs["spatial:shape"]
