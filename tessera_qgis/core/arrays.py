@@ -89,10 +89,15 @@ class ChunkLRU:
 
 
 class DiskCache:
-    """Raw (still compressed) objects and byte ranges of one store, on disk."""
+    """Raw (still compressed) objects and byte ranges of one store, on disk, within a size
+    limit: past it, the least recently used files are removed (whole cache folder, all stores)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, limit_bytes: int = 2 << 30, root: Path | None = None) -> None:
         self.folder = folder
+        self.limit = limit_bytes
+        self.root = root or folder
+        self._written = 0
+        self._lock = threading.Lock()
         folder.mkdir(parents=True, exist_ok=True)
 
     def _path(self, name: str) -> Path:
@@ -100,10 +105,16 @@ class DiskCache:
         return self.folder / h[:2] / h
 
     def get(self, name: str) -> bytes | None:
+        path = self._path(name)
         try:
-            return self._path(name).read_bytes()
+            data = path.read_bytes()
         except OSError:
             return None
+        try:
+            os.utime(path)  # recently used: pruned last
+        except OSError:
+            pass
+        return data
 
     def put(self, name: str, data: bytes) -> None:
         path = self._path(name)
@@ -113,7 +124,39 @@ class DiskCache:
             tmp.write_bytes(bytes(data))
             os.replace(tmp, path)
         except OSError:
-            pass  # a full or read-only cache must never break reading
+            return  # a full or read-only cache must never break reading
+        with self._lock:
+            self._written += len(data)
+            check = self._written > self.limit // 20
+            if check:
+                self._written = 0
+        if check:
+            self.prune()
+
+    def prune(self) -> int:
+        """Remove least recently used files until the cache is within its limit; bytes freed."""
+        files = []
+        for dirpath, _, names in os.walk(self.root):
+            for n in names:
+                p = Path(dirpath) / n
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                files.append((st.st_mtime, st.st_size, p))
+        total = sum(f[1] for f in files)
+        freed = 0
+        for _, size, p in sorted(files):
+            if total - freed <= self.limit:
+                break
+            if p.name == "zarr.json":
+                continue  # store metadata: what lets a store open offline
+            try:
+                p.unlink()
+                freed += size
+            except OSError:
+                pass
+        return freed
 
 
 @dataclass
@@ -276,13 +319,13 @@ class ArrayReader:
         if not raw:
             return None  # missing shard: every chunk is fill
         if len(raw) != self._index_bytes:
-            raise ReadError(f"{key}: shard index is {len(raw)} bytes, expected {self._index_bytes}")
+            raise ReadError(f"{key}: shard index is {len(raw)} bytes, expected {self._index_bytes}", "corrupt")
         body = raw[:-4] if self._index_crc else raw
         if self._index_crc:
             import google_crc32c
 
             if int.from_bytes(raw[-4:], "little") != google_crc32c.value(body):
-                raise ReadError(f"{key}: shard index checksum mismatch (corrupt or truncated shard)")
+                raise ReadError(f"{key}: shard index checksum mismatch (corrupt or truncated shard)", "corrupt")
         return np.frombuffer(body, dtype="<u8").reshape(self.per_shard + (2,))
 
     def prefetch_indexes(self, shards: list[tuple[int, ...]]) -> None:
@@ -299,7 +342,7 @@ class ArrayReader:
             return arr.reshape(self.chunk_shape)
         except Exception as exc:
             raise ReadError(f"{where}: cannot decode chunk ({type(exc).__name__}: {exc}); "
-                            "the stored data is corrupt") from None
+                            "the stored data is corrupt", "corrupt") from None
 
     # -- reading ------------------------------------------------------------------------------
     def chunk_range(self, box: tuple[tuple[int, int], ...]) -> list[tuple[int, ...]]:

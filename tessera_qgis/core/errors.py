@@ -32,7 +32,14 @@ class ExtentError(TesseraError):
 
 
 class ReadError(TesseraError):
-    """Data could not be fetched or decoded (network failure, corrupt chunk, bad checksum)."""
+    """Data could not be fetched or decoded (network failure, corrupt chunk, bad checksum).
+
+    `kind` says which: "unreachable", "timeout", "forbidden", "not found", "http", "corrupt"
+    or "" (anything else)."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class Cancelled(TesseraError):

@@ -68,7 +68,10 @@ class StoreOptions:
     concurrency: int = 64  # parallel range requests per fetch
     timeout: float = 60.0
     cache_dir: str | None = None
+    cache_limit_bytes: int = 2 << 30  # the disk cache prunes its oldest files beyond this
     memory_cache_bytes: int = 512 << 20  # decoded chunks kept in memory (LRU)
+    proxy: str | None = field(default=None, repr=False)  # http://[user:pass@]host:port
+    verify_ssl: bool = True
 
 
 Callback = Callable[[Range, bytes], None]
@@ -203,7 +206,7 @@ class FsspecSource(Source):
         self.stats.add(len(data))
         if start is not None and start >= 0 and end is not None and len(data) != end - start:
             raise ReadError(f"{key}: asked for bytes {start}-{end - 1} and got {len(data)} bytes; "
-                            "the server does not honour Range requests properly")
+                            "the server does not honour Range requests properly", "corrupt")
         return data
 
     def fetch_many(self, ranges, callback, cancel=None) -> None:
@@ -258,13 +261,19 @@ class FsspecSource(Source):
 
 
 def _network_error(key: str, exc: BaseException) -> ReadError:
+    """A ReadError with a kind a user (and the dialog) can act on."""
     status = getattr(exc, "status", None) or getattr(exc, "code", None)
-    if status == 403:
-        return ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials")
-    if status:
-        return ReadError(f"HTTP {status} reading {key}")
-    text = str(exc) or type(exc).__name__
-    return ReadError(f"network error reading {key}: {text}")
+    name = type(exc).__name__
+    if status in (401, 403) or isinstance(exc, PermissionError) or "AccessDenied" in str(exc):
+        return ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials", "forbidden")
+    if isinstance(status, int) and status >= 400:
+        return ReadError(f"HTTP {status} reading {key}", "http")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "Timeout" in name:
+        return ReadError(f"timed out reading {key} (the server did not answer in time)", "timeout")
+    if "Connect" in name or isinstance(exc, ConnectionError) or "Cannot connect" in str(exc):
+        return ReadError(f"cannot connect to the server for {key}: {exc}", "unreachable")
+    text = str(exc) or name
+    return ReadError(f"network error reading {key}: {text}", "")
 
 
 def open_source(url: str, options: StoreOptions) -> Source:
@@ -287,8 +296,18 @@ def open_source(url: str, options: StoreOptions) -> Source:
         import aiohttp
         from fsspec.implementations.http import HTTPFileSystem
 
+        # aiohttp ignores proxy environment variables unless told to trust them; the QGIS
+        # side passes QGIS's own proxy explicitly instead.
+        kwargs: dict = {}
+        if options.proxy:
+            kwargs["proxy"] = options.proxy
+        if not options.verify_ssl:
+            kwargs["ssl"] = False
         fs = HTTPFileSystem(asynchronous=False, skip_instance_cache=True,
-                            client_kwargs={"timeout": aiohttp.ClientTimeout(total=options.timeout)})
+                            client_kwargs={"timeout": aiohttp.ClientTimeout(total=options.timeout,
+                                                                            sock_connect=min(options.timeout, 30)),
+                                           "trust_env": options.proxy is None},
+                            **kwargs)
         return FsspecSource(fs, text, text, options.concurrency, can_list=False)
     if scheme == "s3":
         if not parsed.netloc:
@@ -311,6 +330,8 @@ def open_source(url: str, options: StoreOptions) -> Source:
             kw["client_kwargs"] = client
         kw["config_kwargs"] = {"connect_timeout": options.timeout, "read_timeout": options.timeout,
                                "max_pool_connections": max(10, options.concurrency)}
+        if options.proxy:
+            kw["config_kwargs"]["proxies"] = {"http": options.proxy, "https": options.proxy}
         fs = s3fs.S3FileSystem(**kw)
         root = f"{parsed.netloc}{parsed.path}".rstrip("/")
         return FsspecSource(fs, root, text, options.concurrency, can_list=True)

@@ -501,7 +501,7 @@ def _fetch_root(source: Source, url: str, folder: Path | None) -> tuple[bytes, b
         cached = folder / "zarr.json" if folder else None
         if cached is not None and cached.is_file():
             return cached.read_bytes(), True
-        raise ReadError(f"cannot reach the store at {url}: {exc}") from None
+        raise ReadError(f"cannot reach the store at {url}: {exc}", getattr(exc, "kind", "")) from None
     if folder is not None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -544,7 +544,8 @@ def open_store(url: str | Path, options: StoreOptions | None = None) -> TesseraS
     if folder is not None:
         import hashlib
 
-        disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}")
+        disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}", options.cache_limit_bytes,
+                         Path(options.cache_dir).expanduser())
     store = TesseraStore(url, options, source, meta, disk)
     store.offline = offline
     return store

@@ -138,7 +138,7 @@ def test_disk_cache_serves_a_seen_area_offline(sample_store, range_server, tmp_p
     np.testing.assert_array_equal(again.q, seen.q)
     np.testing.assert_array_equal(again.scales, seen.scales)
     assert offline.pixel(-0.03, 52.2, 2024) == px
-    with pytest.raises(ReadError, match="network error"):
+    with pytest.raises(ReadError, match="cannot connect"):
         offline.zones["utm31"].read(2025, (100, 180), (300, 360))
 
 
@@ -198,3 +198,26 @@ def test_streamed_reads_do_not_fill_the_memory_cache(sample_store):
     assert store.caches.chunks.bytes == before
     store.zones["utm31"].read(2024, (0, 64), (0, 64))
     assert store.caches.chunks.bytes > 0
+
+
+def test_disk_cache_stays_within_its_limit(sample_store, tmp_path):
+    cache = tmp_path / "cache"
+    store = open_store(sample_store, StoreOptions(cache_dir=str(cache), cache_limit_bytes=2_000_000))
+    store.zones["utm30"].read(2024, (0, 512), (0, 512))
+    size = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
+    assert size <= 2_000_000 * 1.1
+    assert list(cache.rglob("zarr.json")), "the store's metadata is kept"
+
+
+def test_network_failures_have_a_kind(range_server, tmp_path):
+    from tessera_qgis.core.connections import describe_failure
+
+    with pytest.raises(ReadError) as err:
+        open_store("http://127.0.0.1:9/x.zarr", StoreOptions(timeout=5))
+    assert describe_failure(err.value)[0] == "unreachable"
+    slow = range_server(tmp_path, latency=3.0)
+    (tmp_path / "s.zarr").mkdir()
+    (tmp_path / "s.zarr" / "zarr.json").write_text("{}")
+    with pytest.raises(ReadError) as err:
+        open_store(f"{slow.url}/s.zarr", StoreOptions(timeout=1))
+    assert describe_failure(err.value)[0] == "timeout", err.value
