@@ -1,6 +1,7 @@
 """Build TESSERA map layers: one public function for the dialog, the tools and scripts."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -28,18 +29,26 @@ def choose_crs(store, view_bounds=None, view_crs: str = "EPSG:4326", zone: str |
     return next(iter(store.zones.values())).crs
 
 
-def make_layer(url: str, year: int, bands: Sequence[int] | None = None, pca: str | PCA | None = None,
-               name: str | None = None, view_bounds=None, view_crs: str = "EPSG:4326",
-               zone: str | None = None, stretch: Sequence[tuple[float, float]] | None = None,
-               similarity=None, threshold: float = 0.5, **options) -> QgsRasterLayer:
-    """A styled TESSERA layer for a store URL and year: `bands` (1 to 3 band numbers), `pca`
-    ("global", "view" or a fitted PCA) or `similarity` (a reference embedding: cosine
-    similarity with a colour ramp, values under `threshold` transparent). Opens the store
-    (network I/O): call it from a task or script, not the UI thread. `options`: cache, budget,
-    authcfg, s3_endpoint, s3_region, anon."""
+@dataclass
+class PreparedLayer:
+    """Everything a layer needs, worked out off the UI thread (no Qt objects inside)."""
+
+    uri: str
+    name: str
+    style: str  # "rgb", "ramp", "similarity" or "pca"
+    ranges: list = field(default_factory=list)
+    threshold: float = 0.5
+
+
+def prepare_layer(url: str, year: int, bands: Sequence[int] | None = None, pca: str | PCA | None = None,
+                  name: str | None = None, view_bounds=None, view_crs: str = "EPSG:4326",
+                  zone: str | None = None, stretch: Sequence[tuple[float, float]] | None = None,
+                  similarity=None, threshold: float = 0.5, **options) -> PreparedLayer:
+    """The network part of making a layer (open the store, check year and bands, choose the
+    CRS, sample a stretch): safe in a QgsTask. `build_layer()` then makes the layer on the
+    main thread without touching the network."""
     from .core.layerspec import encode_pca, encode_vector
 
-    register()
     if bands is None and pca is None and similarity is None:
         pca = "global"
     pca_value = encode_pca(pca) if isinstance(pca, PCA) else pca
@@ -52,22 +61,48 @@ def make_layer(url: str, year: int, bands: Sequence[int] | None = None, pca: str
         store.check_bands(probe.bands)
     crs = choose_crs(store, view_bounds, view_crs, zone)
     spec = probe.with_(crs=crs, extent=data_extent(store, crs), zone=zone)
+    uri = spec.to_uri()
     title = name or _title(store, spec)
-    layer = QgsRasterLayer(spec.to_uri(), title, PROVIDER_KEY)
-    if not layer.isValid():
-        raise ValueError(f"the TESSERA layer is not valid: {layer.dataProvider().error().summary() if layer.dataProvider() else ''}")
     if spec.similarity is not None:
-        apply_ramp(layer, threshold, 1.0, clip=True)
-    elif spec.pca is not None:
-        model = state_for(spec.to_uri()).pca_model()
-        if model is not None:
-            apply_rgb(layer, list(zip(model.lo.tolist(), model.hi.tolist())))
-    elif len(spec.bands) == 3:
-        apply_rgb(layer, stretch or sample_stretch(store, spec, view_bounds, view_crs))
-    elif len(spec.bands) == 1:
-        lo, hi = (stretch or sample_stretch(store, spec, view_bounds, view_crs))[0]
-        apply_ramp(layer, lo, hi)
+        return PreparedLayer(uri, title, "similarity", [(threshold, 1.0)], threshold)
+    if spec.pca is not None:
+        state = state_for(uri)
+        state.store()  # opened here, off the UI thread
+        model = state.pca_model()
+        ranges = list(zip(model.lo.tolist(), model.hi.tolist())) if model is not None else []
+        return PreparedLayer(uri, title, "pca", ranges)
+    ranges = list(stretch) if stretch else sample_stretch(store, spec, view_bounds, view_crs)
+    return PreparedLayer(uri, title, "rgb" if len(spec.bands) == 3 else "ramp", ranges)
+
+
+def build_layer(prepared: PreparedLayer) -> QgsRasterLayer:
+    """The styled QgsRasterLayer (main thread; no network)."""
+    register()
+    layer = QgsRasterLayer(prepared.uri, prepared.name, PROVIDER_KEY)
+    if not layer.isValid():
+        provider = layer.dataProvider()
+        raise ValueError("the TESSERA layer is not valid: " + (provider.lastError() if provider else ""))
+    if prepared.style == "similarity":
+        apply_ramp(layer, prepared.threshold, 1.0, clip=True)
+    elif prepared.style in ("pca", "rgb") and len(prepared.ranges) == 3:
+        apply_rgb(layer, prepared.ranges)
+    elif prepared.style == "ramp" and prepared.ranges:
+        apply_ramp(layer, *prepared.ranges[0])
     return layer
+
+
+def make_layer(url: str, year: int, bands: Sequence[int] | None = None, pca: str | PCA | None = None,
+               name: str | None = None, view_bounds=None, view_crs: str = "EPSG:4326",
+               zone: str | None = None, stretch: Sequence[tuple[float, float]] | None = None,
+               similarity=None, threshold: float = 0.5, **options) -> QgsRasterLayer:
+    """A styled TESSERA layer for a store URL and year: `bands` (1 to 3 band numbers), `pca`
+    ("global", "view" or a fitted PCA) or `similarity` (a reference embedding: cosine
+    similarity with a colour ramp, values under `threshold` transparent). It opens the store
+    (network I/O): from the UI, use prepare_layer() in a task and build_layer() after.
+    `options`: cache, budget, authcfg, s3_endpoint, s3_region, anon."""
+    register()
+    return build_layer(prepare_layer(url, year, bands, pca, name, view_bounds, view_crs, zone, stretch,
+                                     similarity, threshold, **options))
 
 
 def _title(store, spec: LayerSpec) -> str:

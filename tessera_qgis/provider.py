@@ -28,7 +28,7 @@ from .core.errors import Cancelled, ExtentError, TesseraError
 from .core.layerspec import LayerSpec, decode_pca, decode_vector
 from .core.pca import PCA, sample_valid
 from .core.region import grid_reduce, project_grid, similarity_grid, transformer
-from .core.sources import StoreOptions
+from .core.sources import StoreOptions  # noqa: F401 (type of store_options)
 from .core.store import TesseraStore, open_store
 from .log import log, report
 
@@ -46,12 +46,18 @@ _TILE_CACHE = 6
 
 
 def store_options(spec: LayerSpec) -> StoreOptions:
-    """StoreOptions for a layer, with S3 keys from its QGIS auth configuration (never the URI)."""
+    """StoreOptions for a layer: the plugin settings and QGIS's proxy, the layer's own S3
+    settings, and S3 keys from its QGIS auth configuration (never from the URI)."""
+    from .settings import Settings
+
     key = secret = None
     if spec.authcfg:
         key, secret = auth_credentials(spec.authcfg)
-    return StoreOptions(anon=True if spec.anon else None, key=key, secret=secret, endpoint_url=spec.s3_endpoint,
-                        region=spec.s3_region, cache_dir=spec.cache)
+    overrides = dict(anon=True if spec.anon else None, key=key, secret=secret, endpoint_url=spec.s3_endpoint,
+                     region=spec.s3_region)
+    if spec.cache:
+        overrides["cache_dir"] = spec.cache
+    return Settings.load().store_options(**overrides)
 
 
 def auth_credentials(authcfg: str) -> tuple[str | None, str | None]:

@@ -152,20 +152,23 @@ class SimilarityController:
         r = tr.transformBoundingBox(rect) if rect is not None else None
 
         def work():
+            from .layers import prepare_layer
+
             store = shared_store(spec)
-            return _reference(store, spec.year, r, p)
-
-        def done(result) -> None:
-            from .layers import make_layer
-
-            vector, n = result
+            vector, n = _reference(store, spec.year, r, p)
             where = f"{p.x():.5f}, {p.y():.5f}" if p is not None else f"{n} px area"
-            new = make_layer(spec.url, spec.year, similarity=vector, name=f"TESSERA similarity {spec.year} ({where})",
-                             cache=spec.cache, authcfg=spec.authcfg, s3_endpoint=spec.s3_endpoint,
-                             s3_region=spec.s3_region, anon=spec.anon, budget=spec.budget)
+            return prepare_layer(spec.url, spec.year, similarity=vector,
+                                 name=f"TESSERA similarity {spec.year} ({where})", cache=spec.cache,
+                                 authcfg=spec.authcfg, s3_endpoint=spec.s3_endpoint, s3_region=spec.s3_region,
+                                 anon=spec.anon, budget=spec.budget)
+
+        def done(prepared) -> None:
+            from .layers import build_layer
+
+            new = build_layer(prepared)
             QgsProject.instance().addMapLayer(new)
             self.last_layer = new
-            log(f"similarity layer added for {where}")
+            log(f"similarity layer added: {new.name()}")
 
         self.last_task = run_task("TESSERA similarity", work, done)
 
