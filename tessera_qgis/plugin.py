@@ -31,6 +31,8 @@ class TesseraPlugin:
         self.dock = None
         self.style_dock = None
         self.controllers: dict = {}
+        self.source_provider = None
+        self.dialog = None
         # The provider must exist before a project that uses it is read.
         from . import provider
 
@@ -47,6 +49,16 @@ class TesseraPlugin:
         self.bridge = MessageBarBridge(self.iface.messageBar())
         self.toolbar = self.iface.addToolBar(tr("TESSERA"))
         self.toolbar.setObjectName(TOOLBAR_OBJECT_NAME)
+        add = QAction(icon(), tr("Add TESSERA embeddings layer…"), self.iface.mainWindow())
+        add.setObjectName("TesseraAddLayerAction")
+        add.triggered.connect(self.show_dialog)
+        self._add_action(add)
+        from qgis.gui import QgsGui
+
+        from .dialog import TesseraSourceSelectProvider
+
+        self.source_provider = TesseraSourceSelectProvider(self.iface)
+        QgsGui.sourceSelectProviderRegistry().addProvider(self.source_provider)
         self.dock = InspectorDock(self.iface.mainWindow())
         self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.hide()
@@ -88,6 +100,15 @@ class TesseraPlugin:
     def unload(self) -> None:
         from . import provider
 
+        if self.source_provider is not None:
+            from qgis.gui import QgsGui
+
+            QgsGui.sourceSelectProviderRegistry().removeProvider(self.source_provider)
+            self.source_provider = None
+        if self.dialog is not None:
+            self.dialog.close()
+            self.dialog.deleteLater()
+            self.dialog = None
         canvas = self.iface.mapCanvas()
         for controller in self.controllers.values():
             if canvas is not None and canvas.mapTool() is controller.tool:
@@ -119,6 +140,14 @@ class TesseraPlugin:
             self.toolbar.setParent(None)
             self.toolbar.deleteLater()
             self.toolbar = None
+
+    def show_dialog(self) -> None:
+        from .dialog import TesseraDialog
+
+        if self.dialog is None:
+            self.dialog = TesseraDialog(self.iface, self.iface.mainWindow())
+        self.dialog.show()
+        self.dialog.raise_()
 
     def show_style_dock(self) -> None:
         self.style_dock.set_layer(self.iface.activeLayer())

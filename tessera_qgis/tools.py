@@ -42,19 +42,19 @@ def to_lonlat(canvas, point: QgsPointXY) -> QgsPointXY:
 
 
 def run_task(description: str, fn: Callable, done: Callable[[object], None],
-             failed: Callable[[str], None] | None = None) -> QgsTask:
-    """Run fn() in a QgsTask; done(result) or failed(message) on the main thread."""
+             failed: Callable[[BaseException], None] | None = None) -> QgsTask:
+    """Run fn() in a QgsTask; done(result) or failed(exception) on the main thread. Without
+    `failed`, a failure is reported in the message bar and the log."""
     def finished(exception, result=None):
-        if exception is None:
-            try:
+        try:
+            if exception is None:
                 done(result)
-            except Exception as exc:  # a slot must not raise either
-                report("TESSERA", f"{description}: {exc}", Qgis.MessageLevel.Warning)
-        else:
-            text = str(exception)
-            report("TESSERA", f"{description} failed: {text}", Qgis.MessageLevel.Warning)
-            if failed is not None:
-                failed(text)
+            elif failed is not None:
+                failed(exception)
+            else:
+                report("TESSERA", f"{description} failed: {exception}", Qgis.MessageLevel.Warning)
+        except Exception as exc:  # a slot must not raise either
+            report("TESSERA", f"{description}: {exc}", Qgis.MessageLevel.Warning)
 
     task = QgsTask.fromFunction(description, lambda _task: fn(), on_finished=finished)
     QgsApplication.taskManager().addTask(task)

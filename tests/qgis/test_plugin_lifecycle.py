@@ -42,11 +42,15 @@ def test_init_gui_and_unload_twice_leave_nothing_behind(recording_iface):
         assert len(toolbars) == 1 and toolbars[0].actions(), "one toolbar with our actions"
         menus = our_menu(recording_iface)
         assert len(menus) == 1 and menus[0].menu().actions() == plugin.actions
-        assert len(plugin.actions) == 5, "inspector, similarity, region, style, about"
+        assert len(plugin.actions) == 6, "add layer, inspector, similarity, region, style, about"
+        from qgis.gui import QgsGui
+
+        assert QgsGui.sourceSelectProviderRegistry().providerByName("tessera") is not None
         assert not plugin.actions[0].icon().isNull(), "the SVG icon loads"
         plugin.unload()
         flush_deletes()
         assert our_toolbars(window) == []
+        assert QgsGui.sourceSelectProviderRegistry().providerByName("tessera") is None
         assert our_menu(recording_iface) == []
         assert plugin.actions == [] and plugin.toolbar is None
         assert len(window.findChildren(QAction)) == actions_before

@@ -27,9 +27,10 @@ class RangeHTTPServer:
     optional latency added before each response.
     """
 
-    def __init__(self, root: str | Path, latency: float = 0.0) -> None:
+    def __init__(self, root: str | Path, latency: float = 0.0, deny: tuple[str, ...] = ()) -> None:
         self.root = Path(root)
         self.latency = latency
+        self.deny = deny  # path prefixes answered with 403 Forbidden
         self.log: list[Request] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,6 +75,8 @@ class RangeHTTPServer:
         async def delay(request, handler):
             if self.latency:
                 await asyncio.sleep(self.latency)
+            if any(request.path.startswith(p) for p in self.deny):
+                raise web.HTTPForbidden()
             return await handler(request)
 
         async def record(request, response) -> None:

@@ -1,0 +1,416 @@
+"""The data-source dialog: saved connections, connect (in the background, cancellable),
+the store's metadata, and "Add layer" for the current canvas extent.
+
+The same widget serves as a standalone dialog (toolbar, Raster menu) and as the TESSERA tab
+of QGIS's Data Source Manager (through QgsSourceSelectProvider).
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsProviderRegistry
+from qgis.gui import QgsAbstractDataSourceWidget, QgsAuthConfigSelect, QgsSourceSelectProvider
+from qgis.PyQt.QtCore import QCoreApplication, Qt
+from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
+                                 QGroupBox, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QProgressBar,
+                                 QPushButton, QSpinBox, QTextBrowser, QVBoxLayout)
+
+from .core.connections import Connection, describe_failure, from_xml, to_xml
+from .log import log
+from .settings import (Settings, all_connections, remove_connection, resolve_url, save_custom_connections,
+                       custom_connections, upsert_connection)
+from .tools import run_task
+
+# QGIS 3 names it QgsProviderRegistry.WidgetMode; later versions move it to Qgis.
+WIDGET_MODE = getattr(Qgis, "ProviderDialogWidgetMode", None) or QgsProviderRegistry.WidgetMode
+MODES = (("pca", "PCA (the store's global PCA)"), ("view", "PCA fitted to the view"),
+         ("rgb", "3 bands as RGB"), ("ramp", "1 band with a colour ramp"))
+FAILURE_TITLES = {
+    "unreachable": "Cannot reach the store",
+    "timeout": "The store did not answer in time",
+    "forbidden": "Access denied (403)",
+    "not found": "Nothing found at that address (404)",
+    "not zarr v3": "Not a Zarr v3 store",
+    "not tessera": "Not a TESSERA store",
+    "error": "Cannot open the store",
+}
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("TesseraDialog", text)
+
+
+class ConnectionEditor(QDialog):
+    """New or edit a custom connection: name, URL or folder, S3 settings, auth configuration."""
+
+    def __init__(self, parent=None, conn: Connection | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(tr("TESSERA connection"))
+        form = QFormLayout(self)
+        self.name = QLineEdit(conn.name if conn else "", self)
+        self.url = QLineEdit(conn.url if conn else "", self)
+        self.url.setPlaceholderText("https://..., s3://bucket/path.zarr or a folder")
+        browse = QPushButton(tr("Folder…"), self)
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.url)
+        row.addWidget(browse)
+        s3 = QGroupBox(tr("S3 settings"), self)
+        s3f = QFormLayout(s3)
+        self.anon = QCheckBox(tr("Anonymous (public bucket)"), s3)
+        self.anon.setChecked(conn.anon if conn else False)
+        self.endpoint = QLineEdit(conn.endpoint_url if conn else "", s3)
+        self.endpoint.setPlaceholderText(tr("default AWS; or an S3-compatible endpoint URL"))
+        self.region = QLineEdit(conn.region if conn else "", s3)
+        self.auth = QgsAuthConfigSelect(s3)
+        if conn and conn.authcfg:
+            self.auth.setConfigId(conn.authcfg)
+        s3f.addRow(self.anon)
+        s3f.addRow(tr("Endpoint URL"), self.endpoint)
+        s3f.addRow(tr("Region"), self.region)
+        s3f.addRow(tr("Credentials"), self.auth)
+        form.addRow(tr("Name"), self.name)
+        form.addRow(tr("URL or folder"), row)
+        form.addRow(s3)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, tr("TESSERA store folder"))
+        if folder:
+            self.url.setText(folder)
+
+    def connection(self) -> Connection:
+        return Connection(name=self.name.text().strip(), url=self.url.text().strip(), anon=self.anon.isChecked(),
+                          endpoint_url=self.endpoint.text().strip(), region=self.region.text().strip(),
+                          authcfg=self.auth.configId())
+
+    def _accept(self) -> None:
+        try:
+            self.connection()
+        except ValueError as exc:
+            QMessageBox.warning(self, tr("TESSERA connection"), str(exc))
+            return
+        self.accept()
+
+
+class TesseraSourceWidget(QgsAbstractDataSourceWidget):
+    def __init__(self, parent=None, fl=Qt.WindowType.Widget,
+                 mode=WIDGET_MODE.Standalone, iface=None) -> None:
+        super().__init__(parent, fl, mode)
+        self.iface = iface
+        self.store = None
+        self.url = ""
+        self._generation = 0
+        self.task = None
+        self.add_task = None
+        self.last_failure: tuple[str, str] | None = None
+        self.last_layer = None
+        self._build()
+        self.reload_connections()
+
+    # -- widgets -----------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.connections = QComboBox(self)
+        self.connections.setMinimumWidth(320)
+        self.connect_button = QPushButton(tr("Connect"), self)
+        row.addWidget(QLabel(tr("Connection"), self))
+        row.addWidget(self.connections, 1)
+        row.addWidget(self.connect_button)
+        layout.addLayout(row)
+        edits = QHBoxLayout()
+        self.new_button = QPushButton(tr("New"), self)
+        self.edit_button = QPushButton(tr("Edit"), self)
+        self.remove_button = QPushButton(tr("Remove"), self)
+        self.import_button = QPushButton(tr("Import…"), self)
+        self.export_button = QPushButton(tr("Export…"), self)
+        for b in (self.new_button, self.edit_button, self.remove_button, self.import_button, self.export_button):
+            edits.addWidget(b)
+        edits.addStretch(1)
+        layout.addLayout(edits)
+        busy = QHBoxLayout()
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 0)  # a busy indicator
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton(tr("Cancel"), self)
+        self.cancel_button.setVisible(False)
+        busy.addWidget(self.progress, 1)
+        busy.addWidget(self.cancel_button)
+        layout.addLayout(busy)
+        self.info = QTextBrowser(self)
+        self.info.setMinimumHeight(170)
+        layout.addWidget(self.info, 1)
+        form = QFormLayout()
+        self.year = QComboBox(self)
+        self.mode = QComboBox(self)
+        for key, text in MODES:
+            self.mode.addItem(tr(text), key)
+        self.bands = [QSpinBox(self) for _ in range(3)]
+        bands_row = QHBoxLayout()
+        for i, box in enumerate(self.bands):
+            box.setRange(1, 128)
+            box.setValue(i + 1)
+            bands_row.addWidget(box)
+        self.zone = QComboBox(self)
+        form.addRow(tr("Year"), self.year)
+        form.addRow(tr("Show"), self.mode)
+        form.addRow(tr("Bands"), bands_row)
+        form.addRow(tr("Zone"), self.zone)
+        layout.addLayout(form)
+        self.add_button = QPushButton(tr("Add layer"), self)
+        self.add_button.setEnabled(False)
+        layout.addWidget(self.add_button)
+        self.connect_button.clicked.connect(self.connect_store)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.new_button.clicked.connect(self.new_connection)
+        self.edit_button.clicked.connect(self.edit_connection)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.import_button.clicked.connect(self.import_connections)
+        self.export_button.clicked.connect(self.export_connections)
+        self.add_button.clicked.connect(self.addButtonClicked)
+        self.connections.currentIndexChanged.connect(self._selection_changed)
+        self.mode.currentIndexChanged.connect(self._mode_changed)
+        self._mode_changed()
+
+    def reload_connections(self, select: str | None = None) -> None:
+        current = select or self.connections.currentText()
+        self.connections.blockSignals(True)
+        self.connections.clear()
+        for c in all_connections():
+            self.connections.addItem(c.name, c)
+        idx = self.connections.findText(current) if current else -1
+        self.connections.setCurrentIndex(max(idx, 0))
+        self.connections.blockSignals(False)
+        self._selection_changed()
+
+    def current(self) -> Connection | None:
+        return self.connections.currentData()
+
+    def _selection_changed(self, *_args) -> None:
+        c = self.current()
+        self.edit_button.setEnabled(bool(c and c.editable))
+        self.remove_button.setEnabled(bool(c and c.editable))
+
+    def _mode_changed(self, *_args) -> None:
+        mode = self.mode.currentData()
+        for i, box in enumerate(self.bands):
+            box.setEnabled(mode == "rgb" or (mode == "ramp" and i == 0))
+
+    # -- connections -------------------------------------------------------------------------
+    def new_connection(self) -> None:
+        editor = ConnectionEditor(self)
+        if editor.exec():
+            conn = editor.connection()
+            upsert_connection(conn)
+            self.reload_connections(conn.name)
+
+    def edit_connection(self) -> None:
+        c = self.current()
+        if c is None or not c.editable:
+            return
+        editor = ConnectionEditor(self, c)
+        if editor.exec():
+            conn = editor.connection()
+            upsert_connection(conn, old_name=c.name)
+            self.reload_connections(conn.name)
+
+    def remove_selected(self) -> None:
+        c = self.current()
+        if c is not None and c.editable:
+            remove_connection(c.name)
+            self.reload_connections()
+
+    def export_connections(self, path: str | None = None) -> None:
+        path = path or QFileDialog.getSaveFileName(self, tr("Export TESSERA connections"), "tessera.xml",
+                                                   "XML (*.xml)")[0]
+        if path:
+            Path(path).write_text(to_xml(custom_connections()), encoding="utf-8")
+
+    def import_connections(self, path: str | None = None) -> None:
+        path = path or QFileDialog.getOpenFileName(self, tr("Import TESSERA connections"), "", "XML (*.xml)")[0]
+        if not path:
+            return
+        try:
+            new = from_xml(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            self.show_failure("error", f"{path}: {exc}")
+            return
+        names = {c.name for c in new}
+        save_custom_connections([c for c in custom_connections() if c.name not in names] + new)
+        self.reload_connections(new[0].name if new else None)
+
+    # -- connect -----------------------------------------------------------------------------
+    def busy(self, on: bool) -> None:
+        self.progress.setVisible(on)
+        self.cancel_button.setVisible(on)
+        self.connect_button.setEnabled(not on)
+
+    def connect_store(self) -> None:
+        conn = self.current()
+        if conn is None:
+            return
+        self._generation += 1
+        generation = self._generation
+        self.store = None
+        self.add_button.setEnabled(False)
+        self.last_failure = None
+        self.info.setHtml(html.escape(tr("Connecting to {}…").format(conn.name)))
+        self.busy(True)
+        options = conn.layer_options()
+
+        def work():
+            from .core.layerspec import LayerSpec
+            from .provider import shared_store
+
+            url = resolve_url(conn)
+            spec = LayerSpec(url=url, year=0, pca="global", **options)
+            return url, shared_store(spec)
+
+        def done(result) -> None:
+            if generation != self._generation:
+                return  # cancelled, or another connect started since
+            self.busy(False)
+            self.url, self.store = result
+            self.show_store()
+
+        def failed(exc) -> None:
+            if generation != self._generation:
+                return
+            self.busy(False)
+            self.show_failure(*describe_failure(exc))
+
+        self.task = run_task(tr("Connect to {}").format(conn.name), work, done, failed)
+
+    def cancel(self) -> None:
+        """Stop waiting: the dialog is free at once; the abandoned connect ends by itself."""
+        self._generation += 1
+        self.busy(False)
+        self.info.setHtml(html.escape(tr("Cancelled.")))
+        if self.task is not None:
+            self.task.cancel()
+
+    def show_failure(self, category: str, message: str) -> None:
+        self.last_failure = (category, message)
+        title = tr(FAILURE_TITLES.get(category, FAILURE_TITLES["error"]))
+        self.info.setHtml(f"<h3>{html.escape(title)}</h3><p>{html.escape(message)}</p>")
+        log(f"{title}: {message}", Qgis.MessageLevel.Warning)
+
+    def show_store(self) -> None:
+        info = self.store.info()
+        rows = [(tr("Store"), info["url"]), (tr("Dataset"), info["dataset"] or "-"),
+                (tr("Model"), info["model"] or "-"), (tr("Layout"), info["layout"]),
+                (tr("Years"), ", ".join(map(str, info["years"]))), (tr("Bands"), str(info["bands"])),
+                (tr("Global PCA"), ", ".join(map(str, info["global_pca_years"])) or tr("none"))]
+        for name, z in info["zones"].items():
+            e = z["embeddings"]
+            rows.append((name, f"{z['crs']}, {z['shape'][0]} x {z['shape'][1]} px, years {z['years']}, chunks "
+                               f"{e['chunk_px'][0]} px, shards {e['shard']}, extent "
+                               + ", ".join(f"{v:.0f}" for v in z["bounds"])))
+        self.info.setHtml("<table>" + "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}"
+                                              "</td></tr>" for k, v in rows) + "</table>")
+        self.year.clear()
+        for y in info["years"]:
+            self.year.addItem(str(y), y)
+        default = Settings.load().default_year
+        self.year.setCurrentIndex(max(0, self.year.findData(default)))
+        self.zone.clear()
+        self.zone.addItem(tr("automatic (from the map extent)"), None)
+        for name in info["zones"]:
+            self.zone.addItem(name, name)
+        self.add_button.setEnabled(True)
+
+    # -- add layer ---------------------------------------------------------------------------
+    def view_bounds(self):
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        if canvas is None or canvas.extent().isEmpty():
+            return None, "EPSG:4326"
+        wgs = QgsCoordinateReferenceSystem("EPSG:4326")
+        tr_ = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), wgs, QgsProject.instance())
+        try:
+            e = tr_.transformBoundingBox(canvas.extent())
+        except Exception:
+            return None, "EPSG:4326"
+        if not (-180 <= e.xMinimum() <= 180 and -90 <= e.yMinimum() <= 90):
+            return None, "EPSG:4326"
+        return (e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()), "EPSG:4326"
+
+    def addButtonClicked(self) -> None:  # noqa: N802 (QgsAbstractDataSourceWidget's name)
+        if self.store is None:
+            return
+        from .layers import build_layer, prepare_layer
+
+        conn = self.current()
+        mode = self.mode.currentData()
+        kwargs: dict = dict(year=self.year.currentData(), zone=self.zone.currentData(), **conn.layer_options())
+        if mode in ("pca", "view"):
+            kwargs["pca"] = "global" if mode == "pca" else "view"
+        else:
+            kwargs["bands"] = [b.value() for b in self.bands[: 3 if mode == "rgb" else 1]]
+        bounds, crs = self.view_bounds()
+        url = self.url
+        self.add_button.setEnabled(False)
+
+        def work():
+            return prepare_layer(url, view_bounds=bounds, view_crs=crs, **kwargs)
+
+        def done(prepared) -> None:
+            self.add_button.setEnabled(True)
+            layer = build_layer(prepared)
+            QgsProject.instance().addMapLayer(layer)
+            self.last_layer = layer
+
+        def failed(exc) -> None:
+            self.add_button.setEnabled(True)
+            self.show_failure(*describe_failure(exc))
+
+        self.add_task = run_task(tr("Add TESSERA layer"), work, done, failed)
+
+
+class TesseraDialog(QDialog):
+    """The source widget as a standalone dialog (toolbar and menu)."""
+
+    def __init__(self, iface, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(tr("Add TESSERA embeddings layer"))
+        self.resize(640, 560)
+        layout = QVBoxLayout(self)
+        self.widget = TesseraSourceWidget(self, iface=iface)
+        layout.addWidget(self.widget)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        close.rejected.connect(self.reject)
+        layout.addWidget(close)
+
+
+class TesseraSourceSelectProvider(QgsSourceSelectProvider):
+    """The TESSERA tab of the Data Source Manager."""
+
+    def __init__(self, iface) -> None:
+        super().__init__()
+        self.iface = iface
+
+    def providerKey(self) -> str:  # noqa: N802
+        return "tessera"
+
+    def text(self) -> str:
+        return "TESSERA"
+
+    def toolTip(self) -> str:  # noqa: N802
+        return tr("Add TESSERA embeddings (Zarr v3) layers")
+
+    def icon(self):
+        from .plugin import icon
+
+        return icon()
+
+    def ordering(self) -> int:
+        return QgsSourceSelectProvider.Ordering.OrderOtherProvider
+
+    def createDataSourceWidget(self, parent=None, fl=Qt.WindowType.Widget,
+                               widgetMode=WIDGET_MODE.Embedded):  # noqa: N802, N803
+        return TesseraSourceWidget(parent, fl, widgetMode, iface=self.iface)
+
