@@ -32,6 +32,8 @@ class TesseraPlugin:
         self.style_dock = None
         self.controllers: dict = {}
         self.source_provider = None
+        self.item_provider = None
+        self.options_factory = None
         self.dialog = None
         # The provider must exist before a project that uses it is read.
         from . import provider
@@ -59,6 +61,15 @@ class TesseraPlugin:
 
         self.source_provider = TesseraSourceSelectProvider(self.iface)
         QgsGui.sourceSelectProviderRegistry().addProvider(self.source_provider)
+        from qgis.core import QgsApplication
+
+        from .browser import TesseraDataItemProvider
+        from .options import TesseraOptionsFactory
+
+        self.item_provider = TesseraDataItemProvider()
+        QgsApplication.dataItemProviderRegistry().addProvider(self.item_provider)
+        self.options_factory = TesseraOptionsFactory()
+        self.iface.registerOptionsWidgetFactory(self.options_factory)
         self.dock = InspectorDock(self.iface.mainWindow())
         self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.hide()
@@ -105,6 +116,14 @@ class TesseraPlugin:
 
             QgsGui.sourceSelectProviderRegistry().removeProvider(self.source_provider)
             self.source_provider = None
+        if self.item_provider is not None:
+            from qgis.core import QgsApplication
+
+            QgsApplication.dataItemProviderRegistry().removeProvider(self.item_provider)  # deletes it
+            self.item_provider = None
+        if self.options_factory is not None:
+            self.iface.unregisterOptionsWidgetFactory(self.options_factory)
+            self.options_factory = None
         if self.dialog is not None:
             self.dialog.close()
             self.dialog.deleteLater()

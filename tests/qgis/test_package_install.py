@@ -50,6 +50,10 @@ class Iface(QObject):  # the part of QgisInterface the plugin's initGui/unload u
         self.window.removeDockWidget(dock)
     def activeLayer(self):
         return None
+    def registerOptionsWidgetFactory(self, factory):
+        self.options = factory
+    def unregisterOptionsWidgetFactory(self, factory):
+        self.options = None
     def messageBar(self):
         from qgis.gui import QgsMessageBar
         if not hasattr(self, "bar"):

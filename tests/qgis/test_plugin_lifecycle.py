@@ -46,11 +46,15 @@ def test_init_gui_and_unload_twice_leave_nothing_behind(recording_iface):
         from qgis.gui import QgsGui
 
         assert QgsGui.sourceSelectProviderRegistry().providerByName("tessera") is not None
+        from qgis.core import QgsApplication
+
+        assert QgsApplication.dataItemProviderRegistry().provider("TESSERA") is not None
         assert not plugin.actions[0].icon().isNull(), "the SVG icon loads"
         plugin.unload()
         flush_deletes()
         assert our_toolbars(window) == []
         assert QgsGui.sourceSelectProviderRegistry().providerByName("tessera") is None
+        assert QgsApplication.dataItemProviderRegistry().provider("TESSERA") is None
         assert our_menu(recording_iface) == []
         assert plugin.actions == [] and plugin.toolbar is None
         assert len(window.findChildren(QAction)) == actions_before
