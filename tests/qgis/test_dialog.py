@@ -199,3 +199,22 @@ def test_data_source_manager_tab(qgis_iface):
     finally:
         registry.removeProvider(provider)
     prov.forget_stores()
+
+
+def test_qgis_proxy_reaches_the_http_client(qgis_iface, sample_http):
+    from support.servers import ForwardProxy
+
+    proxy = ForwardProxy().start()
+    s = QgsSettings()
+    s.setValue("proxy/proxyEnabled", True)
+    s.setValue("proxy/proxyType", "HttpProxy")
+    s.setValue("proxy/proxyHost", "127.0.0.1")
+    s.setValue("proxy/proxyPort", str(proxy.port))
+    try:
+        w = widget_for(qgis_iface, Connection("through proxy", sample_http.store_url))
+        connect(w)
+        assert w.store is not None, w.last_failure
+        assert any(u.endswith("/zarr.json") and u.startswith(sample_http.url) for u in proxy.seen), proxy.seen
+    finally:
+        s.setValue("proxy/proxyEnabled", False)
+        proxy.stop()

@@ -182,3 +182,65 @@ class S3Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class ForwardProxy:
+    """A plain HTTP forward proxy on 127.0.0.1 that logs the URLs it forwards (GET and HEAD,
+    with the Range header passed on): for checking that a client really uses a proxy."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> "ForwardProxy":
+        import http.server
+        import urllib.error
+        import urllib.request
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _forward(self, method: str) -> None:
+                proxy.seen.append(self.path)
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("range", "accept")}
+                req = urllib.request.Request(self.path, headers=headers, method=method)
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        status, body, rh = r.status, r.read(), r.headers
+                except urllib.error.HTTPError as err:
+                    status, body, rh = err.code, err.read(), err.headers
+                self.send_response(status)
+                for k in ("Content-Type", "Content-Range", "Accept-Ranges"):
+                    if rh.get(k):
+                        self.send_header(k, rh[k])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if method != "HEAD":
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._forward("GET")
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._forward("HEAD")
+
+        self._server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="proxy", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
