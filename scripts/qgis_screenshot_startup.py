@@ -87,6 +87,23 @@ def step4():
     try:
         iface.mainWindow().grab().save(os.path.join(OUT, "qgis-style-dock.png"))
         log("saved qgis-style-dock.png")
+        plugin = state["plugin"]
+        plugin.show_dialog()
+        widget = plugin.dialog
+        widget.connect_store()  # the first connection: the offline sample
+        QTimer.singleShot(25000, step5)
+    except Exception:
+        log(traceback.format_exc())
+        os._exit(1)
+
+
+def step5():
+    try:
+        dialog = state["plugin"].dialog
+        dialog.mode.setCurrentIndex(0)
+        QgsApplication.processEvents()
+        dialog.grab().save(os.path.join(OUT, "qgis-dialog.png"))
+        log("saved qgis-dialog.png")
     except Exception:
         log(traceback.format_exc())
     os._exit(0)

@@ -14,7 +14,7 @@ if ! command -v qgis >/dev/null; then
 fi
 python scripts/demo.py >/dev/null   # the sample store
 profiles=$(mktemp -d)
-TESSERA_SRC=$PWD TESSERA_SHOTS=$PWD/$TESSERA_SHOTS timeout 180 xvfb-run -a -s "-screen 0 1400x880x24" \
+TESSERA_SRC=$PWD TESSERA_SHOTS=$PWD/$TESSERA_SHOTS timeout 240 xvfb-run -a -s "-screen 0 1400x880x24" \
   qgis --nologo --noversioncheck --noplugins --profiles-path "$profiles" \
   --code scripts/qgis_screenshot_startup.py >/dev/null 2>&1 || true
 rm -rf "$profiles"

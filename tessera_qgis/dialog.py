@@ -371,19 +371,12 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.add_task = run_task(tr("Add TESSERA layer"), work, done, failed)
 
 
-class TesseraDialog(QDialog):
-    """The source widget as a standalone dialog (toolbar and menu)."""
-
-    def __init__(self, iface, parent=None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle(tr("Add TESSERA embeddings layer"))
-        self.resize(640, 560)
-        layout = QVBoxLayout(self)
-        self.widget = TesseraSourceWidget(self, iface=iface)
-        layout.addWidget(self.widget)
-        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
-        close.rejected.connect(self.reject)
-        layout.addWidget(close)
+def standalone_dialog(iface, parent=None) -> TesseraSourceWidget:
+    """The source widget (a QDialog itself) as the plugin's own window (toolbar and menu)."""
+    widget = TesseraSourceWidget(parent, Qt.WindowType.Window, WIDGET_MODE.Standalone, iface=iface)
+    widget.setWindowTitle(tr("Add TESSERA embeddings layer"))
+    widget.resize(640, 600)
+    return widget
 
 
 class TesseraSourceSelectProvider(QgsSourceSelectProvider):

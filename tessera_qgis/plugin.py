@@ -161,10 +161,10 @@ class TesseraPlugin:
             self.toolbar = None
 
     def show_dialog(self) -> None:
-        from .dialog import TesseraDialog
+        from .dialog import standalone_dialog
 
         if self.dialog is None:
-            self.dialog = TesseraDialog(self.iface, self.iface.mainWindow())
+            self.dialog = standalone_dialog(self.iface, self.iface.mainWindow())
         self.dialog.show()
         self.dialog.raise_()
 
