@@ -7,6 +7,7 @@ or an error removes the temporary files, and an existing output is replaced only
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -22,7 +23,7 @@ from .pca import PCA
 from .region import _ring, check_bounds, dequantise, fit_pca, plan, read_grid_quantised, transformer
 from .store import TesseraStore
 
-KINDS = ("float32", "pca", "int8")
+KINDS = ("float32", "pca", "int8", "similarity", "change", "classify")
 EXPORT_CHUNK_CACHE = 96 << 20
 
 
@@ -41,6 +42,11 @@ class ExportRequest:
     block: int = 512  # pixels per block side: memory ~ block^2 * bands * 5 bytes
     pca: PCA | None = None
     resolution: float | None = None  # metres (or dst CRS units); default 10
+    reference: Sequence[float] | None = None  # "similarity": the reference embedding
+    year2: int | None = None  # "change": the other year
+    classifier: object | None = None  # "classify": a KNNClassifier
+    # mask(transform, width, height, crs) -> bool (height, width): pixels to keep (polygons)
+    mask: Callable | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -90,6 +96,14 @@ def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], 
     if req.kind not in KINDS:
         raise ExportError(f"unknown export kind {req.kind!r}; use one of {', '.join(KINDS)}")
     store.check_year(req.year)
+    if req.kind == "change":
+        if req.year2 is None:
+            raise ExportError("a change export needs a second year")
+        store.check_year(req.year2)
+    if req.kind == "similarity" and (req.reference is None or len(req.reference) != store.bands):
+        raise ExportError(f"a similarity export needs a reference embedding of {store.bands} values")
+    if req.kind == "classify" and req.classifier is None:
+        raise ExportError("a classification needs a trained classifier")
     # A private chunk cache: enough for the chunks that straddle two blocks, and no more,
     # so memory stays bounded whatever the region's size and whatever else uses the store.
     store = store.with_memory_cache(EXPORT_CHUNK_CACHE)
@@ -131,7 +145,12 @@ def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], 
         final = []
         for tmp, target in written:
             os.replace(tmp, target)
+            aux = tmp.with_name(tmp.name + ".aux.xml")  # category names, statistics (GDAL PAM)
+            if aux.exists():
+                os.replace(aux, target.with_name(target.name + ".aux.xml"))
             final.append(target)
+        if req.kind == "classify":  # class names and colours as the default QGIS style
+            final[0].with_suffix(".qml").write_text(class_style(req.classifier.names), encoding="utf-8")
         return final
     except BaseException:
         for tmp in temps:
@@ -141,6 +160,24 @@ def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], 
         for tmp in temps:
             if tmp.exists() and tmp.suffix == ".part":
                 _remove(tmp)
+
+
+PALETTE = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf", "#999999",
+           "#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494"]
+
+
+def class_style(names: list[str]) -> str:
+    """A QGIS style (.qml) for a class raster: a palette with the class names (1..n)."""
+    from xml.sax.saxutils import quoteattr
+
+    entries = "\n".join(
+        f'        <paletteEntry value="{i}" label={quoteattr(name)} color="{PALETTE[(i - 1) % len(PALETTE)]}" '
+        'alpha="255"/>' for i, name in enumerate(names, start=1))
+    return ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+            '<qgis version="3.44" styleCategories="Symbology">\n  <pipe>\n'
+            '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">\n'
+            f"      <colorPalette>\n{entries}\n      </colorPalette>\n"
+            "    </rasterrenderer>\n  </pipe>\n</qgis>\n")
 
 
 def _remove(path: Path) -> None:
@@ -214,78 +251,147 @@ def _create(path: Path, width, height, count, dtype, crs, transform, compress, b
     return ds
 
 
+@dataclass
+class _Output:
+    """One GeoTIFF an export writes: its name suffix, type, band names, nodata."""
+
+    suffix: str
+    dtype: int
+    names: list[str]
+    nodata: float | None = None
+    colours: list[int] | None = None
+    categories: list[str] | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def _products(store, req: ExportRequest, bands: list[int], pca: PCA | None):
+    """(outputs, compute) for an export kind. compute(q, scales, extra) -> one array per
+    output for a block; q/scales are the year's quantised values, extra holds what other
+    kinds need (the second year for "change")."""
+    gdal = _gdal()
+    if req.kind == "float32":
+        outs = [_Output("", gdal.GDT_Float32, [f"A{b:03d}" for b in bands], float("nan"),
+                        meta={"TESSERA_BANDS": ",".join(map(str, bands))})]
+        idx = [b - 1 for b in bands]
+        return outs, lambda q, s, x: [dequantise(q[idx], s)]
+    if req.kind == "pca":
+        outs = [_Output("", gdal.GDT_Byte, ["PC1", "PC2", "PC3", "alpha"], None,
+                        [gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand],
+                        meta={"TESSERA_PCA": pca.source, "TESSERA_PCA_BASIS": json.dumps(pca.to_json())})]
+        return outs, lambda q, s, x: [pca.to_rgba(dequantise(q, s))]
+    if req.kind == "int8":
+        outs = [_Output("", gdal.GDT_Int8, [f"A{b:03d}" for b in range(1, store.bands + 1)]),
+                _Output("_scales", gdal.GDT_Float32, ["scale"], float("inf"),
+                        meta={"TESSERA_DEQUANTISE": "value = int8 * scale; nodata where scale is not finite"})]
+        return outs, lambda q, s, x: [q, s]
+    if req.kind == "similarity":
+        ref = np.asarray(req.reference, dtype=np.float32)
+        ref = ref / max(float(np.linalg.norm(ref)), 1e-12)
+        outs = [_Output("", gdal.GDT_Float32, ["cosine similarity"], float("nan"))]
+        return outs, lambda q, s, x: [_cosine(q, s, ref[:, None, None], np.isfinite(s))[None]]
+    if req.kind == "change":
+        outs = [_Output("", gdal.GDT_Float32, [f"cosine distance {req.year} to {req.year2}"], float("nan"),
+                        meta={"TESSERA_YEAR2": str(req.year2)})]
+
+        def change(q, s, x):
+            q2, s2 = x["year2"]
+            valid = np.isfinite(s) & np.isfinite(s2)
+            q2f = q2.astype(np.float32)
+            q2f /= np.maximum(np.linalg.norm(q2f, axis=0), 1e-12)[None]
+            return [(1.0 - _cosine(q, s, q2f, valid))[None]]
+        return outs, change
+    if req.kind == "classify":
+        model = req.classifier
+        outs = [_Output("", gdal.GDT_Byte, ["class"], 0, categories=["no data", *model.names],
+                        meta={"TESSERA_CLASSES": json.dumps(model.names), "TESSERA_K": str(model.k)}),
+                _Output("_confidence", gdal.GDT_Float32, ["confidence"], float("nan"))]
+
+        def classify(q, s, x):
+            cls, conf = model.predict(q, s)
+            return [cls, conf]
+        return outs, classify
+    raise ExportError(f"unknown export kind {req.kind!r}; use one of {', '.join(KINDS)}")
+
+
+def _cosine(q: np.ndarray, s: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Cosine similarity of int8 vectors (bands, h, w) with unit vector(s) `ref`; NaN where
+    not valid. The per-pixel scale cancels out."""
+    qf = q.astype(np.float32)
+    norm = np.linalg.norm(qf, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (qf * ref).sum(axis=0) / norm
+    out[~valid | (norm == 0)] = np.nan
+    return out.astype(np.float32)
+
+
 def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: list[Path]):
     gdal = _gdal()
     crs, transform, width, height, native = grid
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tif.part", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    temps.append(tmp)
-    files: list[tuple[Path, Path]] = []
+    outputs, compute = _products(store, req, bands, pca)
     meta = {"TESSERA_YEAR": str(req.year), "TESSERA_STORE": public_url(store.url),
             "TESSERA_DATASET": str(store.attrs.get("tessera:dataset") or ""),
             "TESSERA_MODEL": str(store.attrs.get("tessera:model") or ""),
             "TESSERA_KIND": req.kind}
     old_cache = gdal.GetCacheMax()
     gdal.SetCacheMax(64 << 20)
+    files: list[tuple[Path, Path]] = []
+    datasets = []
     try:
-        if req.kind == "float32":
-            ds = _create(tmp, width, height, len(bands), gdal.GDT_Float32, crs, transform, req.compress, req.block)
-            for i, b in enumerate(bands):
-                band = ds.GetRasterBand(i + 1)
-                band.SetNoDataValue(float("nan"))
-                band.SetDescription(f"A{b:03d}")
-            meta["TESSERA_BANDS"] = ",".join(map(str, bands))
-        elif req.kind == "pca":
-            ds = _create(tmp, width, height, 4, gdal.GDT_Byte, crs, transform, req.compress, req.block)
-            for i, name in enumerate(("PC1", "PC2", "PC3")):
-                ds.GetRasterBand(i + 1).SetDescription(name)
-                ds.GetRasterBand(i + 1).SetColorInterpretation([gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand][i])
-            ds.GetRasterBand(4).SetColorInterpretation(gdal.GCI_AlphaBand)
-            meta["TESSERA_PCA"] = pca.source
-        else:
-            ds = _create(tmp, width, height, store.bands, gdal.GDT_Int8, crs, transform, req.compress, req.block)
-            for b in range(store.bands):
-                ds.GetRasterBand(b + 1).SetDescription(f"A{b + 1:03d}")
-            fd, sname = tempfile.mkstemp(prefix=f".{target.stem}_scales.", suffix=".tif.part", dir=target.parent)
+        for out in outputs:
+            fd, name = tempfile.mkstemp(prefix=f".{target.stem}{out.suffix}.", suffix=".tif.part",
+                                        dir=target.parent)
             os.close(fd)
-            stmp = Path(sname)
-            temps.append(stmp)
-            sds = _create(stmp, width, height, 1, gdal.GDT_Float32, crs, transform, req.compress, req.block)
-            sds.GetRasterBand(1).SetDescription("scale")
-            sds.GetRasterBand(1).SetNoDataValue(float("inf"))
-            sds.SetMetadata({**meta, "TESSERA_DEQUANTISE": "value = int8 * scale; nodata where scale is not finite"})
-        ds.SetMetadata(meta)
+            tmp = Path(name)
+            temps.append(tmp)
+            ds = _create(tmp, width, height, len(out.names), out.dtype, crs, transform, req.compress, req.block)
+            for i, band_name in enumerate(out.names):
+                band = ds.GetRasterBand(i + 1)
+                band.SetDescription(band_name)
+                if out.nodata is not None:
+                    band.SetNoDataValue(out.nodata)
+                if out.colours:
+                    band.SetColorInterpretation(out.colours[i])
+            if out.categories:
+                ds.GetRasterBand(1).SetCategoryNames(out.categories)
+            ds.SetMetadata({**meta, **out.meta})
+            datasets.append((ds, tmp, out))
         for r0, r1, c0, c1 in _blocks(grid, req.block):
             prog.check()
             q, scales = _read_block(store, req, grid, r0, c0, r1 - r0, c1 - c0, prog.cancel)
-            if req.kind == "int8":
-                ds.WriteArray(q, xoff=c0, yoff=r0)
-                sds.GetRasterBand(1).WriteArray(scales, c0, r0)
-            elif req.kind == "float32":
-                ds.WriteArray(dequantise(q[[b - 1 for b in bands]], scales), xoff=c0, yoff=r0)
-            else:
-                ds.WriteArray(pca.to_rgba(dequantise(q, scales)), xoff=c0, yoff=r0)
+            extra = {}
+            if req.kind == "change":
+                extra["year2"] = _read_block(store, req, grid, r0, c0, r1 - r0, c1 - c0, prog.cancel,
+                                             year=req.year2)
+            if req.mask is not None:  # pixels outside the polygons are nodata
+                inside = req.mask(_block_transform(transform, r0, c0), c1 - c0, r1 - r0, crs)
+                scales = np.where(inside, scales, np.inf).astype(np.float32)
+                q = np.where(inside[None], q, 0).astype(np.int8)
+            for (ds, _, _), data in zip(datasets, compute(q, scales, extra)):
+                ds.WriteArray(data if data.ndim == 3 else data[None], xoff=c0, yoff=r0)
             prog.step()
-        ds.FlushCache()
-        ds = None
-        if req.kind == "int8":
-            sds.FlushCache()
-            sds = None
-        if req.cog:
-            tmp = _to_cog(tmp, req, prog, temps)
-        files.append((tmp, target))
-        if req.kind == "int8":
+        closed = [(tmp, out) for _, tmp, out in datasets]
+        for entry in datasets:
+            entry[0].FlushCache()
+            entry[0].Close()  # written completely before any COG conversion or rename
+        datasets.clear()
+        for tmp, out in closed:
             if req.cog:
-                stmp = _to_cog(stmp, req, prog, temps)
-            files.append((stmp, target.with_name(f"{target.stem}_scales{target.suffix or '.tif'}")))
+                tmp = _to_cog(tmp, req, prog, temps)
+            files.append((tmp, target if not out.suffix else
+                          target.with_name(f"{target.stem}{out.suffix}{target.suffix or '.tif'}")))
         return files
     except OSError as exc:
         raise ExportError(f"writing {target} failed: {exc.strerror or exc}") from None
     except RuntimeError as exc:  # GDAL errors (disk full, permissions) arrive as RuntimeError
         raise ExportError(f"writing {target} failed: {exc}") from None
     finally:
+        datasets.clear()
         gdal.SetCacheMax(old_cache)
+
+
+def _block_transform(transform, r0: int, c0: int) -> tuple:
+    a, b, c, d, e, f = transform
+    return (a, b, c + a * c0, d, e, f + e * r0)
 
 
 def _blocks(grid, block: int):
@@ -298,16 +404,15 @@ def _blocks(grid, block: int):
             yield r0, min(r0 + block, height), c0, min(c0 + block, width)
 
 
-def _read_block(store, req, grid, r0, c0, h, w, cancel) -> tuple[np.ndarray, np.ndarray]:
+def _read_block(store, req, grid, r0, c0, h, w, cancel, year: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Quantised values and scales of one output block (all bands)."""
     crs, transform, _, _, native = grid
+    year = req.year if year is None else year
     if native is not None:  # the zone's own pixel grid: no resampling, each chunk read once
-        win = native.zone.read(req.year, (native.rows[0] + r0, native.rows[0] + r0 + h),
+        win = native.zone.read(year, (native.rows[0] + r0, native.rows[0] + r0 + h),
                                (native.cols[0] + c0, native.cols[0] + c0 + w), cancel=cancel)
         return win.q, win.scales
-    a, b, c, d, e, f = transform
-    t = (a, b, c + a * c0, d, e, f + e * r0)
-    return read_grid_quantised(store, req.year, crs, t, w, h, cancel=cancel)
+    return read_grid_quantised(store, year, crs, _block_transform(transform, r0, c0), w, h, cancel=cancel)
 
 
 def _to_cog(src: Path, req: ExportRequest, prog: _Progress, temps: list[Path]) -> Path:
