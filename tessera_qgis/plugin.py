@@ -35,10 +35,20 @@ class TesseraPlugin:
         self.item_provider = None
         self.options_factory = None
         self.dialog = None
+        self.processing_provider = None
         # The provider must exist before a project that uses it is read.
         from . import provider
 
         provider.register()
+
+    def initProcessing(self) -> None:  # noqa: N802 (QGIS's name; also what qgis_process calls)
+        from qgis.core import QgsApplication
+
+        from .processing_provider import TesseraProcessingProvider
+
+        if self.processing_provider is None:
+            self.processing_provider = TesseraProcessingProvider()
+            QgsApplication.processingRegistry().addProvider(self.processing_provider)
 
     def initGui(self) -> None:  # noqa: N802 (QGIS's name)
         from . import provider
@@ -48,6 +58,7 @@ class TesseraPlugin:
         from .tools import InspectorController, RegionController, SimilarityController
 
         provider.register()
+        self.initProcessing()
         self.bridge = MessageBarBridge(self.iface.messageBar())
         self.toolbar = self.iface.addToolBar(tr("TESSERA"))
         self.toolbar.setObjectName(TOOLBAR_OBJECT_NAME)
@@ -111,6 +122,11 @@ class TesseraPlugin:
     def unload(self) -> None:
         from . import provider
 
+        if self.processing_provider is not None:
+            from qgis.core import QgsApplication
+
+            QgsApplication.processingRegistry().removeProvider(self.processing_provider)
+            self.processing_provider = None
         if self.source_provider is not None:
             from qgis.gui import QgsGui
 

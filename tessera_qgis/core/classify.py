@@ -49,6 +49,16 @@ class KNNClassifier:
         return cls.reshape(h, w), conf.reshape(h, w)
 
 
+def _vector_memory():
+    """GDAL >= 3.11 has vector support in "MEM" and deprecates "Memory"."""
+    from osgeo import gdal, ogr
+
+    drv = gdal.GetDriverByName("MEM")
+    if drv is not None and drv.GetMetadataItem("DCAP_VECTOR") == "YES":
+        return drv
+    return ogr.GetDriverByName("Memory")
+
+
 def polygon_mask(wkts: list[str], crs_of_wkts: str):
     """A mask function for ExportRequest.mask: pixels whose centre is inside any polygon."""
     from osgeo import gdal, ogr, osr
@@ -67,7 +77,7 @@ def polygon_mask(wkts: list[str], crs_of_wkts: str):
         a, b, c, d, e, f = transform
         ds.SetGeoTransform((c, a, b, f, d, e))
         ds.SetProjection(dst.ExportToWkt())
-        mem = ogr.GetDriverByName("Memory").CreateDataSource("")
+        mem = _vector_memory().CreateDataSource("")
         layer = mem.CreateLayer("p", dst, ogr.wkbUnknown)
         ct = osr.CoordinateTransformation(src, dst)
         for g in geoms:

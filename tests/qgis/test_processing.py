@@ -1,0 +1,123 @@
+"""The Processing algorithms through processing.run (real QGIS, the sample over local HTTP)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from qgis.core import (QgsApplication, QgsFeature, QgsField, QgsGeometry, QgsPointXY, QgsProcessingException,
+                       QgsProcessingFeedback, QgsVectorLayer)
+from qgis.PyQt.QtCore import QMetaType
+
+from tessera_qgis.core.store import open_store
+from tessera_qgis.processing_provider import TesseraProcessingProvider
+
+gdal.UseExceptions()
+pytestmark = pytest.mark.usefixtures("provider_active")
+EXTENT = "-0.045,-0.005,52.175,52.225 [EPSG:4326]"  # xmin,xmax,ymin,ymax: utm30 only
+
+
+@pytest.fixture(scope="module")
+def processing(qgis_processing):
+    import processing as qgis_processing_module
+
+    provider = TesseraProcessingProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    yield qgis_processing_module
+    QgsApplication.processingRegistry().removeProvider(provider)
+
+
+def points_layer(points, classes=None) -> QgsVectorLayer:
+    layer = QgsVectorLayer("Point?crs=EPSG:4326", "points", "memory")
+    pr = layer.dataProvider()
+    pr.addAttributes([QgsField("name", QMetaType.Type.QString)])
+    layer.updateFields()
+    for i, (lon, lat) in enumerate(points):
+        f = QgsFeature(layer.fields())
+        f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(lon, lat)))
+        f.setAttributes([classes[i] if classes else f"p{i}"])
+        pr.addFeature(f)
+    return layer
+
+
+def test_export_float32_equals_the_core(processing, sample_store, sample_http, tmp_path):
+    out = tmp_path / "e.tif"
+    res = processing.run("tessera:export", {"STORE": sample_http.store_url, "YEAR": 2025, "EXTENT": EXTENT,
+                                            "KIND": 0, "BANDS": "1,2,3", "OUTPUT": str(out)})
+    assert res["OUTPUT"] == str(out)
+    ds = gdal.Open(str(out))
+    assert ds.GetSpatialRef().GetAuthorityCode(None) == "32630" and ds.RasterCount == 3
+    gt = ds.GetGeoTransform()
+    zone = open_store(sample_store).zones["utm30"]
+    r0, c0 = round((zone.transform[5] - gt[3]) / 10), round((gt[0] - zone.transform[2]) / 10)
+    win = zone.read(2025, (r0, r0 + ds.RasterYSize), (c0, c0 + ds.RasterXSize))
+    np.testing.assert_array_equal(ds.ReadAsArray(), win.dequantised([1, 2, 3]))
+
+
+def test_export_clipped_to_polygons_and_one_file_per_feature(processing, sample_http, tmp_path):
+    polys = QgsVectorLayer("Polygon?crs=EPSG:4326", "polys", "memory")
+    for wkt in ("POLYGON((-0.04 52.19,-0.035 52.19,-0.035 52.195,-0.04 52.19))",
+                "POLYGON((-0.02 52.2,-0.015 52.2,-0.015 52.205,-0.02 52.205,-0.02 52.2))"):
+        f = QgsFeature()
+        f.setGeometry(QgsGeometry.fromWkt(wkt))
+        polys.dataProvider().addFeature(f)
+    res = processing.run("tessera:export", {"STORE": sample_http.store_url, "YEAR": 2024, "POLYGONS": polys,
+                                            "PER_FEATURE": True, "KIND": 0, "BANDS": "1",
+                                            "OUTPUT": str(tmp_path / "clip.tif")})
+    assert len(res["OUTPUTS"]) == 2 and all("clip_" in p for p in res["OUTPUTS"])
+    tri = gdal.Open(res["OUTPUTS"][0]).ReadAsArray()
+    square = gdal.Open(res["OUTPUTS"][1]).ReadAsArray()
+    # The triangle fills about half of its bounding box, the square most of it (both are drawn
+    # in lon/lat and exported on the slightly rotated UTM grid).
+    assert 0.3 < np.isfinite(tri).mean() < 0.6
+    assert np.isfinite(square).mean() > 0.7
+    assert np.isfinite(square).mean() > np.isfinite(tri).mean() + 0.2
+
+
+def test_sample_at_points(processing, sample_store, sample_http):
+    pts = points_layer([(-0.03, 52.2), (0.02, 52.19), (10.0, 45.0)])
+    res = processing.run("tessera:sample", {"INPUT": pts, "STORE": sample_http.store_url, "YEAR": 2024,
+                                            "OUTPUT": "memory:"})
+    out = res["OUTPUT"]
+    feats = list(out.getFeatures())
+    assert [f["valid"] for f in feats] == [1, 1, 0]
+    store = open_store(sample_store)
+    want = store.pixel(-0.03, 52.2, 2024)
+    assert [feats[0][f"A{b:03d}"] for b in (1, 64, 128)] == pytest.approx(
+        [want["embedding"][i] for i in (0, 63, 127)])
+    assert feats[0]["scale"] == pytest.approx(want["scale"]) and feats[0]["name"] == "p0"
+    assert feats[2]["A001"] is None or str(feats[2]["A001"]) == "NULL"
+
+
+def test_similarity_change_and_classify(processing, sample_http, tmp_path):
+    sim = processing.run("tessera:similarity", {"STORE": sample_http.store_url, "YEAR": 2024,
+                                                "POINT": "-0.03,52.2 [EPSG:4326]", "EXTENT": EXTENT,
+                                                "OUTPUT": str(tmp_path / "sim.tif")})
+    vals = gdal.Open(sim["OUTPUT"]).ReadAsArray()
+    assert np.nanmax(vals) == pytest.approx(1.0, abs=1e-4) and np.isnan(vals).any()
+    chg = processing.run("tessera:change", {"STORE": sample_http.store_url, "YEAR": 2024, "YEAR2": 2025,
+                                            "EXTENT": EXTENT, "OUTPUT": str(tmp_path / "chg.tif")})
+    assert gdal.Open(chg["OUTPUT"]).GetMetadata()["TESSERA_YEAR2"] == "2025"
+    pts = points_layer([(-0.03, 52.2), (-0.02, 52.19), (-0.04, 52.21), (-0.01, 52.18)], ["a", "b", "a", "b"])
+    cls = processing.run("tessera:classify", {"INPUT": pts, "CLASS_FIELD": "name", "STORE": sample_http.store_url,
+                                              "YEAR": 2024, "EXTENT": EXTENT, "K": 1,
+                                              "OUTPUT": str(tmp_path / "cls.tif")})
+    assert [p.split("/")[-1] for p in cls["OUTPUTS"]] == ["cls.tif", "cls_confidence.tif"]
+    assert (tmp_path / "cls.qml").exists()
+
+
+def test_bad_parameters_and_cancel(processing, sample_http, tmp_path):
+    with pytest.raises(QgsProcessingException, match="year 1999 is not in this store"):
+        processing.run("tessera:export", {"STORE": sample_http.store_url, "YEAR": 1999, "EXTENT": EXTENT,
+                                          "OUTPUT": str(tmp_path / "x.tif")})
+    with pytest.raises(QgsProcessingException, match="two different years"):
+        processing.run("tessera:change", {"STORE": sample_http.store_url, "YEAR": 2024, "YEAR2": 2024,
+                                          "EXTENT": EXTENT, "OUTPUT": str(tmp_path / "x.tif")})
+    with pytest.raises(QgsProcessingException, match="Give a store"):
+        processing.run("tessera:export", {"STORE": " ", "YEAR": 2024, "EXTENT": EXTENT,
+                                          "OUTPUT": str(tmp_path / "x.tif")})
+    feedback = QgsProcessingFeedback()
+    feedback.cancel()
+    with pytest.raises(QgsProcessingException, match="Cancelled"):
+        processing.run("tessera:export", {"STORE": sample_http.store_url, "YEAR": 2024, "EXTENT": EXTENT,
+                                          "OUTPUT": str(tmp_path / "c.tif")}, feedback=feedback)
+    assert not list(tmp_path.iterdir()), "nothing left behind"
