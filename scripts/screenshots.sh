@@ -1,17 +1,11 @@
 #!/usr/bin/env bash
 # `make screenshots`: real QGIS desktop under Xvfb, driven by scripts/qgis_screenshot_startup.py.
-# Runs inside the test environment; installs the QGIS desktop package there on first use.
+# Runs inside the test environment (which has the QGIS desktop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TESSERA_SHOTS=${TESSERA_SHOTS:-docs/images}
 mkdir -p "$TESSERA_SHOTS"
 rm -f "$TESSERA_SHOTS/screenshot.log"
-if ! command -v qgis >/dev/null; then
-  echo "installing the QGIS desktop (about 1 GB, once)" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false install -y -qq \
-    --no-install-recommends qgis fonts-open-sans >/dev/null
-fi
 python scripts/demo.py >/dev/null   # the sample store
 profiles=$(mktemp -d)
 TESSERA_SRC=$PWD TESSERA_SHOTS=$PWD/$TESSERA_SHOTS timeout 240 xvfb-run -a -s "-screen 0 1400x880x24" \

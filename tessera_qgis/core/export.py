@@ -23,6 +23,8 @@ from .pca import PCA
 from .region import _ring, check_bounds, dequantise, fit_pca, plan, read_grid_quantised, transformer
 from .store import TesseraStore
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 KINDS = ("float32", "pca", "int8", "similarity", "change", "classify")
 EXPORT_CHUNK_CACHE = 96 << 20
 
@@ -342,6 +344,7 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
                                         dir=target.parent)
             os.close(fd)
             tmp = Path(name)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; an export is an ordinary file
             temps.append(tmp)
             ds = _create(tmp, width, height, len(out.names), out.dtype, crs, transform, req.compress, req.block)
             for i, band_name in enumerate(out.names):

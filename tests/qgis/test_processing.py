@@ -121,3 +121,39 @@ def test_bad_parameters_and_cancel(processing, sample_http, tmp_path):
         processing.run("tessera:export", {"STORE": sample_http.store_url, "YEAR": 2024, "EXTENT": EXTENT,
                                           "OUTPUT": str(tmp_path / "c.tif")}, feedback=feedback)
     assert not list(tmp_path.iterdir()), "nothing left behind"
+
+
+def test_qgis_process_runs_an_export(sample_store, tmp_path):
+    """The algorithm from the command line, as `make run CMD='qgis_process run tessera:export ...'`."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    plugins = tmp_path / "profiles" / "default" / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    (plugins / "tessera_qgis").symlink_to(Path(__file__).resolve().parents[2] / "tessera_qgis")
+    env = dict(os.environ, QGIS_CUSTOM_CONFIG_PATH=str(tmp_path), QT_QPA_PLATFORM="offscreen")
+    enable = subprocess.run(["qgis_process", "plugins", "enable", "tessera_qgis"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert enable.returncode == 0, enable.stderr
+    out = tmp_path / "cli.tif"
+    res = subprocess.run(["qgis_process", "run", "tessera:export", "--", f"STORE={sample_store}", "YEAR=2024",
+                          "EXTENT=-0.045,-0.005,52.175,52.225 [EPSG:4326]", "BANDS=1,2", f"OUTPUT={out}"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    ds = gdal.Open(str(out))
+    assert ds.GetSpatialRef().GetAuthorityCode(None) == "32630" and ds.RasterCount == 2
+    gt = ds.GetGeoTransform()
+    zone = open_store(sample_store).zones["utm30"]
+    r0, c0 = round((zone.transform[5] - gt[3]) / 10), round((gt[0] - zone.transform[2]) / 10)
+    win = zone.read(2024, (r0, r0 + ds.RasterYSize), (c0, c0 + ds.RasterXSize))
+    np.testing.assert_array_equal(ds.ReadAsArray(), win.dequantised([1, 2]))
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
