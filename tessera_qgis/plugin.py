@@ -36,6 +36,7 @@ class TesseraPlugin:
         self.options_factory = None
         self.dialog = None
         self.processing_provider = None
+        self.export_layer_action = None
         # The provider must exist before a project that uses it is read.
         from . import provider
 
@@ -109,6 +110,14 @@ class TesseraPlugin:
         style.setObjectName("TesseraStyleAction")
         style.triggered.connect(self.show_style_dock)
         self._add_action(style)
+        # The layer context menu of TESSERA layers: export the layer's area.
+        from qgis.core import Qgis, QgsProject
+
+        self.export_layer_action = QAction(icon(), tr("Export TESSERA embeddings…"), self.iface.mainWindow())
+        self.export_layer_action.triggered.connect(self.export_active_layer)
+        self.iface.addCustomActionForLayerType(self.export_layer_action, tr("TESSERA"), Qgis.LayerType.Raster, False)
+        QgsProject.instance().layersAdded.connect(self._offer_export_for)
+        self._offer_export_for(QgsProject.instance().mapLayers().values())
         about = QAction(icon(), tr("About TESSERA embeddings"), self.iface.mainWindow())
         about.setObjectName("TesseraAboutAction")
         about.triggered.connect(self.show_about)
@@ -149,6 +158,16 @@ class TesseraPlugin:
             if canvas is not None and canvas.mapTool() is controller.tool:
                 canvas.unsetMapTool(controller.tool)
         self.controllers.clear()
+        if self.export_layer_action is not None:
+            from qgis.core import QgsProject
+
+            try:
+                QgsProject.instance().layersAdded.disconnect(self._offer_export_for)
+            except (TypeError, RuntimeError):
+                pass
+            self.iface.removeCustomActionForLayerType(self.export_layer_action)
+            self.export_layer_action.setParent(None)
+            self.export_layer_action = None
         for dock in (self.dock, self.style_dock):
             if dock is not None:
                 self.iface.removeDockWidget(dock)
@@ -175,6 +194,18 @@ class TesseraPlugin:
             self.toolbar.setParent(None)
             self.toolbar.deleteLater()
             self.toolbar = None
+
+    def _offer_export_for(self, layers) -> None:
+        from .provider import PROVIDER_KEY
+
+        for layer in layers:
+            if getattr(layer, "providerType", lambda: "")() == PROVIDER_KEY:
+                self.iface.addCustomActionForLayer(self.export_layer_action, layer)
+
+    def export_active_layer(self) -> None:
+        from .tools import open_export_dialog
+
+        open_export_dialog(self.iface, self.iface.activeLayer())
 
     def show_dialog(self) -> None:
         from .dialog import standalone_dialog

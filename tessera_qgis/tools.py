@@ -204,14 +204,25 @@ class InspectorController:
 
 
 class RegionController:
-    """Drag a rectangle: fit the layer's PCA to that region (one basis and stretch for the
-    whole layer, so the colours of the region use their full range)."""
+    """Drag a rectangle, then choose: fit the layer's PCA to it, or export it (the export
+    algorithm's dialog, pre-filled with the region and the layer's store and year)."""
 
     def __init__(self, iface) -> None:
         self.iface = iface
         self.tool = PickTool(iface.mapCanvas())
-        self.tool.dragged.connect(self.fit_pca_here)
+        self.tool.dragged.connect(self.offer)
         self.last_task: QgsTask | None = None
+        self.last_menu = None
+
+    def offer(self, rect: QgsRectangle) -> None:
+        from qgis.PyQt.QtGui import QCursor
+        from qgis.PyQt.QtWidgets import QMenu
+
+        menu = QMenu(self.iface.mapCanvas())
+        menu.addAction("Fit PCA colours to this region").triggered.connect(lambda: self.fit_pca_here(rect))
+        menu.addAction("Export this region…").triggered.connect(lambda: self.export_here(rect))
+        self.last_menu = menu
+        menu.popup(QCursor.pos())
 
     def fit_pca_here(self, rect: QgsRectangle) -> None:
         layer = tessera_layer(self.iface)
@@ -220,6 +231,33 @@ class RegionController:
                    Qgis.MessageLevel.Info)
             return
         self.last_task = fit_pca_to(self.iface, layer, rect, self.iface.mapCanvas().mapSettings().destinationCrs())
+
+    def export_here(self, rect: QgsRectangle) -> None:
+        open_export_dialog(self.iface, tessera_layer(self.iface), rect,
+                           self.iface.mapCanvas().mapSettings().destinationCrs())
+
+
+def export_parameters(layer, rect: QgsRectangle | None, crs) -> dict:
+    """Pre-filled parameters of the export algorithm for a layer and (optionally) a region."""
+    params: dict = {}
+    if layer is not None:
+        spec = LayerSpec.from_uri(layer.source())
+        params.update(STORE=spec.url, YEAR=spec.year)
+        if spec.bands:
+            params["BANDS"] = ",".join(map(str, spec.bands))
+        if rect is None:
+            rect, crs = layer.extent(), layer.crs()
+    if rect is not None:
+        params["EXTENT"] = (f"{rect.xMinimum()},{rect.xMaximum()},{rect.yMinimum()},{rect.yMaximum()} "
+                            f"[{crs.authid()}]")
+    return params
+
+
+def open_export_dialog(iface, layer, rect: QgsRectangle | None = None, crs=None):
+    """The Processing dialog of tessera:export, pre-filled (runs as a background task)."""
+    import processing
+
+    return processing.execAlgorithmDialog("tessera:export", export_parameters(layer, rect, crs))
 
 
 def fit_pca_to(iface, layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem,

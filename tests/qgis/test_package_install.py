@@ -50,6 +50,12 @@ class Iface(QObject):  # the part of QgisInterface the plugin's initGui/unload u
         self.window.removeDockWidget(dock)
     def activeLayer(self):
         return None
+    def addCustomActionForLayerType(self, action, menu, layer_type, all_layers):
+        self.custom = action
+    def removeCustomActionForLayerType(self, action):
+        self.custom = None
+    def addCustomActionForLayer(self, action, layer):
+        pass
     def registerOptionsWidgetFactory(self, factory):
         self.options = factory
     def unregisterOptionsWidgetFactory(self, factory):

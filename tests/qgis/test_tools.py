@@ -140,7 +140,23 @@ def test_region_tool_fits_the_pca_to_the_dragged_rectangle(sample_http, qgis_can
     assert state.pca_model().source == "global"
     ctl = RegionController(qgis_iface)
     click(qgis_canvas, ctl.tool, screen_point(qgis_canvas, -0.04, 52.21), screen_point(qgis_canvas, -0.02, 52.19))
+    actions = ctl.last_menu.actions()
+    assert [a.text() for a in actions] == ["Fit PCA colours to this region", "Export this region…"]
+    actions[0].trigger()
     wait_for(ctl.last_task)
     assert state.pca.source == "fit"
     ce = layer.renderer().redContrastEnhancement()
     assert ce.minimumValue() == pytest.approx(state.pca.lo[0]) and ce.maximumValue() == pytest.approx(state.pca.hi[0])
+
+
+def test_export_parameters_are_prefilled_from_the_layer_and_region(sample_http):
+    from qgis.core import QgsCoordinateReferenceSystem
+
+    from tessera_qgis.tools import export_parameters
+
+    layer = make_layer(sample_http.store_url, 2025, bands=[4, 5, 6], name="tessera layer")
+    params = export_parameters(layer, QgsRectangle(1, 2, 3, 4), QgsCoordinateReferenceSystem("EPSG:3857"))
+    assert params == {"STORE": sample_http.store_url, "YEAR": 2025, "BANDS": "4,5,6",
+                      "EXTENT": "1.0,3.0,2.0,4.0 [EPSG:3857]"}
+    whole = export_parameters(layer, None, None)
+    assert whole["EXTENT"].endswith(f"[{layer.crs().authid()}]")
