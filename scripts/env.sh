@@ -197,7 +197,15 @@ run() {
   for v in CI TESSERA_BENCH_FULL PYTEST_ADDOPTS TESSERA_QGIS_DEBUG; do
     [ -n "${!v:-}" ] && envs+=("$v=${!v}")
   done
-  in_root "$ROOT" sh -c 'cd /src && exec env "$@"' sh "${envs[@]}" "$@"
+  # The environment's QGIS profile has the checkout's plugin installed and enabled, so
+  # `make run CMD='qgis_process run tessera:export ...'` finds its algorithms.
+  in_root "$ROOT" sh -c '
+    p=/root/.local/share/QGIS/QGIS3/profiles/default
+    mkdir -p "$p/python/plugins" "$p/QGIS"
+    ln -sfn /src/tessera_qgis "$p/python/plugins/tessera_qgis"
+    grep -q "^tessera_qgis=true" "$p/QGIS/QGIS3.ini" 2>/dev/null ||
+      printf "[PythonPlugins]\ntessera_qgis=true\n" >>"$p/QGIS/QGIS3.ini"
+    cd /src && exec env "$@"' sh "${envs[@]}" "$@"
 }
 
 cmd=${1:-}; shift || true
