@@ -388,6 +388,11 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
     except RuntimeError as exc:  # GDAL errors (disk full, permissions) arrive as RuntimeError
         raise ExportError(f"writing {target} failed: {exc}") from None
     finally:
+        for entry in datasets:  # on failure: close now, quietly (the files are removed next)
+            try:
+                entry[0].Close()
+            except Exception:
+                pass
         datasets.clear()
         gdal.SetCacheMax(old_cache)
 

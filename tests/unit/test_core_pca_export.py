@@ -212,3 +212,26 @@ def test_export_leaves_the_shared_memory_cache_alone(store, tmp_path):
     assert store.caches.chunks.bytes == before
     ds = _open(tmp_path / "x.tif")
     assert ds.GetRasterBand(1).GetBlockSize() == [64, 64]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MB tmpfs: exports into it run out of space. The tests run as root in a private
+    mount namespace (the test environment), where mounting is allowed."""
+    import subprocess
+
+    disk = tmp_path / "tiny"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_fails_clearly_and_leaves_nothing(store, tiny_disk):
+    (tiny_disk / "old.tif").write_bytes(b"keep")
+    req = ExportRequest((-0.06, 52.17, 0.0, 52.23), "EPSG:4326", 2024, str(tiny_disk / "old.tif"),
+                        compress="NONE")
+    with pytest.raises(ExportError, match="(?i)no space left|disk|write"):
+        export(store, req)
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["old.tif"]
+    assert (tiny_disk / "old.tif").read_bytes() == b"keep", "the existing output is kept"
