@@ -25,7 +25,17 @@ __version__ = _read_version()
 
 
 def classFactory(iface):  # noqa: N802 (QGIS's name)
-    """Called by QGIS to create the plugin; `iface` is the QgisInterface."""
+    """Called by QGIS to create the plugin; `iface` is the QgisInterface.
+
+    With a required package missing, a stand-in plugin shows one dialog with the install
+    command instead of a traceback."""
+    from .dependencies import problems
+
+    missing = problems()
+    if missing:
+        from .missing import MissingDependenciesPlugin
+
+        return MissingDependenciesPlugin(iface, missing)
     from .plugin import TesseraPlugin
 
     return TesseraPlugin(iface)

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 LOADER = r"""
 import json, os, sys
 from qgis.core import QgsApplication
-from qgis.PyQt.QtWidgets import QMainWindow, QToolBar
+from qgis.PyQt.QtWidgets import QApplication, QMainWindow, QToolBar
 app = QgsApplication([], True)  # profile root from QGIS_CUSTOM_CONFIG_PATH
 app.initQgis()
 import qgis.utils
@@ -73,6 +73,8 @@ qgis.utils.iface = iface
 plugins = os.path.join(QgsApplication.qgisSettingsDirPath(), "python", "plugins")
 sys.path.insert(0, plugins)
 qgis.utils.plugin_paths = [plugins]
+if "block-zarr" in sys.argv:
+    sys.modules["zarr"] = None  # as if zarr were not installed in this QGIS's Python
 qgis.utils.updateAvailablePlugins()
 out = {"available": list(qgis.utils.available_plugins),
        "name": qgis.utils.pluginMetadata("tessera_qgis", "name"),
@@ -80,6 +82,9 @@ out = {"available": list(qgis.utils.available_plugins),
 out["loaded"] = qgis.utils.loadPlugin("tessera_qgis") and qgis.utils.startPlugin("tessera_qgis")
 import tessera_qgis
 out["module_file"] = tessera_qgis.__file__
+out["plugin_class"] = type(qgis.utils.plugins["tessera_qgis"]).__name__
+from qgis.PyQt.QtWidgets import QMessageBox
+out["dialogs"] = [b.text() for b in QApplication.topLevelWidgets() if isinstance(b, QMessageBox) and b.isVisible()]
 out["toolbars"] = [t.objectName() for t in window.findChildren(QToolBar)]
 out["unloaded"] = qgis.utils.unloadPlugin("tessera_qgis")
 out["active_after"] = list(qgis.utils.active_plugins)
@@ -123,7 +128,7 @@ def test_metadata_has_every_field_the_plugin_repository_expects():
     assert (REPO / "tessera_qgis" / general["icon"]).is_file()
 
 
-def test_installed_zip_loads_in_a_fresh_profile(tmp_path):
+def run_installed(tmp_path, *flags) -> dict:
     path = build_zip(tmp_path / "dist")
     profile = tmp_path / "profiles" / "default"
     plugins = profile / "python" / "plugins"
@@ -132,14 +137,30 @@ def test_installed_zip_loads_in_a_fresh_profile(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["QT_QPA_PLATFORM"] = "offscreen"
     env["QGIS_CUSTOM_CONFIG_PATH"] = str(tmp_path)  # as `qgis --profiles-path`
-    res = subprocess.run([sys.executable, "-c", LOADER], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-c", LOADER, *flags], capture_output=True, text=True,
                          cwd=tmp_path, env=env, timeout=120)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
     assert res.returncode == 0 and lines, res.stdout + res.stderr
-    out = json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT "):]) | {"plugins": str(plugins)}
+
+
+def test_installed_zip_loads_in_a_fresh_profile(tmp_path):
+    out = run_installed(tmp_path)
+    plugins = out["plugins"]
+    assert out["plugin_class"] == "TesseraPlugin" and out["dialogs"] == []
     assert "tessera_qgis" in out["available"]
     assert out["name"] == "TESSERA Embeddings"
     assert out["loaded"] is True
-    assert out["module_file"].startswith(str(plugins)), "QGIS loaded the installed copy"
+    assert out["module_file"].startswith(plugins), "QGIS loaded the installed copy"
     assert "TesseraToolbar" in out["toolbars"]
     assert out["unloaded"] is True and "tessera_qgis" not in out["active_after"]
+
+
+def test_a_missing_package_shows_one_dialog_and_qgis_keeps_running(tmp_path):
+    out = run_installed(tmp_path, "block-zarr")
+    assert out["loaded"] is True, "the plugin loads (as a stand-in), no traceback"
+    assert out["plugin_class"] == "MissingDependenciesPlugin"
+    assert len(out["dialogs"]) == 1
+    text = out["dialogs"][0]
+    assert "zarr is not installed" in text and "-m pip install --user" in text and "zarr>=3.0" in text
+    assert out["unloaded"] is True
