@@ -8,7 +8,7 @@ DEMO_DIR ?= build/demo
 PROFILE ?= default
 QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/$(PROFILE)/python/plugins
 
-.PHONY: help setup test unit-test qgis-test demo bench screenshots run cli package install clean clean-env
+.PHONY: help setup lint test unit-test qgis-test demo bench screenshots run cli package install clean clean-env
 
 help:
 	@echo "make demo | test | setup | run CMD='...' | cli ARGS='...' | package | install | clean | clean-env"
@@ -16,10 +16,14 @@ help:
 setup:
 	@$(ENV) setup
 
-# Unit tests run without QGIS loaded (the core is Qt-free); QGIS tests run under pytest-qgis.
-test: setup
+# Lint (flake8-qgis: Qt6/QGIS 4 readiness), unit tests without QGIS loaded (the core is
+# Qt-free), then QGIS tests under pytest-qgis.
+test: setup lint
 	$(ENV) run $(PYTEST) -p no:pytest_qgis -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)
 	$(ENV) run $(PYTEST) tests/qgis $(PYTEST_ARGS)
+
+lint: setup
+	$(ENV) run flake8 tessera_qgis tests scripts
 
 unit-test: setup
 	$(ENV) run $(PYTEST) -p no:pytest_qgis -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)

@@ -255,7 +255,7 @@ def export_parameters(layer, rect: QgsRectangle | None, crs) -> dict:
 
 def open_export_dialog(iface, layer, rect: QgsRectangle | None = None, crs=None):
     """The Processing dialog of tessera:export, pre-filled (runs as a background task)."""
-    import processing
+    from qgis import processing
 
     return processing.execAlgorithmDialog("tessera:export", export_parameters(layer, rect, crs))
 

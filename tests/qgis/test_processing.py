@@ -18,7 +18,7 @@ EXTENT = "-0.045,-0.005,52.175,52.225 [EPSG:4326]"  # xmin,xmax,ymin,ymax: utm30
 
 @pytest.fixture(scope="module")
 def processing(qgis_processing):
-    import processing as qgis_processing_module
+    from qgis import processing as qgis_processing_module
 
     provider = TesseraProcessingProvider()
     QgsApplication.processingRegistry().addProvider(provider)
