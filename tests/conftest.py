@@ -36,8 +36,8 @@ def range_server():
     """Factory: start an HTTP Range server on 127.0.0.1 for a folder; stopped after the test."""
     servers = []
 
-    def start(root, latency: float = 0.0, deny: tuple[str, ...] = ()) -> RangeHTTPServer:
-        srv = RangeHTTPServer(root, latency=latency, deny=deny).start()
+    def start(root, latency: float = 0.0, deny: tuple[str, ...] = (), faults=None) -> RangeHTTPServer:
+        srv = RangeHTTPServer(root, latency=latency, deny=deny, faults=faults).start()
         servers.append(srv)
         return srv
 

@@ -34,12 +34,13 @@ class ExtentError(TesseraError):
 class ReadError(TesseraError):
     """Data could not be fetched or decoded (network failure, corrupt chunk, bad checksum).
 
-    `kind` says which: "unreachable", "timeout", "forbidden", "not found", "http", "corrupt"
-    or "" (anything else)."""
+    `kind` says which: "unreachable", "timeout", "forbidden", "throttled", "reset", "short",
+    "http" (with `status`), "corrupt" or "" (anything else)."""
 
-    def __init__(self, message: str, kind: str = "") -> None:
+    def __init__(self, message: str, kind: str = "", status: int = 0) -> None:
         super().__init__(message)
         self.kind = kind
+        self.status = status
 
 
 class Cancelled(TesseraError):

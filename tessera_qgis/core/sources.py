@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class Stats:
 
     requests: int = 0
     bytes: int = 0
+    retries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, nbytes: int) -> None:
@@ -52,7 +54,7 @@ class Stats:
 
     def snapshot(self) -> dict:
         with self.lock:
-            return {"requests": self.requests, "bytes": self.bytes}
+            return {"requests": self.requests, "bytes": self.bytes, "retries": self.retries}
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class StoreOptions:
     memory_cache_bytes: int = 512 << 20  # decoded chunks kept in memory (LRU)
     proxy: str | None = field(default=None, repr=False)  # http://[user:pass@]host:port
     verify_ssl: bool = True
+    retries: int = 4  # transient failures retried with exponential backoff and jitter
 
 
 Callback = Callable[[Range, bytes], None]
@@ -170,9 +173,12 @@ class LocalSource(Source):
 class FsspecSource(Source):
     """HTTP(S) and S3 through fsspec's async filesystems, driven on fsspec's I/O loop."""
 
-    def __init__(self, fs, root: str, url: str, concurrency: int, can_list: bool) -> None:
+    def __init__(self, fs, root: str, url: str, concurrency: int, can_list: bool, retries: int = 4,
+                 backoff: float = 0.2, backoff_max: float = 5.0) -> None:
         super().__init__()
         self.fs = fs
+        self.http = type(fs).__name__ == "HTTPFileSystem"
+        self.retries, self.backoff, self.backoff_max = retries, backoff, backoff_max
         self.root = root.rstrip("/")
         self.url = url
         self.concurrency = max(1, concurrency)
@@ -194,20 +200,68 @@ class FsspecSource(Source):
         return self._sync(self._cat, key, -nbytes, None)
 
     async def _cat(self, key: str, start: int | None, end: int | None) -> bytes:
+        """One request, retried on transient failures (5xx, 429, resets, timeouts, short or
+        wrong bodies) with bounded exponential backoff and jitter; then a clear ReadError."""
+        attempt = 0
+        while True:
+            try:
+                return await self._cat_once(key, start, end)
+            except ReadError as exc:
+                if not _transient(exc) or attempt >= self.retries:
+                    if attempt:
+                        raise ReadError(f"{exc} (after {attempt + 1} attempts)", exc.kind) from None
+                    raise
+                delay = min(self.backoff_max, self.backoff * (2 ** attempt)) * random.uniform(0.5, 1.0)
+                attempt += 1
+                with self.stats.lock:
+                    self.stats.retries += 1
+                await asyncio.sleep(delay)
+
+    async def _cat_once(self, key: str, start: int | None, end: int | None) -> bytes:
         try:
-            data = await self.fs._cat_file(self._full(key), start=start, end=end)
-        except FileNotFoundError:
+            if self.http:
+                data = await self._http_get(key, start, end)
+            else:
+                data = await self.fs._cat_file(self._full(key), start=start, end=end)
+        except (FileNotFoundError, ReadError):
             self.stats.add(0)
             raise
-        except OSError as exc:  # aiohttp ClientResponseError subclasses are OSErrors too
-            raise _network_error(key, exc) from None
-        except Exception as exc:
+        except Exception as exc:  # aiohttp/botocore errors, OSErrors, timeouts
             raise _network_error(key, exc) from None
         self.stats.add(len(data))
         if start is not None and start >= 0 and end is not None and len(data) != end - start:
             raise ReadError(f"{key}: asked for bytes {start}-{end - 1} and got {len(data)} bytes; "
-                            "the server does not honour Range requests properly", "corrupt")
+                            "the server does not honour Range requests properly", "short")
+        if start is not None and start < 0 and len(data) != -start:
+            raise ReadError(f"{key}: asked for the last {-start} bytes and got {len(data)}", "short")
         return data
+
+    async def _http_get(self, key: str, start: int | None, end: int | None) -> bytes:
+        """A GET that checks what came back: 206 and the asked-for Content-Range for a range
+        (a server that ignores Range, or answers another range, is caught here)."""
+        session = await self.fs.set_session()
+        headers = {}
+        if start is not None:
+            headers["Range"] = f"bytes={start}" if start < 0 else f"bytes={start}-{end - 1}"
+        async with session.get(self.fs.encode_url(self._full(key)), headers=headers, **self.fs.kwargs) as r:
+            if r.status == 404:
+                raise FileNotFoundError(key)
+            if r.status >= 400:
+                raise _network_error(key, _Status(r.status))
+            data = await r.read()
+            if start is None:
+                return data
+            if r.status != 206:
+                raise ReadError(f"{key}: the server ignored the Range request (HTTP {r.status}); "
+                                "it cannot serve Zarr shards", "short")
+            got = r.headers.get("Content-Range", "")
+            first = got[6:].split("-")[0] if got.startswith("bytes ") else ""
+            total = got.rsplit("/", 1)[-1]
+            want = start if start >= 0 else (int(total) + start if total.isdigit() else None)
+            if not first.isdigit() or (want is not None and int(first) != want):
+                raise ReadError(f"{key}: asked for bytes from {want} and the server sent {got or 'no range'}",
+                                "short")
+            return data
 
     def fetch_many(self, ranges, callback, cancel=None) -> None:
         if not ranges:
@@ -260,20 +314,40 @@ class FsspecSource(Source):
         return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
 
 
+class _Status(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+def _transient(exc: ReadError) -> bool:
+    """Worth another try: server errors, throttling, resets, timeouts, short bodies."""
+    if exc.kind in ("timeout", "unreachable", "short", "reset", "throttled"):
+        return True
+    return exc.kind == "http" and exc.status >= 500
+
+
 def _network_error(key: str, exc: BaseException) -> ReadError:
-    """A ReadError with a kind a user (and the dialog) can act on."""
+    """A ReadError with a kind a user (and the dialog, and the retry loop) can act on."""
     status = getattr(exc, "status", None) or getattr(exc, "code", None)
     name = type(exc).__name__
-    if status in (401, 403) or isinstance(exc, PermissionError) or "AccessDenied" in str(exc):
-        return ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials", "forbidden")
-    if isinstance(status, int) and status >= 400:
-        return ReadError(f"HTTP {status} reading {key}", "http")
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "Timeout" in name:
-        return ReadError(f"timed out reading {key} (the server did not answer in time)", "timeout")
-    if "Connect" in name or isinstance(exc, ConnectionError) or "Cannot connect" in str(exc):
-        return ReadError(f"cannot connect to the server for {key}: {exc}", "unreachable")
-    text = str(exc) or name
-    return ReadError(f"network error reading {key}: {text}", "")
+    text = str(exc)
+    if status == 429 or "SlowDown" in text or "Throttl" in text:
+        err = ReadError(f"the server asks to slow down (throttled) reading {key}", "throttled")
+    elif status in (401, 403) or isinstance(exc, PermissionError) or "AccessDenied" in text:
+        err = ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials", "forbidden")
+    elif isinstance(status, int) and status >= 400:
+        err = ReadError(f"HTTP {status} reading {key}", "http", status)
+    elif isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "Timeout" in name:
+        err = ReadError(f"timed out reading {key} (the server did not answer in time)", "timeout")
+    elif "Connect" in name or isinstance(exc, ConnectionRefusedError) or "Cannot connect" in text:
+        err = ReadError(f"cannot connect to the server for {key}: {exc}", "unreachable")
+    elif "Payload" in name or "Disconnected" in name or isinstance(exc, ConnectionError) \
+            or "reset" in text.lower() or "closed" in text.lower():
+        err = ReadError(f"the connection broke while reading {key}: {text or name}", "reset")
+    else:
+        err = ReadError(f"network error reading {key}: {text or name}", "")
+    return err
 
 
 def open_source(url: str, options: StoreOptions) -> Source:
@@ -308,7 +382,7 @@ def open_source(url: str, options: StoreOptions) -> Source:
                                                                             sock_connect=min(options.timeout, 30)),
                                            "trust_env": options.proxy is None},
                             **kwargs)
-        return FsspecSource(fs, text, text, options.concurrency, can_list=False)
+        return FsspecSource(fs, text, text, options.concurrency, can_list=False, retries=options.retries)
     if scheme == "s3":
         if not parsed.netloc:
             raise StoreNotFound(f"malformed S3 URL (no bucket): {text}")
@@ -334,7 +408,7 @@ def open_source(url: str, options: StoreOptions) -> Source:
             kw["config_kwargs"]["proxies"] = {"http": options.proxy, "https": options.proxy}
         fs = s3fs.S3FileSystem(**kw)
         root = f"{parsed.netloc}{parsed.path}".rstrip("/")
-        return FsspecSource(fs, root, text, options.concurrency, can_list=True)
+        return FsspecSource(fs, root, text, options.concurrency, can_list=True, retries=options.retries)
     raise StoreNotFound(f"unsupported URL scheme {scheme!r} in {text}: use a folder, file://, "
                         "http(s):// or s3://")
 

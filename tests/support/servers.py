@@ -21,15 +21,54 @@ class Request:
     bytes: int
 
 
+class Faults:
+    """Faults a RangeHTTPServer injects: `kind` for the first `times` matching requests
+    (None: every one), on paths containing `match`.
+
+    Kinds: "503" and "429" (error statuses), "stall" (no answer for `stall` seconds, then the
+    right one), "reset" (half the body, then the connection is closed), "truncate" (a body
+    shorter than its Content-Length), "corrupt" (bytes flipped in the body), "wrong-range"
+    (the bytes and Content-Range of the next range over), "ignore-range" (200 and the whole
+    file).
+    """
+
+    def __init__(self, kind: str, times: int | None = None, match: str = "", stall: float = 5.0) -> None:
+        self.kind, self.remaining, self.match, self.stall = kind, times, match, stall
+        self.injected = 0
+        self._lock = threading.Lock()
+
+    def take(self, path: str, has_range: bool = True) -> str | None:
+        with self._lock:
+            if self.match not in path or self.remaining == 0:
+                return None
+            if self.kind in ("wrong-range", "ignore-range") and not has_range:
+                return None
+            if self.remaining is not None:
+                self.remaining -= 1
+            self.injected += 1
+            return self.kind
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    if not header or not header.startswith("bytes="):
+        return None
+    first, _, last = header[6:].partition("-")
+    if not first:
+        return max(0, size - int(last)), size
+    return int(first), (int(last) + 1 if last else size)
+
+
 class RangeHTTPServer:
     """aiohttp's static file handler (which honours Range, suffix ranges included) in a
     thread, with a log of every request (method, path, Range, status, body bytes) and an
     optional latency added before each response.
     """
 
-    def __init__(self, root: str | Path, latency: float = 0.0, deny: tuple[str, ...] = ()) -> None:
+    def __init__(self, root: str | Path, latency: float = 0.0, deny: tuple[str, ...] = (),
+                 faults: "Faults | None" = None) -> None:
         self.root = Path(root)
         self.latency = latency
+        self.faults = faults
         self.deny = deny  # path prefixes answered with 403 Forbidden
         self.log: list[Request] = []
         self._lock = threading.Lock()
@@ -77,6 +116,11 @@ class RangeHTTPServer:
                 await asyncio.sleep(self.latency)
             if any(request.path.startswith(p) for p in self.deny):
                 raise web.HTTPForbidden()
+            kind = self.faults.take(request.path, "Range" in request.headers) if self.faults is not None else None
+            if kind is not None:
+                faulty = await self._fault(request, kind)
+                if faulty is not None:
+                    return faulty
             return await handler(request)
 
         async def record(request, response) -> None:
@@ -93,6 +137,41 @@ class RangeHTTPServer:
         site = web.TCPSite(self._runner, HOST, 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
+
+    async def _fault(self, request, kind: str):
+        """A faulty answer, or None to answer normally (after a stall)."""
+        from aiohttp import web
+
+        if kind in ("503", "429"):
+            return web.Response(status=int(kind), text="injected fault")
+        if kind == "stall":
+            await asyncio.sleep(self.faults.stall)
+            return None
+        path = self.root / request.path.lstrip("/")
+        if not path.is_file():
+            return None
+        data = path.read_bytes()
+        rng = _parse_range(request.headers.get("Range"), len(data))
+        start, end = rng if rng else (0, len(data))
+        status = 206 if rng else 200
+        if kind == "wrong-range" and rng:  # the next range over (or the one before, at the end)
+            shift = 16 if end + 16 <= len(data) else -min(16, start)
+            start, end = start + shift, end + shift
+        if kind == "ignore-range":
+            start, end, status = 0, len(data), 200
+        body = bytearray(data[start:end])
+        headers = {"Content-Range": f"bytes {start}-{end - 1}/{len(data)}"} if status == 206 else {}
+        if kind == "corrupt" and body:
+            for i in range(0, len(body), max(1, len(body) // 8)):
+                body[i] ^= 0x5A
+        if kind in ("reset", "truncate"):
+            resp = web.StreamResponse(status=status, headers=headers)
+            resp.content_length = len(body)
+            await resp.prepare(request)
+            await resp.write(bytes(body[: len(body) // 2]))
+            request.transport.close()
+            return resp
+        return web.Response(status=status, body=bytes(body), headers=headers)
 
     def stop(self) -> None:
         if self._loop is not None:
