@@ -269,3 +269,24 @@ def test_a_cancelled_render_stops_fetching(sample_store, range_server):
     assert block.isValid()
     assert np.isnan(np.frombuffer(bytes(block.data()), np.float32)).all()
     assert not [r for r in srv.requests() if "/embeddings/" in r.path and not r.range.startswith("bytes=-")]
+
+
+def test_a_failing_chunk_shows_nodata_and_a_warning_not_a_crash(sample_store, range_server):
+    from support.servers import Faults
+    from tessera_qgis.settings import Settings
+
+    shown = []
+    notifier.message.connect(lambda title, text, level: shown.append(text))
+    srv = range_server(sample_store.parent)
+    layer = make_layer(f"{srv.url}/{sample_store.name}", 2024, bands=[1, 2, 3], stretch=[(-2, 2)] * 3)
+    settings = Settings.load()
+    assert settings.timeout_s > 0
+    srv.faults = Faults("503", match="/embeddings/")  # every embeddings request fails from now on
+    img, _, errors = render([layer], layer.crs().authid(), layer.extent(), size=(80, 60))
+    QgsApplication.processEvents()
+    assert not (img[..., 3] > 0).any(), "nothing drawn from failed chunks"
+    assert any("could not be drawn" in t and "HTTP 503" in t for t in shown), shown
+    srv.faults = None
+    prov.state_for(layer.source()).tiles.clear()
+    img, _, _ = render([layer], layer.crs().authid(), layer.extent(), size=(80, 60))
+    assert (img[..., 3] > 0).mean() > 0.5, "drawn once the server recovers"
