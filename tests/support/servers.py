@@ -32,8 +32,12 @@ class Faults:
     file).
     """
 
-    def __init__(self, kind: str, times: int | None = None, match: str = "", stall: float = 5.0) -> None:
+    def __init__(self, kind: str, times: int | None = None, match: str = "", stall: float = 5.0,
+                 rate: float = 1.0, seed: int = 0) -> None:
+        import random
+
         self.kind, self.remaining, self.match, self.stall = kind, times, match, stall
+        self.rate, self._random = rate, random.Random(seed)
         self.injected = 0
         self._lock = threading.Lock()
 
@@ -42,6 +46,8 @@ class Faults:
             if self.match not in path or self.remaining == 0:
                 return None
             if self.kind in ("wrong-range", "ignore-range") and not has_range:
+                return None
+            if self.rate < 1.0 and self._random.random() >= self.rate:
                 return None
             if self.remaining is not None:
                 self.remaining -= 1
