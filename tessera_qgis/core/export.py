@@ -49,6 +49,7 @@ class ExportRequest:
     classifier: object | None = None  # "classify": a KNNClassifier
     # mask(transform, width, height, crs) -> bool (height, width): pixels to keep (polygons)
     mask: Callable | None = None
+    max_pixels: int = 2_000_000_000  # refuse larger outputs (about 450 km square at 10 m)
     extra: dict = field(default_factory=dict)
 
 
@@ -138,6 +139,10 @@ def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], 
             plans.append((target, grid))
         if not 16 <= req.block <= 2048 or req.block % 16:
             raise ExportError("the export block size must be a multiple of 16 pixels, 16 to 2048")
+        pixels = sum(g[2] * g[3] for _, g in plans)
+        if pixels > req.max_pixels:
+            raise ExtentError(f"the region is {pixels:,} pixels at this resolution, more than the limit of "
+                              f"{req.max_pixels:,}; choose a smaller region (or one file per zone)")
         blocks = sum(len(list(_blocks(g, req.block))) for _, g in plans)
         prog = _Progress(blocks * (2 if req.cog else 1), progress, cancel)
         for target, grid in plans:

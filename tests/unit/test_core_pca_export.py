@@ -235,3 +235,33 @@ def test_a_full_disk_fails_clearly_and_leaves_nothing(store, tiny_disk):
         export(store, req)
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["old.tif"]
     assert (tiny_disk / "old.tif").read_bytes() == b"keep", "the existing output is kept"
+
+
+def test_continent_sized_exports_are_refused_before_anything_is_written(store, tmp_path):
+    req = ExportRequest(BOX, "EPSG:4326", 2024, str(tmp_path / "big.tif"), max_pixels=1000)
+    with pytest.raises(ExtentError, match="more than the limit"):
+        export(store, req)
+    assert not list(tmp_path.iterdir())
+
+
+def test_two_exports_to_the_same_path_at_once(store, tmp_path):
+    import threading
+
+    out = tmp_path / "same.tif"
+    errors = []
+
+    def run(bands):
+        try:
+            export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(out), bands=bands, block=64))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=([b],)) for b in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ds = gdal.Open(str(out))
+    assert ds.RasterCount == 1 and ds.GetRasterBand(1).GetDescription() in ("A001", "A002")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.tif"], "one complete file, no temporaries"

@@ -71,3 +71,18 @@ def test_zarr_reads_sample_over_s3(sample_store, sample_s3):
     assert sorted(remote.group_keys()) == ["utm30", "utm31"]
     for a, b in zip(_window(local), _window(remote)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_every_test_server_binds_loopback_only(tmp_path):
+    from support.servers import ForwardProxy, RangeHTTPServer, S3Server
+
+    with RangeHTTPServer(tmp_path) as http:
+        assert http._runner.addresses[0][0] == "127.0.0.1"
+    proxy = ForwardProxy().start()
+    try:
+        assert proxy._server.server_address[0] == "127.0.0.1"
+    finally:
+        proxy.stop()
+    with S3Server() as s3:
+        assert s3.endpoint_url.startswith("http://127.0.0.1:")
+        assert s3._server._server.server_address[0] == "127.0.0.1"
