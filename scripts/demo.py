@@ -25,6 +25,7 @@ from tessera_qgis.cli import format_sample_summary  # noqa: E402
 from tessera_qgis.core import sample  # noqa: E402
 
 STUDY_AREA = (-0.03, 52.19, 0.02, 52.215)  # lon/lat W,S,E,N, across the 0 degree meridian
+SIMILARITY_POINT = (0.02, 52.205)  # a pixel in the town (built-up)
 
 
 def build_sample(out: Path) -> tuple[Path, dict | None]:
@@ -41,8 +42,8 @@ def build_sample(out: Path) -> tuple[Path, dict | None]:
     return store, summary
 
 
-def render_in_qgis(url: str, out_png: Path) -> dict:
-    """A PCA layer made by the plugin, drawn by QGIS's own renderer, headless."""
+def render_in_qgis(url: str, out_png: Path, sim_png: Path) -> dict:
+    """A PCA layer and a similarity layer made by the plugin, drawn by QGIS's own renderer."""
     from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
                            QgsMapRendererParallelJob, QgsMapSettings, QgsProject, QgsRectangle)
     from qgis.PyQt.QtCore import QSize
@@ -51,23 +52,31 @@ def render_in_qgis(url: str, out_png: Path) -> dict:
     app = QgsApplication([], False)
     app.initQgis()
     try:
+        from tessera_qgis.core.store import open_store
         from tessera_qgis.layers import make_layer
 
+        def draw(layer, path):
+            ms = QgsMapSettings()
+            ms.setLayers([layer])
+            ms.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+            tr = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:4326"), ms.destinationCrs(),
+                                        QgsProject.instance())
+            ms.setExtent(tr.transformBoundingBox(QgsRectangle(-0.06, 52.17, 0.06, 52.23)))
+            ms.setOutputSize(QSize(1000, 820))
+            ms.setBackgroundColor(QColor(255, 255, 255))
+            job = QgsMapRendererParallelJob(ms)
+            job.start()
+            job.waitForFinished()
+            job.renderedImage().save(str(path))
+            return [e.message for e in job.errors()]
+
         layer = make_layer(url, 2024, pca="global")
-        ms = QgsMapSettings()
-        ms.setLayers([layer])
-        ms.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
-        tr = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:4326"), ms.destinationCrs(),
-                                    QgsProject.instance())
-        ms.setExtent(tr.transformBoundingBox(QgsRectangle(-0.06, 52.17, 0.06, 52.23)))
-        ms.setOutputSize(QSize(1000, 820))
-        ms.setBackgroundColor(QColor(255, 255, 255))
-        job = QgsMapRendererParallelJob(ms)
-        job.start()
-        job.waitForFinished()
-        job.renderedImage().save(str(out_png))
-        info = {"layer": layer.name(), "crs": layer.crs().authid(), "errors": [e.message for e in job.errors()]}
-        del layer, job
+        errors = draw(layer, out_png)
+        reference = open_store(url).pixel(*SIMILARITY_POINT, 2024)["embedding"]
+        sim = make_layer(url, 2024, similarity=reference, threshold=0.5)
+        errors += draw(sim, sim_png)
+        info = {"layer": layer.name(), "crs": layer.crs().authid(), "errors": errors}
+        del layer, sim
         return info
     finally:
         from tessera_qgis import provider
@@ -103,11 +112,14 @@ def main() -> int:
     with RangeHTTPServer(store.parent) as server:
         url = f"{server.url}/{store.name}"
         print(f"\nServing it at {url} (127.0.0.1 only, HTTP Range like object storage)")
-        png = out / "pca_map.png"
-        info = render_in_qgis(url, png)
+        png, sim_png = out / "pca_map.png", out / "similarity_map.png"
+        info = render_in_qgis(url, png, sim_png)
         print(f"\n1. {shown(png)}\n   QGIS {info['crs']} layer '{info['layer']}' drawn in Web Mercator: the store's"
               " global PCA as colours; both UTM zones meet seamlessly at the 0 degree meridian."
               + (f" Errors: {info['errors']}" if info["errors"] else ""))
+        print(f"\n   {shown(sim_png)}\n   cosine similarity to the pixel at lon {SIMILARITY_POINT[0]}, lat "
+              f"{SIMILARITY_POINT[1]} (in the town): the town's built-up pixels from blue-green to yellow "
+              "(most similar); everything under 0.5 is transparent.")
         st = open_store(url)
         px = st.pixel(-0.03, 52.2, 2024)
         print(f"\n2. Pixel at lon -0.03, lat 52.2 (2024): zone {px['zone']}, row {px['row']}, col {px['col']}, "
