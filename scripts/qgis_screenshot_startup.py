@@ -91,10 +91,20 @@ def step4():
         plugin.show_dialog()
         widget = plugin.dialog
         widget.connect_store()  # the first connection: the offline sample
-        QTimer.singleShot(25000, step5)
+        state["waited"] = 0
+        QTimer.singleShot(2000, wait_connected)
     except Exception:
         log(traceback.format_exc())
         os._exit(1)
+
+
+def wait_connected():
+    """The sample is built on first use (about 15 s): wait until the dialog has connected."""
+    state["waited"] += 1
+    if state["plugin"].dialog.store is None and state["waited"] < 60:
+        QTimer.singleShot(1000, wait_connected)
+        return
+    QTimer.singleShot(1000, step5)
 
 
 def step5():
@@ -104,6 +114,42 @@ def step5():
         QgsApplication.processEvents()
         dialog.grab().save(os.path.join(OUT, "qgis-dialog.png"))
         log("saved qgis-dialog.png")
+        dialog.close()
+        plugin = state["plugin"]
+        plugin.style_dock.hide()
+        canvas = iface.mapCanvas()
+        tr = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:4326"), canvas.mapSettings().destinationCrs(),
+                                    QgsProject.instance())
+        iface.setActiveLayer(state["layer"])
+        plugin.controllers["similarity"].start(point=tr.transform(QgsPointXY(0.02, 52.205)))
+        QTimer.singleShot(8000, step6)
+    except Exception:
+        log(traceback.format_exc())
+        os._exit(1)
+
+
+def step6():
+    try:
+        iface.mainWindow().grab().save(os.path.join(OUT, "qgis-similarity.png"))
+        log("saved qgis-similarity.png")
+        from qgis import processing
+        from tessera_qgis.tools import export_parameters
+
+        canvas = iface.mapCanvas()
+        params = export_parameters(state["layer"], canvas.extent(), canvas.mapSettings().destinationCrs())
+        dlg = processing.createAlgorithmDialog("tessera:export", params)
+        dlg.show()
+        state["alg_dialog"] = dlg
+        QTimer.singleShot(3000, step7)
+    except Exception:
+        log(traceback.format_exc())
+        os._exit(1)
+
+
+def step7():
+    try:
+        state["alg_dialog"].grab().save(os.path.join(OUT, "qgis-export-algorithm.png"))
+        log("saved qgis-export-algorithm.png")
     except Exception:
         log(traceback.format_exc())
     os._exit(0)

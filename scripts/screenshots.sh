@@ -9,7 +9,7 @@ rm -f "$TESSERA_SHOTS/screenshot.log"
 python scripts/demo.py >/dev/null   # the sample store
 profiles=$(mktemp -d)
 TESSERA_SRC=$PWD TESSERA_SHOTS=$PWD/$TESSERA_SHOTS timeout 240 xvfb-run -a -s "-screen 0 1400x880x24" \
-  qgis --nologo --noversioncheck --noplugins --profiles-path "$profiles" \
+  qgis --nologo --noversioncheck --profiles-path "$profiles" \
   --code scripts/qgis_screenshot_startup.py >/dev/null 2>&1 || true
 rm -rf "$profiles"
 cat "$TESSERA_SHOTS/screenshot.log" 2>/dev/null || true
