@@ -23,7 +23,8 @@ class TesseraOptionsPage(QgsOptionsPageWidget):
         self.cache_limit = self._spin(16, 1_000_000, s.cache_limit_mb, " MB")
         self.memory = self._spin(32, 65_536, s.memory_mb, " MB")
         self.concurrency = self._spin(1, 256, s.concurrency, "")
-        self.timeout = self._spin(1, 600, s.timeout_s, " s")
+        self.timeout = self._spin(0, 600, s.timeout_s, " s")
+        self.timeout.setSpecialValueText(tr("QGIS's network timeout"))
         self.default_year = self._spin(2017, 2100, s.default_year, "")
         form.addRow(QLabel(tr("A disk cache keeps every chunk you have seen, so those areas work offline. "
                               "Leave the folder empty for no disk cache."), self))

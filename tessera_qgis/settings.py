@@ -26,7 +26,7 @@ class Settings:
     cache_limit_mb: int = 2048
     memory_mb: int = 512
     concurrency: int = 64
-    timeout_s: int = 60
+    timeout_s: int = 0  # 0: QGIS's own network timeout (Settings > Options > Network)
     default_year: int = 2024
 
     @classmethod
@@ -51,9 +51,18 @@ class Settings:
         """StoreOptions from the settings and QGIS's network settings (proxy, timeout)."""
         opts = dict(cache_dir=self.cache_dir or None, cache_limit_bytes=self.cache_limit_mb << 20,
                     memory_cache_bytes=self.memory_mb << 20, concurrency=self.concurrency,
-                    timeout=float(self.timeout_s), proxy=qgis_proxy_url())
+                    timeout=float(self.timeout_s) if self.timeout_s > 0 else qgis_timeout_s(),
+                    proxy=qgis_proxy_url())
         opts.update(overrides)
         return StoreOptions(**opts)
+
+
+def qgis_timeout_s() -> float:
+    """QGIS's network timeout in seconds (60 if it is not set)."""
+    from qgis.core import QgsNetworkAccessManager
+
+    ms = QgsNetworkAccessManager.timeout()
+    return ms / 1000.0 if ms and ms > 0 else 60.0
 
 
 def qgis_proxy_url() -> str | None:

@@ -218,3 +218,15 @@ def test_qgis_proxy_reaches_the_http_client(qgis_iface, sample_http):
     finally:
         s.setValue("proxy/proxyEnabled", False)
         proxy.stop()
+
+
+def test_the_default_timeout_is_qgis_network_timeout():
+    from qgis.core import QgsNetworkAccessManager
+
+    old = QgsNetworkAccessManager.timeout()
+    QgsNetworkAccessManager.setTimeout(7000)
+    try:
+        Settings().save()
+        assert Settings.load().store_options().timeout == 7.0
+    finally:
+        QgsNetworkAccessManager.setTimeout(old)
