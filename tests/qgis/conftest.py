@@ -59,3 +59,22 @@ def provider_active():
     QgsProject.instance().removeAllMapLayers()
     provider.forget_stores()
     provider.unregister()
+
+
+@pytest.fixture
+def s3_authcfg(sample_s3):
+    """A QGIS authentication configuration (Basic: key as username, secret as password)
+    holding the moto server's keys; yields (config id, key, secret)."""
+    from qgis.core import QgsApplication, QgsAuthMethodConfig
+
+    _, opts = sample_s3
+    am = QgsApplication.authManager()
+    if not am.masterPasswordIsSet():
+        assert am.setMasterPassword("tessera-test-master", True)
+    cfg = QgsAuthMethodConfig("Basic")
+    cfg.setName("tessera moto keys")
+    cfg.setConfig("username", opts["key"])
+    cfg.setConfig("password", opts["secret"])
+    assert am.storeAuthenticationConfig(cfg)[0]
+    yield cfg.id(), opts["key"], opts["secret"]
+    am.removeAuthenticationConfig(cfg.id())

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import zarr
-from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsProject, QgsSettings
+from qgis.core import QgsApplication, QgsProject, QgsSettings
 from qgis.gui import QgsGui
 
 from support.qgis_helpers import wait_for
@@ -128,19 +128,12 @@ def test_sample_connection_works_offline_and_is_built_on_first_use(qgis_iface, s
 
 
 def test_s3_connection_with_an_auth_configuration_keeps_the_secret_out(qgis_iface, sample_s3, s3_server,
-                                                                       tmp_path):
+                                                                       s3_authcfg, tmp_path):
     url, opts = sample_s3
-    am = QgsApplication.authManager()
-    if not am.masterPasswordIsSet():
-        assert am.setMasterPassword("tessera-test-master", True)
-    cfg = QgsAuthMethodConfig("Basic")
-    cfg.setName("moto keys")
-    cfg.setConfig("username", opts["key"])
-    cfg.setConfig("password", opts["secret"])
-    assert am.storeAuthenticationConfig(cfg)[0]
+    authcfg, _, _ = s3_authcfg
     logged = []
     QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append(msg))
-    conn = Connection("moto", url, endpoint_url=s3_server.endpoint_url, region="us-east-1", authcfg=cfg.id())
+    conn = Connection("moto", url, endpoint_url=s3_server.endpoint_url, region="us-east-1", authcfg=authcfg)
     w = widget_for(qgis_iface, conn)
     connect(w)
     assert w.store is not None, w.last_failure
@@ -156,7 +149,7 @@ def test_s3_connection_with_an_auth_configuration_keeps_the_secret_out(qgis_ifac
         assert secret not in (tmp_path / "p.qgs").read_text()
         assert secret not in settings_text
         assert not any(secret in m for m in logged)
-    assert cfg.id() in layer.source()
+    assert authcfg in layer.source()
 
 
 def test_connections_export_and_import(qgis_iface, tmp_path):

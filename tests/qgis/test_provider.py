@@ -231,19 +231,10 @@ def test_bad_uris_make_invalid_layers_with_a_reason(tmp_path):
     assert not QgsRasterLayer("url=/x&bands=1", "noyear", "tessera").isValid()
 
 
-def test_s3_layer_with_keys_from_a_qgis_auth_configuration(sample_s3, s3_server, tmp_path):
-    from qgis.core import QgsAuthMethodConfig
-
+def test_s3_layer_with_keys_from_a_qgis_auth_configuration(sample_s3, s3_server, s3_authcfg, tmp_path):
     url, opts = sample_s3
-    am = QgsApplication.authManager()
-    if not am.masterPasswordIsSet():
-        assert am.setMasterPassword("tessera-test-master", True)
-    cfg = QgsAuthMethodConfig("Basic")
-    cfg.setName("tessera moto")
-    cfg.setConfig("username", opts["key"])
-    cfg.setConfig("password", opts["secret"])
-    assert am.storeAuthenticationConfig(cfg)[0]
-    layer = make_layer(url, 2024, pca="global", authcfg=cfg.id(), s3_endpoint=s3_server.endpoint_url,
+    authcfg, _, _ = s3_authcfg
+    layer = make_layer(url, 2024, pca="global", authcfg=authcfg, s3_endpoint=s3_server.endpoint_url,
                        s3_region="us-east-1", name="tessera s3 layer")
     assert layer.isValid()
     assert opts["secret"] not in layer.source() and opts["key"] not in layer.source()
@@ -253,7 +244,7 @@ def test_s3_layer_with_keys_from_a_qgis_auth_configuration(sample_s3, s3_server,
     project.addMapLayer(layer)
     project.write(str(tmp_path / "s3.qgs"))
     text = (tmp_path / "s3.qgs").read_text()
-    assert opts["secret"] not in text and opts["key"] not in text and cfg.id() in text
+    assert opts["secret"] not in text and opts["key"] not in text and authcfg in text
     project.clear()
 
 
