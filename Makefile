@@ -8,7 +8,7 @@ DEMO_DIR ?= build/demo
 PROFILE ?= default
 QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/$(PROFILE)/python/plugins
 
-.PHONY: help setup lint test unit-test qgis-test demo bench screenshots run cli package install clean clean-env
+.PHONY: help setup lint test test-oldest unit-test qgis-test demo bench screenshots run cli package install clean clean-env
 
 help:
 	@echo "make demo | test | setup | run CMD='...' | cli ARGS='...' | package | install | clean | clean-env"
@@ -21,6 +21,11 @@ setup:
 test: setup lint
 	$(ENV) run $(PYTEST) -p no:pytest_qgis -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)
 	$(ENV) run $(PYTEST) tests/qgis $(PYTEST_ARGS)
+	$(ENV) oldest $(PYTEST) -p no:cacheprovider -m "not gdal" -W ignore::DeprecationWarning -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)
+
+# The core's unit tests with the oldest dependency set (numpy 1.26, zarr 3.0.10, Python 3.11).
+test-oldest:
+	$(ENV) oldest $(PYTEST) -p no:cacheprovider -m "not gdal" -W ignore::DeprecationWarning -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)
 
 lint: setup
 	$(ENV) run flake8 tessera_qgis tests scripts

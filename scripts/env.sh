@@ -208,10 +208,29 @@ run() {
     cd /src && exec env "$@"' sh "${envs[@]}" "$@"
 }
 
+# The oldest dependency set users have (numpy 1.26, zarr 3.0): a venv of Debian 12's own
+# Python 3.11 on this machine, for the Qt-free core's tests (no QGIS, no GDAL).
+OLDEST_VENV=$CACHE/oldest-venv
+oldest() {
+  local h; h=$(sha256sum "$HERE/requirements-oldest.txt" | cut -c1-16)
+  if [ "$(cat "$OLDEST_VENV/.req" 2>/dev/null)" != "$h" ]; then
+    local py=/usr/bin/python3
+    [ -x "$py" ] || py=$(command -v python3)
+    log "creating $OLDEST_VENV (numpy 1.26, zarr 3.0) with $($py --version 2>&1)"
+    rm -rf "$OLDEST_VENV"
+    "$py" -m venv "$OLDEST_VENV" || die "cannot create a venv with $py (install python3-venv)"
+    "$OLDEST_VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/requirements-oldest.txt" \
+      || die "pip install of the oldest dependency set failed"
+    echo "$h" >"$OLDEST_VENV/.req"
+  fi
+  cd "$HERE" && PATH="$OLDEST_VENV/bin:$PATH" PYTHONPATH="$HERE" TESSERA_OLDEST=1 exec "$@"
+}
+
 cmd=${1:-}; shift || true
 case $cmd in
   setup) setup ;;
   run) run "$@" ;;
   root) echo "$ROOT" ;;
-  *) die "usage: $0 setup | run CMD... | root" ;;
+  oldest) oldest "$@" ;;
+  *) die "usage: $0 setup | run CMD... | oldest CMD... | root" ;;
 esac

@@ -231,8 +231,9 @@ def format_sample_summary(s: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.debug:
-        warnings.filterwarnings("ignore", message="Consolidated metadata")
+    if not args.debug:  # library warnings are not for the user's terminal (some libraries
+        # install their own filters, so silence the display itself)
+        warnings.showwarning = lambda *a, **k: None
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -234,10 +234,10 @@ class _ZoneWriter:
             self.lc = g.create_array("sample_landcover", shape=(T, height, width), dtype="uint8",
                                      chunks=(1, sh, sh), fill_value=0, dimension_names=["time", "y", "x"],
                                      attributes=_LC_ATTRS)
-            g.create_array("time", data=np.array(years, dtype="int32"), dimension_names=["time"])
-        g.create_array("x", data=(x0 + GSD * (np.arange(width) + 0.5)).astype("float64"), dimension_names=["x"])
-        g.create_array("y", data=(y0 - GSD * (np.arange(height) + 0.5)).astype("float64"), dimension_names=["y"])
-        g.create_array("band", data=np.arange(N_BANDS, dtype="int32"), dimension_names=["band"])
+            _coordinate(g, "time", np.array(years, dtype="int32"))
+        _coordinate(g, "x", (x0 + GSD * (np.arange(width) + 0.5)).astype("float64"))
+        _coordinate(g, "y", (y0 - GSD * (np.arange(height) + 0.5)).astype("float64"))
+        _coordinate(g, "band", np.arange(N_BANDS, dtype="int32"))
 
     def write(self, t: int, rows: slice, cols: slice, q: np.ndarray, scale: np.ndarray, cls: np.ndarray) -> None:
         if self.per_year:
@@ -248,6 +248,25 @@ class _ZoneWriter:
             self.emb[t, :, rows, cols] = np.moveaxis(q, -1, 0)
             self.scl[t, rows, cols] = scale
             self.lc[t, rows, cols] = cls
+
+
+def _sort_consolidated(path: Path) -> None:
+    """Consolidated metadata in key order, so the same spec gives the same bytes (zarr 3.0
+    lists children in whatever order they are found)."""
+    import json
+
+    meta = json.loads(path.read_text())
+    cm = meta.get("consolidated_metadata") or {}
+    if "metadata" in cm:
+        cm["metadata"] = dict(sorted(cm["metadata"].items()))
+    path.write_text(json.dumps(meta, indent=2))
+
+
+def _coordinate(group, name: str, values: np.ndarray) -> None:
+    """A 1-d coordinate array (written the way zarr 3.0 and 3.4 both accept)."""
+    arr = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape,
+                             dimension_names=[name])
+    arr[:] = values
 
 
 _LC_ATTRS = {"classes": {str(k): v for k, v in CLASSES.items()},
@@ -358,6 +377,7 @@ def generate(out: str | Path, spec: SampleSpec = SampleSpec(),
             target.attrs[f"geoemb:stretch.{year}"] = _pca_attrs(np.concatenate(pca_samples[year]))
     for path in ([out / f"{y}.zarr" for y in years] if per_year else [out]):
         zarr.consolidate_metadata(str(path))
+        _sort_consolidated(path / "zarr.json")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return {
         "path": str(out),

@@ -74,6 +74,7 @@ def test_cli_pixel_json_matches_zarr(sample_store, sample_http):
     assert out["embedding"][:3] == pytest.approx((g["embeddings"][1, :3, out["row"], out["col"]] * scale).tolist())
 
 
+@pytest.mark.gdal
 def test_cli_render_and_export(sample_store, tmp_path):
     from osgeo import gdal
 
