@@ -20,7 +20,8 @@ import numpy as np
 
 from .errors import Cancelled, ExportError, ExtentError
 from .pca import PCA
-from .region import _ring, check_bounds, dequantise, fit_pca, plan, read_grid_quantised, transformer
+from .region import (_ring, check_bounds, cosine, dequantise, fit_pca, plan, read_grid_quantised, transformer,
+                     unit)
 from .store import TesseraStore
 
 _UMASK = os.umask(0o022)
@@ -292,10 +293,9 @@ def _products(store, req: ExportRequest, bands: list[int], pca: PCA | None):
                         meta={"TESSERA_DEQUANTISE": "value = int8 * scale; nodata where scale is not finite"})]
         return outs, lambda q, s, x: [q, s]
     if req.kind == "similarity":
-        ref = np.asarray(req.reference, dtype=np.float32)
-        ref = ref / max(float(np.linalg.norm(ref)), 1e-12)
+        ref = unit(req.reference)[:, None, None]
         outs = [_Output("", gdal.GDT_Float32, ["cosine similarity"], float("nan"))]
-        return outs, lambda q, s, x: [_cosine(q, s, ref[:, None, None], np.isfinite(s))[None]]
+        return outs, lambda q, s, x: [cosine(q, ref, np.isfinite(s))[None]]
     if req.kind == "change":
         outs = [_Output("", gdal.GDT_Float32, [f"cosine distance {req.year} to {req.year2}"], float("nan"),
                         meta={"TESSERA_YEAR2": str(req.year2)})]
@@ -305,7 +305,7 @@ def _products(store, req: ExportRequest, bands: list[int], pca: PCA | None):
             valid = np.isfinite(s) & np.isfinite(s2)
             q2f = q2.astype(np.float32)
             q2f /= np.maximum(np.linalg.norm(q2f, axis=0), 1e-12)[None]
-            return [(1.0 - _cosine(q, s, q2f, valid))[None]]
+            return [(1.0 - cosine(q, q2f, valid))[None]]
         return outs, change
     if req.kind == "classify":
         model = req.classifier
@@ -318,17 +318,6 @@ def _products(store, req: ExportRequest, bands: list[int], pca: PCA | None):
             return [cls, conf]
         return outs, classify
     raise ExportError(f"unknown export kind {req.kind!r}; use one of {', '.join(KINDS)}")
-
-
-def _cosine(q: np.ndarray, s: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Cosine similarity of int8 vectors (bands, h, w) with unit vector(s) `ref`; NaN where
-    not valid. The per-pixel scale cancels out."""
-    qf = q.astype(np.float32)
-    norm = np.linalg.norm(qf, axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (qf * ref).sum(axis=0) / norm
-    out[~valid | (norm == 0)] = np.nan
-    return out.astype(np.float32)
 
 
 def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: list[Path]):

@@ -352,20 +352,28 @@ def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int =
     return PCA.fit(samples, seed=seed, max_samples=max_samples)
 
 
+def cosine(q: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Cosine similarity of int8 embeddings q (bands, ...) with unit vector(s) `ref`
+    (broadcastable to q); NaN where not `valid`. The per-pixel scale cancels out."""
+    qf = q.astype(np.float32)
+    norm = np.linalg.norm(qf, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (qf * ref).sum(axis=0) / norm
+    out[~valid | (norm == 0)] = np.nan
+    return out.astype(np.float32)
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
 def similarity_grid(store: TesseraStore, year: int, reference, dst_crs: str, transform, width: int, height: int,
                     cancel: Callable[[], bool] | None = None, max_source_pixels: int | None = None) -> np.ndarray:
     """Cosine similarity (1, height, width) float32 between each pixel's embedding and a
-    reference embedding, NaN where nodata. The per-pixel scale cancels out, so it works on
-    the int8 values directly."""
-    ref = np.asarray(reference, dtype=np.float32)
-    ref = ref / max(float(np.linalg.norm(ref)), 1e-12)
-
-    def cosine(q: np.ndarray, s: np.ndarray) -> np.ndarray:
-        qf = q.astype(np.float32)
-        norm = np.linalg.norm(qf, axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return ((ref @ qf) / norm)[None]
-
-    out, _ = grid_reduce(store, year, dst_crs, transform, width, height, cosine, 1, np.float32, np.nan,
+    reference embedding, NaN where nodata."""
+    ref = unit(reference)[:, None]
+    out, _ = grid_reduce(store, year, dst_crs, transform, width, height,
+                         lambda q, s: cosine(q, ref, np.isfinite(s))[None], 1, np.float32, np.nan,
                          None, cancel, max_source_pixels)
     return out
