@@ -278,3 +278,33 @@ def test_a_failing_chunk_shows_nodata_and_a_warning_not_a_crash(sample_store, ra
     prov.state_for(layer.source()).tiles.clear()
     img, _, _ = render([layer], layer.crs().authid(), layer.extent(), size=(80, 60))
     assert (img[..., 3] > 0).mean() > 0.5, "drawn once the server recovers"
+
+
+def test_no_secret_in_errors_logs_or_exported_metadata_after_an_s3_session(sample_s3, s3_server, s3_authcfg,
+                                                                          tmp_path):
+    from osgeo import gdal
+
+    from tessera_qgis.core.errors import TesseraError
+    from tessera_qgis.core.export import ExportRequest, export
+
+    url, _ = sample_s3
+    authcfg, key, secret = s3_authcfg
+    logged = []
+    QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append(msg))
+    spec = LayerSpec(url=url, year=2024, pca="global", authcfg=authcfg, s3_endpoint=s3_server.endpoint_url)
+    store = prov.shared_store(spec)
+    out = export(store, ExportRequest((-0.01, 52.2, 0.0, 52.205), "EPSG:4326", 2024, str(tmp_path / "s3.tif"),
+                                      bands=[1]))[0]
+    gdal.UseExceptions()
+    info = gdal.Info(str(out))
+    messages = [info, repr(store.options), repr(spec)]
+    for bad in (url.replace("sample.zarr", "missing.zarr"), "s3://no-such-bucket/x.zarr"):
+        try:
+            prov.shared_store(spec.with_(url=bad))
+        except TesseraError as exc:
+            messages.append(str(exc))
+        else:
+            raise AssertionError(f"{bad} opened")
+    QgsApplication.processEvents()
+    for text in messages + logged:
+        assert secret not in text and key not in text, text
