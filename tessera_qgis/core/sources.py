@@ -332,7 +332,7 @@ def _network_error(key: str, exc: BaseException) -> ReadError:
     status = getattr(exc, "status", None) or getattr(exc, "code", None)
     name = type(exc).__name__
     text = str(exc)
-    if status == 429 or "SlowDown" in text or "Throttl" in text:
+    if status == 429 or "SlowDown" in text or "Throttl" in text or "reduce your request rate" in text.lower():
         err = ReadError(f"the server asks to slow down (throttled) reading {key}", "throttled")
     elif status in (401, 403) or isinstance(exc, PermissionError) or "AccessDenied" in text:
         err = ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials", "forbidden")
@@ -402,11 +402,15 @@ def open_source(url: str, options: StoreOptions) -> Source:
             client["region_name"] = options.region
         if client:
             kw["client_kwargs"] = client
+        # One retry policy (ours, in FsspecSource): s3fs and botocore would otherwise each
+        # retry too, and a throttled or dead endpoint would take minutes to report.
         kw["config_kwargs"] = {"connect_timeout": options.timeout, "read_timeout": options.timeout,
-                               "max_pool_connections": max(10, options.concurrency)}
+                               "max_pool_connections": max(10, options.concurrency),
+                               "retries": {"max_attempts": 1, "mode": "standard"}}
         if options.proxy:
             kw["config_kwargs"]["proxies"] = {"http": options.proxy, "https": options.proxy}
         fs = s3fs.S3FileSystem(**kw)
+        fs.retries = 1  # s3fs's own retry loop: once, ours does the rest
         root = f"{parsed.netloc}{parsed.path}".rstrip("/")
         return FsspecSource(fs, root, text, options.concurrency, can_list=True, retries=options.retries)
     raise StoreNotFound(f"unsupported URL scheme {scheme!r} in {text}: use a folder, file://, "

@@ -329,3 +329,82 @@ class ForwardProxy:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class ThrottlingS3Proxy:
+    """A reverse proxy in front of the S3 server that answers the first `times` requests with
+    503 SlowDown, as S3 does when a client goes too fast (None: every request)."""
+
+    BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+            b"<Message>Please reduce your request rate.</Message></Error>")
+
+    def __init__(self, target: str, times: int | None = 3) -> None:
+        self.target = target.rstrip("/")
+        self.remaining = times
+        self.throttled = 0
+        self._lock = threading.Lock()
+        self._server = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> "ThrottlingS3Proxy":
+        import http.server
+        import urllib.error
+        import urllib.request
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                with proxy._lock:
+                    throttle = proxy.remaining is None or proxy.remaining > 0
+                    if throttle:
+                        proxy.throttled += 1
+                        if proxy.remaining is not None:
+                            proxy.remaining -= 1
+                if throttle:
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(proxy.BODY)))
+                    self.end_headers()
+                    self.wfile.write(proxy.BODY)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                req = urllib.request.Request(proxy.target + self.path, data=body, headers=headers,
+                                             method=self.command)
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        status, data, rh = r.status, r.read(), r.headers
+                except urllib.error.HTTPError as err:
+                    status, data, rh = err.code, err.read(), err.headers
+                self.send_response(status)
+                for k, v in rh.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _handle  # noqa: N815
+
+        self._server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, name="s3-throttle", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

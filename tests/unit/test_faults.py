@@ -70,3 +70,22 @@ def test_missing_shards_are_nodata(sample_store, range_server, tmp_path):
     win = open_store(f"{srv.url}/copy.zarr").zones["utm30"].read(2024, (250, 300), (0, 40))
     assert (win.q[:, 6:, :] == 0).all(), "rows of the missing shard have no embedding values"
     assert np.isfinite(win.scales[6:]).any(), "scales of those rows are still there"
+
+
+def test_s3_slowdown_is_retried(sample_store, sample_s3, s3_server):
+    from support.servers import ThrottlingS3Proxy
+
+    url, opts = sample_s3
+    proxy = ThrottlingS3Proxy(s3_server.endpoint_url, times=4).start()
+    try:
+        store = open_store(url, StoreOptions(key=opts["key"], secret=opts["secret"], endpoint_url=proxy.url,
+                                             timeout=10))
+        win = store.zones["utm30"].read(2024, *WINDOW)
+        local = open_store(sample_store).zones["utm30"].read(2024, *WINDOW)
+        np.testing.assert_array_equal(win.q, local.q)
+        assert proxy.throttled == 4
+        proxy.remaining = None  # throttled for good: a clear error, not a hang
+        with pytest.raises(ReadError, match="slow down|throttled|SlowDown|503"):
+            store.zones["utm31"].read(2024, *WINDOW)
+    finally:
+        proxy.stop()
