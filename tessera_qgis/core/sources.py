@@ -8,6 +8,7 @@ callback as soon as it arrives, so decoding overlaps the downloads that are stil
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import random
 import threading
@@ -332,7 +333,9 @@ def _network_error(key: str, exc: BaseException) -> ReadError:
     status = getattr(exc, "status", None) or getattr(exc, "code", None)
     name = type(exc).__name__
     text = str(exc)
-    if status == 429 or "SlowDown" in text or "Throttl" in text or "reduce your request rate" in text.lower():
+    busy = getattr(exc, "errno", None) == errno.EBUSY  # how s3fs reports SlowDown and 503s
+    if status == 429 or busy or "SlowDown" in text or "Throttl" in text \
+            or "reduce your request rate" in text.lower() or "Service Unavailable" in text:
         err = ReadError(f"the server asks to slow down (throttled) reading {key}", "throttled")
     elif status in (401, 403) or isinstance(exc, PermissionError) or "AccessDenied" in text:
         err = ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials", "forbidden")
