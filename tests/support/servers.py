@@ -12,6 +12,35 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 
+def loopback_url(port: int) -> str:
+    """The base URL of a test server: always 127.0.0.1."""
+    return f"http://127.0.0.1:{port}"
+
+
+class _ThreadedServer:
+    """A ThreadingHTTPServer on 127.0.0.1 in a daemon thread: start, url, stop."""
+
+    port = 0
+    _server = None
+
+    @property
+    def url(self) -> str:
+        return loopback_url(self.port)
+
+    def _serve(self, handler, name: str) -> None:
+        import http.server
+
+        self._server = http.server.ThreadingHTTPServer((HOST, 0), handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, name=name, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
 @dataclass(frozen=True)
 class Request:
     method: str
@@ -85,7 +114,7 @@ class RangeHTTPServer:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return loopback_url(self.port)
 
     def start(self) -> "RangeHTTPServer":
         ready = threading.Event()
@@ -223,7 +252,7 @@ class S3Server:
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return loopback_url(self.port)
 
     def start(self) -> "S3Server":
         from moto.server import ThreadedMotoServer
@@ -269,19 +298,12 @@ class S3Server:
         self.stop()
 
 
-class ForwardProxy:
+class ForwardProxy(_ThreadedServer):
     """A plain HTTP forward proxy on 127.0.0.1 that logs the URLs it forwards (GET and HEAD,
     with the Range header passed on): for checking that a client really uses a proxy."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
-        self._server = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
 
     def start(self) -> "ForwardProxy":
         import http.server
@@ -318,20 +340,11 @@ class ForwardProxy:
             def do_HEAD(self) -> None:  # noqa: N802
                 self._forward("HEAD")
 
-        self._server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="proxy", daemon=True)
-        self._thread.start()
+        self._serve(Handler, "proxy")
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
-
-class ThrottlingS3Proxy:
+class ThrottlingS3Proxy(_ThreadedServer):
     """A reverse proxy in front of the S3 server that answers the first `times` requests with
     503 SlowDown, as S3 does when a client goes too fast (None: every request)."""
 
@@ -343,12 +356,6 @@ class ThrottlingS3Proxy:
         self.remaining = times
         self.throttled = 0
         self._lock = threading.Lock()
-        self._server = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
 
     def start(self) -> "ThrottlingS3Proxy":
         import http.server
@@ -398,13 +405,5 @@ class ThrottlingS3Proxy:
 
             do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _handle  # noqa: N815
 
-        self._server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="s3-throttle", daemon=True).start()
+        self._serve(Handler, "s3-throttle")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

@@ -62,7 +62,7 @@ def test_missing_path_and_bad_urls(tmp_path):
     with pytest.raises(StoreNotFound, match="unsupported URL scheme 'ftp'"):
         open_store("ftp://example/store")
     with pytest.raises(StoreNotFound, match="no host"):
-        open_store("http:///store.zarr")
+        open_store("http:///store.zarr")  # refused before any connection (no host, not even 127.0.0.1)
     with pytest.raises(StoreNotFound, match="no bucket"):
         open_store("s3:///x")
     with pytest.raises(StoreNotFound, match="no store URL"):
