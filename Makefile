@@ -8,10 +8,10 @@ DEMO_DIR ?= build/demo
 PROFILE ?= default
 QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/$(PROFILE)/python/plugins
 
-.PHONY: help setup lint test test-oldest unit-test qgis-test demo bench screenshots run cli package install clean clean-env
+.PHONY: help setup lint test test-oldest unit-test qgis-test demo bench screenshots i18n run cli package install clean clean-env
 
 help:
-	@echo "make demo | test | setup | run CMD='...' | cli ARGS='...' | package | install | clean | clean-env"
+	@echo "make demo | test | setup | run CMD='...' | cli ARGS='...' | i18n | package | install | clean | clean-env"
 
 setup:
 	@$(ENV) setup
@@ -45,6 +45,11 @@ bench: setup
 # Real QGIS desktop under Xvfb (installed into the environment on first use): docs/images/*.png
 screenshots: setup
 	$(ENV) run bash scripts/screenshots.sh
+
+# Translations: the strings of tessera_qgis/*.py into tessera_qgis/i18n/tessera_qgis_en.ts (the
+# template; other locales' .ts files keep their translations), then lrelease to .qm.
+i18n: setup
+	$(ENV) run python scripts/i18n.py all
 
 run:
 	@$(ENV) run sh -c "$$CMD"

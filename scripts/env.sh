@@ -115,9 +115,11 @@ build_root() {
 # Debian packages of the root. Changing this list installs the difference into an existing
 # root (no rebuild). libopenblas: Debian's numpy otherwise runs on the reference BLAS,
 # which makes a PCA fit ten times slower. qgis: the desktop and qgis_process (tests run the
-# algorithms through qgis_process; `make screenshots` drives the desktop).
+# algorithms through qgis_process; `make screenshots` drives the desktop). qttools5-dev-tools:
+# lrelease, which compiles translations for `make i18n`.
 APT_PACKAGES="ca-certificates python3-qgis qgis-providers python3-gdal gdal-bin python3-venv python3-pip"
 APT_PACKAGES="$APT_PACKAGES python3-pyproj libopenblas0-pthread xvfb xauth zip qgis fonts-open-sans"
+APT_PACKAGES="$APT_PACKAGES qttools5-dev-tools"
 
 apt_install() {
   local root=$1

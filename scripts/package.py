@@ -18,7 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "tessera_qgis"
 SKIP_DIRS = {"__pycache__", "tests", ".pytest_cache", ".qgis-settings"}
-SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".swp"}
+# .ts: translation sources; the plugin loads their compiled .qm files (`make i18n`).
+SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".swp", ".ts", ".part"}
 
 
 def version() -> str:
@@ -40,7 +41,17 @@ def files() -> list[tuple[Path, str]]:
     return out
 
 
+def uncompiled_translations() -> list[Path]:
+    """Translated locales (i18n/tessera_qgis_<locale>.ts, not the English template) whose .qm
+    is missing: the zip would ship without them."""
+    return [ts for ts in sorted((REPO / PACKAGE / "i18n").glob(f"{PACKAGE}_*.ts"))
+            if ts.stem != f"{PACKAGE}_en" and not ts.with_suffix(".qm").is_file()]
+
+
 def build(dest: Path) -> Path:
+    missing = uncompiled_translations()
+    if missing:
+        raise SystemExit(f"not compiled: {', '.join(p.name for p in missing)}; run `make i18n` first")
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{PACKAGE}-{version()}.zip"
     tmp = target.with_suffix(".zip.part")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from qgis.core import Qgis
-from qgis.PyQt.QtCore import QCoreApplication, Qt
+from qgis.PyQt.QtCore import QCoreApplication, Qt, QTranslator
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QMessageBox
 
@@ -10,10 +10,34 @@ from . import PLUGIN_DIR, __version__
 
 MENU = "&TESSERA"
 TOOLBAR_OBJECT_NAME = "TesseraToolbar"
+# Compiled translations, i18n/tessera_qgis_<locale>.qm (`make i18n` makes them from the .ts files).
+I18N_DIR = PLUGIN_DIR / "i18n"
 
 
 def tr(text: str) -> str:
     return QCoreApplication.translate("TesseraPlugin", text)
+
+
+def ui_locale() -> str:
+    """The locale of QGIS's user interface ("de", "pt_BR"): the user's choice in Settings >
+    Options > General (locale/userLocale) when set, otherwise the system's."""
+    from qgis.core import QgsApplication
+
+    return QgsApplication.locale() or ""
+
+
+def load_translator(locale: str, folder=None) -> QTranslator | None:
+    """A translator holding i18n/tessera_qgis_<locale>.qm, or the language's file (pt_BR falls
+    back to pt); None when there is no such file (English, the source language, has none)."""
+    folder = I18N_DIR if folder is None else folder
+    candidates = [locale, locale.split("_")[0]] if locale else []
+    for name in dict.fromkeys(candidates):
+        path = folder / f"tessera_qgis_{name}.qm"
+        if path.is_file():
+            translator = QTranslator()
+            if translator.load(str(path)):
+                return translator
+    return None
 
 
 def icon(name: str = "icon") -> QIcon:
@@ -37,6 +61,9 @@ class TesseraPlugin:
         self.dialog = None
         self.processing_provider = None
         self.export_layer_action = None
+        self.translator = None
+        # Before any string is made (qgis_process calls initProcessing only, not initGui).
+        self._install_translator()
         # The provider must exist before a project that uses it is read.
         from . import provider
 
@@ -58,6 +85,7 @@ class TesseraPlugin:
         from .style_dock import StyleDock
         from .tools import InspectorController, RegionController, SimilarityController
 
+        self._install_translator()  # again after an unload
         provider.register()
         self.initProcessing()
         self.bridge = MessageBarBridge(self.iface.messageBar())
@@ -122,6 +150,12 @@ class TesseraPlugin:
         about.setObjectName("TesseraAboutAction")
         about.triggered.connect(self.show_about)
         self._add_action(about)
+
+    def _install_translator(self) -> None:
+        if self.translator is None:
+            self.translator = load_translator(ui_locale())
+            if self.translator is not None:
+                QCoreApplication.installTranslator(self.translator)
 
     def _add_action(self, action: QAction) -> None:
         self.toolbar.addAction(action)
@@ -194,6 +228,9 @@ class TesseraPlugin:
             self.toolbar.setParent(None)
             self.toolbar.deleteLater()
             self.toolbar = None
+        if self.translator is not None:
+            QCoreApplication.removeTranslator(self.translator)
+            self.translator = None
 
     def _offer_export_for(self, layers) -> None:
         from .provider import PROVIDER_KEY

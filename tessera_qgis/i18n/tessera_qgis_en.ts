@@ -1,0 +1,749 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS>
+<TS version="2.1" language="en" sourcelanguage="en">
+<context>
+    <name>TesseraDialog</name>
+    <message>
+        <location filename="../dialog.py" line="51"/>
+        <location filename="../dialog.py" line="97"/>
+        <source>TESSERA connection</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="56"/>
+        <source>Folder…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="61"/>
+        <source>S3 settings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="63"/>
+        <source>Anonymous (public bucket)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="66"/>
+        <source>default AWS; or an S3-compatible endpoint URL</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="72"/>
+        <source>Endpoint URL</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="73"/>
+        <source>Region</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="74"/>
+        <source>Credentials</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="75"/>
+        <source>Name</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="76"/>
+        <source>URL or folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="84"/>
+        <source>TESSERA store folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="123"/>
+        <source>Connect</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="124"/>
+        <source>Connection</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="129"/>
+        <source>New</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="130"/>
+        <source>Edit</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="131"/>
+        <source>Remove</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="132"/>
+        <source>Import…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="133"/>
+        <source>Export…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="142"/>
+        <source>Cancel</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="154"/>
+        <source>PCA (the store's global PCA)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="154"/>
+        <source>PCA fitted to the view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="154"/>
+        <source>3 bands as RGB</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="154"/>
+        <source>1 band with a colour ramp</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="162"/>
+        <source>Year</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="163"/>
+        <source>Show</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="164"/>
+        <location filename="../dialog.py" line="312"/>
+        <source>Bands</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="165"/>
+        <source>Zone</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="167"/>
+        <source>Add layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="231"/>
+        <source>Export TESSERA connections</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="237"/>
+        <source>Import TESSERA connections</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="264"/>
+        <source>Connecting to {}…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="289"/>
+        <source>Connect to {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="295"/>
+        <source>Cancelled.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="301"/>
+        <source>Cannot reach the store</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="301"/>
+        <source>The store did not answer in time</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="301"/>
+        <source>Access denied (403)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="301"/>
+        <source>The server's certificate is not trusted</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="301"/>
+        <source>Nothing found at that address (404)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="301"/>
+        <source>Not a Zarr v3 store</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="301"/>
+        <source>Not a TESSERA store</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="301"/>
+        <source>Cannot open the store</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="303"/>
+        <source>In QGIS, add its certificate authority in Settings &gt; Options &gt; Authentication &gt; Certificate Manager (Authorities), or an SSL server exception for this host.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="310"/>
+        <source>Store</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="310"/>
+        <source>Dataset</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="311"/>
+        <source>Model</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="311"/>
+        <source>Layout</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="312"/>
+        <source>Years</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="313"/>
+        <source>Global PCA</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="313"/>
+        <source>none</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="324"/>
+        <source>{} (partial)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="326"/>
+        <source>only in {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="331"/>
+        <source>automatic (from the map extent)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="380"/>
+        <source>Add TESSERA layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="386"/>
+        <source>Add TESSERA embeddings layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="405"/>
+        <source>Add TESSERA embeddings (Zarr v3) layers</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraInspector</name>
+    <message>
+        <location filename="../inspector.py" line="42"/>
+        <source>Click a pixel with the inspector tool</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="63"/>
+        <source>TESSERA pixel inspector</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="72"/>
+        <source>Copy CSV</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="73"/>
+        <source>Copy JSON</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="74"/>
+        <source>Clear</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="102"/>
+        <source>no data</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraOptions</name>
+    <message>
+        <location filename="../options.py" line="27"/>
+        <source>QGIS's network timeout</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="29"/>
+        <source>A disk cache keeps every chunk you have seen, so those areas work offline. Leave the folder empty for no disk cache.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="31"/>
+        <source>Cache folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="32"/>
+        <source>Cache size limit</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="33"/>
+        <source>Memory for decoded chunks</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="34"/>
+        <source>Parallel requests</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="35"/>
+        <source>Network timeout</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="36"/>
+        <source>Default year</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="37"/>
+        <source>Proxy and SSL settings come from Settings &gt; Options &gt; Network.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraPlugin</name>
+    <message>
+        <location filename="../plugin.py" line="92"/>
+        <location filename="../plugin.py" line="146"/>
+        <source>TESSERA</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="94"/>
+        <source>Add TESSERA embeddings layer…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="125"/>
+        <source>Inspect a pixel: click to see its 128 embedding values</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="126"/>
+        <source>Similarity: click a pixel (or drag over a small area) to map how similar every pixel is to it</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="128"/>
+        <source>Region: drag a rectangle to fit the PCA colours to it</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="137"/>
+        <source>Style the TESSERA layer: year, bands, PCA, stretch</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="144"/>
+        <source>Export TESSERA embeddings…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="149"/>
+        <source>About TESSERA embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="263"/>
+        <source>TESSERA embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="264"/>
+        <source>tessera-qgis {version}
+QGIS {qgis}
+
+TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraProcessing</name>
+    <message>
+        <location filename="../processing_provider.py" line="39"/>
+        <source>Give a store: a saved connection's name, a URL or a folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="50"/>
+        <source>Embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="60"/>
+        <source>Store (a saved TESSERA connection, a URL or a folder)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="61"/>
+        <source>Year</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="65"/>
+        <source>Region</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="71"/>
+        <source>Give a region (an extent)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="78"/>
+        <source>Cancelled: nothing was written</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="95"/>
+        <source>Export embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="98"/>
+        <source>Export a region of a TESSERA store to GeoTIFF: float32 embeddings (all bands or some), PCA RGB, or int8 plus a scales file. The region is an extent or polygons (pixels outside them are nodata), optionally one file per polygon. The native UTM zone grid is used unless an output CRS is given; a region across zones can also be written as one file per zone.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="107"/>
+        <source>Polygons (instead of an extent)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="109"/>
+        <source>One file per polygon</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="110"/>
+        <source>Output</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="111"/>
+        <source>Bands (e.g. 1,2,3; empty: all)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="113"/>
+        <source>Output CRS (empty: the native UTM zone)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="115"/>
+        <source>One file per UTM zone</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="116"/>
+        <source>Cloud Optimized GeoTIFF</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="117"/>
+        <source>Output GeoTIFF</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="118"/>
+        <source>All files written</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="131"/>
+        <source>Bands must be numbers like 1,2,3</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="144"/>
+        <source>The polygon layer has no (selected) features</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="163"/>
+        <source>wrote {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="172"/>
+        <source>Similarity to a reference</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="175"/>
+        <source>Cosine similarity between every pixel of a region and a reference embedding: the pixel at a point, or the average over polygons.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="180"/>
+        <source>Reference point</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="182"/>
+        <source>Reference polygons (average)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="185"/>
+        <source>Similarity</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="206"/>
+        <source>The reference polygons hold no embedding (nodata)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="211"/>
+        <source>Give a reference point or reference polygons</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="214"/>
+        <source>There is no embedding at the reference point (nodata)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="229"/>
+        <source>Change between years</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="232"/>
+        <source>Per-pixel cosine distance between two years' embeddings (0: the same, up to 2: opposite); nodata where either year has no data. High values show where the land changed.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="237"/>
+        <source>Second year</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="241"/>
+        <source>Change</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="249"/>
+        <source>Choose two different years</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="275"/>
+        <source>Sample embeddings at points</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="278"/>
+        <source>The same points with the 128 dequantised values of their pixel (A001 to A128), its scale and a valid flag (0 where there is no data): a training table for classifiers.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="282"/>
+        <source>Points</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="285"/>
+        <source>Points with embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="290"/>
+        <source>Give a point layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="318"/>
+        <source>Classify from labelled points</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="321"/>
+        <source>The labelled points' embeddings train a k-nearest-neighbour classifier (cosine similarity); out come a class raster (class names in its QGIS style) and a confidence raster (the share of the k neighbours that agree).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="326"/>
+        <source>Labelled points</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="328"/>
+        <source>Class field</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="331"/>
+        <source>Neighbours (k)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="334"/>
+        <source>Classes</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="335"/>
+        <source>Classes and confidence</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="344"/>
+        <source>Give a point layer and its class field</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="357"/>
+        <source>Need labelled points of at least two classes on valid pixels</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="358"/>
+        <source>{} labelled pixels, {} classes</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraStyleDock</name>
+    <message>
+        <location filename="../style_dock.py" line="31"/>
+        <source>TESSERA style</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="38"/>
+        <location filename="../style_dock.py" line="85"/>
+        <source>Select a TESSERA layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="41"/>
+        <source>3 bands as RGB</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="41"/>
+        <source>1 band with a colour ramp</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="41"/>
+        <source>PCA</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="50"/>
+        <source>2-98 % of the view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="51"/>
+        <source>fixed</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="60"/>
+        <source>Apply</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="61"/>
+        <source>Fit PCA to this view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="62"/>
+        <source>Lock PCA (kept in the project, never refitted)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="64"/>
+        <source>Year</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="65"/>
+        <source>Mode</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="66"/>
+        <source>Bands</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="67"/>
+        <source>Stretch</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="68"/>
+        <source>Min / max</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+</TS>
