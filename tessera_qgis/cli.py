@@ -128,12 +128,14 @@ def _open(args: argparse.Namespace):
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .core.store import describe_years
+
     info = _open(args).info()
     if args.json:
         print(json.dumps(info))
         return 0
     print(f"{info['url']}\n  layout: {info['layout']}; dataset: {info['dataset']}; model: {info['model']}")
-    print(f"  years: {', '.join(map(str, info['years']))}; bands: {info['bands']}; "
+    print(f"  years: {describe_years(info)}; bands: {info['bands']}; "
           f"global PCA for: {', '.join(map(str, info['global_pca_years'])) or 'none'}")
     for name, z in info["zones"].items():
         e = z["embeddings"]

@@ -17,6 +17,7 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox
                                  QPushButton, QSpinBox, QTextBrowser, QVBoxLayout)
 
 from .core.connections import Connection, describe_failure, from_xml, to_xml
+from .core.store import describe_years
 from .log import log
 from .settings import (Settings, all_connections, remove_connection, resolve_url, save_custom_connections,
                        custom_connections, upsert_connection)
@@ -30,6 +31,7 @@ FAILURE_TITLES = {
     "unreachable": "Cannot reach the store",
     "timeout": "The store did not answer in time",
     "forbidden": "Access denied (403)",
+    "certificate": "The server's certificate is not trusted",
     "not found": "Nothing found at that address (404)",
     "not zarr v3": "Not a Zarr v3 store",
     "not tessera": "Not a TESSERA store",
@@ -297,6 +299,9 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
     def show_failure(self, category: str, message: str) -> None:
         self.last_failure = (category, message)
         title = tr(FAILURE_TITLES.get(category, FAILURE_TITLES["error"]))
+        if category == "certificate":
+            message += " " + tr("In QGIS, add its certificate authority in Settings > Options > Authentication > "
+                                "Certificate Manager (Authorities), or an SSL server exception for this host.")
         self.info.setHtml(f"<h3>{html.escape(title)}</h3><p>{html.escape(message)}</p>")
         log(f"{title}: {message}", Qgis.MessageLevel.Warning)
 
@@ -304,7 +309,7 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         info = self.store.info()
         rows = [(tr("Store"), info["url"]), (tr("Dataset"), info["dataset"] or "-"),
                 (tr("Model"), info["model"] or "-"), (tr("Layout"), info["layout"]),
-                (tr("Years"), ", ".join(map(str, info["years"]))), (tr("Bands"), str(info["bands"])),
+                (tr("Years"), describe_years(info)), (tr("Bands"), str(info["bands"])),
                 (tr("Global PCA"), ", ".join(map(str, info["global_pca_years"])) or tr("none"))]
         for name, z in info["zones"].items():
             e = z["embeddings"]
@@ -315,7 +320,11 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
                                               "</td></tr>" for k, v in rows) + "</table>")
         self.year.clear()
         for y in info["years"]:
-            self.year.addItem(str(y), y)
+            partial = info["partial_years"].get(y)
+            self.year.addItem(tr("{} (partial)").format(y) if partial else str(y), y)
+            if partial:
+                self.year.setItemData(self.year.count() - 1, tr("only in {}").format(", ".join(partial)),
+                                      Qt.ItemDataRole.ToolTipRole)
         default = Settings.load().default_year
         self.year.setCurrentIndex(max(0, self.year.findData(default)))
         self.zone.clear()

@@ -57,7 +57,7 @@ def store_options(spec: LayerSpec) -> StoreOptions:
                      region=spec.s3_region)
     if spec.cache:
         overrides["cache_dir"] = spec.cache
-    return Settings.load().store_options(**overrides)
+    return Settings.load().store_options(url=spec.url, **overrides)
 
 
 def auth_credentials(authcfg: str) -> tuple[str | None, str | None]:

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from qgis.core import QgsApplication, QgsSettings
+from qgis.core import Qgis, QgsApplication, QgsSettings
 
 from .core.connections import SAMPLE_URL, Connection, presets
 from .core.sources import StoreOptions
@@ -47,14 +47,20 @@ class Settings:
         for f in fields(self):
             s.setValue(PREFIX + f.name, getattr(self, f.name))
 
-    def store_options(self, **overrides) -> StoreOptions:
-        """StoreOptions from the settings and QGIS's network settings (proxy, timeout)."""
+    def store_options(self, url: str | None = None, **overrides) -> StoreOptions:
+        """StoreOptions from the settings and QGIS's network settings (proxy, timeout) and SSL
+        settings (the certificate authorities the user added, SSL server exceptions). With the
+        store's `url`, a warning is logged when its server's certificate will not be checked."""
+        ca_pem, insecure = qgis_ssl_settings()
         opts = dict(cache_dir=self.cache_dir or None, cache_limit_bytes=self.cache_limit_mb << 20,
                     memory_cache_bytes=self.memory_mb << 20, concurrency=self.concurrency,
                     timeout=float(self.timeout_s) if self.timeout_s > 0 else qgis_timeout_s(),
-                    proxy=qgis_proxy_url())
+                    proxy=qgis_proxy_url(), ca_pem=ca_pem, insecure_hosts=insecure)
         opts.update(overrides)
-        return StoreOptions(**opts)
+        options = StoreOptions(**opts)
+        if url:
+            _warn_if_unverified(options, options.endpoint_url if str(url).startswith("s3:") else url)
+        return options
 
 
 def qgis_timeout_s() -> float:
@@ -82,6 +88,61 @@ def qgis_proxy_url() -> str | None:
     password = str(s.value("proxy/proxyPassword", "")).strip()
     auth = f"{user}:{password}@" if user else ""
     return f"http://{auth}{host}{':' + port if port else ''}"
+
+
+def qgis_ssl_settings() -> tuple[str | None, tuple[str, ...]]:
+    """What the user set in QGIS's authentication manager for SSL: the trusted certificate
+    authorities they added (the database's and the extra CA file's; not the system's, which
+    the HTTP clients trust anyway) as PEM text, and the "host:port" of every SSL server
+    exception that ignores errors or turns peer verification off."""
+    from qgis.core import QgsAuthCertUtils
+    from qgis.PyQt.QtNetwork import QSslSocket
+
+    am = QgsApplication.authManager()
+    if am is None or am.isDisabled():
+        return None, ()
+    try:
+        trusted = {QgsAuthCertUtils.shaHexForCert(c) for c in am.trustedCaCertsCache()}
+        pems, seen = [], set()
+        for cert in list(am.databaseCAs()) + list(am.extraFileCAs()):
+            sha = QgsAuthCertUtils.shaHexForCert(cert)
+            # certTrustPolicy() reads the stored policy itself: in 3.44 the trust cache behind
+            # trustedCaCertsCache() can miss a policy set to Untrusted.
+            if sha in trusted and sha not in seen and not cert.isNull() \
+                    and am.certTrustPolicy(cert) != QgsAuthCertUtils.CertTrustPolicy.Untrusted:
+                seen.add(sha)
+                pems.append(bytes(cert.toPem()).decode("ascii").strip())
+        insecure = []
+        for cfg in am.sslCertCustomConfigs():
+            hostport = (cfg.sslHostPort() or "").strip().lower()
+            if hostport and (cfg.sslIgnoredErrorEnums()
+                             or cfg.sslPeerVerifyMode() == QSslSocket.PeerVerifyMode.VerifyNone):
+                insecure.append(hostport if ":" in hostport else f"{hostport}:443")
+    except Exception as exc:  # an auth database that cannot be read must not stop a connect
+        from .log import log
+
+        log(f"QGIS's SSL settings could not be read: {exc}", Qgis.MessageLevel.Warning)
+        return None, ()
+    return ("\n".join(pems) + "\n" if pems else None), tuple(sorted(set(insecure)))
+
+
+_WARNED_HOSTS: set[str] = set()
+
+
+def _warn_if_unverified(options: StoreOptions, url: str | None) -> None:
+    """Once per server and session: say that its certificate is not checked, and why."""
+    from .core.sources import host_port
+    from .log import log
+
+    if not url or not str(url).lower().startswith("https:") or options.verifies(url):
+        return
+    host = host_port(url)
+    if host in _WARNED_HOSTS:
+        return
+    _WARNED_HOSTS.add(host)
+    log(f"The certificate of {host} is not checked: an SSL server exception in QGIS's authentication "
+        "manager ignores its errors (Settings > Options > Authentication > SSL Servers)",
+        Qgis.MessageLevel.Warning)
 
 
 # -- connections ---------------------------------------------------------------------------

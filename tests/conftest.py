@@ -67,3 +67,29 @@ def sample_s3(s3_server, sample_store):
     """The sample store uploaded to the moto S3 server; yields (s3 url, storage options)."""
     url = s3_server.upload_folder(sample_store, "tessera", "sample.zarr")
     return url, s3_server.storage_options()
+
+
+@pytest.fixture(scope="session")
+def partial_year_store():
+    """Two zones, utm30 with 2024 and 2025, utm31 with 2024 only."""
+    from support.stores import partial_year_sample
+
+    return partial_year_sample()
+
+
+@pytest.fixture(scope="session")
+def loopback_ca():
+    """A certificate authority made for this test session, and a 127.0.0.1 certificate it signed."""
+    from support.servers import make_test_ca
+
+    return make_test_ca()
+
+
+@pytest.fixture(scope="session")
+def sample_https(sample_store, loopback_ca, tmp_path_factory):
+    """The sample store's parent folder served over HTTPS with the session CA's certificate."""
+    ctx = loopback_ca.server_context(tmp_path_factory.mktemp("tls"))
+    srv = RangeHTTPServer(sample_store.parent, ssl_context=ctx).start()
+    srv.store_url = f"{srv.url}/{sample_store.name}"
+    yield srv
+    srv.stop()

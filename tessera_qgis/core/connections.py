@@ -100,8 +100,8 @@ def from_xml(text: str) -> list[Connection]:
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
-    """(category, message) for a failed connect: unreachable, timeout, forbidden, not found,
-    not Zarr v3, not TESSERA, or error."""
+    """(category, message) for a failed connect: unreachable, timeout, forbidden, certificate,
+    not found, not Zarr v3, not TESSERA, or error."""
     text = str(exc)
     if isinstance(exc, NotZarrV3):
         return "not zarr v3", text
@@ -111,7 +111,7 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
         return "not found", text
     if isinstance(exc, ReadError):
         kind = getattr(exc, "kind", "") or ""
-        if kind in ("timeout", "unreachable", "forbidden", "not found"):
+        if kind in ("timeout", "unreachable", "forbidden", "not found", "certificate"):
             return kind, text
         return "error", text
     if isinstance(exc, TesseraError):

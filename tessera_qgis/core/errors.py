@@ -35,7 +35,8 @@ class ReadError(TesseraError):
     """Data could not be fetched or decoded (network failure, corrupt chunk, bad checksum).
 
     `kind` says which: "unreachable", "timeout", "forbidden", "throttled", "reset", "short",
-    "http" (with `status`), "corrupt" or "" (anything else)."""
+    "http" (with `status`), "corrupt", "certificate" (TLS certificate not trusted) or ""
+    (anything else)."""
 
     def __init__(self, message: str, kind: str = "", status: int = 0) -> None:
         super().__init__(message)

@@ -8,9 +8,12 @@ callback as soon as it arrives, so decoding overlaps the downloads that are stil
 from __future__ import annotations
 
 import asyncio
+import atexit
 import errno
+import functools
 import os
 import random
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -76,6 +79,79 @@ class StoreOptions:
     proxy: str | None = field(default=None, repr=False)  # http://[user:pass@]host:port
     verify_ssl: bool = True
     retries: int = 4  # transient failures retried with exponential backoff and jitter
+    # Extra trusted certificate authorities (PEM text), on top of the system's; and servers
+    # ("host:port") whose certificate is not checked at all (a user's explicit exception).
+    ca_pem: str | None = field(default=None, repr=False)
+    insecure_hosts: tuple[str, ...] = ()
+
+    def verifies(self, url: str) -> bool:
+        """Whether TLS certificates are checked for a URL (https://, or an S3 endpoint)."""
+        return self.verify_ssl and host_port(url) not in self.insecure_hosts
+
+
+def host_port(url: str) -> str:
+    """"host:port" of a URL, with the scheme's default port (443 for https)."""
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    host = (parsed.hostname or "").lower()
+    if port is None:
+        port = 80 if parsed.scheme.lower() == "http" else 443
+    return f"{host}:{port}"
+
+
+_SSL_LOCK = threading.Lock()
+_CA_BUNDLES: dict[str, str] = {}  # sha256 of the extra CAs -> private bundle file (botocore)
+
+
+@functools.lru_cache(maxsize=8)
+def ssl_context(ca_pem: str | None = None) -> ssl.SSLContext:
+    """The system's default TLS context, trusting `ca_pem` (PEM text) in addition."""
+    ctx = ssl.create_default_context()
+    if ca_pem:
+        try:
+            ctx.load_verify_locations(cadata=ca_pem)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ReadError(f"the extra certificate authorities could not be loaded: {exc}", "certificate") \
+                from None
+    return ctx
+
+
+def ca_bundle_file(ca_pem: str) -> str:
+    """A CA bundle file for botocore (which takes a path, and then trusts only that file):
+    the default bundle botocore uses plus `ca_pem`. Written once per set of CAs to a private
+    (0600) temporary file that lives as long as the process."""
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256(ca_pem.encode()).hexdigest()
+    with _SSL_LOCK:
+        path = _CA_BUNDLES.get(digest)
+        if path and os.path.exists(path):
+            return path
+        try:
+            from botocore.httpsession import where
+
+            system = Path(where()).read_text(encoding="utf-8", errors="replace")
+        except Exception:  # no botocore bundle: the extra CAs alone
+            system = ""
+        fd, path = tempfile.mkstemp(prefix="tessera-ca-", suffix=".pem")  # mode 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(system.rstrip("\n") + "\n" + ca_pem.strip() + "\n")
+        if not _CA_BUNDLES:
+            atexit.register(_remove_bundles)
+        _CA_BUNDLES[digest] = path
+        return path
+
+
+def _remove_bundles() -> None:
+    for path in _CA_BUNDLES.values():
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 Callback = Callable[[Range, bytes], None]
@@ -341,6 +417,9 @@ def _network_error(key: str, exc: BaseException) -> ReadError:
         err = ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials", "forbidden")
     elif isinstance(status, int) and status >= 400:
         err = ReadError(f"HTTP {status} reading {key}", "http", status)
+    elif _certificate_problem(exc):
+        err = ReadError(f"the server's certificate is not trusted ({_certificate_reason(exc)}) reading {key}: "
+                        "add the certificate authority that signed it to the trusted ones", "certificate")
     elif isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "Timeout" in name:
         err = ReadError(f"timed out reading {key} (the server did not answer in time)", "timeout")
     elif "Connect" in name or isinstance(exc, ConnectionRefusedError) or "Cannot connect" in text:
@@ -351,6 +430,35 @@ def _network_error(key: str, exc: BaseException) -> ReadError:
     else:
         err = ReadError(f"network error reading {key}: {text or name}", "")
     return err
+
+
+def _causes(exc: BaseException):
+    seen = 0
+    while exc is not None and seen < 8:
+        yield exc
+        exc = getattr(exc, "certificate_error", None) or exc.__cause__ or exc.__context__
+        seen += 1
+
+
+def _certificate_problem(exc: BaseException) -> bool:
+    for e in _causes(exc):
+        if isinstance(e, ssl.SSLCertVerificationError) or "Certificate" in type(e).__name__ \
+                or "CERTIFICATE_VERIFY_FAILED" in str(e):
+            return True
+    return False
+
+
+def _certificate_reason(exc: BaseException) -> str:
+    """OpenSSL's reason ("self-signed certificate in certificate chain", "Hostname mismatch...")."""
+    for e in _causes(exc):
+        reason = getattr(e, "verify_message", None)
+        if reason:
+            return str(reason)
+    text = str(exc)
+    marker = "certificate verify failed:"
+    if marker in text:
+        return text.split(marker, 1)[1].split("(_ssl")[0].strip(" ')]\"") or "verification failed"
+    return "verification failed"
 
 
 def open_source(url: str, options: StoreOptions) -> Source:
@@ -378,8 +486,10 @@ def open_source(url: str, options: StoreOptions) -> Source:
         kwargs: dict = {}
         if options.proxy:
             kwargs["proxy"] = options.proxy
-        if not options.verify_ssl:
+        if not options.verifies(text):
             kwargs["ssl"] = False
+        elif options.ca_pem:
+            kwargs["ssl"] = ssl_context(options.ca_pem)
         fs = HTTPFileSystem(asynchronous=False, skip_instance_cache=True,
                             client_kwargs={"timeout": aiohttp.ClientTimeout(total=options.timeout,
                                                                             sock_connect=min(options.timeout, 30)),
@@ -403,6 +513,11 @@ def open_source(url: str, options: StoreOptions) -> Source:
             client["endpoint_url"] = options.endpoint_url
         if options.region:
             client["region_name"] = options.region
+        endpoint = options.endpoint_url or "https://s3.amazonaws.com"
+        if not options.verifies(endpoint):
+            client["verify"] = False
+        elif options.ca_pem and endpoint.lower().startswith("https:"):
+            client["verify"] = ca_bundle_file(options.ca_pem)
         if client:
             kw["client_kwargs"] = client
         # One retry policy (ours, in FsspecSource): s3fs and botocore would otherwise each

@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -443,6 +443,7 @@ class TesseraStore:
             "dataset": self.attrs.get("tessera:dataset") or self.attrs.get("geoemb:dataset"),
             "model": self.attrs.get("tessera:model") or self.attrs.get("geoemb:model"),
             "years": self.years,
+            **year_coverage({z.name: z.years for z in self.zones.values()}),
             "bands": self.bands,
             "gsd": self.attrs.get("geoemb:gsd", 10.0),
             "global_pca_years": [y for y in self.years if self.stretch(y)],
@@ -501,7 +502,9 @@ def _fetch_root(source: Source, url: str, folder: Path | None) -> tuple[bytes, b
         cached = folder / "zarr.json" if folder else None
         if cached is not None and cached.is_file():
             return cached.read_bytes(), True
-        raise ReadError(f"cannot reach the store at {url}: {exc}", getattr(exc, "kind", "")) from None
+        kind = getattr(exc, "kind", "")
+        what = "cannot open the store securely" if kind == "certificate" else "cannot reach the store"
+        raise ReadError(f"{what} at {url}: {exc}", kind) from None
     if folder is not None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -549,3 +552,33 @@ def open_store(url: str | Path, options: StoreOptions | None = None) -> TesseraS
     store = TesseraStore(url, options, source, meta, disk)
     store.offline = offline
     return store
+
+
+def year_coverage(zone_years: dict[str, Iterable[int]]) -> dict:
+    """Which years are complete: a year is complete when every zone group of the store has it
+    in its `time` coordinate (the stores carry no completeness attribute); otherwise it is
+    partial, listed with the zones that have it.
+
+    Returns {"complete_years": [year, ...], "partial_years": {year: [zone, ...]}}.
+    """
+    have = {name: set(years) for name, years in zone_years.items()}
+    all_years = sorted(set().union(*have.values())) if have else []
+    complete, partial = [], {}
+    for year in all_years:
+        zones = sorted(name for name, ys in have.items() if year in ys)
+        if len(zones) == len(have):
+            complete.append(year)
+        else:
+            partial[year] = zones
+    return {"complete_years": complete, "partial_years": partial}
+
+
+def describe_years(info: dict) -> str:
+    """The years of an info() dict for people: "2024, 2025 (partial: 1 of 2 zones: utm30)"."""
+    total = len(info.get("zones") or {})
+    partial = info.get("partial_years") or {}
+    out = []
+    for year in info["years"]:
+        zones = partial.get(year)
+        out.append(f"{year} (partial: {len(zones)} of {total} zones: {', '.join(zones)})" if zones else str(year))
+    return ", ".join(out)

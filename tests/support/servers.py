@@ -12,9 +12,75 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 
-def loopback_url(port: int) -> str:
+def loopback_url(port: int, scheme: str = "http") -> str:
     """The base URL of a test server: always 127.0.0.1."""
-    return f"http://127.0.0.1:{port}"
+    return f"{scheme}://127.0.0.1:{port}"
+
+
+@dataclass(frozen=True)
+class LoopbackCA:
+    """A certificate authority made at test time, and a server certificate it signed for
+    127.0.0.1 (subjectAltName IP:127.0.0.1). PEM text throughout."""
+
+    ca_pem: str
+    cert_pem: str
+    key_pem: str
+
+    def server_context(self, folder: str | Path):
+        """An ssl.SSLContext for a test server (the key is written to `folder`, 0600)."""
+        import os
+        import ssl
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        chain, key = folder / "server-chain.pem", folder / "server-key.pem"
+        chain.write_text(self.cert_pem + self.ca_pem)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.key_pem)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(chain, key)
+        return ctx
+
+
+def make_test_ca(name: str = "TESSERA test CA") -> LoopbackCA:
+    """A fresh CA and a 127.0.0.1 server certificate (cryptography; valid for a day). The
+    extensions are the ones Python's strict verification (VERIFY_X509_STRICT) asks for."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(ca_ski, critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    return LoopbackCA(ca.public_bytes(pem).decode(), cert.public_bytes(pem).decode(),
+                  key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode())
 
 
 class _ThreadedServer:
@@ -22,15 +88,19 @@ class _ThreadedServer:
 
     port = 0
     _server = None
+    ssl_context = None  # set an ssl.SSLContext before start() to serve HTTPS
 
     @property
     def url(self) -> str:
-        return loopback_url(self.port)
+        return loopback_url(self.port, "https" if self.ssl_context is not None else "http")
 
     def _serve(self, handler, name: str) -> None:
         import http.server
 
         self._server = http.server.ThreadingHTTPServer((HOST, 0), handler)
+        if self.ssl_context is not None:  # the handshake runs in each request's own thread
+            self._server.socket = self.ssl_context.wrap_socket(self._server.socket, server_side=True,
+                                                               do_handshake_on_connect=False)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, name=name, daemon=True).start()
 
@@ -100,8 +170,9 @@ class RangeHTTPServer:
     """
 
     def __init__(self, root: str | Path, latency: float = 0.0, deny: tuple[str, ...] = (),
-                 faults: "Faults | None" = None) -> None:
+                 faults: "Faults | None" = None, ssl_context=None) -> None:
         self.root = Path(root)
+        self.ssl_context = ssl_context  # an ssl.SSLContext: serve HTTPS instead of HTTP
         self.latency = latency
         self.faults = faults
         self.deny = deny  # path prefixes answered with 403 Forbidden
@@ -114,7 +185,7 @@ class RangeHTTPServer:
 
     @property
     def url(self) -> str:
-        return loopback_url(self.port)
+        return loopback_url(self.port, "https" if self.ssl_context is not None else "http")
 
     def start(self) -> "RangeHTTPServer":
         ready = threading.Event()
@@ -169,7 +240,7 @@ class RangeHTTPServer:
         app.router.add_static("/", self.root, follow_symlinks=False)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0)
+        site = web.TCPSite(self._runner, HOST, 0, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 

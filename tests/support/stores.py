@@ -36,3 +36,27 @@ def cached_sample(spec: sample.SampleSpec = sample.SampleSpec()) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def partial_year_sample() -> Path:
+    """A two-zone store (utm30, utm31) where utm31 lacks 2025: utm31 comes from a 2024-only
+    sample of the same area, and the root's consolidated metadata is rebuilt. The generator
+    has no per-zone years option, so the store is put together from two generated ones."""
+    import zarr
+
+    bbox = (-0.02, 52.19, 0.02, 52.205)
+    both = cached_sample(sample.SampleSpec(bbox=bbox, shard=64, years=(2024, 2025)))
+    only = cached_sample(sample.SampleSpec(bbox=bbox, shard=64, years=(2024,)))
+    path = cache_root() / f"partial-{both.name[7:-5]}-{only.name[7:-5]}.zarr"
+    if path.exists():
+        return path
+    tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=path.parent))
+    try:
+        shutil.copytree(both, tmp / "store")
+        shutil.rmtree(tmp / "store" / "utm31")
+        shutil.copytree(only / "utm31", tmp / "store" / "utm31")
+        zarr.consolidate_metadata(str(tmp / "store"))
+        os.replace(tmp / "store", path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
