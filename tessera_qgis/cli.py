@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFF")
     e.add_argument("--compress", choices=["DEFLATE", "ZSTD", "LZW", "NONE"], default="DEFLATE")
     e.add_argument("--block", type=int, default=512, help="block size in pixels (memory per block)")
+    e.add_argument("--dask", metavar="tcp://HOST:PORT",
+                   help="run the export as tasks on this Dask scheduler (workers read the store and write "
+                        "COG tiles; an --out ending in .vrt keeps the tiles and a VRT, .tif mosaics them)")
+    e.add_argument("--tile", type=int, help="pixels per task side for tiled exports (default: the shard size)")
     e.set_defaults(func=cmd_export)
 
     s = sub.add_parser("sample", help="write the synthetic sample store (current TESSERA layout)")
@@ -194,7 +198,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ValueError("--quantized exports all bands; drop --bands")
     req = ExportRequest(bounds=args.bbox, crs="EPSG:4326", year=args.year, out=args.out, kind=kind,
                         bands=args.bands, dst_crs=args.crs, per_zone=args.per_zone, cog=args.cog,
-                        compress=args.compress, block=args.block)
+                        compress=args.compress, block=args.block, dask=args.dask, tile=args.tile)
     for p in export(store, req, progress=_Progress()):
         print(p)
     return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from qgis.gui import QgsFileWidget, QgsOptionsPageWidget, QgsOptionsWidgetFactory
 from qgis.PyQt.QtCore import QCoreApplication
-from qgis.PyQt.QtWidgets import QFormLayout, QLabel, QSpinBox
+from qgis.PyQt.QtWidgets import QFormLayout, QLabel, QLineEdit, QSpinBox
 
 from .settings import Settings
 
@@ -34,6 +34,11 @@ class TesseraOptionsPage(QgsOptionsPageWidget):
         form.addRow(tr("Parallel requests"), self.concurrency)
         form.addRow(tr("Network timeout"), self.timeout)
         form.addRow(tr("Default year"), self.default_year)
+        self.dask = QLineEdit(s.dask_scheduler, self)
+        self.dask.setPlaceholderText("tcp://scheduler:8786")
+        self.dask.setToolTip(tr("Exports run as tasks on this Dask cluster (needs the dask and distributed "
+                                "packages here and on the cluster). Empty: on this computer."))
+        form.addRow(tr("Dask scheduler for exports"), self.dask)
         form.addRow(QLabel(tr("Proxy and SSL settings come from Settings > Options > Network."), self))
 
     def _spin(self, lo: int, hi: int, value: int, suffix: str) -> QSpinBox:
@@ -46,7 +51,8 @@ class TesseraOptionsPage(QgsOptionsPageWidget):
     def settings(self) -> Settings:
         return Settings(cache_dir=self.cache_dir.filePath().strip(), cache_limit_mb=self.cache_limit.value(),
                         memory_mb=self.memory.value(), concurrency=self.concurrency.value(),
-                        timeout_s=self.timeout.value(), default_year=self.default_year.value())
+                        timeout_s=self.timeout.value(), default_year=self.default_year.value(),
+                        dask_scheduler=self.dask.text().strip())
 
     def apply(self) -> None:
         self.settings().save()

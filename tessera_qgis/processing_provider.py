@@ -10,6 +10,7 @@ import numpy as np
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeature, QgsFeatureSink, QgsField,
                        QgsFields, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
                        QgsProcessingOutputMultipleLayers, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterDefinition,
                        QgsProcessingParameterCrs, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterNumber, QgsProcessingParameterPoint,
@@ -41,6 +42,12 @@ def open_for(store_text: str):
     options = conn.layer_options() if conn else {}
     url = resolve_url(conn) if conn else text
     return shared_store(LayerSpec(url=url, year=0, pca="global", **options)), url
+
+
+def _default_scheduler() -> str:
+    from .settings import Settings
+
+    return Settings.load().dask_scheduler
 
 
 class TesseraAlgorithm(QgsProcessingAlgorithm):
@@ -114,6 +121,14 @@ class ExportAlgorithm(TesseraAlgorithm):
                                                     optional=True))
         self.addParameter(QgsProcessingParameterBoolean("PER_ZONE", tr("One file per UTM zone"), False))
         self.addParameter(QgsProcessingParameterBoolean("COG", tr("Cloud Optimized GeoTIFF"), False))
+        dask = QgsProcessingParameterString(
+            "DASK", tr("Dask scheduler (e.g. tcp://host:8786; empty: this computer)"), _default_scheduler(),
+            optional=True)
+        dask.setFlags(dask.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+        dask.setHelp(tr("Run the export as tasks on a Dask cluster: the workers read the store and write "
+                        "Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder "
+                        "beside it) tied by a VRT; a .tif output is mosaicked from them."))
+        self.addParameter(dask)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Output GeoTIFF")))
         self.addOutput(QgsProcessingOutputMultipleLayers("OUTPUTS", tr("All files written")))
 
@@ -134,7 +149,8 @@ class ExportAlgorithm(TesseraAlgorithm):
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         common = dict(year=year, kind=kind, bands=bands, dst_crs=dst_crs,
                       per_zone=self.parameterAsBool(parameters, "PER_ZONE", context),
-                      cog=self.parameterAsBool(parameters, "COG", context))
+                      cog=self.parameterAsBool(parameters, "COG", context),
+                      dask=self.parameterAsString(parameters, "DASK", context).strip() or None)
         jobs = []
         source = self.parameterAsSource(parameters, "POLYGONS", context)
         if source is not None:

@@ -28,6 +28,7 @@ class Settings:
     concurrency: int = 64
     timeout_s: int = 0  # 0: QGIS's own network timeout (Settings > Options > Network)
     default_year: int = 2024
+    dask_scheduler: str = ""  # empty: exports run on this machine; "tcp://host:8786": on that cluster
 
     @classmethod
     def load(cls) -> "Settings":

@@ -59,17 +59,20 @@ def _vector_memory():
     return ogr.GetDriverByName("Memory")
 
 
-def polygon_mask(wkts: list[str], crs_of_wkts: str):
-    """A mask function for ExportRequest.mask: pixels whose centre is inside any polygon."""
-    from osgeo import gdal, ogr, osr
+class PolygonMask:
+    """A mask function for ExportRequest.mask: pixels whose centre is inside any polygon.
+    Holds the polygons as WKT, so it can be sent to the workers of a cluster export."""
 
-    gdal.UseExceptions()
-    src = osr.SpatialReference()
-    src.SetFromUserInput(crs_of_wkts)
-    src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    geoms = [ogr.CreateGeometryFromWkt(w) for w in wkts]
+    def __init__(self, wkts: list[str], crs_of_wkts: str) -> None:
+        self.wkts, self.crs = list(wkts), crs_of_wkts
 
-    def mask(transform, width: int, height: int, crs: str) -> np.ndarray:
+    def __call__(self, transform, width: int, height: int, crs: str) -> np.ndarray:
+        from osgeo import gdal, ogr, osr
+
+        gdal.UseExceptions()
+        src = osr.SpatialReference()
+        src.SetFromUserInput(self.crs)
+        src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
         dst = osr.SpatialReference()
         dst.SetFromUserInput(crs)
         dst.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
@@ -80,13 +83,16 @@ def polygon_mask(wkts: list[str], crs_of_wkts: str):
         mem = _vector_memory().CreateDataSource("")
         layer = mem.CreateLayer("p", dst, ogr.wkbUnknown)
         ct = osr.CoordinateTransformation(src, dst)
-        for g in geoms:
-            g2 = g.Clone()
-            g2.Transform(ct)
+        for wkt in self.wkts:
+            g = ogr.CreateGeometryFromWkt(wkt)
+            g.Transform(ct)
             feat = ogr.Feature(layer.GetLayerDefn())
-            feat.SetGeometry(g2)
+            feat.SetGeometry(g)
             layer.CreateFeature(feat)
         gdal.RasterizeLayer(ds, [1], layer, burn_values=[1])
         return ds.GetRasterBand(1).ReadAsArray().astype(bool)
 
-    return mask
+
+def polygon_mask(wkts: list[str], crs_of_wkts: str) -> PolygonMask:
+    """A mask function for ExportRequest.mask: pixels whose centre is inside any polygon."""
+    return PolygonMask(wkts, crs_of_wkts)

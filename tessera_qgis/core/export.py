@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -51,6 +52,10 @@ class ExportRequest:
     # mask(transform, width, height, crs) -> bool (height, width): pixels to keep (polygons)
     mask: Callable | None = None
     max_pixels: int = 2_000_000_000  # refuse larger outputs (about 450 km square at 10 m)
+    # Run as tasks, each writing one COG tile (tied by a VRT): on this Dask scheduler
+    # ("tcp://host:port"), or in local threads when the output ends in .vrt.
+    dask: str | None = None
+    tile: int | None = None  # pixels per task side; default: the store's shard size
     extra: dict = field(default_factory=dict)
 
 
@@ -94,9 +99,23 @@ def _targets(req: ExportRequest, zones: list[str]) -> list[tuple[str | None, Pat
     return [(zones[0] if req.per_zone else None, out)]
 
 
-def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], None] | None = None,
-           cancel: Callable[[], bool] | None = None) -> list[Path]:
-    """Write the GeoTIFF(s) for `req`; returns the paths written."""
+@dataclass
+class Prepared:
+    """An export checked and planned: the outputs' grids, bands and PCA basis."""
+
+    store: TesseraStore  # with the export's private chunk cache
+    req: ExportRequest
+    bands: list[int]
+    pca: PCA | None
+    plans: list[tuple[Path, tuple]]  # (target, grid) per output file (one per zone with per_zone)
+
+    def blocks(self) -> int:
+        return sum(len(list(_blocks(g, self.req.block))) for _, g in self.plans)
+
+
+def prepare(store: TesseraStore, req: ExportRequest, cancel: Callable[[], bool] | None = None) -> Prepared:
+    """Check an export request against the store and plan its output grids; raises
+    ExportError/ExtentError/YearNotFound with a message for the user."""
     if req.kind not in KINDS:
         raise ExportError(f"unknown export kind {req.kind!r}; use one of {', '.join(KINDS)}")
     store.check_year(req.year)
@@ -127,28 +146,39 @@ def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], 
         raise ExportError(f"cannot write to {out.parent}: permission denied")
     if str(out.resolve()).startswith(str(Path(store.url).resolve()) + os.sep) and "://" not in store.url:
         raise ExportError("the output path lies inside the store being read; choose another folder")
+    if not 16 <= req.block <= 2048 or req.block % 16:
+        raise ExportError("the export block size must be a multiple of 16 pixels, 16 to 2048")
+    zones_used = sorted({p.zone.name for p in parts})
+    plans = [(target, _grid_for(store, req, bounds, parts, zone_name))
+             for zone_name, target in _targets(req, zones_used)]
+    pixels = sum(g[2] * g[3] for _, g in plans)
+    if pixels > req.max_pixels:
+        raise ExtentError(f"the region is {pixels:,} pixels at this resolution, more than the limit of "
+                          f"{req.max_pixels:,}; choose a smaller region (or one file per zone)")
     pca = req.pca
     if req.kind == "pca" and pca is None:
         pca = _pca_for(store, req, cancel)
-    zones_used = sorted({p.zone.name for p in parts})
+    return Prepared(store, req, bands, pca, plans)
+
+
+def export(store: TesseraStore, req: ExportRequest, progress: Callable[[float], None] | None = None,
+           cancel: Callable[[], bool] | None = None) -> list[Path]:
+    """Write the GeoTIFF(s) for `req`; returns the paths written.
+
+    With `req.dask` (a scheduler address) or an output ending in .vrt, the export runs as
+    tasks that each write one tile (a COG), tied together by a VRT or mosaicked into the
+    output: see `cluster.export_tiles`."""
+    prep = prepare(store, req, cancel)
+    if req.dask or Path(req.out).suffix.lower() == ".vrt":
+        from .cluster import export_tiles
+
+        return export_tiles(prep, progress, cancel)
     written: list[Path] = []
     temps: list[Path] = []
     try:
-        plans = []
-        for zone_name, target in _targets(req, zones_used):
-            grid = _grid_for(store, req, bounds, parts, zone_name)
-            plans.append((target, grid))
-        if not 16 <= req.block <= 2048 or req.block % 16:
-            raise ExportError("the export block size must be a multiple of 16 pixels, 16 to 2048")
-        pixels = sum(g[2] * g[3] for _, g in plans)
-        if pixels > req.max_pixels:
-            raise ExtentError(f"the region is {pixels:,} pixels at this resolution, more than the limit of "
-                              f"{req.max_pixels:,}; choose a smaller region (or one file per zone)")
-        blocks = sum(len(list(_blocks(g, req.block))) for _, g in plans)
-        prog = _Progress(blocks * (2 if req.cog else 1), progress, cancel)
-        for target, grid in plans:
-            files = _write(store, req, grid, bands, pca, target, prog, temps)
-            written.extend(files)
+        prog = _Progress(prep.blocks() * (2 if req.cog else 1), progress, cancel)
+        for target, grid in prep.plans:
+            written.extend(_write(prep.store, req, grid, prep.bands, prep.pca, target, prog, temps))
         # All complete: move into place (an existing output is replaced only now).
         final = []
         for tmp, target in written:
@@ -328,10 +358,9 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
             "TESSERA_DATASET": str(store.attrs.get("tessera:dataset") or ""),
             "TESSERA_MODEL": str(store.attrs.get("tessera:model") or ""),
             "TESSERA_KIND": req.kind}
-    old_cache = gdal.GetCacheMax()
-    gdal.SetCacheMax(64 << 20)
     files: list[tuple[Path, Path]] = []
     datasets = []
+    _small_gdal_cache(gdal, +1)
     try:
         for out in outputs:
             fd, name = tempfile.mkstemp(prefix=f".{target.stem}{out.suffix}.", suffix=".tif.part",
@@ -390,7 +419,23 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
             except Exception:
                 pass
         datasets.clear()
-        gdal.SetCacheMax(old_cache)
+        _small_gdal_cache(gdal, -1)
+
+
+_CACHE_LOCK = threading.Lock()
+_CACHE_USERS = [0, 0]  # writers running, GDAL's cache size before the first
+
+
+def _small_gdal_cache(gdal, step: int) -> None:
+    """GDAL's block cache at 64 MB while any export writes (several may run in threads),
+    restored after the last: dirty tiles then leave for the file early instead of piling up."""
+    with _CACHE_LOCK:
+        if step > 0 and _CACHE_USERS[0] == 0:
+            _CACHE_USERS[1] = gdal.GetCacheMax()
+            gdal.SetCacheMax(64 << 20)
+        _CACHE_USERS[0] += step
+        if step < 0 and _CACHE_USERS[0] == 0:
+            gdal.SetCacheMax(_CACHE_USERS[1])
 
 
 def _release_memory() -> None:
@@ -457,4 +502,4 @@ def _to_cog(src: Path, req: ExportRequest, prog: _Progress, temps: list[Path]) -
     return dst
 
 
-__all__ = ["ExportRequest", "export", "KINDS", "public_url"]
+__all__ = ["ExportRequest", "Prepared", "export", "prepare", "KINDS", "public_url"]

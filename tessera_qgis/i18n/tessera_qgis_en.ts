@@ -357,7 +357,17 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="37"/>
+        <location filename="../options.py" line="39"/>
+        <source>Exports run as tasks on this Dask cluster (needs the dask and distributed packages here and on the cluster). Empty: on this computer.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="41"/>
+        <source>Dask scheduler for exports</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="42"/>
         <source>Proxy and SSL settings come from Settings &gt; Options &gt; Network.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -422,247 +432,257 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraProcessing</name>
     <message>
-        <location filename="../processing_provider.py" line="39"/>
+        <location filename="../processing_provider.py" line="40"/>
         <source>Give a store: a saved connection's name, a URL or a folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="50"/>
+        <location filename="../processing_provider.py" line="57"/>
         <source>Embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="60"/>
+        <location filename="../processing_provider.py" line="67"/>
         <source>Store (a saved TESSERA connection, a URL or a folder)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="61"/>
+        <location filename="../processing_provider.py" line="68"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="65"/>
+        <location filename="../processing_provider.py" line="72"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="71"/>
+        <location filename="../processing_provider.py" line="78"/>
         <source>Give a region (an extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="78"/>
+        <location filename="../processing_provider.py" line="85"/>
         <source>Cancelled: nothing was written</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="95"/>
+        <location filename="../processing_provider.py" line="102"/>
         <source>Export embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="98"/>
+        <location filename="../processing_provider.py" line="105"/>
         <source>Export a region of a TESSERA store to GeoTIFF: float32 embeddings (all bands or some), PCA RGB, or int8 plus a scales file. The region is an extent or polygons (pixels outside them are nodata), optionally one file per polygon. The native UTM zone grid is used unless an output CRS is given; a region across zones can also be written as one file per zone.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="107"/>
+        <location filename="../processing_provider.py" line="114"/>
         <source>Polygons (instead of an extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="109"/>
+        <location filename="../processing_provider.py" line="116"/>
         <source>One file per polygon</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="110"/>
+        <location filename="../processing_provider.py" line="117"/>
         <source>Output</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="111"/>
+        <location filename="../processing_provider.py" line="118"/>
         <source>Bands (e.g. 1,2,3; empty: all)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="113"/>
+        <location filename="../processing_provider.py" line="120"/>
         <source>Output CRS (empty: the native UTM zone)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="115"/>
+        <location filename="../processing_provider.py" line="122"/>
         <source>One file per UTM zone</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="116"/>
+        <location filename="../processing_provider.py" line="123"/>
         <source>Cloud Optimized GeoTIFF</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="117"/>
+        <location filename="../processing_provider.py" line="125"/>
+        <source>Dask scheduler (e.g. tcp://host:8786; empty: this computer)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="128"/>
+        <source>Run the export as tasks on a Dask cluster: the workers read the store and write Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder beside it) tied by a VRT; a .tif output is mosaicked from them.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="132"/>
         <source>Output GeoTIFF</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="118"/>
+        <location filename="../processing_provider.py" line="133"/>
         <source>All files written</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="131"/>
+        <location filename="../processing_provider.py" line="146"/>
         <source>Bands must be numbers like 1,2,3</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="144"/>
+        <location filename="../processing_provider.py" line="160"/>
         <source>The polygon layer has no (selected) features</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="163"/>
+        <location filename="../processing_provider.py" line="179"/>
         <source>wrote {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="172"/>
+        <location filename="../processing_provider.py" line="188"/>
         <source>Similarity to a reference</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="175"/>
+        <location filename="../processing_provider.py" line="191"/>
         <source>Cosine similarity between every pixel of a region and a reference embedding: the pixel at a point, or the average over polygons.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="180"/>
+        <location filename="../processing_provider.py" line="196"/>
         <source>Reference point</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="182"/>
+        <location filename="../processing_provider.py" line="198"/>
         <source>Reference polygons (average)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="185"/>
+        <location filename="../processing_provider.py" line="201"/>
         <source>Similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="206"/>
+        <location filename="../processing_provider.py" line="222"/>
         <source>The reference polygons hold no embedding (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="211"/>
+        <location filename="../processing_provider.py" line="227"/>
         <source>Give a reference point or reference polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="214"/>
+        <location filename="../processing_provider.py" line="230"/>
         <source>There is no embedding at the reference point (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="229"/>
+        <location filename="../processing_provider.py" line="245"/>
         <source>Change between years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="232"/>
+        <location filename="../processing_provider.py" line="248"/>
         <source>Per-pixel cosine distance between two years' embeddings (0: the same, up to 2: opposite); nodata where either year has no data. High values show where the land changed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="237"/>
+        <location filename="../processing_provider.py" line="253"/>
         <source>Second year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="241"/>
+        <location filename="../processing_provider.py" line="257"/>
         <source>Change</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="249"/>
+        <location filename="../processing_provider.py" line="265"/>
         <source>Choose two different years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="275"/>
+        <location filename="../processing_provider.py" line="291"/>
         <source>Sample embeddings at points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="278"/>
+        <location filename="../processing_provider.py" line="294"/>
         <source>The same points with the 128 dequantised values of their pixel (A001 to A128), its scale and a valid flag (0 where there is no data): a training table for classifiers.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="282"/>
+        <location filename="../processing_provider.py" line="298"/>
         <source>Points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="285"/>
+        <location filename="../processing_provider.py" line="301"/>
         <source>Points with embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="290"/>
+        <location filename="../processing_provider.py" line="306"/>
         <source>Give a point layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="318"/>
+        <location filename="../processing_provider.py" line="334"/>
         <source>Classify from labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="321"/>
+        <location filename="../processing_provider.py" line="337"/>
         <source>The labelled points' embeddings train a k-nearest-neighbour classifier (cosine similarity); out come a class raster (class names in its QGIS style) and a confidence raster (the share of the k neighbours that agree).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="326"/>
+        <location filename="../processing_provider.py" line="342"/>
         <source>Labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="328"/>
+        <location filename="../processing_provider.py" line="344"/>
         <source>Class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="331"/>
+        <location filename="../processing_provider.py" line="347"/>
         <source>Neighbours (k)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="334"/>
+        <location filename="../processing_provider.py" line="350"/>
         <source>Classes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="335"/>
+        <location filename="../processing_provider.py" line="351"/>
         <source>Classes and confidence</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="344"/>
+        <location filename="../processing_provider.py" line="360"/>
         <source>Give a point layer and its class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="357"/>
+        <location filename="../processing_provider.py" line="373"/>
         <source>Need labelled points of at least two classes on valid pixels</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="358"/>
+        <location filename="../processing_provider.py" line="374"/>
         <source>{} labelled pixels, {} classes</source>
         <translation type="unfinished"></translation>
     </message>

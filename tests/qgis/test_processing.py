@@ -157,3 +157,48 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_export_on_a_dask_cluster_from_the_setting(processing, sample_store, sample_http, tmp_path):
+    """The scheduler set in Options > TESSERA becomes the algorithm's default; the workers
+    (processes on 127.0.0.1) write COG tiles tied by the VRT, equal to the local export."""
+    from distributed import LocalCluster
+
+    from tessera_qgis.settings import Settings
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, worker_dashboard_address=None) as cluster:
+        saved = Settings.load()
+        try:
+            s = Settings.load()
+            s.dask_scheduler = cluster.scheduler_address
+            s.save()
+            alg = QgsApplication.processingRegistry().createAlgorithmById("tessera:export")
+            assert alg.parameterDefinition("DASK").defaultValue() == cluster.scheduler_address
+            feedback = QgsProcessingFeedback()
+            steps = []
+            feedback.progressChanged.connect(steps.append)
+            params = {"STORE": sample_http.store_url, "YEAR": 2024, "EXTENT": EXTENT, "KIND": 0, "BANDS": "4,5",
+                      "DASK": cluster.scheduler_address, "OUTPUT": str(tmp_path / "c.vrt")}
+            res = processing.run("tessera:export", params, feedback=feedback)
+        finally:
+            saved.save()
+    local = processing.run("tessera:export", {**params, "DASK": "", "OUTPUT": str(tmp_path / "l.tif")})
+    assert res["OUTPUT"] == str(tmp_path / "c.vrt") and (tmp_path / "c.tiles").is_dir()
+    a, b = gdal.Open(local["OUTPUT"]).ReadAsArray(), gdal.Open(res["OUTPUT"]).ReadAsArray()
+    assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+    assert steps and max(steps) == 100
+
+
+def test_export_to_an_unreachable_cluster_says_so(processing, sample_http, tmp_path, monkeypatch):
+    from support.servers import free_port
+
+    from tessera_qgis.core import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2.0)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(QgsProcessingException, match="could not reach the Dask scheduler"):
+        processing.run("tessera:export", {"STORE": sample_http.store_url, "YEAR": 2024, "EXTENT": EXTENT,
+                                          "KIND": 0, "BANDS": "1", "DASK": address,
+                                          "OUTPUT": str(tmp_path / "x.tif")})
+    assert list(tmp_path.iterdir()) == []
