@@ -143,7 +143,7 @@ def prepare(store: TesseraStore, req: ExportRequest, cancel: Callable[[], bool] 
     if out.is_dir():
         raise ExportError(f"{out} is a folder; give a file name ending in .tif")
     if not os.access(out.parent, os.W_OK):
-        raise ExportError(f"cannot write to {out.parent}: permission denied")
+        raise ExportError(f"cannot write to {out.parent}: permission denied or a read-only file system")
     if str(out.resolve()).startswith(str(Path(store.url).resolve()) + os.sep) and "://" not in store.url:
         raise ExportError("the output path lies inside the store being read; choose another folder")
     if not 16 <= req.block <= 2048 or req.block % 16:

@@ -265,3 +265,20 @@ def test_two_exports_to_the_same_path_at_once(store, tmp_path):
     ds = gdal.Open(str(out))
     assert ds.RasterCount == 1 and ds.GetRasterBand(1).GetDescription() in ("A001", "A002")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["same.tif"], "one complete file, no temporaries"
+
+
+def test_an_unwritable_folder_is_refused_before_anything_is_written(store, tmp_path):
+    """Root ignores permission bits, so the folder is a read-only file system (a tmpfs mounted
+    read-only in the test environment's private mount namespace)."""
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+    try:
+        for out in ("x.tif", "x.vrt"):
+            with pytest.raises(ExportError, match="cannot write to .*ro"):
+                export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(ro / out), bands=[1]))
+        assert list(ro.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
