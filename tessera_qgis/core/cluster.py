@@ -157,7 +157,7 @@ def run_tile(store_or_spec, req, bands, pca, grid: tuple, folder: str, name: str
     prog = ex._Progress(1, None, cancel)
     temps: list[Path] = []
     try:
-        for tmp, final in ex._write(store, tile_req, grid, bands, pca, target, prog, temps):
+        for tmp, final in ex._write(store, tile_req, grid, bands, pca, target, prog, temps, overviews=False):
             prog.check()
             os.replace(tmp, final)
         return names
@@ -442,12 +442,16 @@ def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps:
                 progress(share + (1 - share) * (n + frac) / len(jobs))
             return 0 if (cancel is not None and cancel()) else 1
 
-        opts = [f"COMPRESS={req.compress}", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS"]
         if req.cog:
-            gdal.Translate(str(tif), str(vrt), format="COG", creationOptions=opts + ["OVERVIEWS=AUTO"], callback=cb)
+            gdal.Translate(str(tif), str(vrt), format="COG", creationOptions=ex.cog_options(req, len(o.names)),
+                           callback=cb)
         else:
-            gdal.Translate(str(tif), str(vrt), format="GTiff", callback=cb,
-                           creationOptions=opts + ["TILED=YES", f"BLOCKXSIZE={req.block}", f"BLOCKYSIZE={req.block}"])
+            opts = [f"COMPRESS={req.compress}", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS", "TILED=YES",
+                    f"BLOCKXSIZE={req.block}", f"BLOCKYSIZE={req.block}",
+                    "INTERLEAVE=BAND" if len(o.names) > 4 else "INTERLEAVE=PIXEL"]
+            if req.compress in ("DEFLATE", "ZSTD"):
+                opts.append("PREDICTOR=3" if o.dtype == gdal.GDT_Float32 else "PREDICTOR=2")
+            gdal.Translate(str(tif), str(vrt), format="GTiff", callback=cb, creationOptions=opts)
         if cancel is not None and cancel():
             raise Cancelled("export cancelled")
         os.chmod(tif, 0o666 & ~ex._UMASK)

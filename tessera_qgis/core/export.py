@@ -269,13 +269,19 @@ def _pca_for(store, req, cancel) -> PCA:
     return pca if pca is not None else fit_pca(store, req.bounds, req.crs, req.year, cancel=cancel)
 
 
-def _create(path: Path, width, height, count, dtype, crs, transform, compress, block):
+def _create(path: Path, width, height, count, dtype, crs, transform, compress, block, intermediate=False):
+    """A tiled GeoTIFF to write block by block. `intermediate`: only a step before the COG
+    conversion, so compressed fast (ZSTD level 1), not small."""
     gdal = _gdal()
     from osgeo import osr
 
+    if intermediate:
+        compress = "ZSTD"
     opts = ["TILED=YES", f"BLOCKXSIZE={block}", f"BLOCKYSIZE={block}", "BIGTIFF=IF_SAFER",
             f"COMPRESS={compress}", "NUM_THREADS=ALL_CPUS",
             "INTERLEAVE=PIXEL" if count <= 4 else "INTERLEAVE=BAND"]
+    if intermediate:
+        opts.append("ZSTD_LEVEL=1")
     if compress in ("DEFLATE", "ZSTD"):
         opts.append("PREDICTOR=3" if dtype == gdal.GDT_Float32 else "PREDICTOR=2")
     drv = gdal.GetDriverByName("GTiff")
@@ -366,7 +372,8 @@ class _BandGroups:
             yield g, dequantise(self.q[sel[0]:sel[-1] + 1] if whole else self.q[sel], self.scales)
 
 
-def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: list[Path]):
+def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: list[Path],
+           overviews: bool = True):
     gdal = _gdal()
     crs, transform, width, height, native = grid
     outputs, compute = _products(store, req, bands, pca)
@@ -385,7 +392,8 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
             tmp = Path(name)
             os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; an export is an ordinary file
             temps.append(tmp)
-            ds = _create(tmp, width, height, len(out.names), out.dtype, crs, transform, req.compress, req.block)
+            ds = _create(tmp, width, height, len(out.names), out.dtype, crs, transform, req.compress, req.block,
+                         intermediate=req.cog)
             for i, band_name in enumerate(out.names):
                 band = ds.GetRasterBand(i + 1)
                 band.SetDescription(band_name)
@@ -425,7 +433,7 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
         datasets.clear()
         for tmp, out in closed:
             if req.cog:
-                tmp = _to_cog(tmp, req, prog, temps)
+                tmp = _to_cog(tmp, req, prog, temps, len(out.names), overviews)
             files.append((tmp, target if not out.suffix else
                           target.with_name(f"{target.stem}{out.suffix}{target.suffix or '.tif'}")))
         return files
@@ -505,7 +513,21 @@ def _read_block(store, req, grid, r0, c0, h, w, cancel, year: int | None = None)
     return read_grid_quantised(store, year, crs, _block_transform(transform, r0, c0), w, h, cancel=cancel)
 
 
-def _to_cog(src: Path, req: ExportRequest, prog: _Progress, temps: list[Path]) -> Path:
+def cog_options(req: ExportRequest, count: int, overviews: bool = True) -> list[str]:
+    """COG creation options: band-interleaved beyond 4 bands (pixel-interleaved tiles of 128
+    bands are 128 MB each: the conversion took 3x longer and 1.2 GB), overviews by nearest
+    neighbour (embeddings are never blended)."""
+    opts = [f"COMPRESS={req.compress}", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS",
+            f"BLOCKSIZE={req.block}", f"OVERVIEWS={'AUTO' if overviews else 'NONE'}", "RESAMPLING=NEAREST"]
+    if count > 4:
+        opts.append("INTERLEAVE=BAND")
+    if req.compress in ("DEFLATE", "ZSTD", "LZW"):
+        opts.append("PREDICTOR=YES")
+    return opts
+
+
+def _to_cog(src: Path, req: ExportRequest, prog: _Progress, temps: list[Path], count: int,
+            overviews: bool = True) -> Path:
     gdal = _gdal()
     fd, name = tempfile.mkstemp(prefix=f".{src.stem}.cog.", suffix=".tif.part", dir=src.parent)
     os.close(fd)
@@ -515,9 +537,7 @@ def _to_cog(src: Path, req: ExportRequest, prog: _Progress, temps: list[Path]) -
     def cb(frac, _msg, _data):
         return 0 if (prog.cancel is not None and prog.cancel()) else 1
 
-    gdal.Translate(str(dst), str(src), format="COG",
-                   creationOptions=[f"COMPRESS={req.compress}", "BIGTIFF=IF_SAFER", "OVERVIEWS=AUTO"],
-                   callback=cb)
+    gdal.Translate(str(dst), str(src), format="COG", creationOptions=cog_options(req, count, overviews), callback=cb)
     prog.check()
     _remove(src)
     return dst
