@@ -7,10 +7,15 @@ adds the layer without touching the network.
 from __future__ import annotations
 
 from qgis.core import Qgis, QgsDataCollectionItem, QgsDataItemProvider, QgsErrorItem, QgsLayerItem
+from qgis.PyQt.QtCore import QCoreApplication
 
 from .core.connections import Connection
 from .core.layerspec import LayerSpec
 from .settings import all_connections, resolve_url
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("TesseraBrowser", text)
 
 
 def _icon():
@@ -61,12 +66,12 @@ class YearItem(QgsDataCollectionItem):
         first = zones[0]
         spec = LayerSpec(url=self.url, year=self.year, pca="global", crs=first.crs,
                          extent=data_extent(self.store, first.crs), **options)
-        items.append(QgsLayerItem(self, "PCA, all zones", f"{self.path()}/pca", spec.to_uri(),
+        items.append(QgsLayerItem(self, tr("PCA, all zones"), f"{self.path()}/pca", spec.to_uri(),
                                   Qgis.BrowserLayerType.Raster, "tessera"))
         for zone in zones:
             spec = LayerSpec(url=self.url, year=self.year, pca="global", crs=zone.crs, zone=zone.name,
                              extent=tuple(zone.bounds()), **options)
-            items.append(QgsLayerItem(self, f"PCA, {zone.name} ({zone.crs})", f"{self.path()}/{zone.name}",
+            items.append(QgsLayerItem(self, tr("PCA, {} ({})").format(zone.name, zone.crs), f"{self.path()}/{zone.name}",
                                       spec.to_uri(), Qgis.BrowserLayerType.Raster, "tessera"))
         return items
 

@@ -5,9 +5,14 @@ import shlex
 import subprocess
 
 from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
+from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtWidgets import QMessageBox
 
 from .dependencies import install_command
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("TesseraMissing", text)
 
 
 class MissingDependenciesPlugin:
@@ -21,14 +26,14 @@ class MissingDependenciesPlugin:
         return " ".join(shlex.quote(part) for part in install_command())
 
     def initGui(self) -> None:  # noqa: N802
-        text = ("The TESSERA plugin needs Python packages that this QGIS does not have:\n\n  - "
-                + "\n  - ".join(self.problems)
-                + "\n\nInstall them with this command (then restart QGIS):\n\n" + self.command_text())
+        text = tr("The TESSERA plugin needs Python packages that this QGIS does not have:\n\n  - {}\n\n"
+                  "Install them with this command (then restart QGIS):\n\n{}").format(
+            "\n  - ".join(self.problems), self.command_text())
         QgsMessageLog.logMessage(text, "TESSERA", Qgis.MessageLevel.Warning)
         parent = self.iface.mainWindow() if self.iface is not None else None
-        box = QMessageBox(QMessageBox.Icon.Warning, "TESSERA: packages missing", text,
+        box = QMessageBox(QMessageBox.Icon.Warning, tr("TESSERA: packages missing"), text,
                           QMessageBox.StandardButton.Close, parent)
-        self.install_button = box.addButton("Install now", QMessageBox.ButtonRole.AcceptRole)
+        self.install_button = box.addButton(tr("Install now"), QMessageBox.ButtonRole.AcceptRole)
         self.install_button.clicked.connect(self.install)
         box.setModal(False)
         box.show()  # not exec(): QGIS keeps running
@@ -47,14 +52,14 @@ class MissingDependenciesPlugin:
         def finished(exception, result=None):
             bar = self.iface.messageBar() if self.iface is not None else None
             if exception is None:
-                msg, level = "Packages installed: restart QGIS to use the TESSERA plugin.", Qgis.MessageLevel.Success
+                msg, level = tr("Packages installed: restart QGIS to use the TESSERA plugin."), Qgis.MessageLevel.Success
             else:
-                msg, level = f"Installing the packages failed: {exception}", Qgis.MessageLevel.Critical
+                msg, level = tr("Installing the packages failed: {}").format(exception), Qgis.MessageLevel.Critical
             QgsMessageLog.logMessage(msg, "TESSERA", level)
             if bar is not None:
                 bar.pushMessage("TESSERA", msg, level, 0)
 
-        self.task = QgsTask.fromFunction("Install TESSERA plugin packages", run, on_finished=finished)
+        self.task = QgsTask.fromFunction(tr("Install TESSERA plugin packages"), run, on_finished=finished)
         QgsApplication.taskManager().addTask(self.task)
 
     def unload(self) -> None:

@@ -22,7 +22,7 @@ from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsDataProvider, QgsM
                        QgsProviderRegistry, QgsRasterBandStats, QgsRasterBlock, QgsRasterDataProvider,
                        QgsRasterIdentifyResult, QgsRectangle)
 from qgis.PyQt import sip
-from qgis.PyQt.QtCore import QByteArray, QObject
+from qgis.PyQt.QtCore import QByteArray, QCoreApplication, QObject
 
 from .core.errors import Cancelled, ExtentError, TesseraError
 from .core.layerspec import LayerSpec, decode_pca, decode_vector
@@ -31,6 +31,10 @@ from .core.region import grid_reduce, project_grid, similarity_grid, transformer
 from .core.sources import StoreOptions  # noqa: F401 (type of store_options)
 from .core.store import TesseraStore, open_store
 from .log import log, report
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("TesseraProvider", text)
 
 PROVIDER_KEY = "tessera"
 DESCRIPTION = "TESSERA embeddings (Zarr v3)"
@@ -361,7 +365,7 @@ class TesseraProvider(QgsRasterDataProvider):
             except ExtentError as exc:
                 if "budget" in str(exc):
                     self.state.over_budget = True
-                    report("TESSERA", "Zoom in to see the embeddings: " + str(exc),
+                    report("TESSERA", tr("Zoom in to see the embeddings: {}").format(exc),
                            Qgis.MessageLevel.Info)
                     return self._nodata_block(width, height)
                 raise
@@ -377,7 +381,7 @@ class TesseraProvider(QgsRasterDataProvider):
             text = str(exc) if isinstance(exc, TesseraError) else f"{type(exc).__name__}: {exc}"
             self.state.last_error = text
             log("drawing failed: " + traceback.format_exc(), Qgis.MessageLevel.Critical)
-            report("TESSERA", f"Some of the layer could not be drawn: {text}", Qgis.MessageLevel.Warning)
+            report("TESSERA", tr("Some of the layer could not be drawn: {}").format(text), Qgis.MessageLevel.Warning)
             if feedback is not None:
                 feedback.appendError(text)
             return self._nodata_block(width, height)

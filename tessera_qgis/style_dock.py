@@ -171,7 +171,7 @@ class StyleDock(QgsDockWidget):
                 out.append(tuple(np.percentile(v, [2, 98]).tolist()) if v.size else (-2.5, 2.5))
             return out
 
-        self.last_task = run_task("TESSERA stretch", work, self._apply_ranges)
+        self.last_task = run_task(tr("TESSERA stretch"), work, self._apply_ranges)
 
     def _apply_ranges(self, ranges) -> None:
         if self.layer is None:

@@ -12,12 +12,16 @@ import numpy as np
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY,
                        QgsProject, QgsRasterLayer, QgsRectangle, QgsTask, QgsWkbTypes)
 from qgis.gui import QgsMapToolEmitPoint, QgsRubberBand
-from qgis.PyQt.QtCore import QPoint, pyqtSignal
+from qgis.PyQt.QtCore import QCoreApplication, QPoint, pyqtSignal
 from qgis.PyQt.QtGui import QColor
 
 from .core.layerspec import LayerSpec
 from .log import log, report
 from .provider import PROVIDER_KEY, shared_store, state_for
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("TesseraTools", text)
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 
@@ -37,8 +41,8 @@ def tessera_layer(iface) -> QgsRasterLayer | None:
 
 
 def to_lonlat(canvas, point: QgsPointXY) -> QgsPointXY:
-    tr = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), WGS84, QgsProject.instance())
-    return tr.transform(point)
+    xform = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), WGS84, QgsProject.instance())
+    return xform.transform(point)
 
 
 def run_task(description: str, fn: Callable, done: Callable[[object], None],
@@ -52,7 +56,7 @@ def run_task(description: str, fn: Callable, done: Callable[[object], None],
             elif failed is not None:
                 failed(exception)
             else:
-                report("TESSERA", f"{description} failed: {exception}", Qgis.MessageLevel.Warning)
+                report("TESSERA", tr("{} failed: {}").format(description, exception), Qgis.MessageLevel.Warning)
         except Exception as exc:  # a slot must not raise either
             report("TESSERA", f"{description}: {exc}", Qgis.MessageLevel.Warning)
 
@@ -142,14 +146,14 @@ class SimilarityController:
     def start(self, point: QgsPointXY | None = None, rect: QgsRectangle | None = None) -> None:
         layer = tessera_layer(self.iface)
         if layer is None:
-            report("TESSERA", "Add a TESSERA layer first, then click on it to search for similar pixels.",
+            report("TESSERA", tr("Add a TESSERA layer first, then click on it to search for similar pixels."),
                    Qgis.MessageLevel.Info)
             return
         canvas = self.iface.mapCanvas()
         spec = LayerSpec.from_uri(layer.source())
-        tr = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), WGS84, QgsProject.instance())
-        p = tr.transform(point) if point is not None else None
-        r = tr.transformBoundingBox(rect) if rect is not None else None
+        xform = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), WGS84, QgsProject.instance())
+        p = xform.transform(point) if point is not None else None
+        r = xform.transformBoundingBox(rect) if rect is not None else None
 
         def work():
             from .layers import prepare_layer
@@ -170,7 +174,7 @@ class SimilarityController:
             self.last_layer = new
             log(f"similarity layer added: {new.name()}")
 
-        self.last_task = run_task("TESSERA similarity", work, done)
+        self.last_task = run_task(tr("TESSERA similarity"), work, done)
 
 
 class InspectorController:
@@ -186,7 +190,7 @@ class InspectorController:
     def start(self, point: QgsPointXY) -> None:
         layer = tessera_layer(self.iface)
         if layer is None:
-            report("TESSERA", "Add a TESSERA layer first, then click on it to inspect a pixel.",
+            report("TESSERA", tr("Add a TESSERA layer first, then click on it to inspect a pixel."),
                    Qgis.MessageLevel.Info)
             return
         spec = LayerSpec.from_uri(layer.source())
@@ -200,7 +204,7 @@ class InspectorController:
             self.dock.add(px)
             self.dock.show()
 
-        self.last_task = run_task("TESSERA pixel", work, done)
+        self.last_task = run_task(tr("TESSERA pixel"), work, done)
 
 
 class RegionController:
@@ -219,15 +223,15 @@ class RegionController:
         from qgis.PyQt.QtWidgets import QMenu
 
         menu = QMenu(self.iface.mapCanvas())
-        menu.addAction("Fit PCA colours to this region").triggered.connect(lambda: self.fit_pca_here(rect))
-        menu.addAction("Export this region…").triggered.connect(lambda: self.export_here(rect))
+        menu.addAction(tr("Fit PCA colours to this region")).triggered.connect(lambda: self.fit_pca_here(rect))
+        menu.addAction(tr("Export this region…")).triggered.connect(lambda: self.export_here(rect))
         self.last_menu = menu
         menu.popup(QCursor.pos())
 
     def fit_pca_here(self, rect: QgsRectangle) -> None:
         layer = tessera_layer(self.iface)
         if layer is None or LayerSpec.from_uri(layer.source()).pca is None:
-            report("TESSERA", "Select a TESSERA PCA layer, then drag a region to fit its colours to.",
+            report("TESSERA", tr("Select a TESSERA PCA layer, then drag a region to fit its colours to."),
                    Qgis.MessageLevel.Info)
             return
         self.last_task = fit_pca_to(self.iface, layer, rect, self.iface.mapCanvas().mapSettings().destinationCrs())
@@ -281,7 +285,7 @@ def fit_pca_to(iface, layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordin
         if on_done is not None:
             on_done()
 
-    return run_task("TESSERA PCA fit", work, done)
+    return run_task(tr("TESSERA PCA fit"), work, done)
 
 
 def as_csv(clicks: list[dict]) -> str:

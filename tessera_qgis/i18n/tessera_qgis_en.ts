@@ -2,6 +2,19 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="en" sourcelanguage="en">
 <context>
+    <name>TesseraBrowser</name>
+    <message>
+        <location filename="../browser.py" line="69"/>
+        <source>PCA, all zones</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../browser.py" line="74"/>
+        <source>PCA, {} ({})</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
     <name>TesseraDialog</name>
     <message>
         <location filename="../dialog.py" line="51"/>
@@ -311,6 +324,45 @@
     <message>
         <location filename="../inspector.py" line="102"/>
         <source>no data</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraMissing</name>
+    <message>
+        <location filename="../missing.py" line="29"/>
+        <source>The TESSERA plugin needs Python packages that this QGIS does not have:
+
+  - {}
+
+Install them with this command (then restart QGIS):
+
+{}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../missing.py" line="34"/>
+        <source>TESSERA: packages missing</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../missing.py" line="36"/>
+        <source>Install now</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../missing.py" line="55"/>
+        <source>Packages installed: restart QGIS to use the TESSERA plugin.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../missing.py" line="57"/>
+        <source>Installing the packages failed: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../missing.py" line="62"/>
+        <source>Install TESSERA plugin packages</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -688,6 +740,19 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
     </message>
 </context>
 <context>
+    <name>TesseraProvider</name>
+    <message>
+        <location filename="../provider.py" line="368"/>
+        <source>Zoom in to see the embeddings: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../provider.py" line="384"/>
+        <source>Some of the layer could not be drawn: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
     <name>TesseraStyleDock</name>
     <message>
         <location filename="../style_dock.py" line="31"/>
@@ -763,6 +828,59 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
     <message>
         <location filename="../style_dock.py" line="68"/>
         <source>Min / max</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="174"/>
+        <source>TESSERA stretch</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraTools</name>
+    <message>
+        <location filename="../tools.py" line="59"/>
+        <source>{} failed: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="149"/>
+        <source>Add a TESSERA layer first, then click on it to search for similar pixels.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="177"/>
+        <source>TESSERA similarity</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="193"/>
+        <source>Add a TESSERA layer first, then click on it to inspect a pixel.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="207"/>
+        <source>TESSERA pixel</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="226"/>
+        <source>Fit PCA colours to this region</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="227"/>
+        <source>Export this region…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="234"/>
+        <source>Select a TESSERA PCA layer, then drag a region to fit its colours to.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="288"/>
+        <source>TESSERA PCA fit</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
