@@ -841,10 +841,11 @@ def _md_cluster(cl: dict) -> list[str]:
     shard_px = 4096 * 4096
     lines += ["", f"Stored data: {cl['stored_bytes_per_px']:.0f} bytes per pixel (embeddings and scales, compressed), "
               f"so a production 4096 px shard is about {cl['stored_bytes_per_px'] * shard_px / 2**30:.2f} GiB to read "
-              f"and {shard_px * 512 / 2**30:.0f} GiB of float32 to write. At the best per-worker rate measured "
-              f"({best:.3f} Mpx/s), one shard takes a worker about {shard_px / best / 1e6 / 60:.0f} min; a country of "
-              "240,000 km2 (2.4 G px, about 145 shards of land) takes 100 such workers about "
-              f"{2.4e9 / (best * 1e6 * 100) / 3600:.1f} h.", ""]
+              f"and {shard_px * 512 / 2**30:.0f} GiB of float32 to write. At the best rate measured per worker "
+              f"({best:.3f} Mpx/s for a worker with {cl['cpus']} cores), one shard takes a worker about "
+              f"{shard_px / best / 1e6 / 60:.0f} min; a country of 240,000 km2 (2.4 G px, about 145 shards of land) "
+              f"is about {2.4e9 / best / 1e6 / 3600:.1f} worker-hours, about {2.4e9 / (best * 1e6 * 100) / 60:.0f} min "
+              f"on 100 such workers, and {2.4e9 * 512 / 2**40:.1f} TiB of float32 GeoTIFF before compression.", ""]
     return lines
 
 
