@@ -136,9 +136,11 @@ def _worker_store(spec: StoreSpec):
 
 
 def run_tile(store_or_spec, req, bands, pca, grid: tuple, folder: str, name: str,
-             cancel: Callable[[], bool] | None = None) -> list[str]:
+             cancel: Callable[[], bool] | None = None,
+             progress: Callable[[float], None] | None = None) -> list[str]:
     """Write one tile (each of the export's outputs) into `folder`; returns the file names.
-    Idempotent: a tile already complete (renamed into place) is not written again."""
+    Idempotent: a tile already complete (renamed into place) is not written again.
+    `progress(fraction)` after each block of the tile."""
     from . import export as ex
     from .region import ZonePart
 
@@ -154,7 +156,7 @@ def run_tile(store_or_spec, req, bands, pca, grid: tuple, folder: str, name: str
     if all((target.parent / n).exists() for n in names):
         return names
     tile_req = dataclasses.replace(req, cog=True)
-    prog = ex._Progress(1, None, cancel)
+    prog = ex._Progress(len(list(ex._blocks(grid, req.block))), progress, cancel)
     temps: list[Path] = []
     try:
         for tmp, final in ex._write(store, tile_req, grid, bands, pca, target, prog, temps, overviews=False):
@@ -184,19 +186,32 @@ def export_tiles(prep, progress: Callable[[float], None] | None = None,
     work = Path(tempfile.mkdtemp(prefix=f".{out.stem}.tiles.", suffix=".part", dir=out.parent))
     os.chmod(work, 0o755)
     share = 1.0 if as_vrt else 0.8
-    done_tiles = [0]
+    fractions: dict[str, float] = {}  # tile name -> how much of it is written
+    shown = [0.0]
+    lock = threading.Lock()
 
-    def tile_done() -> None:
-        done_tiles[0] += 1
-        if progress is not None:
-            progress(share * done_tiles[0] / max(len(tiles), 1))
+    def tile_progress(name: str, frac: float) -> None:
+        """Record a tile's progress (from any thread); reported by report_progress()."""
+        with lock:
+            fractions[name] = max(fractions.get(name, 0.0), frac)
+
+    def report_progress() -> None:
+        with lock:
+            value = share * sum(fractions.values()) / max(len(tiles), 1)
+        if progress is not None and value > shown[0]:
+            shown[0] = value
+            progress(value)
+
+    def tile_done(name: str) -> None:
+        tile_progress(name, 1.0)
+        report_progress()
 
     temps: list[Path] = []
     try:
         if req.dask:
-            _run_dask(prep, tiles, work, token, tile_done, cancel)
+            _run_dask(prep, tiles, work, token, tile_progress, report_progress, tile_done, cancel)
         else:
-            _run_local(prep, tiles, work, tile_done, cancel)
+            _run_local(prep, tiles, work, tile_progress, report_progress, tile_done, cancel)
         for leftover in work.glob("*.part"):  # attempts of a lost worker
             leftover.unlink()
         return _finish(prep, tiles, work, out, as_vrt, temps, progress, share, cancel)
@@ -213,16 +228,21 @@ def export_tiles(prep, progress: Callable[[float], None] | None = None,
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _run_local(prep, tiles: list[Tile], work: Path, tile_done, cancel) -> None:
+def _run_local(prep, tiles: list[Tile], work: Path, tile_progress, report_progress, tile_done, cancel) -> None:
     with ThreadPoolExecutor(LOCAL_TILE_THREADS, thread_name_prefix="tessera-tile") as pool:
-        pending = {pool.submit(run_tile, prep.store, prep.req, prep.bands, prep.pca,
-                               t.grid(prep.plans[t.plan][1]), str(work), t.name, cancel) for t in tiles}
+        names = {}
+        for t in tiles:
+            fut = pool.submit(run_tile, prep.store, prep.req, prep.bands, prep.pca, t.grid(prep.plans[t.plan][1]),
+                              str(work), t.name, cancel, lambda f, n=t.name: tile_progress(n, f))
+            names[fut] = t.name
+        pending = set(names)
         try:
             while pending:
-                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                report_progress()
                 for fut in done:
                     fut.result()
-                    tile_done()
+                    tile_done(names[fut])
                 if cancel is not None and cancel():
                     raise Cancelled("export cancelled")
         except BaseException:
@@ -252,8 +272,29 @@ class _Canceller:
         return (_Canceller, (self.name,))
 
 
-def _dask_tile(spec, req, bands, pca, grid, folder, name, event_name):
-    return run_tile(spec, req, bands, pca, grid, folder, name, _Canceller(event_name))
+class _Reporter:
+    """progress() for a task on a worker: the tile's fraction as a worker event on the export's
+    topic (the client subscribes to it), at most five times a second."""
+
+    def __init__(self, topic: str, name: str) -> None:
+        self.topic, self.name, self.last = topic, name, 0.0
+
+    def __call__(self, frac: float) -> None:
+        now = time.monotonic()
+        if frac < 1.0 and now - self.last < 0.2:
+            return
+        self.last = now
+        try:
+            from distributed import get_worker
+
+            get_worker().log_event(self.topic, {"tile": self.name, "fraction": float(frac)})
+        except Exception:  # progress is a nicety: never fail a task over it
+            pass
+
+
+def _dask_tile(spec, req, bands, pca, grid, folder, name, event_name, topic=None):
+    reporter = _Reporter(topic, name) if topic else None
+    return run_tile(spec, req, bands, pca, grid, folder, name, _Canceller(event_name), reporter)
 
 
 def _secrets_plugin(token: str, secrets: dict):
@@ -296,7 +337,8 @@ def connect(address: str, timeout: float | None = None):
         raise ExportError(f"could not reach the Dask scheduler at {address}: {exc}") from None
 
 
-def _run_dask(prep, tiles: list[Tile], work: Path, token: str, tile_done, cancel) -> None:
+def _run_dask(prep, tiles: list[Tile], work: Path, token: str, tile_progress, report_progress, tile_done,
+              cancel) -> None:
     from .export import public_url
 
     if prep.store.offline:
@@ -327,6 +369,16 @@ def _run_dask(prep, tiles: list[Tile], work: Path, token: str, tile_done, cancel
         client.register_plugin(plugin, name=plugin.name)
         event_name = f"tessera-cancel-{token}"
         event = Event(event_name, client=client)
+        topic = f"tessera-progress-{token}"
+
+        def on_event(event) -> None:  # in the client's event loop: record only
+            msg = event[1] if isinstance(event, tuple) else event
+            try:
+                tile_progress(str(msg["tile"]), float(msg["fraction"]))
+            except (TypeError, KeyError, ValueError):
+                pass
+
+        client.subscribe_topic(topic, on_event)
         req = dataclasses.replace(prep.req, dask=None)
         keys = []
         futures = []
@@ -335,13 +387,14 @@ def _run_dask(prep, tiles: list[Tile], work: Path, token: str, tile_done, cancel
                 key = f"tessera-tile-{token}-{i}"
                 keys.append(key)
                 futures.append(client.submit(_dask_tile, spec, req, prep.bands, prep.pca,
-                                             t.grid(prep.plans[t.plan][1]), str(work), t.name, event_name,
+                                             t.grid(prep.plans[t.plan][1]), str(work), t.name, event_name, topic,
                                              key=key, pure=False, retries=0))
             pending = set(futures)
             while pending:
                 if cancel is not None and cancel():
                     raise Cancelled("export cancelled")
                 done = [f for f in pending if f.done()]
+                report_progress()
                 if not done:
                     time.sleep(0.2)
                 for fut in done:
@@ -353,13 +406,17 @@ def _run_dask(prep, tiles: list[Tile], work: Path, token: str, tile_done, cancel
                     if fut.status == "cancelled":
                         raise ExportError("the Dask cluster cancelled a task of the export")
                     fut.release()  # its result is the tile on disk: nothing to recompute if a worker goes
-                    tile_done()
+                    tile_done(tiles[int(str(fut.key).rsplit("-", 1)[1])].name)
         except BaseException:
             event.set()
             client.cancel(futures, force=True)
             _wait_idle(client, set(keys))
             raise
         finally:
+            try:
+                client.unsubscribe_topic(topic)
+            except Exception:
+                pass
             try:
                 client.unregister_worker_plugin(plugin.name)
             except Exception:  # a scheduler gone away: its workers' memory goes with it

@@ -291,3 +291,18 @@ def test_command_line_dask_export(sample_store, dask_cluster, tmp_path):
     st = open_store(sample_store)
     ref = export(st, ExportRequest(BBOX, "EPSG:4326", 2025, str(tmp_path / "ref.tif"), bands=[9]))[0]
     assert np.array_equal(_read(ref), _read(out), equal_nan=True)
+
+
+@pytest.mark.parametrize("where", ["threads", "dask"])
+def test_progress_moves_within_a_task(slow_store, dask_cluster, tmp_path, where):
+    """One big task: progress still moves block by block, as in a local export."""
+    store = slow_store
+    steps = []
+    req = ExportRequest(BBOX, "EPSG:4326", 2024, str(tmp_path / "one.vrt"), bands=[1, 2], tile=1024, block=64,
+                        dask=dask_cluster.scheduler_address if where == "dask" else None)
+    prep = prepare(store, req)
+    assert len(cluster.plan_tiles(prep, 1024)) == 1
+    export(store, req, progress=steps.append)
+    inside = [v for v in steps if 0 < v < 1]
+    assert len(inside) >= 2, steps
+    assert steps == sorted(steps) and steps[-1] == 1.0
