@@ -65,10 +65,13 @@ def test_options_page_edits_the_settings():
     page.concurrency.setValue(12)
     page.default_year.setValue(2025)
     page.cache_dir.setFilePath("/tmp/tessera-opt-cache")
+    page.dask.setText(" tcp://127.0.0.1:8786 ")
     page.apply()
     try:
         s = Settings.load()
         assert (s.concurrency, s.default_year, s.cache_dir) == (12, 2025, "/tmp/tessera-opt-cache")
+        assert s.dask_scheduler == "tcp://127.0.0.1:8786"
         assert TesseraOptionsPage().concurrency.value() == 12
+        assert TesseraOptionsPage().dask.text() == "tcp://127.0.0.1:8786"
     finally:
         Settings().save()
