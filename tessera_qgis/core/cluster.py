@@ -144,6 +144,12 @@ def run_tile(store_or_spec, req, bands, pca, grid: tuple, folder: str, name: str
     from . import export as ex
     from .region import ZonePart
 
+    if not Path(folder).is_dir():
+        import socket
+
+        raise ExportError(f"the tiles folder {folder} cannot be reached from {socket.gethostname()}: a cluster "
+                          "export writes into the output's folder, which the workers and this computer must "
+                          "share (the same path on a shared file system)")
     store = _worker_store(store_or_spec) if isinstance(store_or_spec, StoreSpec) else store_or_spec
     crs, transform, width, height, native = grid
     if native is not None:

@@ -102,6 +102,15 @@ def test_a_finished_tile_is_not_written_again(store, tmp_path):
     assert _left(tmp_path) == names  # no temporary files
 
 
+def test_a_worker_without_the_shared_folder_says_so(store, tmp_path):
+    prep = prepare(store, ExportRequest(BBOX, "EPSG:4326", 2024, str(tmp_path / "x.vrt"), block=128))
+    tile = cluster.plan_tiles(prep, 128)[0]
+    with pytest.raises(ExportError, match="cannot be reached from .*share"):
+        cluster.run_tile(prep.store, prep.req, prep.bands, prep.pca, tile.grid(prep.plans[0][1]),
+                         str(tmp_path / "not-here"), tile.name)
+    assert _left(tmp_path) == []
+
+
 @pytest.mark.parametrize("kind, region, extra", [
     ("float32", BBOX, {"bands": [1, 5, 128]}),
     ("int8", ACROSS, {"dst_crs": "EPSG:3857"}),
