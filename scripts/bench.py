@@ -380,6 +380,21 @@ def worker_pixel(p: dict) -> dict:
     return out
 
 
+def worker_pixel_cli(p: dict) -> dict:
+    """Open + one pixel as the command line's `pixel` does it: open_store(pixel=...) lets the
+    store fetch the zone's `time` with zarr.json, and the pixel while other zones load."""
+    preload()
+    from tessera_qgis.core.store import open_store
+
+    lon, lat = p["lonlat"]
+    t0 = time.perf_counter()
+    store = open_store(p["url"], pixel=(lon, lat, YEAR))
+    px = store.pixel(lon, lat, YEAR)
+    secs = time.perf_counter() - t0
+    phase("open_pixel", seconds=secs)
+    return {"seconds": secs, "row": px["row"], "col": px["col"], "valid": px["valid"], "embedding": px["embedding"]}
+
+
 def worker_pca(p: dict) -> dict:
     import numpy as np
 
@@ -451,7 +466,7 @@ def worker_cluster(p: dict) -> dict:
 
 
 WORKERS = {"ours": worker_ours, "zarr": worker_zarr, "gdal": worker_gdal, "pixel": worker_pixel,
-           "pca": worker_pca, "export": worker_export,
+           "pca": worker_pca, "export": worker_export, "pixel_cli": worker_pixel_cli,
            "cluster": worker_cluster}
 
 
@@ -632,11 +647,16 @@ def bench_pixel(store: Path, win: dict) -> dict:
     with RangeHTTPServer(store, latency=0.03) as server:
         r = run_worker("pixel", {"url": server.url, "lonlat": px["lonlat"],
                                  "neighbour_lonlat": px["neighbour_lonlat"]}, server)
+        cli = [run_worker("pixel_cli", {"url": server.url, "lonlat": px["lonlat"]}, server) for _ in range(5)]
     ph, done = r["phases"], r["done"]
+    cli_s = sorted(c["done"]["seconds"] for c in cli)
+    for c in cli:
+        done[f"cli{id(c)}"] = c["done"]
     # The right pixels, with the right values.
     g = zarr.open_group(str(store), mode="r")[ZONE]
-    for name, (row, col) in (("cold", (px["row"], px["col"])), ("warm_neighbour", (px["row"], px["col"] + 1)),
-                             ("warm_same", (px["row"], px["col"]))):
+    checks = [("cold", (px["row"], px["col"])), ("warm_neighbour", (px["row"], px["col"] + 1)),
+              ("warm_same", (px["row"], px["col"]))] + [(f"cli{id(c)}", (px["row"], px["col"])) for c in cli]
+    for name, (row, col) in checks:
         got = done[name]
         if (got["row"], got["col"]) != (row, col) or not got["valid"]:
             raise SystemExit(f"pixel lookup {name}: got row/col {got['row']}/{got['col']}, expected {row}/{col}")
@@ -654,6 +674,8 @@ def bench_pixel(store: Path, win: dict) -> dict:
         "warm_same_s": ph["warm_same"]["seconds"], "warm_same_requests": ph["warm_same"]["server"]["requests"],
         "cold_bytes": ph["cold"]["server"]["bytes"] + ph["open"]["server"]["bytes"],
         "import_s": ph["open"]["import_s"], "peak_rss_mb": done["peak_rss_mb"],
+        "cli_total_s": cli_s[len(cli_s) // 2], "cli_total_range_s": [cli_s[0], cli_s[-1]],
+        "cli_requests": cli[0]["phases"]["open_pixel"]["server"]["requests"],
     }
 
 
@@ -756,7 +778,10 @@ def _window_checks(res: dict) -> list[tuple]:
 
 def _pixel_checks(px: dict) -> list[tuple]:
     return [
-        ("pixel cold @30 ms, open + lookup", f"{px['cold_total_s'] * 1000:.0f} ms",
+        ("pixel cold @30 ms, open + lookup (command line: open_store(pixel=...) + pixel(), median of 5)",
+         f"{px['cli_total_s'] * 1000:.0f} ms", f"<= {TARGETS['pixel_cold_30ms_s'] * 1000:.0f} ms",
+         px["cli_total_s"] <= TARGETS["pixel_cold_30ms_s"]),
+        ("pixel cold @30 ms, open_store() then pixel()", f"{px['cold_total_s'] * 1000:.0f} ms",
          f"<= {TARGETS['pixel_cold_30ms_s'] * 1000:.0f} ms", px["cold_total_s"] <= TARGETS["pixel_cold_30ms_s"]),
         ("pixel cold @30 ms, lookup only", f"{px['cold_pixel_s'] * 1000:.0f} ms",
          f"<= {TARGETS['pixel_cold_30ms_s'] * 1000:.0f} ms", px["cold_pixel_s"] <= TARGETS["pixel_cold_30ms_s"]),
@@ -809,7 +834,10 @@ def _md_pixel(px: dict) -> list[str]:
             f"{px['open_requests'] + px['cold_requests']} |",
             f"| pixel, warm (neighbour, same chunk) | {px['warm_neighbour_s'] * 1000:.2f} | "
             f"{px['warm_neighbour_requests']} |",
-            f"| pixel, warm (same pixel) | {px['warm_same_s'] * 1000:.2f} | {px['warm_same_requests']} |", ""]
+            f"| pixel, warm (same pixel) | {px['warm_same_s'] * 1000:.2f} | {px['warm_same_requests']} |",
+            f"| open_store(pixel=...) + pixel, cold (the command line's way; median of 5, "
+            f"{px['cli_total_range_s'][0] * 1000:.0f}-{px['cli_total_range_s'][1] * 1000:.0f}) | "
+            f"{px['cli_total_s'] * 1000:.1f} | {px['cli_requests']} |", ""]
 
 
 def _md_pca(pc: dict) -> list[str]:

@@ -149,7 +149,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_pixel(args: argparse.Namespace) -> int:
-    res = _open(args).pixel(args.lon, args.lat, args.year)
+    from .core.store import open_store
+
+    # Opened for this pixel: its zone's years come with zarr.json (one round trip less).
+    store = open_store(args.store, _options(args), pixel=(args.lon, args.lat, args.year))
+    res = store.pixel(args.lon, args.lat, args.year)
     if args.json:
         print(json.dumps(res))
     elif res["zone"] is None:

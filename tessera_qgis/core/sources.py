@@ -167,6 +167,12 @@ class Source:
     def get(self, key: str) -> bytes:
         raise NotImplementedError
 
+    def speculate(self, keys: list[str]) -> None:
+        """Start fetching objects that will probably be asked for soon (remote sources only)."""
+
+    def forget_speculation(self) -> None:
+        """Drop what speculate() fetched and nobody asked for."""
+
     def get_suffix(self, key: str, nbytes: int) -> bytes:
         raise NotImplementedError
 
@@ -260,6 +266,21 @@ class FsspecSource(Source):
         self.url = url
         self.concurrency = max(1, concurrency)
         self.can_list = can_list
+        self._speculative: dict[str, object] = {}  # key -> concurrent Future of its bytes
+
+    def speculate(self, keys: list[str]) -> None:
+        """Start fetching objects that will probably be asked for soon (one round trip saved
+        when they are); get() takes them. A guess that misses costs one small request."""
+        import asyncio
+
+        for key in keys:
+            if key not in self._speculative:
+                self._speculative[key] = asyncio.run_coroutine_threadsafe(self._cat(key, None, None), self.fs.loop)
+
+    def forget_speculation(self) -> None:
+        for fut in self._speculative.values():
+            fut.cancel()
+        self._speculative.clear()
 
     def _full(self, key: str) -> str:
         return f"{self.root}/{key}"
@@ -270,8 +291,15 @@ class FsspecSource(Source):
         return fsspec.asyn.sync(self.fs.loop, coro_fn, *args)
 
     def get(self, key: str) -> bytes:
-        data = self._sync(self._cat, key, None, None)
-        return data
+        fut = self._speculative.pop(key, None)
+        if fut is not None:
+            try:
+                return fut.result()
+            except FileNotFoundError:
+                raise
+            except Exception:  # a failed guess is asked again, with the usual retries and messages
+                pass
+        return self._sync(self._cat, key, None, None)
 
     def get_suffix(self, key: str, nbytes: int) -> bytes:
         return self._sync(self._cat, key, -nbytes, None)

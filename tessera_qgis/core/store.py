@@ -8,6 +8,7 @@ year, embeddings (y, x, band)) are read.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -252,7 +253,8 @@ class TesseraStore:
     """An opened TESSERA store. Thread-safe for reads; cheap to share between clones."""
 
     def __init__(self, url: str, options: StoreOptions, source: Source, root_meta: dict,
-                 disk: DiskCache | None = None) -> None:
+                 disk: DiskCache | None = None, pixel_hint: tuple[float, float, int] | None = None) -> None:
+        self._pixel_hint = pixel_hint
         self.url = url
         self.options = options
         self.source = source
@@ -340,13 +342,38 @@ class TesseraStore:
                 raise NotTessera(f"{self.url}: {zone.name} has a time axis but no 'time' coordinate array")
             reader = ArrayReader(self.source, key, metas[key], self.caches, self._zarr_array)
             values = reader.read_all().astype(int).tolist()
-            return {int(v): i for i, v in enumerate(values)}
+            years = {int(v): i for i, v in enumerate(values)}
+            self._prefetch_pixel(zone, years)
+            return years
 
         for zone, years in zip(self.zones.values(), TASK_POOL.map(years_of, list(self.zones.values()))):
             zone.years = years
         if not self.years:
             raise NotTessera(f"{self.url}: cannot tell which year the data is for (no time axis, no year "
                              "attribute and no year in the store name)")
+
+    def _prefetch_pixel(self, zone: Zone, years: dict) -> None:
+        """With a pixel hint for this zone: start reading the pixel while the other zones'
+        years load (pixel() then finds its indexes and chunks cached or in flight)."""
+        if self._pixel_hint is None:
+            return
+        lon, lat, year = self._pixel_hint
+        if not (math.isfinite(lon) and math.isfinite(lat)) or not -80 <= lat <= 84:
+            return
+        if zone.number != zone_of_lon(lon) or year not in years:
+            return
+        from .region import transformer
+
+        def read() -> None:
+            try:
+                x, y = transformer("EPSG:4326", zone.crs).transform(lon, lat)
+                row, col = zone.pixel_of(x, y)
+                probe = dataclasses.replace(zone, years=dict(years))
+                probe.read(year, (row, row + 1), (col, col + 1), skip_nodata=False)
+            except Exception:  # only a head start: pixel() reads (and reports) for itself
+                pass
+
+        threading.Thread(target=read, name="tessera-pixel-prefetch", daemon=True).start()
 
     def _single_year(self) -> int | None:
         for k in ("geoemb:year", "year", "tessera:year"):
@@ -529,27 +556,38 @@ def _parse_root(raw: bytes, url: str) -> dict:
     return meta
 
 
-def open_store(url: str | Path, options: StoreOptions | None = None) -> TesseraStore:
+def open_store(url: str | Path, options: StoreOptions | None = None,
+               pixel: tuple[float, float, int] | None = None) -> TesseraStore:
     """Open a TESSERA store at a local path, file://, http(s):// or s3:// URL.
 
     With ``options.cache_dir`` the store's metadata and every chunk read are kept on disk,
     so a store (and an area) seen once opens and reads without a network.
+    ``pixel=(lon, lat, year)``: the store is opened for that pixel's lookup. Its zone's `time`
+    coordinate is fetched together with zarr.json (guessing its default key), and the pixel's
+    shard indexes and chunks while the other zones' years load, so open + ``pixel()`` take
+    three round trips instead of four (five with several zones). A wrong guess only costs
+    one small request.
     Raises StoreNotFound, NotZarrV3, NotTessera or ReadError with a message for the user.
     """
     options = options or StoreOptions()
     url = str(url).strip()
     url = url.rstrip("/") if len(url) > 1 else url
     source = open_source(url, options)
+    if pixel is not None and math.isfinite(pixel[0]):
+        source.speculate([f"utm{zone_of_lon(pixel[0]):02d}/time/c/0"])
     folder = _cache_folder(options, url)
-    raw, offline = _fetch_root(source, url, folder)
-    meta = _parse_root(raw, url)
-    disk = None
-    if folder is not None:
-        import hashlib
+    try:
+        raw, offline = _fetch_root(source, url, folder)
+        meta = _parse_root(raw, url)
+        disk = None
+        if folder is not None:
+            import hashlib
 
-        disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}", options.cache_limit_bytes,
-                         Path(options.cache_dir).expanduser())
-    store = TesseraStore(url, options, source, meta, disk)
+            disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}", options.cache_limit_bytes,
+                             Path(options.cache_dir).expanduser())
+        store = TesseraStore(url, options, source, meta, disk, pixel_hint=pixel)
+    finally:
+        source.forget_speculation()
     store.offline = offline
     return store
 

@@ -221,3 +221,41 @@ def test_network_failures_have_a_kind(range_server, tmp_path):
     with pytest.raises(ReadError) as err:
         open_store(f"{slow.url}/s.zarr", StoreOptions(timeout=1))
     assert describe_failure(err.value)[0] == "timeout", err.value
+
+
+def test_open_for_a_pixel_fetches_its_zone_years_with_the_root(sample_store, range_server):
+    """open_store(pixel=...) asks for the zone's `time` together with zarr.json and reads the
+    pixel while the other zone's years load: the same requests as open + pixel, none twice.
+    (The time saved, a round trip, is measured by `make bench`.)"""
+    srv = range_server(sample_store.parent, latency=0.05)
+    url = f"{srv.url}/{sample_store.name}"
+    plain = open_store(url).pixel(0.02, 52.2, 2024)
+    plain_log = [r.path for r in srv.requests()]
+    srv.reset()
+    store = open_store(url, pixel=(0.02, 52.2, 2024))
+    px = store.pixel(0.02, 52.2, 2024)
+    log = srv.requests()
+    assert px == plain and px["valid"]
+    paths = [r.path for r in log]
+    assert sorted(paths) == sorted(plain_log), "the same requests as without the hint"
+    assert len(paths) == len(set((r.path, r.range) for r in log)), "nothing fetched twice"
+    # zarr.json and utm31's time come in the first round (everything else needs zarr.json).
+    first_two = {p.rsplit("/", 3)[-3:][-1] if "time" not in p else "time31" if "utm31" in p else "time30"
+                 for p in paths[:2]}
+    assert first_two == {"zarr.json", "time31"}, paths
+    ref = zarr.open_group(str(sample_store), mode="r")["utm31"]
+    assert px["scale"] == pytest.approx(float(ref["scales"][0, px["row"], px["col"]]))
+
+
+@pytest.mark.parametrize("hint", [(10.0, 45.0, 2024), (0.02, 52.2, 1999), (float("nan"), 52.2, 2024)])
+def test_a_pixel_hint_that_misses_changes_nothing(sample_store, sample_http, hint):
+    store = open_store(sample_http.store_url, pixel=hint)
+    assert store.years == [2024, 2025]
+    assert store.pixel(0.02, 52.2, 2024) == open_store(sample_http.store_url).pixel(0.02, 52.2, 2024)
+
+
+def test_a_pixel_hint_on_the_per_year_layout(per_year_store, range_server):
+    srv = range_server(per_year_store)
+    url = f"{srv.url}/2024.zarr"
+    lon, lat = 0.0, 52.2
+    assert open_store(url, pixel=(lon, lat, 2024)).pixel(lon, lat, 2024) == open_store(url).pixel(lon, lat, 2024)
