@@ -488,7 +488,7 @@ def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps:
         ds = gdal.BuildVRT(str(vrt), sources)
         if ds is None:
             raise ExportError(f"GDAL could not tie the tiles of {final.name} together")
-        _describe_vrt(ds, prep, o)
+        ex.describe(ds, prep.store, req, o)
         ds = None
         if as_vrt:  # the tiles folder gets its final name below: point the VRT there
             text = vrt.read_text(encoding="utf-8").replace(f">{work.name}/", f">{tiles_dir.name}/")
@@ -541,26 +541,6 @@ def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps:
     if progress is not None:
         progress(1.0)
     return result
-
-
-def _describe_vrt(ds, prep, o) -> None:
-    """Band names, nodata, colours and metadata on the VRT, as on a single-file export."""
-    from .export import public_url
-
-    store, req = prep.store, prep.req
-    ds.SetMetadata({"TESSERA_YEAR": str(req.year), "TESSERA_STORE": public_url(store.url),
-                    "TESSERA_DATASET": str(store.attrs.get("tessera:dataset") or ""),
-                    "TESSERA_MODEL": str(store.attrs.get("tessera:model") or ""),
-                    "TESSERA_KIND": req.kind, **o.meta})
-    for i, band_name in enumerate(o.names):
-        band = ds.GetRasterBand(i + 1)
-        band.SetDescription(band_name)
-        if o.nodata is not None:
-            band.SetNoDataValue(o.nodata)
-        if o.colours:
-            band.SetColorInterpretation(o.colours[i])
-    if o.categories:
-        ds.GetRasterBand(1).SetCategoryNames(o.categories)
 
 
 __all__ = ["INSTALL_HINT", "StoreSpec", "Tile", "connect", "export_tiles", "plan_tiles", "run_tile",

@@ -356,6 +356,23 @@ def _products(store, req: ExportRequest, bands: list[int], pca: PCA | None):
     raise ExportError(f"unknown export kind {req.kind!r}; use one of {', '.join(KINDS)}")
 
 
+def describe(ds, store, req: ExportRequest, out: _Output) -> None:
+    """Band names, nodata, colours, categories and the export's metadata on a dataset."""
+    ds.SetMetadata({"TESSERA_YEAR": str(req.year), "TESSERA_STORE": public_url(store.url),
+                    "TESSERA_DATASET": str(store.attrs.get("tessera:dataset") or ""),
+                    "TESSERA_MODEL": str(store.attrs.get("tessera:model") or ""),
+                    "TESSERA_KIND": req.kind, **out.meta})
+    for i, band_name in enumerate(out.names):
+        band = ds.GetRasterBand(i + 1)
+        band.SetDescription(band_name)
+        if out.nodata is not None:
+            band.SetNoDataValue(out.nodata)
+        if out.colours:
+            band.SetColorInterpretation(out.colours[i])
+    if out.categories:
+        ds.GetRasterBand(1).SetCategoryNames(out.categories)
+
+
 class _BandGroups:
     """A block's float32 values, dequantised 16 bands at a time as they are written (a 512 px
     block of 128 bands is 134 MB of float32 at once, 17 MB this way)."""
@@ -377,10 +394,6 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
     gdal = _gdal()
     crs, transform, width, height, native = grid
     outputs, compute = _products(store, req, bands, pca)
-    meta = {"TESSERA_YEAR": str(req.year), "TESSERA_STORE": public_url(store.url),
-            "TESSERA_DATASET": str(store.attrs.get("tessera:dataset") or ""),
-            "TESSERA_MODEL": str(store.attrs.get("tessera:model") or ""),
-            "TESSERA_KIND": req.kind}
     files: list[tuple[Path, Path]] = []
     datasets = []
     _small_gdal_cache(gdal, +1)
@@ -394,16 +407,7 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
             temps.append(tmp)
             ds = _create(tmp, width, height, len(out.names), out.dtype, crs, transform, req.compress, req.block,
                          intermediate=req.cog)
-            for i, band_name in enumerate(out.names):
-                band = ds.GetRasterBand(i + 1)
-                band.SetDescription(band_name)
-                if out.nodata is not None:
-                    band.SetNoDataValue(out.nodata)
-                if out.colours:
-                    band.SetColorInterpretation(out.colours[i])
-            if out.categories:
-                ds.GetRasterBand(1).SetCategoryNames(out.categories)
-            ds.SetMetadata({**meta, **out.meta})
+            describe(ds, store, req, out)
             datasets.append((ds, tmp, out))
         for r0, r1, c0, c1 in _blocks(grid, req.block):
             prog.check()

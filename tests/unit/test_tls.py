@@ -57,8 +57,8 @@ def test_an_insecure_host_exception_skips_the_check_for_that_host_only(sample_ht
 
 
 def test_host_port_and_the_botocore_bundle(loopback_ca):
-    assert host_port("https://Example.org/a") == "example.org:443"
-    assert host_port("http://example.org/a") == "example.org:80"
+    assert host_port("https://LocalHost/a") == "localhost:443"
+    assert host_port("http://localhost/a") == "localhost:80"
     assert host_port("https://127.0.0.1:8443/x.zarr") == "127.0.0.1:8443"
     path = ca_bundle_file(loopback_ca.ca_pem)
     assert ca_bundle_file(loopback_ca.ca_pem) == path, "one file per set of CAs"
