@@ -221,11 +221,7 @@ def export_tiles(prep, progress: Callable[[float], None] | None = None,
         for leftover in work.glob("*.part"):  # attempts of a lost worker
             leftover.unlink()
         return _finish(prep, tiles, work, out, as_vrt, temps, progress, share, cancel)
-    except Cancelled:
-        raise
-    except (TesseraError, OSError, RuntimeError) as exc:
-        if isinstance(exc, TesseraError):
-            raise
+    except (OSError, RuntimeError) as exc:  # GDAL's errors, a full disk (TesseraErrors pass as they are)
         raise ExportError(f"the export failed: {exc}") from None
     finally:
         for tmp in temps:
@@ -235,11 +231,16 @@ def export_tiles(prep, progress: Callable[[float], None] | None = None,
 
 
 def _run_local(prep, tiles: list[Tile], work: Path, tile_progress, report_progress, tile_done, cancel) -> None:
+    stop = threading.Event()  # set when a tile fails: the others stop at their next block
+
+    def stopped() -> bool:
+        return stop.is_set() or (cancel is not None and cancel())
+
     with ThreadPoolExecutor(LOCAL_TILE_THREADS, thread_name_prefix="tessera-tile") as pool:
         names = {}
         for t in tiles:
             fut = pool.submit(run_tile, prep.store, prep.req, prep.bands, prep.pca, t.grid(prep.plans[t.plan][1]),
-                              str(work), t.name, cancel, lambda f, n=t.name: tile_progress(n, f))
+                              str(work), t.name, stopped, lambda f, n=t.name: tile_progress(n, f))
             names[fut] = t.name
         pending = set(names)
         try:
@@ -252,6 +253,7 @@ def _run_local(prep, tiles: list[Tile], work: Path, tile_progress, report_progre
                 if cancel is not None and cancel():
                     raise Cancelled("export cancelled")
         except BaseException:
+            stop.set()
             for fut in pending:
                 fut.cancel()
             raise

@@ -315,3 +315,20 @@ def test_progress_moves_within_a_task(slow_store, dask_cluster, tmp_path, where)
     inside = [v for v in steps if 0 < v < 1]
     assert len(inside) >= 2, steps
     assert steps == sorted(steps) and steps[-1] == 1.0
+
+
+@pytest.mark.parametrize("where", ["threads", "dask"])
+def test_a_failing_task_fails_the_export_and_leaves_nothing(sample_store, range_server, dask_cluster, tmp_path,
+                                                            where):
+    """One shard's chunks come back corrupt, every time: that task fails (the checksum or the
+    codec says so), the others stop, and no tile, VRT or temporary file is left."""
+    from support.servers import Faults
+    from tessera_qgis.core.errors import TesseraError
+
+    srv = range_server(sample_store.parent, faults=Faults("corrupt", match="/utm30/embeddings/c/0/0/1/1"))
+    st = open_store(f"{srv.url}/{sample_store.name}", StoreOptions(retries=0))
+    (tmp_path / "f.vrt").write_text("an older output")
+    with pytest.raises(TesseraError, match="(?i)corrupt|checksum|decode"):
+        export(st, ExportRequest(BBOX, "EPSG:4326", 2024, str(tmp_path / "f.vrt"), bands=[1], tile=128, block=64,
+                                 dask=dask_cluster.scheduler_address if where == "dask" else None))
+    assert _left(tmp_path) == ["f.vrt"] and (tmp_path / "f.vrt").read_text() == "an older output"
