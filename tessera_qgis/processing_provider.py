@@ -68,6 +68,20 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("YEAR", tr("Year"), QgsProcessingParameterNumber.Type.Integer,
                                                        2024, minValue=1990, maxValue=2100))
 
+    def add_dask(self) -> None:
+        """The (advanced) Dask scheduler parameter; its default is the Options page's setting."""
+        dask = QgsProcessingParameterString(
+            "DASK", tr("Dask scheduler (e.g. tcp://host:8786; empty: this computer)"), _default_scheduler(),
+            optional=True)
+        dask.setFlags(dask.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+        dask.setHelp(tr("Run the export as tasks on a Dask cluster: the workers read the store and write "
+                        "Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder "
+                        "beside it) tied by a VRT; a .tif output is mosaicked from them."))
+        self.addParameter(dask)
+
+    def dask(self, parameters, context) -> str | None:
+        return (self.parameterAsString(parameters, "DASK", context) or "").strip() or None
+
     def add_extent(self, optional: bool = False) -> None:
         self.addParameter(QgsProcessingParameterExtent("EXTENT", tr("Region"), optional=optional))
 
@@ -121,14 +135,7 @@ class ExportAlgorithm(TesseraAlgorithm):
                                                     optional=True))
         self.addParameter(QgsProcessingParameterBoolean("PER_ZONE", tr("One file per UTM zone"), False))
         self.addParameter(QgsProcessingParameterBoolean("COG", tr("Cloud Optimized GeoTIFF"), False))
-        dask = QgsProcessingParameterString(
-            "DASK", tr("Dask scheduler (e.g. tcp://host:8786; empty: this computer)"), _default_scheduler(),
-            optional=True)
-        dask.setFlags(dask.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
-        dask.setHelp(tr("Run the export as tasks on a Dask cluster: the workers read the store and write "
-                        "Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder "
-                        "beside it) tied by a VRT; a .tif output is mosaicked from them."))
-        self.addParameter(dask)
+        self.add_dask()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Output GeoTIFF")))
         self.addOutput(QgsProcessingOutputMultipleLayers("OUTPUTS", tr("All files written")))
 
@@ -150,7 +157,7 @@ class ExportAlgorithm(TesseraAlgorithm):
         common = dict(year=year, kind=kind, bands=bands, dst_crs=dst_crs,
                       per_zone=self.parameterAsBool(parameters, "PER_ZONE", context),
                       cog=self.parameterAsBool(parameters, "COG", context),
-                      dask=self.parameterAsString(parameters, "DASK", context).strip() or None)
+                      dask=self.dask(parameters, context))
         jobs = []
         source = self.parameterAsSource(parameters, "POLYGONS", context)
         if source is not None:
@@ -198,6 +205,7 @@ class SimilarityAlgorithm(TesseraAlgorithm):
             "REFERENCE_POLYGONS", tr("Reference polygons (average)"), [QgsProcessing.SourceType.TypeVectorPolygon],
             optional=True))
         self.add_extent()
+        self.add_dask()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Similarity")))
 
     def execute(self, parameters, context, feedback):
@@ -232,7 +240,8 @@ class SimilarityAlgorithm(TesseraAlgorithm):
         bounds, crs = self.region(parameters, context)
         progress, cancel = self.hooks(feedback)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        paths = export(store, ExportRequest(bounds, crs, year, out, kind="similarity", reference=list(reference)),
+        paths = export(store, ExportRequest(bounds, crs, year, out, kind="similarity", reference=list(reference),
+                                            dask=self.dask(parameters, context)),
                        progress=progress, cancel=cancel)
         return {"OUTPUT": str(paths[0])}
 
@@ -254,6 +263,7 @@ class ChangeAlgorithm(TesseraAlgorithm):
                                                        QgsProcessingParameterNumber.Type.Integer, 2025,
                                                        minValue=1990, maxValue=2100))
         self.add_extent()
+        self.add_dask()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Change")))
 
     def execute(self, parameters, context, feedback):
@@ -266,7 +276,8 @@ class ChangeAlgorithm(TesseraAlgorithm):
         bounds, crs = self.region(parameters, context)
         progress, cancel = self.hooks(feedback)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        paths = export(store, ExportRequest(bounds, crs, year, out, kind="change", year2=year2),
+        paths = export(store, ExportRequest(bounds, crs, year, out, kind="change", year2=year2,
+                                            dask=self.dask(parameters, context)),
                        progress=progress, cancel=cancel)
         return {"OUTPUT": str(paths[0])}
 
@@ -347,6 +358,7 @@ class ClassifyAlgorithm(TesseraAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("K", tr("Neighbours (k)"),
                                                        QgsProcessingParameterNumber.Type.Integer, 5, minValue=1,
                                                        maxValue=50))
+        self.add_dask()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Classes")))
         self.addOutput(QgsProcessingOutputMultipleLayers("OUTPUTS", tr("Classes and confidence")))
 
@@ -376,7 +388,8 @@ class ClassifyAlgorithm(TesseraAlgorithm):
         bounds, crs = self.region(parameters, context)
         progress, cancel = self.hooks(feedback)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        paths = export(store, ExportRequest(bounds, crs, year, out, kind="classify", classifier=model),
+        paths = export(store, ExportRequest(bounds, crs, year, out, kind="classify", classifier=model,
+                                            dask=self.dask(parameters, context)),
                        progress=progress, cancel=cancel)
         return {"OUTPUT": str(paths[0]), "OUTPUTS": [str(p) for p in paths]}
 

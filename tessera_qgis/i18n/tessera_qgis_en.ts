@@ -504,237 +504,237 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="72"/>
-        <source>Region</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="78"/>
-        <source>Give a region (an extent)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="85"/>
-        <source>Cancelled: nothing was written</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="102"/>
-        <source>Export embeddings</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="105"/>
-        <source>Export a region of a TESSERA store to GeoTIFF: float32 embeddings (all bands or some), PCA RGB, or int8 plus a scales file. The region is an extent or polygons (pixels outside them are nodata), optionally one file per polygon. The native UTM zone grid is used unless an output CRS is given; a region across zones can also be written as one file per zone.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="114"/>
-        <source>Polygons (instead of an extent)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="116"/>
-        <source>One file per polygon</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="117"/>
-        <source>Output</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="118"/>
-        <source>Bands (e.g. 1,2,3; empty: all)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="120"/>
-        <source>Output CRS (empty: the native UTM zone)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="122"/>
-        <source>One file per UTM zone</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="123"/>
-        <source>Cloud Optimized GeoTIFF</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="125"/>
+        <location filename="../processing_provider.py" line="74"/>
         <source>Dask scheduler (e.g. tcp://host:8786; empty: this computer)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="128"/>
+        <location filename="../processing_provider.py" line="77"/>
         <source>Run the export as tasks on a Dask cluster: the workers read the store and write Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder beside it) tied by a VRT; a .tif output is mosaicked from them.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
+        <location filename="../processing_provider.py" line="86"/>
+        <source>Region</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="92"/>
+        <source>Give a region (an extent)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="99"/>
+        <source>Cancelled: nothing was written</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="116"/>
+        <source>Export embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="119"/>
+        <source>Export a region of a TESSERA store to GeoTIFF: float32 embeddings (all bands or some), PCA RGB, or int8 plus a scales file. The region is an extent or polygons (pixels outside them are nodata), optionally one file per polygon. The native UTM zone grid is used unless an output CRS is given; a region across zones can also be written as one file per zone.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="128"/>
+        <source>Polygons (instead of an extent)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="130"/>
+        <source>One file per polygon</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="131"/>
+        <source>Output</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../processing_provider.py" line="132"/>
+        <source>Bands (e.g. 1,2,3; empty: all)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="134"/>
+        <source>Output CRS (empty: the native UTM zone)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="136"/>
+        <source>One file per UTM zone</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="137"/>
+        <source>Cloud Optimized GeoTIFF</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="139"/>
         <source>Output GeoTIFF</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="133"/>
+        <location filename="../processing_provider.py" line="140"/>
         <source>All files written</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="146"/>
+        <location filename="../processing_provider.py" line="153"/>
         <source>Bands must be numbers like 1,2,3</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="160"/>
+        <location filename="../processing_provider.py" line="167"/>
         <source>The polygon layer has no (selected) features</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="179"/>
+        <location filename="../processing_provider.py" line="186"/>
         <source>wrote {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="188"/>
+        <location filename="../processing_provider.py" line="195"/>
         <source>Similarity to a reference</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="191"/>
+        <location filename="../processing_provider.py" line="198"/>
         <source>Cosine similarity between every pixel of a region and a reference embedding: the pixel at a point, or the average over polygons.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="196"/>
+        <location filename="../processing_provider.py" line="203"/>
         <source>Reference point</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="198"/>
+        <location filename="../processing_provider.py" line="205"/>
         <source>Reference polygons (average)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="201"/>
+        <location filename="../processing_provider.py" line="209"/>
         <source>Similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="222"/>
+        <location filename="../processing_provider.py" line="230"/>
         <source>The reference polygons hold no embedding (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="227"/>
+        <location filename="../processing_provider.py" line="235"/>
         <source>Give a reference point or reference polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="230"/>
+        <location filename="../processing_provider.py" line="238"/>
         <source>There is no embedding at the reference point (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="245"/>
+        <location filename="../processing_provider.py" line="254"/>
         <source>Change between years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="248"/>
+        <location filename="../processing_provider.py" line="257"/>
         <source>Per-pixel cosine distance between two years' embeddings (0: the same, up to 2: opposite); nodata where either year has no data. High values show where the land changed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="253"/>
+        <location filename="../processing_provider.py" line="262"/>
         <source>Second year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="257"/>
+        <location filename="../processing_provider.py" line="267"/>
         <source>Change</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="265"/>
+        <location filename="../processing_provider.py" line="275"/>
         <source>Choose two different years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="291"/>
+        <location filename="../processing_provider.py" line="302"/>
         <source>Sample embeddings at points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="294"/>
+        <location filename="../processing_provider.py" line="305"/>
         <source>The same points with the 128 dequantised values of their pixel (A001 to A128), its scale and a valid flag (0 where there is no data): a training table for classifiers.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="298"/>
+        <location filename="../processing_provider.py" line="309"/>
         <source>Points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="301"/>
+        <location filename="../processing_provider.py" line="312"/>
         <source>Points with embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="306"/>
+        <location filename="../processing_provider.py" line="317"/>
         <source>Give a point layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="334"/>
+        <location filename="../processing_provider.py" line="345"/>
         <source>Classify from labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="337"/>
+        <location filename="../processing_provider.py" line="348"/>
         <source>The labelled points' embeddings train a k-nearest-neighbour classifier (cosine similarity); out come a class raster (class names in its QGIS style) and a confidence raster (the share of the k neighbours that agree).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="342"/>
+        <location filename="../processing_provider.py" line="353"/>
         <source>Labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="344"/>
+        <location filename="../processing_provider.py" line="355"/>
         <source>Class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="347"/>
+        <location filename="../processing_provider.py" line="358"/>
         <source>Neighbours (k)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="350"/>
+        <location filename="../processing_provider.py" line="362"/>
         <source>Classes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="351"/>
+        <location filename="../processing_provider.py" line="363"/>
         <source>Classes and confidence</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="360"/>
+        <location filename="../processing_provider.py" line="372"/>
         <source>Give a point layer and its class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="373"/>
+        <location filename="../processing_provider.py" line="385"/>
         <source>Need labelled points of at least two classes on valid pixels</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="374"/>
+        <location filename="../processing_provider.py" line="386"/>
         <source>{} labelled pixels, {} classes</source>
         <translation type="unfinished"></translation>
     </message>

@@ -202,3 +202,27 @@ def test_export_to_an_unreachable_cluster_says_so(processing, sample_http, tmp_p
                                           "KIND": 0, "BANDS": "1", "DASK": address,
                                           "OUTPUT": str(tmp_path / "x.tif")})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_similarity_change_and_classify_on_a_dask_cluster(processing, sample_http, tmp_path):
+    """The other export-backed algorithms take the Dask scheduler too; their outputs equal
+    the local ones (the classifier and the reference embedding travel to the workers)."""
+    from distributed import LocalCluster
+
+    pts = points_layer([(-0.03, 52.2), (-0.02, 52.19), (-0.04, 52.21), (-0.01, 52.18)], ["a", "b", "a", "b"])
+    runs = {
+        "similarity": {"POINT": "-0.03,52.2 [EPSG:4326]"},
+        "change": {"YEAR2": 2025},
+        "classify": {"INPUT": pts, "CLASS_FIELD": "name", "K": 1},
+    }
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, worker_dashboard_address=None) as cluster:
+        for alg, extra in runs.items():
+            common = {"STORE": sample_http.store_url, "YEAR": 2024, "EXTENT": EXTENT, **extra}
+            local = processing.run(f"tessera:{alg}", {**common, "OUTPUT": str(tmp_path / f"{alg}_l.tif")})
+            remote = processing.run(f"tessera:{alg}", {**common, "DASK": cluster.scheduler_address,
+                                                       "OUTPUT": str(tmp_path / f"{alg}_r.tif")})
+            a, b = gdal.Open(local["OUTPUT"]).ReadAsArray(), gdal.Open(remote["OUTPUT"]).ReadAsArray()
+            assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True), alg
+    assert (tmp_path / "classify_r.qml").exists() and (tmp_path / "classify_r_confidence.tif").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
