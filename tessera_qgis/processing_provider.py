@@ -80,7 +80,23 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(dask)
 
     def dask(self, parameters, context) -> str | None:
-        return (self.parameterAsString(parameters, "DASK", context) or "").strip() or None
+        """The scheduler address, if any; with one, dask and distributed must be importable
+        (the message gives the install command for this QGIS's Python)."""
+        address = (self.parameterAsString(parameters, "DASK", context) or "").strip() or None
+        if address:
+            try:
+                import distributed  # noqa: F401
+            except ImportError:
+                import shlex
+
+                from .dependencies import python_executable
+
+                cmd = " ".join(shlex.quote(a) for a in
+                               [python_executable(), "-m", "pip", "install", "--user", "dask[distributed]"])
+                raise QgsProcessingException(tr("A Dask cluster export needs the packages dask and distributed "
+                                                "in QGIS's Python (and the same versions on the cluster). "
+                                                "Install them with: {}").format(cmd)) from None
+        return address
 
     def add_extent(self, optional: bool = False) -> None:
         self.addParameter(QgsProcessingParameterExtent("EXTENT", tr("Region"), optional=optional))

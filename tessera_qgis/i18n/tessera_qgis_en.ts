@@ -514,227 +514,232 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="86"/>
+        <location filename="../processing_provider.py" line="96"/>
+        <source>A Dask cluster export needs the packages dask and distributed in QGIS's Python (and the same versions on the cluster). Install them with: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing_provider.py" line="102"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="92"/>
+        <location filename="../processing_provider.py" line="108"/>
         <source>Give a region (an extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="99"/>
+        <location filename="../processing_provider.py" line="115"/>
         <source>Cancelled: nothing was written</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="116"/>
+        <location filename="../processing_provider.py" line="132"/>
         <source>Export embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="119"/>
+        <location filename="../processing_provider.py" line="135"/>
         <source>Export a region of a TESSERA store to GeoTIFF: float32 embeddings (all bands or some), PCA RGB, or int8 plus a scales file. The region is an extent or polygons (pixels outside them are nodata), optionally one file per polygon. The native UTM zone grid is used unless an output CRS is given; a region across zones can also be written as one file per zone.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="128"/>
+        <location filename="../processing_provider.py" line="144"/>
         <source>Polygons (instead of an extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="130"/>
+        <location filename="../processing_provider.py" line="146"/>
         <source>One file per polygon</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="131"/>
+        <location filename="../processing_provider.py" line="147"/>
         <source>Output</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="132"/>
+        <location filename="../processing_provider.py" line="148"/>
         <source>Bands (e.g. 1,2,3; empty: all)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="134"/>
+        <location filename="../processing_provider.py" line="150"/>
         <source>Output CRS (empty: the native UTM zone)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="136"/>
+        <location filename="../processing_provider.py" line="152"/>
         <source>One file per UTM zone</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="137"/>
+        <location filename="../processing_provider.py" line="153"/>
         <source>Cloud Optimized GeoTIFF</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="139"/>
+        <location filename="../processing_provider.py" line="155"/>
         <source>Output GeoTIFF</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="140"/>
+        <location filename="../processing_provider.py" line="156"/>
         <source>All files written</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="153"/>
+        <location filename="../processing_provider.py" line="169"/>
         <source>Bands must be numbers like 1,2,3</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="167"/>
+        <location filename="../processing_provider.py" line="183"/>
         <source>The polygon layer has no (selected) features</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="186"/>
+        <location filename="../processing_provider.py" line="202"/>
         <source>wrote {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="195"/>
+        <location filename="../processing_provider.py" line="211"/>
         <source>Similarity to a reference</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="198"/>
+        <location filename="../processing_provider.py" line="214"/>
         <source>Cosine similarity between every pixel of a region and a reference embedding: the pixel at a point, or the average over polygons.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="203"/>
+        <location filename="../processing_provider.py" line="219"/>
         <source>Reference point</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="205"/>
+        <location filename="../processing_provider.py" line="221"/>
         <source>Reference polygons (average)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="209"/>
+        <location filename="../processing_provider.py" line="225"/>
         <source>Similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="230"/>
+        <location filename="../processing_provider.py" line="246"/>
         <source>The reference polygons hold no embedding (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="235"/>
+        <location filename="../processing_provider.py" line="251"/>
         <source>Give a reference point or reference polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="238"/>
+        <location filename="../processing_provider.py" line="254"/>
         <source>There is no embedding at the reference point (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="254"/>
+        <location filename="../processing_provider.py" line="270"/>
         <source>Change between years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="257"/>
+        <location filename="../processing_provider.py" line="273"/>
         <source>Per-pixel cosine distance between two years' embeddings (0: the same, up to 2: opposite); nodata where either year has no data. High values show where the land changed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="262"/>
+        <location filename="../processing_provider.py" line="278"/>
         <source>Second year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="267"/>
+        <location filename="../processing_provider.py" line="283"/>
         <source>Change</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="275"/>
+        <location filename="../processing_provider.py" line="291"/>
         <source>Choose two different years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="302"/>
+        <location filename="../processing_provider.py" line="318"/>
         <source>Sample embeddings at points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="305"/>
+        <location filename="../processing_provider.py" line="321"/>
         <source>The same points with the 128 dequantised values of their pixel (A001 to A128), its scale and a valid flag (0 where there is no data): a training table for classifiers.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="309"/>
+        <location filename="../processing_provider.py" line="325"/>
         <source>Points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="312"/>
+        <location filename="../processing_provider.py" line="328"/>
         <source>Points with embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="317"/>
+        <location filename="../processing_provider.py" line="333"/>
         <source>Give a point layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="345"/>
+        <location filename="../processing_provider.py" line="361"/>
         <source>Classify from labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="348"/>
+        <location filename="../processing_provider.py" line="364"/>
         <source>The labelled points' embeddings train a k-nearest-neighbour classifier (cosine similarity); out come a class raster (class names in its QGIS style) and a confidence raster (the share of the k neighbours that agree).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="353"/>
+        <location filename="../processing_provider.py" line="369"/>
         <source>Labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="355"/>
+        <location filename="../processing_provider.py" line="371"/>
         <source>Class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="358"/>
+        <location filename="../processing_provider.py" line="374"/>
         <source>Neighbours (k)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="362"/>
+        <location filename="../processing_provider.py" line="378"/>
         <source>Classes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="363"/>
+        <location filename="../processing_provider.py" line="379"/>
         <source>Classes and confidence</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="372"/>
+        <location filename="../processing_provider.py" line="388"/>
         <source>Give a point layer and its class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="385"/>
+        <location filename="../processing_provider.py" line="401"/>
         <source>Need labelled points of at least two classes on valid pixels</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="386"/>
+        <location filename="../processing_provider.py" line="402"/>
         <source>{} labelled pixels, {} classes</source>
         <translation type="unfinished"></translation>
     </message>

@@ -226,3 +226,19 @@ def test_similarity_change_and_classify_on_a_dask_cluster(processing, sample_htt
             assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True), alg
     assert (tmp_path / "classify_r.qml").exists() and (tmp_path / "classify_r_confidence.tif").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_cluster_without_dask_installed_says_what_to_run(processing, sample_http, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    with pytest.raises(QgsProcessingException, match=r"needs the packages dask and distributed.*pip install "
+                                                     r"--user 'dask\[distributed\]'"):
+        processing.run("tessera:export", {"STORE": sample_http.store_url, "YEAR": 2024, "EXTENT": EXTENT,
+                                          "KIND": 0, "BANDS": "1", "DASK": "tcp://127.0.0.1:8786",
+                                          "OUTPUT": str(tmp_path / "x.tif")})
+    assert list(tmp_path.iterdir()) == []
+    # without a scheduler nothing needs dask
+    res = processing.run("tessera:export", {"STORE": sample_http.store_url, "YEAR": 2024, "EXTENT": EXTENT,
+                                            "KIND": 0, "BANDS": "1", "DASK": "", "OUTPUT": str(tmp_path / "y.tif")})
+    assert res["OUTPUT"] == str(tmp_path / "y.tif")
