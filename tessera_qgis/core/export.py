@@ -541,10 +541,32 @@ def _to_cog(src: Path, req: ExportRequest, prog: _Progress, temps: list[Path], c
     def cb(frac, _msg, _data):
         return 0 if (prog.cancel is not None and prog.cancel()) else 1
 
+    if overviews:
+        _build_overviews(gdal, src, req.block, count, cb)
+        prog.check()
     gdal.Translate(str(dst), str(src), format="COG", creationOptions=cog_options(req, count, overviews), callback=cb)
     prog.check()
     _remove(src)
     return dst
+
+
+def _build_overviews(gdal, path: Path, block: int, count: int, cb) -> None:
+    """Nearest-neighbour overviews inside the intermediate file, band by band, which the COG
+    driver then copies. Left to the COG driver, 128 bands' overviews took memory in
+    proportion to the region (1.0 GB for 1000 x 1000 px, 2.4 GB and 190 s for 2000 x 2000);
+    this way 0.25 and 0.32 GB."""
+    ds = gdal.Open(str(path), gdal.GA_Update)
+    try:
+        factors, size = [], max(ds.RasterXSize, ds.RasterYSize)
+        while size > block:
+            factors.append(2 ** (len(factors) + 1))
+            size = (size + 1) // 2
+        if factors:
+            with gdal.config_options({"COMPRESS_OVERVIEW": "ZSTD", "ZSTD_LEVEL_OVERVIEW": "1",
+                                      "INTERLEAVE_OVERVIEW": "BAND" if count > 4 else "PIXEL"}):
+                ds.BuildOverviews("NEAREST", factors, callback=cb)
+    finally:
+        ds = None
 
 
 __all__ = ["ExportRequest", "Prepared", "export", "prepare", "KINDS", "public_url"]

@@ -282,3 +282,22 @@ def test_an_unwritable_folder_is_refused_before_anything_is_written(store, tmp_p
         assert list(ro.iterdir()) == []
     finally:
         subprocess.run(["umount", str(ro)], check=True)
+
+
+def test_cog_export_has_nearest_overviews_built_band_by_band(store, tmp_path):
+    """The overviews are built in the intermediate file (bounded memory whatever the region's
+    size; `make bench`-style figures in the README) and copied into the COG: sampled, never
+    blended, so every overview value is a value of the full resolution band."""
+    out, = export(store, ExportRequest(BOX, "EPSG:4326", 2024, str(tmp_path / "c.tif"), bands=[1, 2, 3, 4, 5],
+                                       cog=True, block=64))
+    ds = _open(out)
+    assert ds.GetMetadata("IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    assert ds.GetMetadata("IMAGE_STRUCTURE").get("INTERLEAVE") == "BAND"
+    band = ds.GetRasterBand(2)
+    assert band.GetOverviewCount() >= 2
+    full = band.ReadAsArray()
+    for i in range(band.GetOverviewCount()):
+        ovr = band.GetOverview(i).ReadAsArray()
+        vals = ovr[np.isfinite(ovr)]
+        assert vals.size and np.isin(vals, full[np.isfinite(full)]).all(), f"overview {i} blends values"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif"]
