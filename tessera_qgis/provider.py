@@ -26,6 +26,7 @@ from qgis.PyQt.QtCore import QByteArray, QCoreApplication, QObject
 
 from .core.errors import Cancelled, ExtentError, TesseraError
 from .core.layerspec import LayerSpec, decode_pca, decode_vector
+from .core.memory import release_memory
 from .core.pca import PCA, sample_valid
 from .core.region import grid_reduce, project_grid, similarity_grid, transformer
 from .core.sources import StoreOptions  # noqa: F401 (type of store_options)
@@ -146,6 +147,7 @@ class LayerState:
                 if key in self.tiles:
                     return self.tiles[key]
             values = self._compute(extent, width, height, crs, cancel)
+            release_memory(min_interval=1.0)  # decoding threads fragment the heap (see core/memory.py)
             with self.lock:
                 self.tiles[key] = values
                 self.tile_locks.pop(key, None)

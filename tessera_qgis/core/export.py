@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from .errors import Cancelled, ExportError, ExtentError
+from .memory import release_memory
 from .pca import PCA
 from .region import (_ring, check_bounds, cosine, dequantise, fit_pca, plan, read_grid_quantised, transformer,
                      unit)
@@ -428,7 +429,7 @@ def _write(store, req, grid, bands, pca, target: Path, prog: _Progress, temps: l
                 else:
                     ds.WriteArray(data if data.ndim == 3 else data[None], xoff=c0, yoff=r0)
             del q, scales, extra
-            _release_memory()
+            release_memory()
             prog.step()
         closed = [(tmp, out) for _, tmp, out in datasets]
         for entry in datasets:
@@ -471,24 +472,6 @@ def _small_gdal_cache(gdal, step: int) -> None:
             gdal.SetCacheMax(_CACHE_USERS[1])
 
 
-def _release_memory() -> None:
-    """Give freed heap memory back to the system after each block. Chunks decoded in many
-    threads leave glibc's per-thread arenas fragmented; without this, a 7 GB export peaked at
-    3.6 GB of RSS, with it 0.69 GB. Does nothing where glibc is not the allocator."""
-    global _TRIM
-    if _TRIM is None:
-        try:
-            import ctypes
-            import ctypes.util
-
-            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM = None
 
 
 def _block_transform(transform, r0: int, c0: int) -> tuple:
