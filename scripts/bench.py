@@ -22,7 +22,11 @@ on stdout):
    same chunk, and the same pixel again).
 5. PCA: fit on 100k samples, project 1000 x 1000 x 128 and stretch to RGBA.
 6. Export of the whole data area (about 2M px, float32, 128 bands: about 4x a 256 MB memory
-   budget) to GeoTIFF through the export API: time, output size, peak RSS.
+   budget) to GeoTIFF through the export API: time, output size, peak RSS; again as a COG
+   with overviews (export_cog); and a region 12x a 600 MB budget (export10x).
+7. session: 100 different 1000 x 1000 px PCA views drawn by headless QGIS one after another:
+   RSS along the way (a long panning session).
+8. cluster: the export as shard-aligned tasks on 1, 2 and 4 local Dask workers.
 
     python scripts/bench.py            # everything (about 2 to 3 minutes on 2 cores)
     python scripts/bench.py --quick    # 30 ms runs only, no export (under a minute)
@@ -395,6 +399,48 @@ def worker_pixel_cli(p: dict) -> dict:
     return {"seconds": secs, "row": px["row"], "col": px["col"], "valid": px["valid"], "embedding": px["embedding"]}
 
 
+def worker_session(p: dict) -> dict:
+    """A long panning session in headless QGIS: `views` different 1000 x 1000 px views (10 m a
+    pixel, PCA) of the big store drawn one after another; RSS every 10 views."""
+    import random
+
+    from qgis.core import QgsApplication, QgsMapRendererParallelJob, QgsMapSettings, QgsRectangle
+    from qgis.PyQt.QtCore import QSize
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    from tessera_qgis.core.store import open_store
+    from tessera_qgis.layers import make_layer
+
+    zone = next(iter(open_store(p["url"]).zones.values()))
+    layer = make_layer(p["url"], YEAR, pca="global")
+    a, _, c, _, e, f = zone.transform
+    h, w = zone.shape
+    rnd = random.Random(1)
+    samples, t0 = [(0, rss_mb())], time.perf_counter()
+    for i in range(1, p["views"] + 1):
+        col, row = rnd.randint(0, w - 1000), rnd.randint(0, h - 1000)
+        x0, y1 = c + col * a, f + row * e
+        ms = QgsMapSettings()
+        ms.setLayers([layer])
+        ms.setDestinationCrs(layer.crs())
+        ms.setExtent(QgsRectangle(x0, y1 - 1000 * abs(e), x0 + 1000 * a, y1))
+        ms.setOutputSize(QSize(1000, 1000))
+        job = QgsMapRendererParallelJob(ms)
+        job.start()
+        job.waitForFinished()
+        if i % 10 == 0:
+            samples.append((i, rss_mb()))
+    secs = time.perf_counter() - t0
+    del layer
+    app.exitQgis()
+    return {"views": p["views"], "seconds": secs, "rss_mb": samples}
+
+
 def worker_pca(p: dict) -> dict:
     import numpy as np
 
@@ -467,6 +513,7 @@ def worker_cluster(p: dict) -> dict:
 
 WORKERS = {"ours": worker_ours, "zarr": worker_zarr, "gdal": worker_gdal, "pixel": worker_pixel,
            "pca": worker_pca, "export": worker_export, "pixel_cli": worker_pixel_cli,
+           "session": worker_session,
            "cluster": worker_cluster}
 
 
@@ -862,6 +909,15 @@ def _md_export(ex: dict) -> list[str]:
             f"{ex['read_mb']:.0f} | {ex['peak_rss_mb']:.0f} |", ""]
 
 
+def _md_session(se: dict) -> list[str]:
+    rss = se["rss_mb"]
+    steady = [m for i, m in rss if i >= 20]
+    return [f"### A long session in headless QGIS ({se['views']} views of 1000 x 1000 px, PCA, one after another)", "",
+            f"{se['seconds']:.0f} s ({se['seconds'] / se['views'] * 1000:.0f} ms a view). RSS before the first view "
+            f"{rss[0][1]:.0f} MB; from the 20th view on {min(steady):.0f}-{max(steady):.0f} MB (the decoded-chunk "
+            f"cache is 512 MB by default); peak {se['peak_rss_mb']:.0f} MB.", ""]
+
+
 def _md_cluster(cl: dict) -> list[str]:
     lines = [f"### Export on a local Dask cluster (float32, all bands, COG tiles + VRT, store at "
              f"{cl['latency_ms']:.0f} ms per request, {cl['cpus']} CPUs)", "",
@@ -891,7 +947,7 @@ def markdown(res: dict) -> str:
              "inner chunks 32 px, one year).", ""]
     sections = (("windows", _md_windows, True), ("pixel", _md_pixel, False), ("pca", _md_pca, False),
                 ("export", _md_export, False), ("export_cog", _md_export, False), ("export10x", _md_export, False),
-                ("cluster", _md_cluster, False))
+                ("session", _md_session, False), ("cluster", _md_cluster, False))
     for key, fn, whole in sections:
         if res.get(key):
             lines += fn(res) if whole else fn(res[key])
@@ -901,7 +957,7 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("windows", "pixel", "pca", "export", "export_cog", "export10x", "cluster")
+SECTIONS = ("windows", "pixel", "pca", "export", "export_cog", "export10x", "session", "cluster")
 
 
 def main() -> int:
@@ -914,7 +970,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.worker:
         return worker_main(args.worker, json.loads(args.params))
-    only = set(args.only.split(",")) if args.only else set(SECTIONS) - ({"export", "export_cog", "export10x", "cluster"} if args.quick
+    only = set(args.only.split(",")) if args.only else set(SECTIONS) - ({"export", "export_cog", "export10x", "session", "cluster"} if args.quick
                                                                          else set())
     if only - set(SECTIONS):
         ap.error(f"unknown sections {sorted(only - set(SECTIONS))}; choose from {', '.join(SECTIONS)}")
@@ -952,6 +1008,10 @@ def main() -> int:
         print("export of ten times the memory budget (about 7 GB of float32; the store is generated once, "
               "about 3 min)", file=sys.stderr)
         res["export10x"] = bench_export(store_path(BIG_BBOX), BIG_BBOX)
+    if "session" in only:
+        print("a long session: 100 views drawn by headless QGIS", file=sys.stderr)
+        res["session"] = run_worker("session", {"url": str(store_path(BIG_BBOX)), "views": 100},
+                                    env={"QT_QPA_PLATFORM": "offscreen"})["done"]
     if "cluster" in only:
         print("export on 1, 2 and 4 local Dask workers", file=sys.stderr)
         res["cluster"] = bench_cluster(store)
