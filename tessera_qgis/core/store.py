@@ -565,7 +565,7 @@ def open_store(url: str | Path, options: StoreOptions | None = None,
     ``pixel=(lon, lat, year)``: the store is opened for that pixel's lookup. Its zone's `time`
     coordinate is fetched together with zarr.json (guessing its default key), and the pixel's
     shard indexes and chunks while the other zones' years load, so open + ``pixel()`` take
-    three round trips instead of four (five with several zones). A wrong guess only costs
+    three round trips instead of four. A wrong guess only costs
     one small request.
     Raises StoreNotFound, NotZarrV3, NotTessera or ReadError with a message for the user.
     """
