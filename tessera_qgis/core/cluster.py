@@ -421,14 +421,13 @@ def _run_dask(prep, tiles: list[Tile], work: Path, token: str, tile_progress, re
             _wait_idle(client, set(keys))
             raise
         finally:
-            try:
-                client.unsubscribe_topic(topic)
-            except Exception:
-                pass
-            try:
-                client.unregister_worker_plugin(plugin.name)
-            except Exception:  # a scheduler gone away: its workers' memory goes with it
-                pass
+            for tidy in (lambda: client.unsubscribe_topic(topic),
+                         lambda: client.unregister_worker_plugin(plugin.name),
+                         event.clear):  # an Event nobody waits on is deleted by clear()
+                try:
+                    tidy()
+                except Exception:  # a scheduler gone away: its workers' memory goes with it
+                    pass
     finally:
         if isinstance(address, str):
             client.close()

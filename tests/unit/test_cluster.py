@@ -196,6 +196,9 @@ def test_cancel_stops_the_cluster_and_leaves_nothing(slow_store, dask_cluster, t
     with Client(dask_cluster.scheduler_address) as client:
         running = [k for ks in client.run(cluster._executing).values() for k in ks if "tessera-tile" in k]
         assert running == []
+        events = client.run_on_scheduler(
+            lambda dask_scheduler: [n for n in dask_scheduler.extensions["events"]._events if "tessera" in str(n)])
+        assert events == [], "the export's cancel Event is deleted afterwards"
         for _ in range(50):  # the scheduler forgets the cancelled tasks
             if not client.run_on_scheduler(
                     lambda dask_scheduler: [k for k in dask_scheduler.tasks if "tessera-tile" in str(k)]):
