@@ -65,12 +65,12 @@ def provider_active():
 def s3_authcfg(sample_s3):
     """A QGIS authentication configuration (Basic: key as username, secret as password)
     holding the moto server's keys; yields (config id, key, secret)."""
-    from qgis.core import QgsApplication, QgsAuthMethodConfig
+    from qgis.core import QgsAuthMethodConfig
+
+    from support.qgis_helpers import auth_manager
 
     _, opts = sample_s3
-    am = QgsApplication.authManager()
-    if not am.masterPasswordIsSet():
-        assert am.setMasterPassword("tessera-test-master", True)
+    am = auth_manager()
     cfg = QgsAuthMethodConfig("Basic")
     cfg.setName("tessera moto keys")
     cfg.setConfig("username", opts["key"])
@@ -78,3 +78,13 @@ def s3_authcfg(sample_s3):
     assert am.storeAuthenticationConfig(cfg)[0]
     yield cfg.id(), opts["key"], opts["secret"]
     am.removeAuthenticationConfig(cfg.id())
+
+
+@pytest.fixture
+def no_saved_connections():
+    """No custom connections before and after the test (the dialog tests use it)."""
+    from tessera_qgis.settings import save_custom_connections
+
+    save_custom_connections([])
+    yield
+    save_custom_connections([])

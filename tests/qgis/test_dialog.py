@@ -17,14 +17,7 @@ from tessera_qgis.dialog import TesseraSourceWidget
 from tessera_qgis.settings import (Settings, custom_connections, sample_store_path, save_custom_connections,
                                    upsert_connection)
 
-pytestmark = pytest.mark.usefixtures("provider_active")
-
-
-@pytest.fixture(autouse=True)
-def no_saved_connections():
-    save_custom_connections([])
-    yield
-    save_custom_connections([])
+pytestmark = pytest.mark.usefixtures("provider_active", "no_saved_connections")
 
 
 def widget_for(qgis_iface, conn: Connection | None = None) -> TesseraSourceWidget:

@@ -6,21 +6,14 @@ import pytest
 from qgis.core import QgsApplication, QgsAuthCertUtils, QgsAuthConfigSslServer
 from qgis.PyQt.QtNetwork import QSslCertificate, QSslError
 
-from support.qgis_helpers import wait_for
+from support.qgis_helpers import auth_manager, wait_for
 from tessera_qgis.core.connections import Connection
 from tessera_qgis.core.sources import host_port
 from tessera_qgis.core.store import open_store
 from tessera_qgis.dialog import TesseraSourceWidget
-from tessera_qgis.settings import Settings, qgis_ssl_settings, save_custom_connections, upsert_connection
+from tessera_qgis.settings import Settings, qgis_ssl_settings, upsert_connection
 
-pytestmark = pytest.mark.usefixtures("provider_active")
-
-
-@pytest.fixture(autouse=True)
-def no_saved_connections():
-    save_custom_connections([])
-    yield
-    save_custom_connections([])
+pytestmark = pytest.mark.usefixtures("provider_active", "no_saved_connections")
 
 
 def connected_widget(qgis_iface, conn: Connection) -> TesseraSourceWidget:
@@ -30,13 +23,6 @@ def connected_widget(qgis_iface, conn: Connection) -> TesseraSourceWidget:
     w.connect_button.click()
     wait_for(w.task)
     return w
-
-
-def auth_manager():
-    am = QgsApplication.authManager()
-    if not am.masterPasswordIsSet():
-        assert am.setMasterPassword("tessera-test-master", True)
-    return am
 
 
 def _rebuild(am) -> None:

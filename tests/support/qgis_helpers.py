@@ -15,3 +15,11 @@ def wait_for(task: QgsTask | None, timeout: float = 60) -> None:
         time.sleep(0.01)
     for _ in range(5):
         QgsApplication.processEvents()
+
+
+def auth_manager():
+    """QGIS's authentication manager, unlocked with the tests' master password."""
+    am = QgsApplication.authManager()
+    if not am.masterPasswordIsSet():
+        assert am.setMasterPassword("tessera-test-master", True)
+    return am
