@@ -484,7 +484,7 @@ def worker_cluster(p: dict) -> dict:
     (one thread each, on 127.0.0.1): throughput and each worker's peak RSS."""
     from distributed import Client, LocalCluster
 
-    from tessera_qgis.core.cluster import plan_tiles
+    from tessera_qgis.core.export.cluster import plan_tiles
     from tessera_qgis.core.export import ExportRequest, export, prepare
     from tessera_qgis.core.store import open_store
 

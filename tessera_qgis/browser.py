@@ -11,7 +11,10 @@ from qgis.PyQt.QtCore import QCoreApplication
 
 from .core.connections import Connection
 from .core.layerspec import LayerSpec
+from .core.region import data_extent
+from .core.storeref import StoreRef
 from .settings import all_connections, resolve_url
+from .store_access import shared_store
 
 
 def tr(text: str) -> str:
@@ -40,37 +43,32 @@ class ConnectionItem(QgsDataCollectionItem):
         self.setIcon(_icon())
 
     def createChildren(self):  # noqa: N802
-        from .provider import shared_store
-
         try:
-            url = resolve_url(self.conn)
-            store = shared_store(LayerSpec(url=url, year=0, pca="global", **self.conn.layer_options()))
+            ref = self.conn.ref(resolve_url(self.conn))
+            store = shared_store(ref)
         except Exception as exc:
             return [QgsErrorItem(self, str(exc), self.path() + "/error")]
-        return [YearItem(self, url, store, year) for year in store.years]
+        return [YearItem(self, ref, store, year) for year in store.years]
 
 
 class YearItem(QgsDataCollectionItem):
-    def __init__(self, parent: ConnectionItem, url: str, store, year: int) -> None:
+    def __init__(self, parent: ConnectionItem, ref: StoreRef, store, year: int) -> None:
         super().__init__(parent, str(year), f"{parent.path()}/{year}")
-        self.url, self.store, self.year, self.conn = url, store, year, parent.conn
+        self.ref, self.store, self.year, self.conn = ref, store, year, parent.conn
 
     def createChildren(self):  # noqa: N802
-        from .provider import data_extent
-
         items = []
         zones = [z for z in self.store.zones.values() if self.year in z.years]
         if not zones:
             return items
-        options = self.conn.layer_options()
         first = zones[0]
-        spec = LayerSpec(url=self.url, year=self.year, pca="global", crs=first.crs,
-                         extent=data_extent(self.store, first.crs), **options)
+        spec = LayerSpec(store=self.ref, year=self.year, pca="global", crs=first.crs,
+                         extent=data_extent(self.store, first.crs))
         items.append(QgsLayerItem(self, tr("PCA, all zones"), f"{self.path()}/pca", spec.to_uri(),
                                   Qgis.BrowserLayerType.Raster, "tessera"))
         for zone in zones:
-            spec = LayerSpec(url=self.url, year=self.year, pca="global", crs=zone.crs, zone=zone.name,
-                             extent=tuple(zone.bounds()), **options)
+            spec = LayerSpec(store=self.ref, year=self.year, pca="global", crs=zone.crs, zone=zone.name,
+                             extent=tuple(zone.bounds()))
             items.append(QgsLayerItem(self, tr("PCA, {} ({})").format(zone.name, zone.crs), f"{self.path()}/{zone.name}",
                                       spec.to_uri(), Qgis.BrowserLayerType.Raster, "tessera"))
         return items

@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from typing import Sequence
+
+from .core.sample import SampleSpec, generate
+from .core.sources import StoreOptions
+from .core.store import describe_years, open_store
+from .core.storeref import StoreRef
 
 
 def _bbox(text: str) -> tuple[float, float, float, float]:
@@ -112,28 +118,21 @@ def _region_args(p: argparse.ArgumentParser, pca_or_bands_required: bool = True)
     mode.add_argument("--pca", action="store_true", help="the first three principal components as RGB")
 
 
-def _options(args: argparse.Namespace):
-    import os
-
-    from .core.sources import StoreOptions
-
+def _ref(args: argparse.Namespace) -> StoreRef:
+    """The store reference of the command line (S3 keys from the environment, never from
+    arguments)."""
     key = secret = None
     if not args.anon and not args.s3_profile:
         key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    return StoreOptions(anon=True if args.anon else None, key=key, secret=secret, profile=args.s3_profile,
-                        endpoint_url=args.s3_endpoint, region=args.s3_region, cache_dir=args.cache_dir,
-                        concurrency=args.concurrency)
+    return StoreRef(args.store, s3_endpoint=args.s3_endpoint, s3_region=args.s3_region, anon=args.anon,
+                    profile=args.s3_profile, cache=args.cache_dir, key=key, secret=secret)
 
 
 def _open(args: argparse.Namespace):
-    from .core.store import open_store
-
-    return open_store(args.store, _options(args))
+    return open_store(_ref(args), StoreOptions(concurrency=args.concurrency))
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .core.store import describe_years
-
     info = _open(args).info()
     if args.json:
         print(json.dumps(info))
@@ -149,10 +148,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_pixel(args: argparse.Namespace) -> int:
-    from .core.store import open_store
-
     # Opened for this pixel: its zone's years come with zarr.json (one round trip less).
-    store = open_store(args.store, _options(args), pixel=(args.lon, args.lat, args.year))
+    store = open_store(_ref(args), StoreOptions(concurrency=args.concurrency),
+                       pixel=(args.lon, args.lat, args.year))
     res = store.pixel(args.lon, args.lat, args.year)
     if args.json:
         print(json.dumps(res))
@@ -183,7 +181,7 @@ class _Progress:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .core.render import render_png
+    from .core.render import render_png  # GDAL: only render and export need it
 
     store = _open(args)
     info = render_png(store, args.bbox, args.year, args.out, width=args.width,
@@ -194,7 +192,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .core.export import ExportRequest, export
+    from .core.export import ExportRequest, export  # GDAL: only render and export need it
 
     store = _open(args)
     kind = "pca" if args.pca else "int8" if args.quantized else "float32"
@@ -209,8 +207,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .core.sample import SampleSpec, generate
-
     kw = {"shard": args.shard, "seed": args.seed, "time_order": args.time_order, "layout": args.layout}
     if args.bbox:
         kw["bbox"] = args.bbox

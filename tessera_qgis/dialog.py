@@ -62,9 +62,9 @@ class ConnectionEditor(QDialog):
         s3f = QFormLayout(s3)
         self.anon = QCheckBox(tr("Anonymous (public bucket)"), s3)
         self.anon.setChecked(conn.anon if conn else False)
-        self.endpoint = QLineEdit(conn.endpoint_url if conn else "", s3)
+        self.endpoint = QLineEdit(conn.s3_endpoint if conn else "", s3)
         self.endpoint.setPlaceholderText(tr("default AWS; or an S3-compatible endpoint URL"))
-        self.region = QLineEdit(conn.region if conn else "", s3)
+        self.region = QLineEdit(conn.s3_region if conn else "", s3)
         self.auth = QgsAuthConfigSelect(s3)
         if conn and conn.authcfg:
             self.auth.setConfigId(conn.authcfg)
@@ -87,7 +87,7 @@ class ConnectionEditor(QDialog):
 
     def connection(self) -> Connection:
         return Connection(name=self.name.text().strip(), url=self.url.text().strip(), anon=self.anon.isChecked(),
-                          endpoint_url=self.endpoint.text().strip(), region=self.region.text().strip(),
+                          s3_endpoint=self.endpoint.text().strip(), s3_region=self.region.text().strip(),
                           authcfg=self.auth.configId())
 
     def _accept(self) -> None:
@@ -105,7 +105,7 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         super().__init__(parent, fl, mode)
         self.iface = iface
         self.store = None
-        self.url = ""
+        self.ref = None  # the connected store's StoreRef
         self._generation = 0
         self.task = None
         self.add_task = None
@@ -263,21 +263,17 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.last_failure = None
         self.info.setHtml(html.escape(tr("Connecting to {}…").format(conn.name)))
         self.busy(True)
-        options = conn.layer_options()
-
         def work():
-            from .core.layerspec import LayerSpec
-            from .provider import shared_store
+            from .store_access import shared_store
 
-            url = resolve_url(conn)
-            spec = LayerSpec(url=url, year=0, pca="global", **options)
-            return url, shared_store(spec)
+            ref = conn.ref(resolve_url(conn))
+            return ref, shared_store(ref)
 
         def done(result) -> None:
             if generation != self._generation:
                 return  # cancelled, or another connect started since
             self.busy(False)
-            self.url, self.store = result
+            self.ref, self.store = result
             self.show_store()
 
         def failed(exc) -> None:
@@ -353,19 +349,18 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
             return
         from .layers import build_layer, prepare_layer
 
-        conn = self.current()
         mode = self.mode.currentData()
-        kwargs: dict = dict(year=self.year.currentData(), zone=self.zone.currentData(), **conn.layer_options())
+        kwargs: dict = dict(year=self.year.currentData(), zone=self.zone.currentData())
         if mode in ("pca", "view"):
             kwargs["pca"] = "global" if mode == "pca" else "view"
         else:
             kwargs["bands"] = [b.value() for b in self.bands[: 3 if mode == "rgb" else 1]]
         bounds, crs = self.view_bounds()
-        url = self.url
+        ref = self.ref
         self.add_button.setEnabled(False)
 
         def work():
-            return prepare_layer(url, view_bounds=bounds, view_crs=crs, **kwargs)
+            return prepare_layer(ref, view_bounds=bounds, view_crs=crs, **kwargs)
 
         def done(prepared) -> None:
             self.add_button.setEnabled(True)

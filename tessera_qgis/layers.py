@@ -4,15 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import numpy as np
 from qgis.core import (Qgis, QgsColorRampShader, QgsContrastEnhancement, QgsMultiBandColorRenderer,
                        QgsRasterLayer, QgsRasterShader, QgsSingleBandPseudoColorRenderer, QgsStyle)
 
-from .core.layerspec import LayerSpec
+from .core.geo import lonlat_bounds
+from .core.layerspec import DEFAULT_BUDGET, LayerSpec, encode_pca, encode_vector
 from .core.pca import PCA
-from .core.region import lonlat_bounds, read_grid
+from .core.region import data_extent
+from .core.storeref import StoreRef
 from .core.utm import zone_of_lon
-from .provider import PROVIDER_KEY, data_extent, register, shared_store, state_for
+from .core.view import View
+from .provider import PROVIDER_KEY, register, state_for
+from .store_access import shared_store
 
 
 def choose_crs(store, view_bounds=None, view_crs: str = "EPSG:4326", zone: str | None = None) -> str:
@@ -40,39 +43,37 @@ class PreparedLayer:
     threshold: float = 0.5
 
 
-def prepare_layer(url: str, year: int, bands: Sequence[int] | None = None, pca: str | PCA | None = None,
-                  name: str | None = None, view_bounds=None, view_crs: str = "EPSG:4326",
-                  zone: str | None = None, stretch: Sequence[tuple[float, float]] | None = None,
-                  similarity=None, threshold: float = 0.5, **options) -> PreparedLayer:
+def prepare_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None = None,
+                  pca: str | PCA | None = None, name: str | None = None, view_bounds=None,
+                  view_crs: str = "EPSG:4326", zone: str | None = None,
+                  stretch: Sequence[tuple[float, float]] | None = None, similarity=None, threshold: float = 0.5,
+                  cancel=None, budget: int | None = None, **ref_options) -> PreparedLayer:
     """The network part of making a layer (open the store, check year and bands, choose the
-    CRS, sample a stretch): safe in a QgsTask. `build_layer()` then makes the layer on the
-    main thread without touching the network."""
-    from .core.layerspec import encode_pca, encode_vector
-
+    CRS, the starting stretch): safe in a QgsTask. `build_layer()` then makes the layer on the
+    main thread without touching the network. `store` is a StoreRef, or a URL with the
+    connection's options as keywords (cache, authcfg, s3_endpoint, s3_region, anon)."""
+    ref = store if isinstance(store, StoreRef) else StoreRef(str(store), **ref_options)
     if bands is None and pca is None and similarity is None:
         pca = "global"
-    pca_value = encode_pca(pca) if isinstance(pca, PCA) else pca
-    sim_value = encode_vector(similarity) if similarity is not None else None
-    probe = LayerSpec(url=str(url), year=int(year), bands=tuple(bands) if bands else None, pca=pca_value,
-                      similarity=sim_value, **options)
-    store = shared_store(probe)
-    store.check_year(probe.year)
-    if probe.bands:
-        store.check_bands(probe.bands)
-    crs = choose_crs(store, view_bounds, view_crs, zone)
-    spec = probe.with_(crs=crs, extent=data_extent(store, crs), zone=zone)
+    spec = LayerSpec(store=ref, year=int(year), bands=tuple(bands) if bands else None,
+                     pca=encode_pca(pca) if isinstance(pca, PCA) else pca,
+                     similarity=encode_vector(similarity) if similarity is not None else None,
+                     budget=budget or DEFAULT_BUDGET)
+    opened = shared_store(ref)
+    View(opened, spec)  # checks the year, the bands and a reference's length
+    crs = choose_crs(opened, view_bounds, view_crs, zone)
+    spec = spec.with_(crs=crs, extent=data_extent(opened, crs, zone), zone=zone)
     uri = spec.to_uri()
-    title = name or _title(store, spec)
-    if spec.similarity is not None:
-        return PreparedLayer(uri, title, "similarity", [(threshold, 1.0)], threshold)
-    if spec.pca is not None:
-        state = state_for(uri)
-        state.store()  # opened here, off the UI thread
-        model = state.pca_model()
-        ranges = list(zip(model.lo.tolist(), model.hi.tolist())) if model is not None else []
-        return PreparedLayer(uri, title, "pca", ranges)
-    ranges = list(stretch) if stretch else sample_stretch(store, spec, view_bounds, view_crs)
-    return PreparedLayer(uri, title, "rgb" if len(spec.bands) == 3 else "ramp", ranges)
+    view = state_for(uri).view()  # the layer's own view: a PCA fitted here is the one it draws
+    if stretch:
+        ranges = list(stretch)
+    elif view_bounds is not None:
+        ranges = view.default_ranges(view_bounds, view_crs, cancel, threshold)
+    else:
+        ranges = view.default_ranges(spec.extent, spec.crs, cancel, threshold)
+    title = name or layer_title(opened, spec)
+    style = {"similarity": "similarity", "pca": "pca"}.get(spec.mode) or ("rgb" if len(spec.bands) == 3 else "ramp")
+    return PreparedLayer(uri, title, style, ranges, threshold)
 
 
 def build_layer(prepared: PreparedLayer) -> QgsRasterLayer:
@@ -91,45 +92,31 @@ def build_layer(prepared: PreparedLayer) -> QgsRasterLayer:
     return layer
 
 
-def make_layer(url: str, year: int, bands: Sequence[int] | None = None, pca: str | PCA | None = None,
-               name: str | None = None, view_bounds=None, view_crs: str = "EPSG:4326",
-               zone: str | None = None, stretch: Sequence[tuple[float, float]] | None = None,
-               similarity=None, threshold: float = 0.5, **options) -> QgsRasterLayer:
-    """A styled TESSERA layer for a store URL and year: `bands` (1 to 3 band numbers), `pca`
-    ("global", "view" or a fitted PCA) or `similarity` (a reference embedding: cosine
-    similarity with a colour ramp, values under `threshold` transparent). It opens the store
-    (network I/O): from the UI, use prepare_layer() in a task and build_layer() after.
-    `options`: cache, budget, authcfg, s3_endpoint, s3_region, anon."""
+def make_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None = None,
+               pca: str | PCA | None = None, name: str | None = None, view_bounds=None,
+               view_crs: str = "EPSG:4326", zone: str | None = None,
+               stretch: Sequence[tuple[float, float]] | None = None, similarity=None, threshold: float = 0.5,
+               **options) -> QgsRasterLayer:
+    """A styled TESSERA layer for a store (a StoreRef or a URL) and year: `bands` (1 to 3
+    band numbers), `pca` ("global", "view" or a fitted PCA) or `similarity` (a reference
+    embedding: cosine similarity with a colour ramp, values under `threshold` transparent).
+    It opens the store (network I/O): from the UI, use prepare_layer() in a task and
+    build_layer() after. `options`: budget, and with a URL cache, authcfg, s3_endpoint,
+    s3_region, anon."""
     register()
-    return build_layer(prepare_layer(url, year, bands, pca, name, view_bounds, view_crs, zone, stretch,
+    return build_layer(prepare_layer(store, year, bands, pca, name, view_bounds, view_crs, zone, stretch,
                                      similarity, threshold, **options))
 
 
-def _title(store, spec: LayerSpec) -> str:
-    mode = {"pca": "PCA", "similarity": "similarity"}.get(spec.mode) or "bands " + ",".join(map(str, spec.bands))
-    dataset = store.attrs.get("tessera:dataset") or "TESSERA"
-    return f"TESSERA {dataset} {spec.year} {mode}"
-
-
-def sample_stretch(store, spec: LayerSpec, view_bounds=None, view_crs="EPSG:4326") -> list[tuple[float, float]]:
-    """2-98 % of each band over a small grid (at most 256 x 256 px) of the view or the data."""
-    from .core.region import _ring, transformer
-
-    if view_bounds is None:
-        bounds, crs = spec.extent, spec.crs
+def layer_title(store, spec: LayerSpec) -> str:
+    """"TESSERA <dataset> <year> <what is shown>"."""
+    if spec.mode == "bands":
+        mode = "bands " + ",".join(map(str, spec.bands))
     else:
-        bounds, crs = view_bounds, view_crs
-    rx, ry = _ring(bounds)
-    tx, ty = transformer(crs, spec.crs).transform(rx, ry)
-    x0, x1, y0, y1 = min(tx), max(tx), min(ty), max(ty)
-    res = max((x1 - x0) / 256, (y1 - y0) / 256, 10.0)
-    w, h = max(1, int((x1 - x0) / res)), max(1, int((y1 - y0) / res))
-    vals = read_grid(store, spec.year, spec.crs, (res, 0, x0, 0, -res, y1), w, h, bands=list(spec.bands))
-    out = []
-    for band in vals:
-        v = band[np.isfinite(band)]
-        out.append(tuple(np.percentile(v, [2, 98]).tolist()) if v.size else (-2.5, 2.5))
-    return out
+        mode = {"pca": "PCA", "similarity": "similarity"}[spec.mode]
+    dataset = store.attrs.get("tessera:dataset") or "TESSERA"
+    zone = f" {spec.zone}" if spec.zone else ""
+    return f"TESSERA {dataset} {spec.year}{zone} {mode}"
 
 
 def _enhancement(lo: float, hi: float) -> QgsContrastEnhancement:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeature, QgsFeatureSink, QgsField,
+                       QgsGeometry,
                        QgsFields, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
                        QgsProcessingOutputMultipleLayers, QgsProcessingParameterBoolean,
                        QgsProcessingParameterDefinition,
@@ -19,6 +20,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, Qgs
 from qgis.PyQt.QtCore import QCoreApplication, QMetaType
 
 from .core.errors import Cancelled, TesseraError
+from .core.storeref import StoreRef
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 KIND_NAMES = ["float32 embeddings", "PCA RGB", "int8 + scales"]
@@ -31,17 +33,15 @@ def tr(text: str) -> str:
 
 def open_for(store_text: str):
     """A saved connection (by name) or a store URL / folder -> the opened store, and its URL."""
-    from .core.layerspec import LayerSpec
-    from .provider import shared_store
     from .settings import all_connections, resolve_url
+    from .store_access import shared_store
 
     text = (store_text or "").strip()
     if not text:
         raise QgsProcessingException(tr("Give a store: a saved connection's name, a URL or a folder"))
     conn = next((c for c in all_connections() if c.name == text), None)
-    options = conn.layer_options() if conn else {}
-    url = resolve_url(conn) if conn else text
-    return shared_store(LayerSpec(url=url, year=0, pca="global", **options)), url
+    ref = conn.ref(resolve_url(conn)) if conn else StoreRef(text)
+    return shared_store(ref), ref.url
 
 
 def _default_scheduler() -> str:
@@ -225,8 +225,9 @@ class SimilarityAlgorithm(TesseraAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Similarity")))
 
     def execute(self, parameters, context, feedback):
+        from .core.classify import polygon_mask
         from .core.export import ExportRequest, export
-        from .core.region import read_extent
+        from .core.view import mean_embedding
 
         store, _ = open_for(self.parameterAsString(parameters, "STORE", context))
         year = self.parameterAsInt(parameters, "YEAR", context)
@@ -234,17 +235,20 @@ class SimilarityAlgorithm(TesseraAlgorithm):
         polys = self.parameterAsSource(parameters, "REFERENCE_POLYGONS", context)
         if polys is not None:
             tr_ = QgsCoordinateTransform(polys.sourceCrs(), WGS84, QgsProject.instance())
-            vectors = []
+            total, used = np.zeros(store.bands), 0
             for f in polys.getFeatures():
-                b = tr_.transformBoundingBox(f.geometry().boundingBox())
-                for w in read_extent(store, (b.xMinimum(), b.yMinimum(), b.xMaximum(), b.yMaximum()),
-                                     "EPSG:4326", year):
-                    v = w.dequantised().reshape(store.bands, -1)
-                    vectors.append(v[:, np.isfinite(v).all(axis=0)])
-            flat = np.concatenate(vectors, axis=1) if vectors else np.zeros((store.bands, 0))
-            if flat.shape[1] == 0:
+                geom = QgsGeometry(f.geometry())
+                geom.transform(tr_)
+                b = geom.boundingBox()
+                try:
+                    mean, n = mean_embedding(store, year, (b.xMinimum(), b.yMinimum(), b.xMaximum(), b.yMaximum()),
+                                             "EPSG:4326", mask=polygon_mask([geom.asWkt()], "EPSG:4326"))
+                except ValueError:  # no embedding inside this polygon
+                    continue
+                total, used = total + mean * n, used + n
+            if used == 0:
                 raise QgsProcessingException(tr("The reference polygons hold no embedding (nodata)"))
-            reference = flat.mean(axis=1)
+            reference = total / used
         else:
             pt = self.parameterAsPoint(parameters, "POINT", context, WGS84)
             if pt is None or (pt.x() == 0 and pt.y() == 0 and not parameters.get("POINT")):

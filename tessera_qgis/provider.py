@@ -11,27 +11,29 @@ in a `LayerState`, so clones cost nothing and never re-read what another clone h
 """
 from __future__ import annotations
 
-import math
+import html
 import sys
 import threading
 import traceback
 from collections import OrderedDict
 
 import numpy as np
-from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsDataProvider, QgsMessageLog, QgsProviderMetadata,
-                       QgsProviderRegistry, QgsRasterBandStats, QgsRasterBlock, QgsRasterDataProvider,
+from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsDataProvider, QgsError, QgsMessageLog,
+                       QgsProviderMetadata, QgsProviderRegistry, QgsRasterBandStats, QgsRasterBlock, QgsRasterDataProvider,
                        QgsRasterIdentifyResult, QgsRectangle)
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QByteArray, QCoreApplication, QObject
 
 from .core.errors import Cancelled, ExtentError, TesseraError
-from .core.layerspec import LayerSpec, decode_pca, decode_vector
+from .core.layerspec import LayerSpec, decode_pca
 from .core.memory import release_memory
-from .core.pca import PCA, sample_valid
-from .core.region import grid_reduce, project_grid, similarity_grid, transformer
-from .core.sources import StoreOptions  # noqa: F401 (type of store_options)
-from .core.store import TesseraStore, open_store
+from .core.pca import PCA
+from .core.region import data_extent
+from .core.store import TesseraStore
+from .core.view import View
 from .log import log, report
+from .store_access import forget_stores as _forget_pool
+from .store_access import opened_store, shared_store
 
 
 def tr(text: str) -> str:
@@ -45,63 +47,25 @@ DESCRIPTION = "TESSERA embeddings (Zarr v3)"
 _OWNER = QObject()
 _STATES: dict[str, "LayerState"] = {}
 _STATES_LOCK = threading.Lock()
-_STORES: dict[tuple, TesseraStore] = {}
-_STORES_LOCK = threading.Lock()
 _TILE_CACHE = 6
 
 
-def store_options(spec: LayerSpec) -> StoreOptions:
-    """StoreOptions for a layer: the plugin settings and QGIS's proxy, the layer's own S3
-    settings, and S3 keys from its QGIS auth configuration (never from the URI)."""
-    from .settings import Settings
-
-    key = secret = None
-    if spec.authcfg:
-        key, secret = auth_credentials(spec.authcfg)
-    overrides = dict(anon=True if spec.anon else None, key=key, secret=secret, endpoint_url=spec.s3_endpoint,
-                     region=spec.s3_region)
-    if spec.cache:
-        overrides["cache_dir"] = spec.cache
-    return Settings.load().store_options(url=spec.url, **overrides)
-
-
-def auth_credentials(authcfg: str) -> tuple[str | None, str | None]:
-    """(key, secret) of a QGIS authentication configuration (Basic: username/password)."""
-    from qgis.core import QgsApplication, QgsAuthMethodConfig
-
-    cfg = QgsAuthMethodConfig()
-    if not QgsApplication.authManager().loadAuthenticationConfig(authcfg, cfg, True):
-        raise TesseraError(f"QGIS authentication configuration {authcfg!r} cannot be loaded")
-    return cfg.config("username") or None, cfg.config("password") or None
-
-
-def shared_store(spec: LayerSpec) -> TesseraStore:
-    """One opened store per (url, connection settings), shared by every layer using it."""
-    key = (spec.url, spec.authcfg, spec.s3_endpoint, spec.s3_region, spec.anon, spec.cache)
-    with _STORES_LOCK:
-        store = _STORES.get(key)
-    if store is not None:
-        return store
-    store = open_store(spec.url, store_options(spec))
-    with _STORES_LOCK:
-        return _STORES.setdefault(key, store)
-
-
 def forget_stores() -> None:
-    with _STORES_LOCK:
-        _STORES.clear()
+    """Drop every opened store and layer state (plugin unload, tests)."""
+    _forget_pool()
     with _STATES_LOCK:
         _STATES.clear()
 
 
 class LayerState:
-    """What a provider and all its clones share."""
+    """What a provider and all its clones share: the layer's view of its store (opened on
+    first use, off the UI thread), recent tiles, the last error."""
 
     def __init__(self, spec: LayerSpec) -> None:
         self.spec = spec
         self.lock = threading.RLock()
-        self._store: TesseraStore | None = None
-        self.pca: PCA | None = decode_pca(spec.pca) if spec.pca and spec.pca.startswith("b64:") else None
+        self._view: View | None = None
+        self._saved_pca: PCA | None = decode_pca(spec.pca) if spec.pca and spec.pca.startswith("b64:") else None
         self.tiles: OrderedDict = OrderedDict()
         self.tile_locks: dict = {}
         self.last_error = ""
@@ -111,27 +75,30 @@ class LayerState:
     @property
     def opened_store(self) -> TesseraStore | None:
         """The store if it is open already (never opens it: safe on the UI thread)."""
-        return self._store
+        return opened_store(self.spec.store)
 
     def store(self) -> TesseraStore:
-        with self.lock:
-            if self._store is None:
-                self._store = shared_store(self.spec)
-                self._store.check_year(self.spec.year)
-            return self._store
+        return self.view().store
 
-    def pca_model(self, values_for_fit=None) -> PCA | None:
+    def view(self) -> View:
+        """The layer's view pipeline (opens the store on first use: network)."""
         with self.lock:
-            if self.pca is None and self.spec.pca == "global":
-                st = self.store().stretch(self.spec.year)
-                self.pca = PCA.from_stretch(st) if st else None
-                if self.pca is None:
-                    log("the store has no global PCA for this year: fitting one to the first view")
-            return self.pca
+            if self._view is None:
+                self._view = View(shared_store(self.spec.store), self.spec)
+            return self._view
+
+    @property
+    def pca(self) -> PCA | None:
+        """The PCA in use, if known yet (never touches the network)."""
+        return self._view.pca if self._view is not None else self._saved_pca
+
+    def pca_model(self) -> PCA | None:
+        """The PCA in use: saved or global (opens the store); None while a fit is pending."""
+        return self.view().pca
 
     def set_pca(self, pca: PCA) -> None:
         with self.lock:
-            self.pca = pca
+            self.view().set_pca(pca)
             self.tiles.clear()
 
     def tile(self, extent: tuple, width: int, height: int, crs: str, cancel) -> np.ndarray:
@@ -159,36 +126,9 @@ class LayerState:
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("forced failure inside the provider (test)")
-        store = self.store()
         xmin, ymin, xmax, ymax = extent
-        transform = (
-            (xmax - xmin) / width, 0.0, xmin, 0.0, -(ymax - ymin) / height, ymax)
-        spec = self.spec
-        budget = spec.budget
-        if spec.bands is not None:
-            def deq(q, s):
-                return q.astype(np.float32) * s[None]
-
-            out, _ = grid_reduce(store, spec.year, crs, transform, width, height, deq, len(spec.bands),
-                                 np.float32, np.nan, spec.bands, cancel, budget)
-            return out
-        if spec.similarity is not None:
-            return similarity_grid(store, spec.year, decode_vector(spec.similarity), crs, transform, width, height,
-                                   cancel, budget)
-        pca = self.pca_model()
-        if pca is None:  # pca=view (or no global PCA): fit on this view, then keep the fit
-            values, _ = grid_reduce(store, spec.year, crs, transform, width, height,
-                                    lambda q, s: q.astype(np.float32) * s[None], store.bands, np.float32,
-                                    np.nan, None, cancel, budget)
-            samples = sample_valid(values, 100_000)
-            if len(samples) < 3:
-                return np.full((3, height, width), np.nan, dtype=np.float32)
-            with self.lock:
-                if self.pca is None:
-                    self.pca = PCA.fit(samples)
-                pca = self.pca
-            return pca.project(values)
-        return project_grid(store, spec.year, pca, crs, transform, width, height, cancel, budget)
+        transform = ((xmax - xmin) / width, 0.0, xmin, 0.0, -(ymax - ymin) / height, ymax)
+        return self.view().values(crs, transform, width, height, cancel)
 
 
 def state_for(uri: str) -> LayerState:
@@ -226,8 +166,11 @@ class TesseraProvider(QgsRasterDataProvider):
         extent = spec.extent
         if crs is None or extent is None:  # not given by the URI: ask the store (network)
             store = self.state.store()
-            crs = crs or next(iter(store.zones.values())).crs
-            extent = extent or data_extent(store, crs)
+            if spec.zone is not None and spec.zone not in store.zones:
+                raise ValueError(f"zone {spec.zone} is not in this store (it has {', '.join(store.zones)})")
+            zone = store.zones[spec.zone] if spec.zone else next(iter(store.zones.values()))
+            crs = crs or zone.crs
+            extent = extent or data_extent(store, crs, spec.zone)
         self._crs = QgsCoordinateReferenceSystem(crs)
         if not self._crs.isValid():
             raise ValueError(f"unknown CRS {crs!r}")
@@ -302,7 +245,8 @@ class TesseraProvider(QgsRasterDataProvider):
             mode = f"PCA ({spec.pca if not spec.pca.startswith('b64:') else 'saved fit'})"
         else:
             mode = "bands " + ",".join(map(str, spec.bands))
-        return f"<tr><td>TESSERA</td><td>{spec.url}<br>year {spec.year}, {mode}</td></tr>"
+        url = html.escape(spec.store.public_url)
+        return f"<tr><td>TESSERA</td><td>{url}<br>year {spec.year}, {mode}</td></tr>"
 
     def capabilities(self):
         return Qgis.RasterInterfaceCapabilities(
@@ -400,46 +344,13 @@ class TesseraProvider(QgsRasterDataProvider):
     def identify(self, point, fmt, extent=QgsRectangle(), width=0, height=0, dpi=96):
         """The provider bands' values at a point (in the layer CRS); never raises."""
         try:
-            spec = self.state.spec
-            store = self.state.store()
-            crs = self._crs.authid()
-            lon, lat = transformer(crs, "EPSG:4326").transform(point.x(), point.y())
-            px = store.pixel(lon, lat, spec.year)
-            if not px["valid"]:
-                values = {b: None for b in range(1, self.bandCount() + 1)}
-            elif spec.bands is not None:
-                values = {i + 1: px["embedding"][b - 1] for i, b in enumerate(spec.bands)}
-            elif spec.similarity is not None:
-                ref = decode_vector(spec.similarity).astype(np.float64)
-                v = np.asarray(px["embedding"], dtype=np.float64)
-                values = {1: float(ref @ v / max(np.linalg.norm(ref) * np.linalg.norm(v), 1e-12))}
-            else:
-                pca = self.state.pca_model()
-                if pca is None:
-                    values = {b: None for b in range(1, 4)}
-                else:
-                    v = np.asarray(px["embedding"], dtype=np.float64)
-                    comps = pca.components @ (v - pca.mean)
-                    values = {b + 1: float(comps[b]) for b in range(3)}
-            return QgsRasterIdentifyResult(Qgis.RasterIdentifyFormat.Value, values)
+            px = self.state.view().pixel(point.x(), point.y(), self._crs.authid())
+            values = px["values"] or [None] * self.bandCount()
+            return QgsRasterIdentifyResult(Qgis.RasterIdentifyFormat.Value,
+                                           {b + 1: v for b, v in enumerate(values)})
         except Exception as exc:
             log("identify failed: " + traceback.format_exc(), Qgis.MessageLevel.Warning)
-            from qgis.core import QgsError
-
             return QgsRasterIdentifyResult(QgsError(str(exc), "TESSERA"))
-
-
-def data_extent(store: TesseraStore, crs: str) -> tuple[float, float, float, float]:
-    """Bounds of the store's zones in `crs` (zone edges densified)."""
-    from .core.region import _ring
-
-    xs, ys = [], []
-    for zone in store.zones.values():
-        rx, ry = _ring(zone.bounds())
-        tx, ty = transformer(zone.crs, crs).transform(rx, ry)
-        xs.extend(v for v in tx if math.isfinite(v))
-        ys.extend(v for v in ty if math.isfinite(v))
-    return min(xs), min(ys), max(xs), max(ys)
 
 
 def _create(uri, options=QgsDataProvider.ProviderOptions(), flags=Qgis.DataProviderReadFlags()):

@@ -7,7 +7,6 @@ computed in a task from the view (cached chunks) and applied to the renderer onl
 """
 from __future__ import annotations
 
-import numpy as np
 from qgis.core import QgsProject, QgsRasterLayer
 from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import QCoreApplication
@@ -156,20 +155,10 @@ class StyleDock(QgsDockWidget):
         tr_ = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), layer.crs(), QgsProject.instance())
         ext = tr_.transformBoundingBox(extent)
         bounds = (ext.xMinimum(), ext.yMinimum(), ext.xMaximum(), ext.yMaximum())
+        layer_crs = layer.crs().authid()
 
         def work():
-            from .core.region import read_grid
-
-            store = state.store()
-            res = max((bounds[2] - bounds[0]) / 256, (bounds[3] - bounds[1]) / 256, 10.0)
-            w, h = max(1, int((bounds[2] - bounds[0]) / res)), max(1, int((bounds[3] - bounds[1]) / res))
-            vals = read_grid(store, spec.year, spec.crs, (res, 0, bounds[0], 0, -res, bounds[3]), w, h,
-                             bands=list(spec.bands), max_source_pixels=spec.budget)
-            out = []
-            for band in vals:
-                v = band[np.isfinite(band)]
-                out.append(tuple(np.percentile(v, [2, 98]).tolist()) if v.size else (-2.5, 2.5))
-            return out
+            return state.view().sample_ranges(bounds, layer_crs)
 
         self.last_task = run_task(tr("TESSERA stretch"), work, self._apply_ranges)
 

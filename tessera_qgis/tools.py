@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-import numpy as np
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY,
                        QgsProject, QgsRasterLayer, QgsRectangle, QgsTask, QgsWkbTypes)
 from qgis.gui import QgsMapToolEmitPoint, QgsRubberBand
@@ -17,7 +16,9 @@ from qgis.PyQt.QtGui import QColor
 
 from .core.layerspec import LayerSpec
 from .log import log, report
-from .provider import PROVIDER_KEY, shared_store, state_for
+from .core.view import choose_pca, mean_embedding
+from .provider import PROVIDER_KEY, state_for
+from .store_access import shared_store
 
 
 def tr(text: str) -> str:
@@ -118,18 +119,14 @@ def _reference(store, year: int, rect_lonlat: QgsRectangle | None, point: QgsPoi
         if not px["valid"]:
             raise ValueError("there is no embedding at that point (nodata)")
         return px["embedding"], 1
-    from .core.region import read_extent
-
     bounds = (rect_lonlat.xMinimum(), rect_lonlat.yMinimum(), rect_lonlat.xMaximum(), rect_lonlat.yMaximum())
-    windows = read_extent(store, bounds, "EPSG:4326", year)
-    if sum(w.scales.size for w in windows) > 200 * 200:
-        raise ValueError("drag a smaller area (at most about 2 x 2 km) to average")
-    vals = [w.dequantised() for w in windows]
-    flat = np.concatenate([v.reshape(v.shape[0], -1) for v in vals], axis=1)
-    flat = flat[:, np.isfinite(flat).all(axis=0)]
-    if flat.shape[1] == 0:
-        raise ValueError("there is no embedding in that area (nodata)")
-    return flat.mean(axis=1).tolist(), int(flat.shape[1])
+    try:
+        vector, used = mean_embedding(store, year, bounds, "EPSG:4326", max_pixels=200 * 200)
+    except ValueError as exc:
+        if "more than" in str(exc):
+            raise ValueError("drag a smaller area (at most about 2 x 2 km) to average") from None
+        raise
+    return vector.tolist(), used
 
 
 class SimilarityController:
@@ -158,13 +155,11 @@ class SimilarityController:
         def work():
             from .layers import prepare_layer
 
-            store = shared_store(spec)
+            store = shared_store(spec.store)
             vector, n = _reference(store, spec.year, r, p)
             where = f"{p.x():.5f}, {p.y():.5f}" if p is not None else f"{n} px area"
-            return prepare_layer(spec.url, spec.year, similarity=vector,
-                                 name=f"TESSERA similarity {spec.year} ({where})", cache=spec.cache,
-                                 authcfg=spec.authcfg, s3_endpoint=spec.s3_endpoint, s3_region=spec.s3_region,
-                                 anon=spec.anon, budget=spec.budget)
+            return prepare_layer(spec.store, spec.year, similarity=vector,
+                                 name=f"TESSERA similarity {spec.year} ({where})", budget=spec.budget)
 
         def done(prepared) -> None:
             from .layers import build_layer
@@ -197,10 +192,10 @@ class InspectorController:
         p = to_lonlat(self.iface.mapCanvas(), point)
 
         def work():
-            return shared_store(spec).pixel(p.x(), p.y(), spec.year)
+            return shared_store(spec.store).pixel(p.x(), p.y(), spec.year)
 
         def done(px) -> None:
-            px = dict(px, lon=p.x(), lat=p.y(), store=spec.url)
+            px = dict(px, lon=p.x(), lat=p.y(), store=spec.store.public_url)
             self.dock.add(px)
             self.dock.show()
 
@@ -267,7 +262,6 @@ def open_export_dialog(iface, layer, rect: QgsRectangle | None = None, crs=None)
 def fit_pca_to(iface, layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem,
                on_done: Callable[[], None] | None = None) -> QgsTask:
     """Fit a PCA to a region (in a task) and apply it to a PCA layer and its renderer."""
-    from .core.region import fit_pca
     from .layers import apply_rgb
 
     spec = LayerSpec.from_uri(layer.source())
@@ -275,7 +269,7 @@ def fit_pca_to(iface, layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordin
     authid = crs.authid()
 
     def work():
-        return fit_pca(shared_store(spec), bounds, authid, spec.year)
+        return choose_pca(shared_store(spec.store), spec.year, "view", (bounds, authid))
 
     def done(pca) -> None:
         state_for(layer.source()).set_pca(pca)

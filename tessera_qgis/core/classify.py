@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .quant import valid_scales
+
 
 @dataclass
 class KNNClassifier:
@@ -33,7 +35,7 @@ class KNNClassifier:
         """(class codes uint8 (h, w), confidence float32 (h, w)): the majority class of the k
         nearest labelled embeddings and the share of the k that voted for it."""
         b, h, w = q.shape
-        valid = np.isfinite(scales).ravel()
+        valid = valid_scales(scales).ravel()
         cls = np.zeros(h * w, dtype=np.uint8)
         conf = np.full(h * w, np.nan, dtype=np.float32)
         if valid.any():
@@ -67,7 +69,7 @@ class PolygonMask:
         self.wkts, self.crs = list(wkts), crs_of_wkts
 
     def __call__(self, transform, width: int, height: int, crs: str) -> np.ndarray:
-        from osgeo import gdal, ogr, osr
+        from osgeo import gdal, ogr, osr  # GDAL: the core's readers and the oldest set run without it
 
         gdal.UseExceptions()
         src = osr.SpatialReference()

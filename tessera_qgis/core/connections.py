@@ -10,12 +10,14 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError
+from .storeref import StoreRef
 
 GATEWAY = "https://data.source.coop/tessera/tessera/zarr/{dataset}"
 DIRECT = "https://s3.us-west-2.amazonaws.com/us-west-2.opendata.source.coop/tessera/tessera/zarr/{dataset}"
 DATASETS = ("v1.1-dclimate", "v1", "v1.1", "v2-2B-L~beta1", "v2-2B-L~beta2")
 SAMPLE_NAME = "Sample data (offline)"
 SAMPLE_URL = "sample:"  # resolved to the bundled sample store, built on first use
+OLD_NAMES = {"endpoint_url": "s3_endpoint", "region": "s3_region"}
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,8 @@ class Connection:
     url: str
     kind: str = "custom"  # "preset", "sample" or "custom"
     anon: bool = False
-    endpoint_url: str = ""
-    region: str = ""
+    s3_endpoint: str = ""
+    s3_region: str = ""
     authcfg: str = ""
     extra: dict = field(default_factory=dict, compare=False)
 
@@ -39,18 +41,10 @@ class Connection:
     def editable(self) -> bool:
         return self.kind == "custom"
 
-    def layer_options(self) -> dict:
-        """make_layer()/LayerSpec options for this connection."""
-        opts: dict = {}
-        if self.authcfg:
-            opts["authcfg"] = self.authcfg
-        if self.endpoint_url:
-            opts["s3_endpoint"] = self.endpoint_url
-        if self.region:
-            opts["s3_region"] = self.region
-        if self.anon:
-            opts["anon"] = True
-        return opts
+    def ref(self, url: str | None = None) -> StoreRef:
+        """The StoreRef of this connection (`url`: its resolved URL, for the sample)."""
+        return StoreRef(url or self.url, s3_endpoint=self.s3_endpoint, s3_region=self.s3_region, anon=self.anon,
+                        authcfg=self.authcfg)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -59,6 +53,9 @@ class Connection:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Connection":
+        """From settings or XML attributes; the names saved before 0.3 (endpoint_url,
+        region) are read too."""
+        d = {OLD_NAMES.get(k, k): v for k, v in d.items()}
         names = {f.name for f in fields(cls)} - {"extra"}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -93,9 +90,7 @@ def from_xml(text: str) -> list[Connection]:
     out = []
     for el in root.findall("tessera"):
         a = el.attrib
-        out.append(Connection(name=a.get("name", ""), url=a.get("url", ""), anon=a.get("anon") == "1",
-                              endpoint_url=a.get("endpoint_url", ""), region=a.get("region", ""),
-                              authcfg=a.get("authcfg", "")))
+        out.append(Connection.from_dict({**a, "anon": a.get("anon") == "1", "kind": "custom"}))
     return out
 
 

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 
 from .pca import PCA
+from .storeref import StoreRef
 
 DEFAULT_BUDGET = 4096 * 4096
 FORBIDDEN = {"key", "secret", "password", "token", "aws_secret_access_key", "aws_access_key_id"}
@@ -28,7 +29,7 @@ FORBIDDEN = {"key", "secret", "password", "token", "aws_secret_access_key", "aws
 
 @dataclass(frozen=True)
 class LayerSpec:
-    url: str
+    store: StoreRef
     year: int
     bands: tuple[int, ...] | None = None
     pca: str | None = None  # "global", "view" or "b64:..."
@@ -36,17 +37,12 @@ class LayerSpec:
     crs: str | None = None
     extent: tuple[float, float, float, float] | None = None
     zone: str | None = None
-    cache: str | None = None
     budget: int = DEFAULT_BUDGET
-    authcfg: str | None = None
-    s3_endpoint: str | None = None
-    s3_region: str | None = None
-    anon: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.url:
-            raise ValueError("a TESSERA layer needs url=")
+        if not isinstance(self.store, StoreRef):
+            raise TypeError("LayerSpec.store is a StoreRef (use LayerSpec.of(url, year, ...))")
         if sum(v is not None for v in (self.bands, self.pca, self.similarity)) != 1:
             raise ValueError("a TESSERA layer needs one of bands=I,J,K, pca=global|view|<saved fit> "
                              "or similarity=<reference>")
@@ -56,6 +52,19 @@ class LayerSpec:
             raise ValueError(f"pca must be global, view or a saved fit, got {self.pca!r}")
         if self.bands is not None and not 1 <= len(self.bands) <= 128:
             raise ValueError("bands= takes 1 to 128 band numbers")
+
+    @classmethod
+    def of(cls, url: str, year: int, *, cache: str | None = None, authcfg: str | None = None,
+           s3_endpoint: str | None = None, s3_region: str | None = None, anon: bool = False,
+           **fields_) -> "LayerSpec":
+        """A spec from a URL and the connection options as keywords (scripts, tests)."""
+        ref = StoreRef(str(url), s3_endpoint=s3_endpoint, s3_region=s3_region, anon=anon, authcfg=authcfg,
+                       cache=cache)
+        return cls(store=ref, year=int(year), **fields_)
+
+    @property
+    def url(self) -> str:
+        return self.store.url
 
     @property
     def band_count(self) -> int:
@@ -68,7 +77,7 @@ class LayerSpec:
         return "similarity" if self.similarity else "pca" if self.pca else "bands"
 
     def to_uri(self) -> str:
-        items: list[tuple[str, str]] = [("url", self.url), ("year", str(self.year))]
+        items: list[tuple[str, str]] = [self.store.query_items()[0], ("year", str(self.year))]
         if self.bands is not None:
             items.append(("bands", ",".join(map(str, self.bands))))
         elif self.similarity is not None:
@@ -79,15 +88,12 @@ class LayerSpec:
             items.append(("crs", self.crs))
         if self.extent:
             items.append(("extent", ",".join(f"{v:.3f}" for v in self.extent)))
-        for name in ("zone", "cache", "authcfg", "s3_endpoint", "s3_region"):
-            value = getattr(self, name)
-            if value:
-                items.append((name, str(value)))
+        if self.zone:
+            items.append(("zone", self.zone))
+        items.extend(self.store.query_items()[1:])
         if self.budget != DEFAULT_BUDGET:
             items.append(("budget", str(self.budget)))
-        if self.anon:
-            items.append(("anon", "1"))
-        return urlencode(items, safe=",:/")
+        return urlencode(items, safe=",:/~")
 
     @classmethod
     def from_uri(cls, uri: str) -> "LayerSpec":
@@ -96,6 +102,8 @@ class LayerSpec:
         if secret:
             raise ValueError("credentials do not belong in a layer URI; use a QGIS authentication "
                              "configuration (authcfg=)")
+        if not params.get("url"):
+            raise ValueError("a TESSERA layer needs url=")
         try:
             year = int(params["year"])
         except (KeyError, ValueError):
@@ -115,13 +123,10 @@ class LayerSpec:
             if len(vals) != 4:
                 raise ValueError(f"extent= must be xmin,ymin,xmax,ymax, got {params['extent']!r}")
             extent = vals
-        return cls(url=params.get("url", ""), year=year, bands=bands, pca=params.get("pca") or None,
+        return cls(store=StoreRef.from_query(params), year=year, bands=bands, pca=params.get("pca") or None,
                    similarity=params.get("similarity") or None,
                    crs=params.get("crs") or None, extent=extent, zone=params.get("zone") or None,
-                   cache=params.get("cache") or None,
-                   budget=int(params.get("budget") or DEFAULT_BUDGET), authcfg=params.get("authcfg") or None,
-                   s3_endpoint=params.get("s3_endpoint") or None, s3_region=params.get("s3_region") or None,
-                   anon=params.get("anon", "") in ("1", "true", "yes"))
+                   budget=int(params.get("budget") or DEFAULT_BUDGET))
 
     def with_(self, **changes) -> "LayerSpec":
         return replace(self, **changes)

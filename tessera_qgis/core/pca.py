@@ -73,13 +73,7 @@ class PCA:
 
     def stretch_components(self, proj: np.ndarray) -> np.ndarray:
         """(3, h, w) components (NaN nodata) -> uint8 (4, h, w) RGBA with this fit's stretch."""
-        valid = np.isfinite(proj).all(axis=0)
-        span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0).astype(np.float32)
-        scaled = (proj - self.lo.astype(np.float32)[:, None, None]) / span[:, None, None] * 255.0
-        rgb = np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
-        rgb[:, ~valid] = 0
-        alpha = np.where(valid, 255, 0).astype(np.uint8)[None]
-        return np.concatenate([rgb, alpha])
+        return stretch_rgba(proj, list(zip(self.lo.tolist(), self.hi.tolist())))
 
     def to_json(self) -> dict:
         return {"pca_mean": self.mean.tolist(), "pca_components": self.components.tolist(),
@@ -93,20 +87,40 @@ class PCA:
         return cls(pca.mean, pca.components, pca.lo, pca.hi, d.get("source", "fit"))
 
 
+def percent_ranges(values: np.ndarray, lo_pct: float = 2.0, hi_pct: float = 98.0,
+                   fallback: tuple[float, float] = (-2.5, 2.5)) -> list[tuple[float, float]]:
+    """(low, high) per band of (bands, ...) values: the 2 and 98 % percentiles of the valid
+    (finite) values; `fallback` for a band without any. The one stretch rule of the layers,
+    the style dock and `render`."""
+    out = []
+    for band in values:
+        v = band[np.isfinite(band)]
+        if v.size:
+            lo, hi = np.percentile(v, [lo_pct, hi_pct]).tolist()
+            out.append((float(lo), float(hi)))
+        else:
+            out.append(fallback)
+    return out
+
+
+def stretch_rgba(values: np.ndarray, ranges) -> np.ndarray:
+    """(n, h, w) float with NaN nodata -> uint8 (n + 1, h, w): each band mapped linearly from
+    its (low, high) to 0..255, plus an alpha band (255 where every band is valid)."""
+    valid = np.isfinite(values).all(axis=0)
+    lo = np.array([r[0] for r in ranges], dtype=np.float32)[:, None, None]
+    hi = np.array([r[1] for r in ranges], dtype=np.float32)[:, None, None]
+    span = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)
+    scaled = (values - lo) / span * 255.0
+    rgb = np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
+    rgb[:, ~valid] = 0
+    return np.concatenate([rgb, np.where(valid, 255, 0).astype(np.uint8)[None]])
+
+
 def stretch_bands(values: np.ndarray, lo_pct: float = 2.0, hi_pct: float = 98.0) -> np.ndarray:
     """(n, h, w) float with NaN -> uint8 (n + 1, h, w): each band stretched to its 2-98 %
-    percentiles over valid pixels, plus an alpha band."""
+    percentiles over the pixels valid in every band, plus an alpha band."""
     valid = np.isfinite(values).all(axis=0)
-    out = np.zeros((values.shape[0] + 1,) + values.shape[1:], dtype=np.uint8)
-    if not valid.any():
-        return out
-    for i, band in enumerate(values):
-        lo, hi = np.percentile(band[valid], [lo_pct, hi_pct])
-        span = hi - lo if hi > lo else 1.0
-        out[i] = np.clip(np.nan_to_num((band - lo) / span * 255.0, nan=0.0), 0, 255).astype(np.uint8)
-        out[i][~valid] = 0
-    out[-1] = np.where(valid, 255, 0)
-    return out
+    return stretch_rgba(values, percent_ranges(np.where(valid[None], values, np.nan), lo_pct, hi_pct))
 
 
 def sample_valid(values: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

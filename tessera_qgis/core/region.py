@@ -7,70 +7,19 @@ Parts outside the data are nodata, not errors.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .errors import ExtentError
+from .pca import PCA
+from .quant import dequantise
+from .sources import TASK_POOL
+from .geo import (check_bounds, grid_bounds, grid_coords, lonlat_bounds, reproject_bounds, ring,  # noqa: F401
+                  to_lonlat, transformer)
 from .store import TesseraStore, WindowData, Zone
 from .utm import zone_lon_bounds, zone_of_lon
-
-_local = threading.local()
-
-
-def transformer(src: str, dst: str):
-    """A cached pyproj Transformer (x/y order) for this thread (they are not thread-safe)."""
-    from pyproj import Transformer
-
-    cache = getattr(_local, "cache", None)
-    if cache is None:
-        cache = _local.cache = {}
-    key = (src, dst)
-    if key not in cache:
-        cache[key] = Transformer.from_crs(src, dst, always_xy=True)
-    return cache[key]
-
-
-def to_lonlat(x, y, crs: str):
-    return transformer(crs, "EPSG:4326").transform(x, y)
-
-
-def check_bounds(bounds: Sequence[float]) -> tuple[float, float, float, float]:
-    if len(bounds) != 4:
-        raise ExtentError(f"an extent is four numbers (xmin, ymin, xmax, ymax), got {len(bounds)}")
-    b = tuple(float(v) for v in bounds)
-    if not all(math.isfinite(v) for v in b):
-        raise ExtentError(f"the extent {b} has values that are not finite numbers")
-    if b[0] >= b[2] or b[1] >= b[3]:
-        raise ExtentError(f"the extent {b} is empty or inverted: need xmin < xmax and ymin < ymax")
-    return b  # type: ignore[return-value]
-
-
-def _ring(bounds, n: int = 21) -> tuple[np.ndarray, np.ndarray]:
-    x0, y0, x1, y1 = bounds
-    t = np.linspace(0.0, 1.0, n)
-    xs = np.concatenate([x0 + (x1 - x0) * t, np.full(n, x1), x1 - (x1 - x0) * t, np.full(n, x0)])
-    ys = np.concatenate([np.full(n, y0), y0 + (y1 - y0) * t, np.full(n, y1), y1 - (y1 - y0) * t])
-    return xs, ys
-
-
-def lonlat_bounds(bounds, crs: str) -> tuple[float, float, float, float]:
-    """Lon/lat bounds of an extent (its edges densified), clipped to the UTM latitudes."""
-    bounds = check_bounds(bounds)
-    xs, ys = _ring(bounds)
-    lon, lat = (xs, ys) if crs in ("EPSG:4326", "OGC:CRS84") else to_lonlat(xs, ys, crs)
-    lon, lat = np.asarray(lon), np.asarray(lat)
-    ok = np.isfinite(lon) & np.isfinite(lat)
-    if not ok.any():
-        raise ExtentError(f"the extent {bounds} cannot be placed on the globe in {crs}")
-    w, e = float(lon[ok].min()), float(lon[ok].max())
-    s, n = float(lat[ok].min()), float(lat[ok].max())
-    if n < -80 or s > 84:
-        raise ExtentError(f"the extent lies outside the UTM latitudes (-80 to 84): latitudes {s:.2f} to {n:.2f}")
-    return max(w, -180.0), max(s, -80.0), min(e, 180.0), min(n, 84.0)
-
 
 @dataclass(frozen=True)
 class ZonePart:
@@ -95,11 +44,11 @@ def plan(store: TesseraStore, bounds, crs: str) -> list[ZonePart]:
         strip = (max(w, zw), s, min(e, ze), n)
         if strip[0] >= strip[2]:
             continue
-        xs, ys = _ring(strip)
+        xs, ys = ring(strip)
         sx, sy = transformer("EPSG:4326", zone.crs).transform(xs, ys)
         box = [min(sx), min(sy), max(sx), max(sy)]
         if crs != "EPSG:4326":
-            ex, ey = _ring(check_bounds(bounds))
+            ex, ey = ring(check_bounds(bounds))
             zx, zy = transformer(crs, zone.crs).transform(ex, ey)
             zx, zy = np.asarray(zx), np.asarray(zy)
             ok = np.isfinite(zx) & np.isfinite(zy)
@@ -118,46 +67,22 @@ def plan(store: TesseraStore, bounds, crs: str) -> list[ZonePart]:
     return parts
 
 
+def data_extent(store: TesseraStore, crs: str, zone: str | None = None) -> tuple[float, float, float, float]:
+    """Bounds of the store's zones (or of one zone) in `crs`, zone edges densified."""
+    zones = [store.zones[zone]] if zone is not None else list(store.zones.values())
+    boxes = [b for b in (reproject_bounds(z.bounds(), z.crs, crs) for z in zones) if b is not None]
+    if not boxes:
+        raise ExtentError(f"the store's data cannot be placed in {crs}")
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+            max(b[3] for b in boxes))
+
+
 def read_extent(store: TesseraStore, bounds, crs: str, year: int,
                 cancel: Callable[[], bool] | None = None) -> list[WindowData]:
     """Windows (quantised, with transform and CRS) covering an extent, one per zone part."""
     store.check_year(year)
     return [p.zone.read(year, p.rows, p.cols, cancel=cancel) for p in plan(store, bounds, crs)
             if year in p.zone.years]
-
-
-def grid_bounds(transform, width: int, height: int) -> tuple[float, float, float, float]:
-    a, _, c, _, e, f = transform
-    return min(c, c + a * width), min(f, f + e * height), max(c, c + a * width), max(f, f + e * height)
-
-
-def _grid_coords(transform, width: int, height: int, src: str, dst: str) -> tuple[np.ndarray, np.ndarray]:
-    """Output pixel centres in `dst`; coarse exact grid, bilinear in between (< 0.1 px error
-    at these scales), as GDAL's approximate transformer does."""
-    a, _, c, _, e, f = transform
-    step = 1 if width * height <= 65536 else 16
-    cols = np.unique(np.append(np.arange(0, width, step), width - 1)).astype(float)
-    rows = np.unique(np.append(np.arange(0, height, step), height - 1)).astype(float)
-    gx, gy = np.meshgrid(c + a * (cols + 0.5), f + e * (rows + 0.5))
-    if src == dst:
-        tx, ty = gx, gy
-    else:
-        tx, ty = transformer(src, dst).transform(gx, gy)
-        tx, ty = np.asarray(tx), np.asarray(ty)
-    if step == 1:
-        return tx, ty
-    full_c, full_r = np.arange(width, dtype=float), np.arange(height, dtype=float)
-
-    def interp(v: np.ndarray) -> np.ndarray:
-        tmp = np.empty((len(rows), width))
-        for i in range(len(rows)):
-            tmp[i] = np.interp(full_c, cols, v[i])
-        out = np.empty((height, width))
-        for j in range(width):
-            out[:, j] = np.interp(full_r, rows, tmp[:, j])
-        return out
-
-    return interp(tx), interp(ty)
 
 
 STRIP_BYTES = 64 << 20  # embeddings held at once while gathering onto a grid
@@ -192,7 +117,7 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
     maps = []
     for part in parts:
         zone = part.zone
-        zx, zy = _grid_coords(transform, width, height, dst_crs, zone.crs)
+        zx, zy = grid_coords(transform, width, height, dst_crs, zone.crs)
         a, _, x0, _, e, y0 = zone.transform
         col = np.floor((zx - x0) / a).astype(np.int64)
         row = np.floor((y0 - zy) / -e).astype(np.int64)
@@ -254,32 +179,13 @@ def read_grid_quantised(store: TesseraStore, year: int, dst_crs: str, transform,
                        bands, cancel, max_source_pixels, keep)
 
 
-def _dequantise_flat(q: np.ndarray, s: np.ndarray) -> np.ndarray:
-    return q.astype(np.float32) * s[None]
-
-
 def read_grid(store: TesseraStore, year: int, dst_crs: str, transform, width: int, height: int,
               bands: Sequence[int] | None = None, cancel: Callable[[], bool] | None = None,
               max_source_pixels: int | None = None) -> np.ndarray:
     """Dequantised float32 (bands, height, width) on any output grid, NaN where nodata."""
     nb = len(bands) if bands is not None else store.bands
-    out, _ = grid_reduce(store, year, dst_crs, transform, width, height, _dequantise_flat, nb, np.float32,
+    out, _ = grid_reduce(store, year, dst_crs, transform, width, height, dequantise, nb, np.float32,
                          np.nan, bands, cancel, max_source_pixels)
-    return out
-
-
-def project_grid(store: TesseraStore, year: int, pca, dst_crs: str, transform, width: int, height: int,
-                 cancel: Callable[[], bool] | None = None, max_source_pixels: int | None = None) -> np.ndarray:
-    """The 3 PCA components float32 (3, height, width) on any output grid, NaN where nodata.
-    All 128 bands are read, but only a strip at a time: memory follows the output size."""
-    comps = pca.components.astype(np.float32)
-    offset = (pca.components @ pca.mean).astype(np.float32)
-
-    def project(q: np.ndarray, s: np.ndarray) -> np.ndarray:
-        return (comps @ q.astype(np.float32)) * s[None] - offset[:, None]
-
-    out, _ = grid_reduce(store, year, dst_crs, transform, width, height, project, 3, np.float32, np.nan,
-                         None, cancel, max_source_pixels)
     return out
 
 
@@ -301,15 +207,6 @@ def _seam_holes(unfilled: np.ndarray, transform, crs: str) -> np.ndarray:
     return out
 
 
-def dequantise(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """float32 values from int8 (bands, h, w) and scales (h, w); NaN where a scale is not finite."""
-    out = q.astype(np.float32)
-    valid = np.isfinite(scales)
-    out *= np.where(valid, scales, 0)[None]
-    out[:, ~valid] = np.nan
-    return out
-
-
 def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int = 100_000, seed: int = 0,
             cancel: Callable[[], bool] | None = None):
     """Fit a PCA on a random sample of at most `max_samples` valid pixels of a region.
@@ -317,9 +214,6 @@ def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int =
     Small regions are read whole; larger ones through randomly chosen chunk-sized blocks
     (read concurrently), so the fit costs about `max_samples` pixels of reading, not the region.
     """
-    from .pca import PCA
-    from .sources import TASK_POOL
-
     store.check_year(year)
     parts = [p for p in plan(store, bounds, crs) if year in p.zone.years]
     total = sum(p.pixels for p in parts)
@@ -350,30 +244,3 @@ def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int =
     samples = np.concatenate(list(TASK_POOL.map(read, jobs)))
     samples = samples[np.isfinite(samples).all(axis=1)]
     return PCA.fit(samples, seed=seed, max_samples=max_samples)
-
-
-def cosine(q: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Cosine similarity of int8 embeddings q (bands, ...) with unit vector(s) `ref`
-    (broadcastable to q); NaN where not `valid`. The per-pixel scale cancels out."""
-    qf = q.astype(np.float32)
-    norm = np.linalg.norm(qf, axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (qf * ref).sum(axis=0) / norm
-    out[~valid | (norm == 0)] = np.nan
-    return out.astype(np.float32)
-
-
-def unit(v) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    return v / max(float(np.linalg.norm(v)), 1e-12)
-
-
-def similarity_grid(store: TesseraStore, year: int, reference, dst_crs: str, transform, width: int, height: int,
-                    cancel: Callable[[], bool] | None = None, max_source_pixels: int | None = None) -> np.ndarray:
-    """Cosine similarity (1, height, width) float32 between each pixel's embedding and a
-    reference embedding, NaN where nodata."""
-    ref = unit(reference)[:, None]
-    out, _ = grid_reduce(store, year, dst_crs, transform, width, height,
-                         lambda q, s: cosine(q, ref, np.isfinite(s))[None], 1, np.float32, np.nan,
-                         None, cancel, max_source_pixels)
-    return out

@@ -1,13 +1,18 @@
-"""Render an area to an RGB(A) image: three bands stretched, or the PCA projection."""
+"""Render an area to an RGB(A) image: bands stretched, or the PCA projection, through the
+view pipeline (the same values and PCA rules as the map layer)."""
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
 import numpy as np
+from osgeo import gdal
 
+from .geo import check_bounds, transformer
+from .layerspec import LayerSpec
 from .pca import PCA, stretch_bands
-from .region import check_bounds, fit_pca, project_grid, read_grid, transformer
+from .storeref import StoreRef
+from .view import View
 
 WEB_MERCATOR = "EPSG:3857"
 
@@ -27,22 +32,20 @@ def render_rgba(store, bbox, year: int, width: int = 1024, bands: Sequence[int] 
     if width < 1 or width > 20000:
         raise ValueError("width must be 1 to 20000 pixels")
     transform, width, height = mercator_grid(bbox, width)
+    ref = StoreRef(store.url)
     if pca is not False and pca is not None:
-        model = pca if isinstance(pca, PCA) else None
-        if model is None:
-            st = store.stretch(year)
-            model = PCA.from_stretch(st) if st else None
-        if model is None:
-            model = fit_pca(store, bbox, "EPSG:4326", year)
-        comps = project_grid(store, year, model, WEB_MERCATOR, transform, width, height)
-        rgba = model.stretch_components(comps)
-        mode = f"PCA ({model.source})"
+        view = View(store, LayerSpec(store=ref, year=year, pca="global"))
+        if isinstance(pca, PCA):
+            view.set_pca(pca)
+        comps = view.values(WEB_MERCATOR, transform, width, height, budget=None)
+        rgba = view.pca.stretch_components(comps)
+        mode = f"PCA ({view.pca.source})"
     else:
         bands = store.check_bands(bands or [1, 2, 3])
         if len(bands) not in (1, 3):
             raise ValueError("render takes one band (grey) or three bands (RGB)")
-        values = read_grid(store, year, WEB_MERCATOR, transform, width, height, bands=bands)
-        rgba = stretch_bands(values)
+        view = View(store, LayerSpec(store=ref, year=year, bands=tuple(bands)))
+        rgba = stretch_bands(view.values(WEB_MERCATOR, transform, width, height, budget=None))
         if len(bands) == 1:
             rgba = np.concatenate([rgba[:1], rgba[:1], rgba[:1], rgba[1:]])
         mode = "bands " + ",".join(map(str, bands))
@@ -52,8 +55,6 @@ def render_rgba(store, bbox, year: int, width: int = 1024, bands: Sequence[int] 
 
 
 def write_png(rgba: np.ndarray, path: str) -> None:
-    from osgeo import gdal
-
     gdal.UseExceptions()
     mem = gdal.GetDriverByName("MEM").Create("", rgba.shape[2], rgba.shape[1], 4, gdal.GDT_Byte)
     for i in range(4):

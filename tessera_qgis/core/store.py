@@ -21,8 +21,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .arrays import ArrayReader, ChunkLRU, DiskCache, StoreCaches
+from .geo import to_lonlat, transformer
+from .quant import dequantise
 from .errors import BandError, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
 from .sources import TASK_POOL, Source, StoreOptions, open_source
+from .storeref import StoreRef
 from .utm import zone_of_lon
 
 ZONE_RE = re.compile(r"^utm(\d{2})$")
@@ -90,8 +93,6 @@ class WindowData:
 
     def dequantised(self, bands: Sequence[int] | None = None) -> np.ndarray:
         """float32 (len(bands), h, w), NaN where nodata. `bands` are numbered from 1."""
-        from .region import dequantise
-
         return dequantise(self.q[self._rows(bands)], self.scales)
 
     @property
@@ -362,8 +363,6 @@ class TesseraStore:
             return
         if zone.number != zone_of_lon(lon) or year not in years:
             return
-        from .region import transformer
-
         def read() -> None:
             try:
                 x, y = transformer("EPSG:4326", zone.crs).transform(lon, lat)
@@ -441,10 +440,30 @@ class TesseraStore:
     def zone_for_lon(self, lon: float) -> Zone | None:
         return self.zones.get(f"utm{zone_of_lon(lon):02d}")
 
-    def stretch(self, year: int) -> dict | None:
-        """The store's `geoemb:stretch.{year}` (global PCA and stretch), if it has one."""
-        st = self.attrs.get(f"geoemb:stretch.{year}")
-        return st if isinstance(st, dict) else None
+    def stretch(self, year: int, zone: str | None = None) -> dict | None:
+        """The store's published stretch for a year (mode "pca" with the global PCA, or
+        "bands"), if it has one: `geoemb:stretch` (one object keyed by year, as published) or
+        the early `geoemb:stretch.{year}` attributes; with `zone`, that zone's own entry of
+        `geoemb:stretch_zones`."""
+        if zone is not None:
+            entry = ((self.attrs.get("geoemb:stretch_zones") or {}).get(str(year)) or {}).get(zone)
+            return entry if isinstance(entry, dict) else None
+        by_year = self.attrs.get("geoemb:stretch")
+        entry = by_year.get(str(year)) if isinstance(by_year, dict) else None
+        if not isinstance(entry, dict):
+            entry = self.attrs.get(f"geoemb:stretch.{year}")
+        return entry if isinstance(entry, dict) else None
+
+    def stretch_mode(self, year: int) -> str | None:
+        """"pca" or "bands" for a year with a published stretch (entries without a mode but
+        with PCA components are "pca"), else None."""
+        entry = self.stretch(year)
+        if entry is None:
+            return None
+        mode = entry.get("mode")
+        if mode in ("pca", "bands"):
+            return mode
+        return "pca" if "pca_components" in entry else "bands"
 
     def stats(self) -> dict:
         return self.source.stats.snapshot()
@@ -473,15 +492,14 @@ class TesseraStore:
             **year_coverage({z.name: z.years for z in self.zones.values()}),
             "bands": self.bands,
             "gsd": self.attrs.get("geoemb:gsd", 10.0),
-            "global_pca_years": [y for y in self.years if self.stretch(y)],
+            "global_pca_years": [y for y in self.years if self.stretch_mode(y) == "pca"],
+            "stretch": {str(y): self.stretch_mode(y) for y in self.years if self.stretch_mode(y)},
             "zones": zones,
         }
 
     # -- single pixel -------------------------------------------------------------------------
     def pixel(self, lon: float, lat: float, year: int, crs: str = "EPSG:4326") -> dict:
         """The embedding at a point (lon/lat by default, or x/y in `crs`) for a year."""
-        from .region import to_lonlat, transformer
-
         self.check_year(year)
         if crs != "EPSG:4326":
             lon, lat = to_lonlat(lon, lat, crs)
@@ -556,9 +574,10 @@ def _parse_root(raw: bytes, url: str) -> dict:
     return meta
 
 
-def open_store(url: str | Path, options: StoreOptions | None = None,
+def open_store(url: "str | Path | StoreRef", options: StoreOptions | None = None,
                pixel: tuple[float, float, int] | None = None) -> TesseraStore:
-    """Open a TESSERA store at a local path, file://, http(s):// or s3:// URL.
+    """Open a TESSERA store at a local path, file://, http(s):// or s3:// URL, or a StoreRef
+    (whose endpoint, region, credentials and cache folder then apply over `options`).
 
     With ``options.cache_dir`` the store's metadata and every chunk read are kept on disk,
     so a store (and an area) seen once opens and reads without a network.
@@ -569,6 +588,9 @@ def open_store(url: str | Path, options: StoreOptions | None = None,
     one small request.
     Raises StoreNotFound, NotZarrV3, NotTessera or ReadError with a message for the user.
     """
+    if isinstance(url, StoreRef):
+        options = url.options(options)
+        url = url.url
     options = options or StoreOptions()
     url = str(url).strip()
     url = url.rstrip("/") if len(url) > 1 else url

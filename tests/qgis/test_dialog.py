@@ -126,7 +126,7 @@ def test_s3_connection_with_an_auth_configuration_keeps_the_secret_out(qgis_ifac
     authcfg, _, _ = s3_authcfg
     logged = []
     QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append(msg))
-    conn = Connection("moto", url, endpoint_url=s3_server.endpoint_url, region="us-east-1", authcfg=authcfg)
+    conn = Connection("moto", url, s3_endpoint=s3_server.endpoint_url, s3_region="us-east-1", authcfg=authcfg)
     w = widget_for(qgis_iface, conn)
     connect(w)
     assert w.store is not None, w.last_failure

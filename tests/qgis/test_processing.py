@@ -193,7 +193,7 @@ def test_export_on_a_dask_cluster_from_the_setting(processing, sample_store, sam
 def test_export_to_an_unreachable_cluster_says_so(processing, sample_http, tmp_path, monkeypatch):
     from support.servers import free_port
 
-    from tessera_qgis.core import cluster
+    from tessera_qgis.core.export import cluster
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2.0)
     address = f"tcp://127.0.0.1:{free_port()}"

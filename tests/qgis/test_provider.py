@@ -15,10 +15,12 @@ from qgis.PyQt.QtGui import QColor, QImage
 from tessera_qgis import provider as prov
 from tessera_qgis.core.layerspec import LayerSpec
 from tessera_qgis.core.pca import PCA
-from tessera_qgis.core.region import project_grid
+from tessera_qgis.core.storeref import StoreRef
+from tessera_qgis.core.view import View
 from tessera_qgis.core.store import open_store
 from tessera_qgis.layers import make_layer
 from tessera_qgis.log import notifier
+from tessera_qgis.store_access import shared_store
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +53,9 @@ def core_rgba(store, year, pca: PCA, crs: str, ms: QgsMapSettings) -> np.ndarray
     ext = ms.visibleExtent()
     w, h = ms.outputSize().width(), ms.outputSize().height()
     t = (ext.width() / w, 0.0, ext.xMinimum(), 0.0, -ext.height() / h, ext.yMaximum())
-    return pca.stretch_components(project_grid(store, year, pca, crs, t, w, h))
+    view = View(store, LayerSpec(store=StoreRef(store.url), year=year, pca="global"))
+    view.set_pca(pca)
+    return pca.stretch_components(view.values(crs, t, w, h, budget=None))
 
 
 def view_in(layer, crs: str, lon0, lat0, lon1, lat1) -> QgsRectangle:
@@ -291,8 +295,8 @@ def test_no_secret_in_errors_logs_or_exported_metadata_after_an_s3_session(sampl
     authcfg, key, secret = s3_authcfg
     logged = []
     QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append(msg))
-    spec = LayerSpec(url=url, year=2024, pca="global", authcfg=authcfg, s3_endpoint=s3_server.endpoint_url)
-    store = prov.shared_store(spec)
+    spec = LayerSpec.of(url, 2024, pca="global", authcfg=authcfg, s3_endpoint=s3_server.endpoint_url)
+    store = shared_store(spec.store)
     out = export(store, ExportRequest((-0.01, 52.2, 0.0, 52.205), "EPSG:4326", 2024, str(tmp_path / "s3.tif"),
                                       bands=[1]))[0]
     gdal.UseExceptions()
@@ -300,7 +304,7 @@ def test_no_secret_in_errors_logs_or_exported_metadata_after_an_s3_session(sampl
     messages = [info, repr(store.options), repr(spec)]
     for bad in (url.replace("sample.zarr", "missing.zarr"), "s3://no-such-bucket/x.zarr"):
         try:
-            prov.shared_store(spec.with_(url=bad))
+            shared_store(spec.store.with_(url=bad))
         except TesseraError as exc:
             messages.append(str(exc))
         else:
@@ -308,3 +312,27 @@ def test_no_secret_in_errors_logs_or_exported_metadata_after_an_s3_session(sampl
     QgsApplication.processEvents()
     for text in messages + logged:
         assert secret not in text and key not in text, text
+
+
+def test_a_zone_alone_in_the_uri_gives_that_zones_crs_and_extent(sample_store):
+    """zone=utm31 without crs= and extent=: the layer takes utm31's CRS and utm31's bounds,
+    read here from the zone group's attributes by zarr-python."""
+    import zarr
+
+    attrs = zarr.open_group(str(sample_store), mode="r")["utm31"].attrs
+    a, _, x0, _, e, y0 = attrs["spatial:transform"]
+    h, w = attrs["spatial:shape"]
+    for zone, epsg in (("utm31", "EPSG:32631"), (None, None)):
+        uri = LayerSpec(store=StoreRef(str(sample_store)), year=2024, pca="global", zone=zone).to_uri()
+        layer = QgsRasterLayer(uri, "tessera zone layer", "tessera")
+        assert layer.isValid(), layer.dataProvider().lastError()
+        if zone is None:  # without a zone: the first zone's CRS, every zone's extent (wider)
+            assert layer.crs().authid() == "EPSG:32630" and layer.extent().width() > w * a
+            continue
+        assert layer.crs().authid() == epsg
+        ext = layer.extent()
+        assert (ext.xMinimum(), ext.yMinimum(), ext.xMaximum(), ext.yMaximum()) == pytest.approx(
+            (x0, y0 + e * h, x0 + a * w, y0), abs=1e-6)
+    bad = LayerSpec(store=StoreRef(str(sample_store)), year=2024, pca="global", zone="utm07").to_uri()
+    layer = QgsRasterLayer(bad, "tessera bad zone layer", "tessera")
+    assert not layer.isValid() and "utm07" in layer.dataProvider().lastError()

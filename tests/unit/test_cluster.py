@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tessera_qgis.core import cluster
+from tessera_qgis.core.export import cluster
 from tessera_qgis.core.errors import Cancelled, ExportError
 from tessera_qgis.core.export import ExportRequest, export, prepare
 from tessera_qgis.core.sources import StoreOptions
@@ -241,7 +241,7 @@ def test_secrets_stay_out_of_the_graph_and_the_logs(s3_server, sample_store, das
         assert any("tessera-tile" in g or "_dask_tile" in g for g in graphs)  # the watcher did see tasks
         logs = str(client.get_scheduler_logs()) + str(client.get_worker_logs())
         # after the export, the workers hold the secret no longer
-        held = client.run(lambda: __import__("tessera_qgis.core.cluster", fromlist=["_SECRETS"])._SECRETS)
+        held = client.run(lambda: __import__("tessera_qgis.core.export.cluster", fromlist=["_SECRETS"])._SECRETS)
     text = "\n".join(graphs) + logs + gdal.Info(str(out))
     assert secret not in text and key not in text
     assert all(not v for v in held.values())

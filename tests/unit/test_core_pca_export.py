@@ -8,7 +8,8 @@ import pytest
 from osgeo import gdal
 
 from tessera_qgis.core.errors import BandError, Cancelled, ExportError, ExtentError, YearNotFound
-from tessera_qgis.core.export import ExportRequest, export, public_url
+from tessera_qgis.core.export import ExportRequest, export
+from tessera_qgis.core.storeref import public_url
 from tessera_qgis.core.pca import PCA, sample_valid, stretch_bands
 
 gdal.UseExceptions()

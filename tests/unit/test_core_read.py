@@ -151,8 +151,10 @@ def test_southern_store_negative_northings_and_descending_time(south_store):
 
 def test_band_selection_and_strips_equal_the_full_read(store, monkeypatch):
     import tessera_qgis.core.region as region
+    from tessera_qgis.core.layerspec import LayerSpec
     from tessera_qgis.core.pca import PCA
-    from tessera_qgis.core.region import project_grid
+    from tessera_qgis.core.storeref import StoreRef
+    from tessera_qgis.core.view import View
 
     full = store.zones["utm31"].read(2024, (100, 300), (50, 260))
     some = store.zones["utm31"].read_embeddings(2024, (100, 300), (50, 260), bands=[3, 77, 128])
@@ -163,7 +165,8 @@ def test_band_selection_and_strips_equal_the_full_read(store, monkeypatch):
     stripped = read_grid(store, 2024, "EPSG:32631", t, 200, 150)
     np.testing.assert_array_equal(stripped, whole)
     pca = PCA.from_stretch(store.stretch(2024))
-    comps = project_grid(store, 2024, pca, "EPSG:32631", t, 200, 150)
+    comps = View(store, LayerSpec(store=StoreRef(store.url), year=2024, pca="global")).values(
+        "EPSG:32631", t, 200, 150)
     np.testing.assert_allclose(comps, pca.project(whole), rtol=1e-4, atol=1e-4)
 
 

@@ -1,6 +1,6 @@
 """Exports as tasks: one Cloud-Optimised GeoTIFF tile per task, tied by a VRT.
 
-The same export code (`export._write`) runs per tile, either in local threads or on a Dask
+The same export code (`geotiff.write`) runs per tile, either in local threads or on a Dask
 cluster (dask.distributed, optional). Tiles follow the store's shards where the output is in
 the zone's own grid, so each task reads each shard index once. Workers open the store
 themselves (no data passes through the client) and write their own tiles into a shared
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -25,8 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import Cancelled, ExportError, TesseraError
-from .sources import StoreOptions
+from ..errors import Cancelled, ExportError, TesseraError
+from ..region import ZonePart
+from ..sources import StoreOptions
+from ..store import open_store
+from ..storeref import public_url
+from .geotiff import UMASK, class_style, cog_options, describe, gdal, remove, write
+from .products import products
+from .request import EXPORT_CHUNK_CACHE, Progress, blocks
 
 INSTALL_HINT = ('a Dask cluster export needs the optional packages dask and distributed in this Python '
                 '(the same versions as on the cluster): python -m pip install "dask[distributed]"')
@@ -108,8 +115,6 @@ def _secret_fields() -> list[str]:
 
 
 def split_secrets(url: str, options: StoreOptions, token: str) -> tuple[StoreSpec, dict]:
-    from .export import public_url
-
     secrets = {name: getattr(options, name) for name in _secret_fields() if getattr(options, name) is not None}
     public = dataclasses.replace(options, **{name: None for name in secrets}, cache_dir=None)
     if public_url(url) != url:
@@ -119,9 +124,6 @@ def split_secrets(url: str, options: StoreOptions, token: str) -> tuple[StoreSpe
 
 def _worker_store(spec: StoreSpec):
     """The store opened on this worker (once per process and export)."""
-    from .export import EXPORT_CHUNK_CACHE
-    from .store import open_store
-
     key = (spec.url, repr(spec.options), spec.token)
     with _STORES_LOCK:
         store = _STORES.get(key)
@@ -141,12 +143,7 @@ def run_tile(store_or_spec, req, bands, pca, grid: tuple, folder: str, name: str
     """Write one tile (each of the export's outputs) into `folder`; returns the file names.
     Idempotent: a tile already complete (renamed into place) is not written again.
     `progress(fraction)` after each block of the tile."""
-    from . import export as ex
-    from .region import ZonePart
-
     if not Path(folder).is_dir():
-        import socket
-
         raise ExportError(f"the tiles folder {folder} cannot be reached from {socket.gethostname()}: a cluster "
                           "export writes into the output's folder, which the workers and this computer must "
                           "share (the same path on a shared file system)")
@@ -157,22 +154,22 @@ def run_tile(store_or_spec, req, bands, pca, grid: tuple, folder: str, name: str
         native = ZonePart(store.zones[zone_name], rows, cols)
     grid = (crs, transform, width, height, native)
     target = Path(folder) / name
-    outputs, _ = ex._products(store, req, bands, pca)
+    outputs, _ = products(store, req, bands, pca)
     names = [target.name if not o.suffix else f"{target.stem}{o.suffix}.tif" for o in outputs]
     if all((target.parent / n).exists() for n in names):
         return names
     tile_req = dataclasses.replace(req, cog=True)
-    prog = ex._Progress(len(list(ex._blocks(grid, req.block))), progress, cancel)
+    prog = Progress(len(list(blocks(grid, req.block))), progress, cancel)
     temps: list[Path] = []
     try:
-        for tmp, final in ex._write(store, tile_req, grid, bands, pca, target, prog, temps, overviews=False):
+        for tmp, final in write(store, tile_req, grid, bands, pca, target, prog, temps, overviews=False):
             prog.check()
             os.replace(tmp, final)
         return names
     finally:
         for tmp in temps:
             if tmp.exists():
-                ex._remove(tmp)
+                remove(tmp)
 
 
 # -- the client side ----------------------------------------------------------------------------
@@ -182,8 +179,6 @@ def export_tiles(prep, progress: Callable[[float], None] | None = None,
 
     An output ending in .vrt becomes a VRT plus a folder `<name>.tiles` of COG tiles; any
     other output (.tif) is mosaicked from the tiles into one GeoTIFF (COG with `req.cog`)."""
-    from . import export as ex
-
     req = prep.req
     out = Path(req.out)
     tiles = plan_tiles(prep, req.tile)
@@ -225,7 +220,7 @@ def export_tiles(prep, progress: Callable[[float], None] | None = None,
         raise ExportError(f"the export failed: {exc}") from None
     finally:
         for tmp in temps:
-            ex._remove(tmp)
+            remove(tmp)
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
 
@@ -306,6 +301,7 @@ def _dask_tile(spec, req, bands, pca, grid, folder, name, event_name, topic=None
 
 
 def _secrets_plugin(token: str, secrets: dict):
+    # distributed is optional: imported only when a cluster export runs
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class TesseraSecrets(WorkerPlugin):
@@ -316,12 +312,12 @@ def _secrets_plugin(token: str, secrets: dict):
             self.name = f"tessera-secrets-{token}"
 
         def setup(self, worker) -> None:
-            from tessera_qgis.core import cluster
+            from tessera_qgis.core.export import cluster  # the worker's own copy of this module
 
             cluster._SECRETS[self.token] = self._values
 
         def teardown(self, worker) -> None:
-            from tessera_qgis.core import cluster
+            from tessera_qgis.core.export import cluster  # the worker's own copy of this module
 
             cluster._SECRETS.pop(self.token, None)
             for key in [k for k in cluster._STORES if k[2] == self.token]:
@@ -347,8 +343,6 @@ def connect(address: str, timeout: float | None = None):
 
 def _run_dask(prep, tiles: list[Tile], work: Path, token: str, tile_progress, report_progress, tile_done,
               cancel) -> None:
-    from .export import public_url
-
     if prep.store.offline:
         raise ExportError("a cluster export needs the store online (it is open from the offline cache)")
     address = prep.req.dask
@@ -358,7 +352,7 @@ def _run_dask(prep, tiles: list[Tile], work: Path, token: str, tile_progress, re
 
         def cannot_import() -> str:  # sent by value: it must run where our package is missing
             try:
-                import tessera_qgis.core.export  # noqa: F401
+                import tessera_qgis.core.export.geotiff  # noqa: F401 (GDAL and the package, on the worker)
                 from osgeo import gdal  # noqa: F401
             except ImportError as exc:
                 return (f"{exc}: install zarr, numcodecs, fsspec, s3fs, pyproj, GDAL's Python bindings and "
@@ -470,11 +464,8 @@ def _describe(exc: BaseException | None, url: str) -> str:
 # -- tying the tiles together --------------------------------------------------------------------
 def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps: list[Path],
             progress, share: float, cancel) -> list[Path]:
-    from . import export as ex
-
-    gdal = ex._gdal()
     req = prep.req
-    outputs, _ = ex._products(prep.store, req, prep.bands, prep.pca)
+    outputs, _ = products(prep.store, req, prep.bands, prep.pca)
     finals: list[tuple[Path, Path]] = []  # (temporary, final)
     tiles_dir = out.with_name(out.name[: -len(out.suffix)] + ".tiles") if as_vrt else None
     jobs = [(i, target, o) for i, (target, _) in enumerate(prep.plans) for o in outputs]
@@ -489,7 +480,7 @@ def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps:
         ds = gdal.BuildVRT(str(vrt), sources)
         if ds is None:
             raise ExportError(f"GDAL could not tie the tiles of {final.name} together")
-        ex.describe(ds, prep.store, req, o)
+        describe(ds, prep.store, req, o)
         ds = None
         if as_vrt:  # the tiles folder gets its final name below: point the VRT there
             text = vrt.read_text(encoding="utf-8").replace(f">{work.name}/", f">{tiles_dir.name}/")
@@ -507,7 +498,7 @@ def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps:
             return 0 if (cancel is not None and cancel()) else 1
 
         if req.cog:
-            gdal.Translate(str(tif), str(vrt), format="COG", creationOptions=ex.cog_options(req, len(o.names)),
+            gdal.Translate(str(tif), str(vrt), format="COG", creationOptions=cog_options(req, len(o.names)),
                            callback=cb)
         else:
             opts = [f"COMPRESS={req.compress}", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS", "TILED=YES",
@@ -518,7 +509,7 @@ def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps:
             gdal.Translate(str(tif), str(vrt), format="GTiff", callback=cb, creationOptions=opts)
         if cancel is not None and cancel():
             raise Cancelled("export cancelled")
-        os.chmod(tif, 0o666 & ~ex._UMASK)
+        os.chmod(tif, 0o666 & ~UMASK)
         finals.append((tif, final))
     # Everything is written: move into place (an earlier output is replaced only now).
     old = None
@@ -529,7 +520,7 @@ def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps:
         os.replace(work, tiles_dir)
     result = []
     for tmp, final in finals:
-        os.chmod(tmp, 0o666 & ~ex._UMASK)
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, final)
         aux = tmp.with_name(tmp.name + ".aux.xml")
         if aux.exists():
@@ -538,7 +529,7 @@ def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     if req.kind == "classify":
-        result[0].with_suffix(".qml").write_text(ex.class_style(req.classifier.names), encoding="utf-8")
+        result[0].with_suffix(".qml").write_text(class_style(req.classifier.names), encoding="utf-8")
     if progress is not None:
         progress(1.0)
     return result

@@ -1,0 +1,57 @@
+"""Embedding maths on quantised values: validity, dequantisation, cosine similarity.
+
+A pixel's value is `float32(int8) * scale`, one scale per pixel. A scale is valid only when
+it is finite and 0 < s < MAX_VALID_SCALE: geotessera's builds keep only such scales, and the
+v1 store, which predates that filter, holds huge finite scales that are garbage. `+inf`
+means never written (land not embedded), NaN water or source nodata. Everything that is not
+valid is nodata, in every path: the readers turn invalid scales into NaN once, on arrival.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MAX_VALID_SCALE = 1.0
+
+
+def valid_scales(scales: np.ndarray) -> np.ndarray:
+    """Bool mask of valid scales: finite and 0 < s < MAX_VALID_SCALE."""
+    s = np.asarray(scales)
+    with np.errstate(invalid="ignore"):
+        return (s > 0) & (s < MAX_VALID_SCALE)
+
+
+def sanitise_scales(scales: np.ndarray) -> np.ndarray:
+    """Scales with every finite but invalid value replaced by NaN (in place when writable);
+    +inf (never written) and NaN (water, source nodata) stay as they are."""
+    s = np.asarray(scales)
+    bad = np.isfinite(s) & ~valid_scales(s)
+    if bad.any():
+        if not s.flags.writeable:
+            s = s.copy()
+        s[bad] = np.nan
+    return s
+
+
+def dequantise(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """float32 values from int8 (bands, ...) and scales (...); NaN where a scale is not valid."""
+    out = q.astype(np.float32)
+    valid = valid_scales(scales)
+    out *= np.where(valid, scales, 0).astype(np.float32)[None]
+    out[:, ~valid] = np.nan
+    return out
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def cosine(q: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Cosine similarity of int8 embeddings q (bands, ...) with unit vector(s) `ref`
+    (broadcastable to q); NaN where not `valid`. The per-pixel scale cancels out."""
+    qf = q.astype(np.float32)
+    norm = np.linalg.norm(qf, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (qf * ref).sum(axis=0) / norm
+    out[~valid | (norm == 0)] = np.nan
+    return out.astype(np.float32)

@@ -1,0 +1,276 @@
+"""The view pipeline: what a layer spec shows, on any output grid or at one point.
+
+Every way of looking at a store goes through here: the QGIS provider (map tiles and
+identify), `render` (PNG), the export and the analysis algorithms. The rules live once:
+
+- which values a mode computes (`Product`: bands dequantised, PCA components, cosine
+  similarity), from quantised blocks and from a single pixel's embedding alike;
+- which PCA a layer uses (`choose_pca`: a saved fit, else the store's published global PCA,
+  else one fitted to the region in view);
+- the stretch a layer starts with (`View.default_ranges`: the PCA's, the store's published
+  per-channel range, or 2 to 98 % of a small sample of the view: `percent_ranges`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import BandError
+from .geo import check_bounds, grid_bounds, grid_for, reproject_bounds, transformer
+from .layerspec import LayerSpec, decode_pca, decode_vector
+from .pca import PCA, percent_ranges
+from .quant import cosine, unit, valid_scales
+from .region import fit_pca, grid_reduce, plan
+from .store import TesseraStore
+
+Cancel = Callable[[], bool] | None
+SAMPLE_SIDE = 256  # a stretch is sampled on at most SAMPLE_SIDE x SAMPLE_SIDE output pixels
+
+
+# -- products: per-pixel values of a mode ------------------------------------------------------
+@dataclass(frozen=True)
+class Product:
+    """Values a mode computes per pixel. `bands` are the source bands it reads (from 1);
+    `names` its output bands. `from_quantised(q (len(bands), n) int8, scales (n,))` and
+    `from_values(v (len(bands),) float)` give the same numbers, for blocks and for a pixel."""
+
+    names: tuple[str, ...]
+    bands: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+    def from_quantised(self, q: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def from_values(self, v: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BandValues(Product):
+    """Dequantised embedding values of some bands."""
+
+    def from_quantised(self, q, scales):
+        out = q.astype(np.float32) * np.where(valid_scales(scales), scales, np.nan).astype(np.float32)[None]
+        return out
+
+    def from_values(self, v):
+        return np.asarray(v, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class PCAValues(Product):
+    """The three PCA components of each pixel's embedding."""
+
+    pca: PCA = None  # type: ignore[assignment]
+
+    def from_quantised(self, q, scales):
+        comps = self.pca.components.astype(np.float32)
+        offset = (self.pca.components @ self.pca.mean).astype(np.float32)
+        s = np.where(valid_scales(scales), scales, np.nan).astype(np.float32)
+        return (comps @ q.astype(np.float32)) * s[None] - offset[:, None]
+
+    def from_values(self, v):
+        return (self.pca.components @ (np.asarray(v, dtype=np.float64) - self.pca.mean)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Similarity(Product):
+    """Cosine similarity of each pixel's embedding to a reference embedding."""
+
+    reference: np.ndarray = None  # type: ignore[assignment]
+
+    def from_quantised(self, q, scales):
+        return cosine(q, unit(self.reference)[:, None], valid_scales(scales))[None]
+
+    def from_values(self, v):
+        v = np.asarray(v, dtype=np.float64)
+        ref = np.asarray(self.reference, dtype=np.float64)
+        return np.array([ref @ v / max(float(np.linalg.norm(ref) * np.linalg.norm(v)), 1e-12)], dtype=np.float32)
+
+
+def band_values(bands: Sequence[int]) -> BandValues:
+    bands = tuple(int(b) for b in bands)
+    return BandValues(tuple(f"A{b:03d}" for b in bands), bands)
+
+
+def pca_values(pca: PCA) -> PCAValues:
+    return PCAValues(("PC1", "PC2", "PC3"), tuple(range(1, pca.mean.shape[0] + 1)), pca)
+
+
+def similarity_to(reference: Sequence[float]) -> Similarity:
+    ref = np.asarray(reference, dtype=np.float32)
+    return Similarity(("similarity",), tuple(range(1, len(ref) + 1)), ref)
+
+
+# -- rules -------------------------------------------------------------------------------------
+def global_pca(store: TesseraStore, year: int) -> PCA | None:
+    """The store's published PCA for a year (a stretch in "pca" mode), if it has one."""
+    if store.stretch_mode(year) != "pca":
+        return None
+    return PCA.from_stretch(store.stretch(year))
+
+
+def choose_pca(store: TesseraStore, year: int, wanted: str | PCA | None = "global",
+               region: tuple | None = None, cancel: Cancel = None) -> PCA:
+    """The PCA a layer, render or export uses: a given or saved fit; else the store's global
+    PCA ("global"); else (no global PCA, or "view") one fitted on a sample of `region`
+    ((bounds, crs)). Raises ValueError when a fit is needed and no region is given."""
+    if isinstance(wanted, PCA):
+        return wanted
+    if isinstance(wanted, str) and wanted.startswith("b64:"):
+        return decode_pca(wanted)
+    if wanted in (None, "global"):
+        pca = global_pca(store, year)
+        if pca is not None:
+            return pca
+    if region is None:
+        raise ValueError(f"the store has no global PCA for {year}: a region to fit one on is needed")
+    bounds, crs = region
+    return fit_pca(store, bounds, crs, year, cancel=cancel)
+
+
+def published_ranges(store: TesseraStore, year: int, bands: Sequence[int]) -> list[tuple[float, float]] | None:
+    """The store's own per-channel range for bands 1, 2, 3 of a year in "bands" mode (the
+    colours of the dataset's previews), else None."""
+    if store.stretch_mode(year) != "bands":
+        return None
+    entry = store.stretch(year) or {}
+    channels = list(entry.get("bands") or [1, 2, 3])
+    try:
+        lo = [float(v) for v in entry["min"]]
+        hi = [float(v) for v in entry["max"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    channels = [int(c) + (1 if 0 in channels else 0) for c in channels]  # 0-based lists become 1-based
+    out = []
+    for b in bands:
+        if b not in channels or channels.index(b) >= len(lo):
+            return None
+        i = channels.index(b)
+        out.append((lo[i], hi[i]))
+    return out
+
+
+def mean_embedding(store: TesseraStore, year: int, bounds, crs: str, mask=None, max_pixels: int | None = None,
+                   cancel: Cancel = None) -> tuple[np.ndarray, int]:
+    """The mean embedding over an area (valid pixels only; `mask(transform, w, h, crs)` keeps
+    those inside polygons). Returns (vector (bands,), pixels used). Read on the area's own
+    10 m grid in the CRS of the zone under its centre."""
+    bounds = check_bounds(bounds)
+    parts = [p for p in plan(store, bounds, crs) if year in p.zone.years]
+    total = sum(p.pixels for p in parts)
+    if max_pixels is not None and total > max_pixels:
+        raise ValueError(f"the area holds {total:,} pixels, more than {max_pixels:,}: choose a smaller one")
+    sums = np.zeros(store.bands, dtype=np.float64)
+    used = 0
+    for part in parts:
+        win = part.zone.read(year, part.rows, part.cols, cancel=cancel)
+        values = win.dequantised()
+        ok = np.isfinite(values).all(axis=0)
+        if mask is not None:
+            ok &= mask(win.transform, values.shape[2], values.shape[1], part.zone.crs)
+        sums += values[:, ok].sum(axis=1, dtype=np.float64)
+        used += int(ok.sum())
+    if used == 0:
+        raise ValueError("there is no embedding in that area (nodata)")
+    return sums / used, used
+
+
+# -- the view ----------------------------------------------------------------------------------
+class View:
+    """A layer spec on a store: values on any grid, values at a point, starting ranges.
+
+    Thread-safe for `values()` once the product is known; a fitted PCA (pca=view, or a store
+    without a global PCA) is fitted once, on the first region asked for, and kept."""
+
+    def __init__(self, store: TesseraStore, spec: LayerSpec) -> None:
+        store.check_year(spec.year)
+        if spec.bands is not None:
+            store.check_bands(spec.bands)
+        self.store = store
+        self.spec = spec
+        self._product: Product | None = None
+        self.pca: PCA | None = None
+        if spec.bands is not None:
+            self._product = band_values(spec.bands)
+        elif spec.similarity is not None:
+            ref = decode_vector(spec.similarity)
+            if len(ref) != store.bands:
+                raise BandError(f"the reference embedding has {len(ref)} values; this store has {store.bands}")
+            self._product = similarity_to(ref)
+        elif spec.pca != "view":
+            pca = global_pca(store, spec.year) if spec.pca == "global" else choose_pca(store, spec.year, spec.pca)
+            if pca is not None:
+                self.set_pca(pca)
+
+    @property
+    def needs_fit(self) -> bool:
+        """A PCA view whose PCA is still to be fitted (on the first region drawn)."""
+        return self._product is None
+
+    def set_pca(self, pca: PCA) -> None:
+        self.pca = pca
+        self._product = pca_values(pca)
+
+    def product(self, region: tuple | None = None, cancel: Cancel = None) -> Product:
+        """The product; a PCA still to be fitted is fitted on `region` ((bounds, crs))."""
+        if self._product is None:
+            self.set_pca(choose_pca(self.store, self.spec.year, "view", region, cancel))
+        return self._product
+
+    def values(self, crs: str, transform, width: int, height: int, cancel: Cancel = None,
+               budget: int | None = -1) -> np.ndarray:
+        """The view's values (count, height, width) float32 on an output grid, NaN nodata.
+        `budget`: source pixels a view may need (-1: the spec's; None: no limit)."""
+        product = self.product((grid_bounds(transform, width, height), crs), cancel)
+        budget = self.spec.budget if budget == -1 else budget
+        out, _ = grid_reduce(self.store, self.spec.year, crs, transform, width, height, product.from_quantised,
+                             product.count, np.float32, np.nan, list(product.bands), cancel, budget)
+        return out
+
+    def pixel(self, x: float, y: float, crs: str = "EPSG:4326") -> dict:
+        """The store's pixel at a point (see TesseraStore.pixel) plus `values`: the view's
+        values there (None where nodata or while the PCA is not fitted yet)."""
+        lon, lat = (x, y) if crs == "EPSG:4326" else transformer(crs, "EPSG:4326").transform(x, y)
+        px = self.store.pixel(lon, lat, self.spec.year)
+        values = None
+        if px["valid"] and self._product is not None:
+            v = np.asarray(px["embedding"], dtype=np.float64)[[b - 1 for b in self._product.bands]]
+            values = self._product.from_values(v).astype(float).tolist()
+        return dict(px, values=values)
+
+    def sample_ranges(self, bounds, crs: str, cancel: Cancel = None) -> list[tuple[float, float]]:
+        """2 to 98 % of each output band over a small grid (at most SAMPLE_SIDE px a side,
+        at least 10 m a pixel) of an area, read in the layer's CRS."""
+        layer_crs = self.spec.crs or crs
+        box = reproject_bounds(check_bounds(bounds), crs, layer_crs)
+        if box is None:
+            raise ValueError("the area cannot be placed in the layer's CRS")
+        res = max((box[2] - box[0]) / SAMPLE_SIDE, (box[3] - box[1]) / SAMPLE_SIDE, 10.0)
+        transform, w, h = grid_for(box, res)
+        # No budget: the grid is small, and only the chunks it samples are read.
+        return percent_ranges(self.values(layer_crs, transform, w, h, cancel, budget=None))
+
+    def default_ranges(self, bounds=None, crs: str | None = None, cancel: Cancel = None,
+                       threshold: float = 0.5) -> list[tuple[float, float]]:
+        """The ranges a new layer is styled with: the PCA's own stretch; the similarity
+        threshold to 1; the store's published range for bands 1-3 where it has one; else 2 to
+        98 % of a sample of `bounds` (or of the layer's extent)."""
+        spec = self.spec
+        if spec.similarity is not None:
+            return [(threshold, 1.0)]
+        if spec.pca is not None:
+            if self.pca is None and bounds is not None:
+                self.product((bounds, crs), cancel)
+            return list(zip(self.pca.lo.tolist(), self.pca.hi.tolist())) if self.pca is not None else []
+        published = published_ranges(self.store, spec.year, spec.bands)
+        if published is not None:
+            return published
+        if bounds is None:
+            bounds, crs = spec.extent, spec.crs
+        return self.sample_ranges(bounds, crs, cancel)

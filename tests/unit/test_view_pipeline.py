@@ -1,0 +1,217 @@
+"""The core view pipeline, the store reference and the store pool, without QGIS.
+
+Expected values come from zarr-python reading the store and from numpy arithmetic done here
+by hand (never from the pipeline's own helpers)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tessera_qgis.core.geo import transformer
+from tessera_qgis.core.layerspec import LayerSpec, encode_vector
+from tessera_qgis.core.pca import PCA
+from tessera_qgis.core.pool import StorePool
+from tessera_qgis.core.quant import MAX_VALID_SCALE, dequantise, sanitise_scales, valid_scales
+from tessera_qgis.core.store import open_store
+from tessera_qgis.core.storeref import StoreRef
+from tessera_qgis.core.view import View, choose_pca, mean_embedding, published_ranges
+
+YEAR = 2024
+
+
+def spec(store, **mode) -> LayerSpec:
+    return LayerSpec(store=StoreRef(store.url), year=YEAR, **mode)
+
+
+def with_root_attrs(src: Path, dst: Path, change) -> Path:
+    """A store whose root attributes are changed by `change(attrs)`: the root zarr.json is
+    rewritten, the zone groups are symlinks to the source store's."""
+    dst.mkdir()
+    meta = json.loads((src / "zarr.json").read_text())
+    change(meta["attributes"])
+    (dst / "zarr.json").write_text(json.dumps(meta))
+    for child in src.iterdir():
+        if child.is_dir():
+            os.symlink(child, dst / child.name)
+    return dst
+
+
+def ref_pixel(ref_group, zone: str, row: int, col: int, t: int = 0) -> tuple[np.ndarray, float]:
+    """(int8 embedding, scale) of one pixel, read by zarr-python."""
+    q = np.asarray(ref_group[f"{zone}/embeddings"][t, :, row, col])
+    s = float(ref_group[f"{zone}/scales"][t, row, col])
+    return q, s
+
+
+def valid_pixel(ref_group, zone: str = "utm31") -> tuple[int, int]:
+    s = np.asarray(ref_group[f"{zone}/scales"][0, 100:164, 100:164])
+    r, c = np.argwhere(np.isfinite(s))[0]
+    return 100 + int(r), 100 + int(c)
+
+
+# -- StoreRef and the pool -------------------------------------------------------------------------
+def test_store_refs_are_normalised_so_one_store_has_one_key(sample_store, monkeypatch):
+    monkeypatch.chdir(sample_store.parent)
+    by_name = StoreRef(sample_store.name + "/")
+    assert by_name == StoreRef(str(sample_store)) == StoreRef(f"file://{sample_store}")
+    assert by_name.url == str(sample_store)
+    remote = StoreRef(" https://host/tessera/zarr/v2-2B-L~beta1/ ")
+    assert remote.url == "https://host/tessera/zarr/v2-2B-L~beta1"  # the ~ stays literal
+    assert StoreRef("s3://b/x.zarr", s3_endpoint="") == StoreRef("s3://b/x.zarr")
+
+
+def test_store_ref_hides_secrets_and_keeps_them_out_of_layer_uris():
+    ref = StoreRef("https://alice:hunter2@127.0.0.1:9/x.zarr", s3_endpoint="http://127.0.0.1:1", key="AKIA1",
+                   secret="s3cr3t", authcfg="abc")
+    assert "s3cr3t" not in repr(ref) and "AKIA1" not in repr(ref)
+    assert ref.public_url == "https://127.0.0.1:9/x.zarr"
+    uri = LayerSpec(store=ref, year=2024, bands=(1,)).to_uri()
+    assert "s3cr3t" not in uri and "AKIA1" not in uri
+    back = LayerSpec.from_uri(uri).store
+    assert back == ref.without_secrets() and back.s3_endpoint == "http://127.0.0.1:1" and back.authcfg == "abc"
+    opts = ref.options()
+    assert (opts.key, opts.secret, opts.endpoint_url) == ("AKIA1", "s3cr3t", "http://127.0.0.1:1")
+
+
+def test_the_pool_opens_a_store_once_whatever_the_spelling(sample_http):
+    pool = StorePool()
+    sample_http.reset()
+    a = pool.get(StoreRef(sample_http.store_url + "/"))
+    b = pool.get(StoreRef("  " + sample_http.store_url))
+    assert a is b
+    roots = [r for r in sample_http.requests() if r.path.endswith(f"{Path(sample_http.store_url).name}/zarr.json")]
+    assert len(roots) == 1, [r.path for r in sample_http.requests()]
+
+
+# -- validity ---------------------------------------------------------------------------------------
+def test_only_scales_strictly_between_0_and_1_are_valid():
+    s = np.array([0.5, 1e-9, 0.0, -0.1, 1.0, 3.5, 1e30, np.inf, np.nan], dtype=np.float32)
+    assert MAX_VALID_SCALE == 1.0
+    assert valid_scales(s).tolist() == [True, True, False, False, False, False, False, False, False]
+    q = np.full((2, s.size), 10, dtype=np.int8)
+    out = dequantise(q, s)
+    assert out[0, 0] == pytest.approx(5.0) and np.isnan(out[:, 2:]).all()
+    clean = sanitise_scales(s.copy())
+    assert np.isposinf(clean[7]) and np.isnan(clean[2:7]).all() and clean[0] == np.float32(0.5)
+
+
+# -- products against zarr-python ---------------------------------------------------------------------
+def test_each_mode_computes_what_numpy_computes_from_zarr_values(sample_store, store, ref):
+    row, col = valid_pixel(ref)
+    q, s = ref_pixel(ref, "utm31", row, col)
+    v = q.astype(np.float64) * s
+    attrs = ref.attrs.asdict()[f"geoemb:stretch.{YEAR}"]
+    comps, mean = np.array(attrs["pca_components"])[:3], np.array(attrs["pca_mean"])
+    reference = np.linspace(-1, 1, 128)
+    expected = {
+        "bands": v[[4, 9, 99]],
+        "pca": comps @ (v - mean),
+        "similarity": [reference @ v / np.linalg.norm(reference) / np.linalg.norm(v)],
+    }
+    modes = {"bands": dict(bands=(5, 10, 100)), "pca": dict(pca="global"),
+             "similarity": dict(similarity=encode_vector(reference))}
+    zone = store.zones["utm31"]
+    x = zone.transform[2] + 10 * (col + 0.5)
+    y = zone.transform[5] - 10 * (row + 0.5)
+    for name, mode in modes.items():
+        view = View(store, spec(store, **mode))
+        product = view.product()
+        # one pixel, through the block path and through the point path
+        block = product.from_quantised(q[list(np.array(product.bands) - 1)][:, None], np.array([s], np.float32))
+        np.testing.assert_allclose(block[:, 0], expected[name], rtol=2e-5, atol=2e-5, err_msg=name)
+        at_point = view.pixel(x, y, zone.crs)["values"]
+        np.testing.assert_allclose(at_point, expected[name], rtol=2e-5, atol=2e-5, err_msg=name)
+        # and on a 1-pixel grid placed on that pixel's centre, through grid_reduce
+        grid = view.values(zone.crs, (10.0, 0.0, x - 5, 0.0, -10.0, y + 5), 1, 1)
+        np.testing.assert_allclose(grid[:, 0, 0], expected[name], rtol=2e-5, atol=2e-5, err_msg=name)
+
+
+def test_a_scale_that_is_not_valid_is_nodata_in_every_mode(store):
+    q = np.full((128, 3), 7, dtype=np.int8)
+    s = np.array([0.01, 2.5, 1e20], dtype=np.float32)
+    for mode in (dict(bands=(1, 2, 3)), dict(pca="global"), dict(similarity=encode_vector(np.ones(128)))):
+        product = View(store, spec(store, **mode)).product()
+        out = product.from_quantised(q[list(np.array(product.bands) - 1)], s)
+        assert np.isfinite(out[:, 0]).all() and np.isnan(out[:, 1:]).all(), mode
+
+
+# -- which PCA ----------------------------------------------------------------------------------------
+def test_the_global_pca_is_used_when_the_store_has_one_else_a_fit_of_the_region(sample_store, store, tmp_path):
+    g = choose_pca(store, YEAR, "global")
+    attrs = json.loads((sample_store / "zarr.json").read_text())["attributes"][f"geoemb:stretch.{YEAR}"]
+    assert g.source == "global"
+    np.testing.assert_allclose(g.components, np.array(attrs["pca_components"])[:3])
+    region = ((0.0, 52.19, 0.03, 52.21), "EPSG:4326")
+    assert choose_pca(store, YEAR, "view", region).source == "fit"
+    saved = PCA(g.mean, g.components, g.lo - 1, g.hi + 1, "saved")
+    assert choose_pca(store, YEAR, saved) is saved
+    bare = open_store(with_root_attrs(sample_store, tmp_path / "bare.zarr",
+                                      lambda a: [a.pop(k) for k in list(a) if "stretch" in k]))
+    with pytest.raises(ValueError, match="no global PCA"):
+        choose_pca(bare, YEAR, "global")
+    assert choose_pca(bare, YEAR, "global", region).source == "fit"
+    view = View(bare, spec(bare, pca="global"))
+    assert view.needs_fit
+    view.values("EPSG:4326", (0.0001, 0, 0.0, 0, -0.0001, 52.21), 50, 50)
+    assert not view.needs_fit and view.pca.source == "fit"
+
+
+# -- the stretch as published -------------------------------------------------------------------------
+def test_the_year_keyed_stretch_object_is_read_as_published(sample_store, tmp_path):
+    def to_object(a):
+        entries = {k.rsplit(".", 1)[1]: dict(a.pop(k), mode="pca") for k in list(a) if k.startswith("geoemb:stretch.")}
+        a["geoemb:stretch"] = entries
+
+    st = open_store(with_root_attrs(sample_store, tmp_path / "object.zarr", to_object))
+    assert st.stretch_mode(YEAR) == "pca" and choose_pca(st, YEAR, "global").source == "global"
+    info = st.info()
+    assert info["stretch"] == {"2024": "pca", "2025": "pca"} and info["global_pca_years"] == [2024, 2025]
+
+
+def test_a_bands_stretch_gives_the_published_ranges_and_no_pca(sample_store, tmp_path):
+    entry = {"mode": "bands", "bands": [0, 1, 2], "min": [-1.5, -2.0, -0.5], "max": [1.5, 2.5, 0.75]}
+    st = open_store(with_root_attrs(sample_store, tmp_path / "bands.zarr",
+                                    lambda a: a.update({"geoemb:stretch": {"2024": entry}})
+                                    or [a.pop(k) for k in list(a) if k.startswith("geoemb:stretch.")]))
+    assert st.stretch_mode(YEAR) == "bands" and st.info()["global_pca_years"] == []
+    assert st.info()["stretch"] == {"2024": "bands"}
+    assert published_ranges(st, YEAR, [1, 2, 3]) == [(-1.5, 1.5), (-2.0, 2.5), (-0.5, 0.75)]
+    assert published_ranges(st, YEAR, [1, 2, 4]) is None
+    assert View(st, spec(st, bands=(1, 2, 3))).default_ranges() == [(-1.5, 1.5), (-2.0, 2.5), (-0.5, 0.75)]
+    assert View(st, spec(st, pca="global")).needs_fit
+
+
+# -- areas --------------------------------------------------------------------------------------------
+def test_mean_embedding_equals_the_mean_of_zarr_values(store, ref):
+    zone = store.zones["utm31"]
+    r0, c0 = 200, 300
+    x0, y0 = zone.transform[2] + 10 * c0, zone.transform[5] - 10 * r0
+    bounds = (x0 + 1, y0 - 10 * 40 + 1, x0 + 10 * 30 - 1, y0 - 1)  # 40 rows x 30 columns
+    q = np.asarray(ref["utm31/embeddings"][0, :, r0:r0 + 40, c0:c0 + 30]).astype(np.float64)
+    s = np.asarray(ref["utm31/scales"][0, r0:r0 + 40, c0:c0 + 30]).astype(np.float64)
+    ok = np.isfinite(s)
+    expected = (q * s)[:, ok].mean(axis=1)
+    vector, used = mean_embedding(store, YEAR, bounds, zone.crs)
+    assert used == int(ok.sum()) and used > 0
+    np.testing.assert_allclose(vector, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="more than"):
+        mean_embedding(store, YEAR, bounds, zone.crs, max_pixels=100)
+
+
+def test_sample_ranges_are_percentiles_of_the_view(store, ref):
+    """2 and 98 % of band 7 over a 10 m grid of a 2 x 2.56 km area, against numpy on zarr values."""
+    zone = store.zones["utm31"]
+    r0, c0, n = 64, 64, 256
+    x0, y0 = zone.transform[2] + 10 * c0, zone.transform[5] - 10 * r0
+    lon, lat = transformer(zone.crs, "EPSG:4326").transform(x0 + 1280, y0 - 1280)
+    view = View(store, LayerSpec(store=StoreRef(store.url), year=YEAR, bands=(7,), crs=zone.crs))
+    (lo, hi), = view.sample_ranges((x0, y0 - 10 * n, x0 + 10 * n, y0), zone.crs)
+    q = np.asarray(ref["utm31/embeddings"][0, 6, r0:r0 + n, c0:c0 + n]).astype(np.float64)
+    s = np.asarray(ref["utm31/scales"][0, r0:r0 + n, c0:c0 + n]).astype(np.float64)
+    v = (q * s)[np.isfinite(s)]
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(v, [2, 98])), rel=1e-5)
+    assert np.isfinite([lon, lat]).all()
