@@ -5,6 +5,8 @@ queued to the main thread through a signal (widgets are touched only there).
 """
 from __future__ import annotations
 
+import time
+
 from qgis.core import Qgis, QgsMessageLog
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
@@ -41,8 +43,6 @@ class MessageBarBridge(QObject):
         notifier.message.connect(self.show)
 
     def show(self, title: str, text: str, level: int) -> None:
-        import time
-
         now = time.monotonic()
         if now - self._last.get(text, -1e9) < 5.0:
             return

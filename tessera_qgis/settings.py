@@ -5,13 +5,18 @@ Nothing secret is stored here: S3 keys live in QGIS authentication configuration
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from qgis.core import Qgis, QgsApplication, QgsSettings
+from qgis.core import Qgis, QgsApplication, QgsAuthCertUtils, QgsNetworkAccessManager, QgsSettings
+from qgis.PyQt.QtNetwork import QSslSocket
 
 from .core.connections import SAMPLE_URL, Connection, presets
-from .core.sources import StoreOptions
+from .core.sample import generate
+from .core.sources import StoreOptions, host_port
+from .log import log
 
 PREFIX = "tessera/"
 
@@ -66,8 +71,6 @@ class Settings:
 
 def qgis_timeout_s() -> float:
     """QGIS's network timeout in seconds (60 if it is not set)."""
-    from qgis.core import QgsNetworkAccessManager
-
     ms = QgsNetworkAccessManager.timeout()
     return ms / 1000.0 if ms and ms > 0 else 60.0
 
@@ -96,8 +99,6 @@ def qgis_ssl_settings() -> tuple[str | None, tuple[str, ...]]:
     authorities they added (the database's and the extra CA file's; not the system's, which
     the HTTP clients trust anyway) as PEM text, and the "host:port" of every SSL server
     exception that ignores errors or turns peer verification off."""
-    from qgis.core import QgsAuthCertUtils
-    from qgis.PyQt.QtNetwork import QSslSocket
 
     am = QgsApplication.authManager()
     if am is None or am.isDisabled():
@@ -120,8 +121,6 @@ def qgis_ssl_settings() -> tuple[str | None, tuple[str, ...]]:
                              or cfg.sslPeerVerifyMode() == QSslSocket.PeerVerifyMode.VerifyNone):
                 insecure.append(hostport if ":" in hostport else f"{hostport}:443")
     except Exception as exc:  # an auth database that cannot be read must not stop a connect
-        from .log import log
-
         log(f"QGIS's SSL settings could not be read: {exc}", Qgis.MessageLevel.Warning)
         return None, ()
     return ("\n".join(pems) + "\n" if pems else None), tuple(sorted(set(insecure)))
@@ -132,9 +131,6 @@ _WARNED_HOSTS: set[str] = set()
 
 def _warn_if_unverified(options: StoreOptions, url: str | None) -> None:
     """Once per server and session: say that its certificate is not checked, and why."""
-    from .core.sources import host_port
-    from .log import log
-
     if not url or not str(url).lower().startswith("https:") or options.verifies(url):
         return
     host = host_port(url)
@@ -184,10 +180,6 @@ def resolve_url(conn: Connection) -> str:
         return conn.url
     path = sample_store_path()
     if not (path / "zarr.json").exists():
-        import shutil
-        import tempfile
-
-        from .core.sample import generate
 
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=path.parent))

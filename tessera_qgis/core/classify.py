@@ -53,7 +53,7 @@ class KNNClassifier:
 
 def _vector_memory():
     """GDAL >= 3.11 has vector support in "MEM" and deprecates "Memory"."""
-    from osgeo import gdal, ogr
+    from osgeo import gdal, ogr  # GDAL: the core's readers and the oldest set run without it
 
     drv = gdal.GetDriverByName("MEM")
     if drv is not None and drv.GetMetadataItem("DCAP_VECTOR") == "YES":

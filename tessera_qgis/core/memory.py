@@ -8,6 +8,8 @@ Does nothing where glibc is not the allocator.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 import time
 
@@ -21,9 +23,6 @@ def release_memory(min_interval: float = 0.0) -> bool:
     global _TRIM
     if _TRIM is None:
         try:
-            import ctypes
-            import ctypes.util
-
             _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
         except (OSError, AttributeError):
             _TRIM = False
