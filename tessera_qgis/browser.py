@@ -11,6 +11,8 @@ from qgis.PyQt.QtCore import QCoreApplication
 
 from .core.connections import Connection
 from .core.layerspec import LayerSpec
+from .icons import icon
+from .provider import data_extent, shared_store
 from .settings import all_connections, resolve_url
 
 
@@ -18,16 +20,10 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("TesseraBrowser", text)
 
 
-def _icon():
-    from .plugin import icon
-
-    return icon()
-
-
 class TesseraRootItem(QgsDataCollectionItem):
     def __init__(self, parent=None) -> None:
         super().__init__(parent, "TESSERA", "tessera:")
-        self.setIcon(_icon())
+        self.setIcon(icon())
 
     def createChildren(self):  # noqa: N802
         return [ConnectionItem(self, c) for c in all_connections()]
@@ -37,11 +33,9 @@ class ConnectionItem(QgsDataCollectionItem):
     def __init__(self, parent, conn: Connection) -> None:
         super().__init__(parent, conn.name, f"tessera:/{conn.name}")
         self.conn = conn
-        self.setIcon(_icon())
+        self.setIcon(icon())
 
     def createChildren(self):  # noqa: N802
-        from .provider import shared_store
-
         try:
             url = resolve_url(self.conn)
             store = shared_store(LayerSpec(url=url, year=0, pca="global", **self.conn.layer_options()))
@@ -56,8 +50,6 @@ class YearItem(QgsDataCollectionItem):
         self.url, self.store, self.year, self.conn = url, store, year, parent.conn
 
     def createChildren(self):  # noqa: N802
-        from .provider import data_extent
-
         items = []
         zones = [z for z in self.store.zones.values() if self.year in z.years]
         if not zones:

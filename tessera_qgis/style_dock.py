@@ -8,16 +8,18 @@ computed in a task from the view (cached chunks) and applied to the renderer onl
 from __future__ import annotations
 
 import numpy as np
-from qgis.core import QgsProject, QgsRasterLayer
+from qgis.core import QgsCoordinateTransform, QgsProject, QgsRasterLayer
 from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
                                  QPushButton, QSpinBox, QWidget)
 
+from . import tasks
 from .core.layerspec import LayerSpec, encode_pca
+from .core.region import read_grid
 from .layers import apply_ramp, apply_rgb
 from .provider import PROVIDER_KEY, state_for
-from .tools import fit_pca_to, run_task
+from .tools import fit_pca_to
 
 MODES = ("rgb", "ramp", "pca")
 
@@ -151,27 +153,23 @@ class StyleDock(QgsDockWidget):
             return
         canvas = self.iface.mapCanvas()
         extent = canvas.mapSettings().visibleExtent()
-        from qgis.core import QgsCoordinateTransform
-
         tr_ = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), layer.crs(), QgsProject.instance())
         ext = tr_.transformBoundingBox(extent)
         bounds = (ext.xMinimum(), ext.yMinimum(), ext.xMaximum(), ext.yMaximum())
 
-        def work():
-            from .core.region import read_grid
-
+        def work(cancel, _progress):
             store = state.store()
             res = max((bounds[2] - bounds[0]) / 256, (bounds[3] - bounds[1]) / 256, 10.0)
             w, h = max(1, int((bounds[2] - bounds[0]) / res)), max(1, int((bounds[3] - bounds[1]) / res))
             vals = read_grid(store, spec.year, spec.crs, (res, 0, bounds[0], 0, -res, bounds[3]), w, h,
-                             bands=list(spec.bands), max_source_pixels=spec.budget)
+                             bands=list(spec.bands), cancel=cancel, max_source_pixels=spec.budget)
             out = []
             for band in vals:
                 v = band[np.isfinite(band)]
                 out.append(tuple(np.percentile(v, [2, 98]).tolist()) if v.size else (-2.5, 2.5))
             return out
 
-        self.last_task = run_task(tr("TESSERA stretch"), work, self._apply_ranges)
+        self.last_task = tasks.start(tr("TESSERA stretch"), work, self._apply_ranges)
 
     def _apply_ranges(self, ranges) -> None:
         if self.layer is None:
