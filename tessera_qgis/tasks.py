@@ -47,6 +47,9 @@ class Task(QgsTask):
         self.on_cancelled = on_cancelled
         self.result: Any = None
         self.error: BaseException | None = None
+        # "done", "failed" or "cancelled" once finished() has run (readable after QGIS has
+        # deleted the C++ task, unlike status()).
+        self.outcome: str | None = None
 
     def report_progress(self, fraction: float) -> None:
         self.setProgress(100.0 * min(max(float(fraction), 0.0), 1.0))
@@ -62,11 +65,12 @@ class Task(QgsTask):
 
     def finished(self, ok: bool) -> None:  # the main thread
         try:
-            if self.isCanceled():  # whatever the job did after the user's cancel, it is not an error
+            self.outcome = "cancelled" if self.isCanceled() else "failed" if self.error is not None else "done"
+            if self.outcome == "cancelled":  # whatever the job did after the user's cancel, it is not an error
                 log(tr("{} cancelled").format(self.description()))
                 if self.on_cancelled is not None:
                     self.on_cancelled()
-            elif self.error is not None:
+            elif self.outcome == "failed":
                 if self.on_failed is not None:
                     self.on_failed(self.error)
                 else:
