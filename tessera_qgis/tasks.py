@@ -100,7 +100,7 @@ def start(description: str, fn: Job, on_done: Callable[[Any], None] | None = Non
     return task
 
 
-def running() -> int:
-    """How many started tasks have not finished yet."""
+def running() -> list[Task]:
+    """The started tasks that have not finished yet."""
     with _RUNNING_LOCK:
-        return len(_RUNNING)
+        return list(_RUNNING)

@@ -50,7 +50,8 @@ def process_events_for(seconds: float) -> None:
 
 @pytest.fixture
 def messages():
-    """Messages sent to the message bar (log.report) during the test."""
+    """Messages sent to the message bar (log.report) during the test (render threads of
+    layers left by earlier tests may add theirs: assertions look for the jobs' own)."""
     seen: list[str] = []
 
     def record(title, text, level):
@@ -86,13 +87,13 @@ def test_result_failure_and_progress_arrive_on_the_main_thread(messages):
     # Without on_failed the failure goes to the message bar and the log.
     unheard = tasks.start("unheard job", boom, lambda r: got.append("done?"))
     wait_for(unheard)
-    assert messages == ["unheard job failed: no embedding here"]
+    assert [m for m in messages if "job" in m] == ["unheard job failed: no embedding here"]
     assert len(got) == 2
     # A failing result callback is reported too; nothing escapes finished().
     crash = tasks.start("crash", lambda c, p: 1, lambda r: 1 / 0)
     wait_for(crash)
-    assert messages[-1].startswith("crash: ") and "division by zero" in messages[-1]
-    assert tasks.running() == 0
+    assert [m for m in messages if m.startswith("crash")] == ["crash: division by zero"]
+    assert not {ok, bad, unheard, crash} & set(tasks.running()), "none kept after finishing"
 
 
 def test_a_task_nobody_holds_still_runs_and_finishes():
@@ -104,7 +105,7 @@ def test_a_task_nobody_holds_still_runs_and_finishes():
     start_and_forget()
     gc.collect()
     process_events_until(lambda: got)
-    assert got == [42] and tasks.running() == 0
+    assert got == [42] and "forgotten" not in [t.description() for t in tasks.running()]
 
 
 def test_cancelling_a_queued_task_reports_it_as_cancelled(messages):
@@ -117,9 +118,9 @@ def test_cancelling_a_queued_task_reports_it_as_cancelled(messages):
     assert queued.status() == QgsTask.TaskStatus.Queued
     queued.cancel()
     gate.set()
-    process_events_until(lambda: tasks.running() == 0)
+    process_events_until(lambda: not set(blockers + [queued]) & set(tasks.running()))
     assert got == ["cancelled"] and queued.outcome == "cancelled" and len(blockers) > 2
-    assert messages == []
+    assert not [m for m in messages if "queued" in m]
 
 
 @pytest.fixture
@@ -134,7 +135,7 @@ def slow_layer(sample_store, range_server):
         layer = make_layer(f"{srv.url}/{sample_store.name}", 2024, pca="global", name="slow")
     finally:
         Settings().save()
-    QgsProject.instance().addMapLayer(layer)
+    # Not in the project nor on a canvas: only the job under test may ask this server for data.
     return layer, srv
 
 
@@ -171,14 +172,14 @@ def test_cancel_stops_a_pca_fit_within_a_second(slow_layer, sample_store, qgis_i
     assert task.outcome == "cancelled"
     assert_stopped(srv, cancelled_at)
     assert done == [] and state.pca.source == "global", "a cancelled fit changes nothing"
-    assert messages == [], "a cancelled job reports no error"
+    assert not [m for m in messages if "PCA fit" in m], "a cancelled job reports no error"
 
 
 def test_cancel_stops_a_view_stretch_within_a_second(slow_layer, sample_store, qgis_iface, qgis_canvas, messages):
     layer, srv = slow_layer
     spec_uri = layer.source().replace("pca=global", "bands=1,2,3")
     layer.setDataSource(spec_uri, layer.name(), prov.PROVIDER_KEY)
-    qgis_canvas.setLayers([layer])
+    qgis_canvas.setLayers([])  # the dock reads the canvas's view; nothing is drawn from this server
     qgis_canvas.setDestinationCrs(layer.crs())
     tr = QgsCoordinateTransform(WGS84, layer.crs(), QgsProject.instance())
     qgis_canvas.setExtent(tr.transformBoundingBox(whole_store_rect()))
@@ -192,7 +193,7 @@ def test_cancel_stops_a_view_stretch_within_a_second(slow_layer, sample_store, q
     wait_for(dock.last_task)
     assert dock.last_task.outcome == "cancelled"
     assert_stopped(srv, cancelled_at)
-    assert messages == []
+    assert not [m for m in messages if "stretch" in m]
     assert layer.renderer().redContrastEnhancement().maximumValue() == \
         before_renderer.redContrastEnhancement().maximumValue(), "a cancelled stretch is not applied"
 
