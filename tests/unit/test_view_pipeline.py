@@ -236,3 +236,19 @@ def test_mean_over_polygons_uses_the_pixels_inside_each_polygon(store, ref):
     vector, used = mean_over_polygons(store, YEAR, shapes, zone.crs)
     assert used == expected.shape[1] > 0
     np.testing.assert_allclose(vector, expected.mean(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_depths_come_from_the_store_and_a_prefix_is_refused_without_them(sample_store, store, tmp_path):
+    from tessera_qgis.core.errors import BandError
+
+    assert store.depths == [128] and store.info()["depths"] == [128] and store.check_depth(None) == 128
+    with pytest.raises(BandError, match="not ordered by importance"):
+        store.check_depth(4)
+    declared = [{"dimensions": 4, "array": "embeddings_d4"}, {"dimensions": 16, "array": "embeddings_d16"},
+                {"dimensions": 128, "array": "embeddings"}]
+    v2 = open_store(with_root_attrs(sample_store, tmp_path / "depths.zarr",
+                                    lambda a: a.update({"geoemb:depths": declared})))
+    assert v2.depths == [4, 16, 128] and v2.info()["depths"] == [4, 16, 128]
+    assert v2.check_depth(16) == 16
+    with pytest.raises(BandError, match="depth 8 is not in this store"):
+        v2.check_depth(8)
