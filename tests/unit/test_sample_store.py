@@ -13,6 +13,7 @@ import pytest
 import zarr
 from pyproj import Transformer
 
+from support.stores import invalid_scale_pixels
 from tessera_qgis.core import sample
 from tessera_qgis.core.sample import BUILT, CROP, WATER, SampleSpec
 
@@ -452,6 +453,20 @@ def test_out_of_range_scales_sit_where_recorded_with_nonzero_values(published, l
         bad = finite & ~_valid(scl)
         assert sorted(zip(*np.nonzero(bad))) == sorted((t, r, c) for t, r, c, _ in recorded)
     assert found == {np.float32(x) for x in expected}
+
+
+def test_invalid_scale_pixels_helper_gives_their_centres(v2_store, dclimate_store):
+    """support.stores.invalid_scale_pixels: the lon/lat it gives lands on the recorded pixel."""
+    root = zarr.open_group(str(v2_store), mode="r")
+    pixels = invalid_scale_pixels(v2_store)
+    assert len(pixels) == 20 and {p["year"] for p in pixels} == {2024, 2025}
+    for p in pixels:
+        g = root[p["zone"]]
+        rows, cols = _zone_pixels(g, [p["lon"]], [p["lat"]])
+        assert (rows[0], cols[0]) == (p["row"], p["col"])
+        t = g["time"][:].tolist().index(p["year"])
+        assert g["scales"][t, p["row"], p["col"]] == np.float32(p["scale"])
+    assert invalid_scale_pixels(dclimate_store) == []
 
 
 def test_dclimate_has_nan_nodata_only_and_observation_counts(dclimate_store):
