@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import re
 import threading
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .arrays import ArrayReader, ChunkLRU, DiskCache, StoreCaches
+from .arrays import ArrayReader, ChunkLRU, ChunkRequest, DiskCache, StoreCaches, read_wave
 from .errors import BandError, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
 from .sources import TASK_POOL, Source, StoreOptions, open_source
 from .utm import zone_of_lon
 
+_LOG = logging.getLogger(__name__)
 ZONE_RE = re.compile(r"^utm(\d{2})$")
 AXES = {
     "time": {"time", "t", "year", "years"},
@@ -154,24 +155,102 @@ class Zone:
         dst = (slice(r0 - rows[0], r1 - rows[0]), slice(c0 - cols[0], c1 - cols[0]))
         return self.years[year], (r0, r1), (c0, c1), dst, (r0 < r1 and c0 < c1)
 
+    def _band_index(self, bands: Sequence[int] | None) -> list[int] | None:
+        """0-based indices of bands numbered from 1 (None: all of them)."""
+        if bands is None:
+            return None
+        idx = [int(b) - 1 for b in bands]
+        if not idx or any(not 0 <= i < self.bands for i in idx):
+            raise BandError(f"bands are numbered 1 to {self.bands}; got {list(bands)}")
+        return idx
+
+    # -- one wave: requests for the chunks of a window ----------------------------------------
+    def _scales_request(self, t, rows, cols, s_view: np.ndarray, keep: bool) -> ChunkRequest:
+        """Scales of the window [rows) x [cols) (inside the array) pasted into s_view (h, w)."""
+        box = self._box(self.scl_axes, t, rows, cols, self.bands)
+        squeeze = self.scl_axes.index("time") if "time" in self.scl_axes else None
+        out = s_view if [a for a in self.scl_axes if a != "time"] == ["y", "x"] else s_view.T
+        return ChunkRequest(self.scales, self.scales.chunk_range(box), self.scales.paster(box, out, squeeze=squeeze),
+                            keep)
+
+    def _embeddings_request(self, t, rows, cols, q_view: np.ndarray, idx: list[int] | None, keep: bool,
+                            need: Callable | None = None) -> ChunkRequest:
+        """Embeddings of the window (bands `idx`, None = all) pasted into q_view (bands, h, w)."""
+        box = self._box(self.emb_axes, t, rows, cols, self.bands)
+        squeeze = self.emb_axes.index("time") if "time" in self.emb_axes else None
+        rest = [a for a in self.emb_axes if a != "time"]
+        out = q_view.transpose([("band", "y", "x").index(a) for a in rest])
+        select = None if idx is None else (self.emb_axes.index("band"), idx)
+        return ChunkRequest(self.embeddings, self.embeddings.chunks_for_select(box, select),
+                            self.embeddings.paster(box, out, select, squeeze), keep, need)
+
+    def _pixel_rect(self, coords: tuple[int, ...], rows, cols) -> tuple[slice, slice]:
+        """The part of the window [rows) x [cols) inside an embeddings chunk, window-relative."""
+        yi, xi = self.emb_axes.index("y"), self.emb_axes.index("x")
+        ch, cw = self.embeddings.chunk_shape[yi], self.embeddings.chunk_shape[xi]
+        y0, x0 = coords[yi] * ch, coords[xi] * cw
+        return (slice(max(y0, rows[0]) - rows[0], min(y0 + ch, rows[1]) - rows[0]),
+                slice(max(x0, cols[0]) - cols[0], min(x0 + cw, cols[1]) - cols[0]))
+
+    def _known_nodata(self, t, rows, cols, scales: ChunkRequest, s_view: np.ndarray) -> Callable:
+        """need(chunk) for the embeddings: False only where the scales of the chunk's pixels
+        came from memory (already pasted into s_view) and none of them is valid."""
+        def need(coords: tuple[int, ...]) -> bool:
+            ys, xs = self._pixel_rect(coords, rows, cols)
+            box = self._box(self.scl_axes, t, (rows[0] + ys.start, rows[0] + ys.stop),
+                            (cols[0] + xs.start, cols[0] + xs.stop), self.bands)
+            if not all(c in scales.cached for c in self.scales.chunk_range(box)):
+                return True
+            return bool(np.isfinite(s_view[ys, xs]).any())
+
+        return need
+
+    def _invalidate_missing(self, missing: Iterable[tuple[int, ...]], rows, cols, s_view: np.ndarray) -> None:
+        """Pixels whose embeddings chunk is not stored are nodata whatever their scale says
+        (a damaged store): their valid scales become NaN, and a warning names the missing
+        object, once per store."""
+        for coords in missing:
+            sub = s_view[self._pixel_rect(coords, rows, cols)]
+            valid = np.isfinite(sub)
+            if valid.any():
+                sub[valid] = np.nan
+                self._warn_missing(coords, int(valid.sum()))
+
+    def _warn_missing(self, coords: tuple[int, ...], pixels: int) -> None:
+        where = self.embeddings.describe_chunk(coords)
+        warned = self.embeddings.caches.warned
+        if where in warned:
+            return
+        warned.add(where)
+        _LOG.warning("%s is not stored, but the scales there say the pixels are valid (%d of them in this "
+                     "read): they are treated as nodata; the store may be damaged or incompletely copied",
+                     where, pixels)
+
+    def _fast(self) -> bool:
+        return self.embeddings.fast and self.scales.fast
+
     def read_scales(self, year: int, rows, cols, cancel=None, keep: bool = True,
                     prefetch_embeddings: bool = False) -> np.ndarray:
         """float32 (h, w) scales of a window; +inf outside the zone's array.
 
-        `prefetch_embeddings` loads the embeddings' shard indexes at the same time, so the
-        embeddings read that follows costs one round trip, not two."""
+        The embeddings' shard indexes load together with the scales' (one round trip for
+        both), so the embeddings read that follows costs one round trip, and pixels whose
+        embeddings chunk is not stored come out as nodata (NaN) already. (`prefetch_embeddings`
+        is kept for callers that pass it: the indexes are always loaded.)"""
         t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
         out = np.full((max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), np.inf, dtype=np.float32)
         if not any_:
             return out
-        pre = None
-        if prefetch_embeddings:
-            shards = _shards_of(self.embeddings, self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands))
-            pre = _in_task_pool(self.embeddings.prefetch_indexes, shards) if shards else None
-        s = self.scales.read(self._box(self.scl_axes, t, (r0, r1), (c0, c1), self.bands), cancel=cancel, keep=keep)
-        out[dst] = _to_yx(s, self.scl_axes)
-        if pre is not None:
-            pre.result()
+        s_view = out[dst]
+        emb_box = self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands)
+        if self._fast():
+            indexes = [(self.embeddings, sh) for sh in self.embeddings.shards_of_box(emb_box)]
+            read_wave([self._scales_request(t, (r0, r1), (c0, c1), s_view, keep)], cancel, indexes)
+            self._invalidate_missing(self.embeddings.missing_in_box(emb_box), (r0, r1), (c0, c1), s_view)
+        else:
+            s = self.scales.read(self._box(self.scl_axes, t, (r0, r1), (c0, c1), self.bands), cancel=cancel,
+                                 keep=keep)
+            s_view[...] = _to_yx(s, self.scl_axes)
         return out
 
     def read_embeddings(self, year: int, rows, cols, bands: Sequence[int] | None = None,
@@ -180,18 +259,22 @@ class Zone:
 
         Only chunks holding a `wanted` pixel (a (h, w) mask) are fetched; elsewhere 0."""
         t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
-        idx = list(range(self.bands)) if bands is None else [b - 1 for b in bands]
-        out = np.zeros((len(idx), max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), dtype=np.int8)
+        idx = self._band_index(bands)
+        nb = self.bands if idx is None else len(idx)
+        out = np.zeros((nb, max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), dtype=np.int8)
         if not any_ or (wanted is not None and not wanted.any()):
             return out
-        box = self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands)
         need = None
         if wanted is not None:
             need = self._chunk_need((r0, r1), (c0, c1), wanted[dst])
-        bi = self.emb_axes.index("band")
-        select = None if bands is None else (bi, idx)
-        e = self.embeddings.read(box, need=need, cancel=cancel, keep=keep, select=select)
-        out[(slice(None),) + dst] = _to_byx(e, self.emb_axes)
+        q_view = out[(slice(None),) + dst]
+        if self._fast():
+            read_wave([self._embeddings_request(t, (r0, r1), (c0, c1), q_view, idx, keep, need)], cancel)
+        else:
+            box = self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands)
+            select = None if idx is None else (self.emb_axes.index("band"), idx)
+            q_view[...] = _to_byx(self.embeddings.read(box, need=need, cancel=cancel, keep=keep, select=select),
+                                  self.emb_axes)
         return out
 
     def read(self, year: int, rows: tuple[int, int], cols: tuple[int, int],
@@ -199,40 +282,30 @@ class Zone:
              keep: bool = True, bands: Sequence[int] | None = None) -> WindowData:
         """Quantised window [rows) x [cols) for a year; pixels outside the zone are nodata.
 
-        Scales come first (the embeddings' shard indexes load meanwhile); then only the
-        embeddings chunks holding a valid pixel. `skip_nodata=False` reads both at once (a
-        single pixel: one round trip less). `keep=False` does not keep decoded chunks in
-        memory (streamed exports). `bands` (from 1) limits the bands kept in the result."""
-        if skip_nodata:
-            s = self.read_scales(year, rows, cols, cancel, keep, prefetch_embeddings=True)
-            q = self.read_embeddings(year, rows, cols, bands, np.isfinite(s), cancel, keep)
-        else:
-            fut = _in_task_pool(self.read_scales, year, rows, cols, cancel, keep)
-            q = self.read_embeddings(year, rows, cols, bands, None, cancel, keep)
-            s = fut.result()
+        One wave: the shard indexes of embeddings and scales together, then the chunks of
+        both together (two round trips cold, none warm). Embeddings chunks are skipped only
+        where the scales are already in memory and say every pixel is nodata
+        (`skip_nodata=False`: fetched anyway). A pixel whose embeddings chunk is not stored
+        is nodata (scale NaN) whatever its scale says. `keep=False` does not keep decoded
+        chunks in memory (streamed exports). `bands` (from 1) limits the bands read."""
+        t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
+        idx = self._band_index(bands)
+        nb = self.bands if idx is None else len(idx)
+        q = np.zeros((nb, max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), dtype=np.int8)
+        s = np.full(q.shape[1:], np.inf, dtype=np.float32)
+        if any_:
+            q_view, s_view = q[(slice(None),) + dst], s[dst]
+            if self._fast():
+                scl = self._scales_request(t, (r0, r1), (c0, c1), s_view, keep)
+                need = self._known_nodata(t, (r0, r1), (c0, c1), scl, s_view) if skip_nodata else None
+                emb = self._embeddings_request(t, (r0, r1), (c0, c1), q_view, idx, keep, need)
+                read_wave([scl, emb], cancel)
+                self._invalidate_missing(emb.missing, (r0, r1), (c0, c1), s_view)
+            else:
+                s_view[...] = self.read_scales(year, (r0, r1), (c0, c1), cancel, keep)
+                wanted = np.isfinite(s_view) if skip_nodata else None
+                q_view[...] = self.read_embeddings(year, (r0, r1), (c0, c1), bands, wanted, cancel, keep)
         return WindowData(self, year, rows[0], cols[0], q, s, tuple(bands) if bands is not None else ())
-
-
-def _in_task_pool(fn, *args) -> Future:
-    """Run fn in TASK_POOL, or right here if this already is a TASK_POOL thread (a task
-    waiting for a task of its own pool could deadlock it)."""
-    if threading.current_thread().name.startswith("tessera-task"):
-        fut: Future = Future()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as exc:
-            fut.set_exception(exc)
-        return fut
-    return TASK_POOL.submit(fn, *args)
-
-
-def _shards_of(reader: ArrayReader, box) -> list[tuple[int, ...]]:
-    if not reader.shard_shape:
-        return []
-    spans = [range(a // s, -(-b // s)) for (a, b), s in zip(box, reader.shard_shape)]
-    from itertools import product
-
-    return list(product(*spans))
 
 
 def _to_yx(arr: np.ndarray, axes: tuple[str, ...]) -> np.ndarray:
