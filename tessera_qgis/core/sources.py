@@ -14,6 +14,7 @@ import atexit
 import errno
 import functools
 import os
+import queue
 import random
 import ssl
 import threading
@@ -25,12 +26,79 @@ from urllib.parse import urlparse
 
 from .errors import Cancelled, ReadError, StoreNotFound
 
-# Thread pools. Tasks in TASK_POOL may wait for the other two; tasks in DECODE_POOL and
-# LOCAL_IO_POOL never wait for any pool, so no arrangement of callers can deadlock them.
+# Thread pools. Tasks in TASK_POOL may wait for the others; work in DECODERS and
+# LOCAL_IO_POOL never waits for any pool, so no arrangement of callers can deadlock them.
 TASK_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tessera-task")
-DECODE_POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)),
-                                 thread_name_prefix="tessera-decode")
 LOCAL_IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tessera-file")
+
+
+class Batch:
+    """Callbacks handed to the decode threads by one fetch: cheap to add (a window is
+    thousands of chunks: no future, no event-loop wake-up per chunk), waited for together;
+    after the first error the rest are skipped and wait() raises it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._done = threading.Event()
+        self._done.set()
+        self.error: BaseException | None = None
+
+    def add(self, fn: Callable, *args) -> None:
+        with self._lock:
+            self._pending += 1
+            self._done.clear()
+        DECODERS.put(self, fn, args)
+
+    def _finish(self, error: BaseException | None) -> None:
+        with self._lock:
+            if error is not None and self.error is None:
+                self.error = error
+            self._pending -= 1
+            if self._pending == 0:
+                self._done.set()
+
+    def wait(self) -> None:
+        self._done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+class _Decoders:
+    """A few daemon threads running Batch work (decoding chunks as their bytes arrive)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def put(self, batch: Batch, fn: Callable, args: tuple) -> None:
+        if not self._started:
+            self._start()
+        self._queue.put((batch, fn, args))
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            for i in range(self.threads):
+                threading.Thread(target=self._run, name=f"tessera-decode-{i}", daemon=True).start()
+            self._started = True
+
+    def _run(self) -> None:
+        while True:
+            batch, fn, args = self._queue.get()
+            error = None
+            if batch.error is None:
+                try:
+                    fn(*args)
+                except BaseException as exc:  # handed to the waiting caller
+                    error = exc
+            batch._finish(error)
+
+
+DECODERS = _Decoders(max(2, min(8, os.cpu_count() or 2)))
 
 
 WHOLE = -1  # Range.start and .end of a request for a whole object (arrays without shards)
@@ -76,7 +144,7 @@ class StoreOptions:
     profile: str | None = None
     endpoint_url: str | None = None
     region: str | None = None
-    concurrency: int = 128  # parallel range requests per fetch (a window's chunks go out in one wave)
+    concurrency: int = 256  # parallel range requests per fetch (a window's chunks go out in one wave)
     timeout: float = 60.0
     cache_dir: str | None = None
     cache_limit_bytes: int = 2 << 30  # the disk cache prunes its oldest files beyond this
@@ -182,7 +250,7 @@ class Source:
         raise NotImplementedError
 
     def fetch_many(self, groups: list[list[Range]], callback: Callback, cancel: CancelCheck | None = None) -> None:
-        """Fetch groups of ranges, each group one request (its ranges adjacent, in order, of one
+        """Fetch groups of ranges, each group one request (its ranges in order, of one
         object; or a single WHOLE range), all groups concurrently, in the order given as far as
         the pool allows. `callback(range, bytes)` gets each range (None for a missing whole
         object) as soon as it is in; it runs in a worker thread and may run concurrently."""
@@ -392,20 +460,24 @@ class FsspecSource(Source):
     def fetch_many(self, groups, callback, cancel=None) -> None:
         if not groups:
             return
-        self._sync(self._fetch_many, groups, callback, cancel)
+        batch = Batch()
+        try:
+            self._sync(self._fetch_many, groups, callback, cancel, batch)
+        finally:
+            batch.wait()  # every range handed on has been decoded (or the first error is raised)
 
-    async def _fetch_many(self, groups, callback, cancel) -> None:
+    async def _fetch_many(self, groups, callback, cancel, batch: Batch) -> None:
         sem = asyncio.Semaphore(self.concurrency)
-        loop = asyncio.get_running_loop()
-        decoding: list[asyncio.Future] = []
 
-        def deliver(r: Range, data) -> None:  # decode in a pool thread while reading goes on
-            decoding.append(loop.run_in_executor(DECODE_POOL, callback, r, data))
+        def deliver(r: Range, data) -> None:  # decode in a decode thread while reading goes on
+            batch.add(callback, r, data)
 
         async def one(group: list[Range]) -> None:
             async with sem:
                 if cancel is not None and cancel():
                     raise Cancelled("cancelled")
+                if batch.error is not None:
+                    raise batch.error
                 first = group[0]
                 if first.start == WHOLE:
                     deliver(first, await self._whole(first.key))
@@ -420,12 +492,10 @@ class FsspecSource(Source):
         tasks = [asyncio.ensure_future(one(g)) for g in groups]
         try:
             await asyncio.gather(*tasks)
-            while decoding:  # every delivered range decoded (and the first error raised)
-                await decoding.pop(0)
         finally:
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, *decoding, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _stream(self, group: list[Range], deliver) -> None:
         """One request for a group of adjacent ranges, each range handed on as soon as its
@@ -628,7 +698,7 @@ def open_source(url: str, options: StoreOptions) -> Source:
         fs = HTTPFileSystem(asynchronous=False, skip_instance_cache=True,
                             client_kwargs={"timeout": aiohttp.ClientTimeout(total=options.timeout,
                                                                             sock_connect=min(options.timeout, 30)),
-                                           "trust_env": options.proxy is None},
+                                           "trust_env": options.proxy is None and _env_matters()},
                             get_client=functools.partial(_http_client, max(1, options.concurrency)),
                             **kwargs)
         return FsspecSource(fs, text, text, options.concurrency, can_list=False, retries=options.retries)
@@ -669,6 +739,15 @@ def open_source(url: str, options: StoreOptions) -> Source:
         return FsspecSource(fs, root, text, options.concurrency, can_list=True, retries=options.retries)
     raise StoreNotFound(f"unsupported URL scheme {scheme!r} in {text}: use a folder, file://, "
                         "http(s):// or s3://")
+
+
+def _env_matters() -> bool:
+    """Whether aiohttp should read proxy settings (and .netrc) from the environment: only
+    where there are any (it would look them up again for every request)."""
+    names = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc")
+    if any(os.environ.get(n) or os.environ.get(n.upper()) for n in names):
+        return True
+    return (Path.home() / ".netrc").exists()
 
 
 async def _http_client(connections: int, **kwargs):
