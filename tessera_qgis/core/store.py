@@ -277,6 +277,56 @@ class Zone:
                                   self.emb_axes)
         return out
 
+    def read_pixels(self, year: int, rows: Sequence[int] | np.ndarray, cols: Sequence[int] | np.ndarray,
+                    bands: Sequence[int] | None = None, cancel: Callable[[], bool] | None = None,
+                    keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Values at scattered pixels (row and column numbers in the zone's grid), in one wave:
+        the shard indexes of both arrays at once, then the scales and embeddings chunks
+        holding those pixels at once (two round trips cold, none warm).
+
+        Returns (int8 (len(bands), n), float32 scales (n,)). Pixels outside the zone's array
+        are nodata (+inf); pixels whose embeddings chunk is not stored are nodata (NaN), as in
+        read(). Only the values asked for are kept, whatever area the pixels are spread over:
+        this is how a map view at any scale gathers its source pixels (grid_reduce)."""
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        cols = np.asarray(cols, dtype=np.int64).ravel()
+        if rows.shape != cols.shape:
+            raise ValueError("rows and cols must have the same length")
+        t, *_ = self._clip(year, (0, 1), (0, 1))
+        idx = self._band_index(bands)
+        nb = self.bands if idx is None else len(idx)
+        q = np.zeros((nb, len(rows)), dtype=np.int8)
+        s = np.full(len(rows), np.inf, dtype=np.float32)
+        inside = np.nonzero((rows >= 0) & (rows < self.shape[0]) & (cols >= 0) & (cols < self.shape[1]))[0]
+        if len(inside) == 0:
+            return q, s
+        if not self._fast():  # codecs the fast path does not know: read the bounding window
+            r0, r1 = int(rows[inside].min()), int(rows[inside].max()) + 1
+            c0, c1 = int(cols[inside].min()), int(cols[inside].max()) + 1
+            win = self.read(year, (r0, r1), (c0, c1), cancel=cancel, keep=keep, bands=bands)
+            q[:, inside] = win.q[:, rows[inside] - r0, cols[inside] - c0]
+            s[inside] = win.scales[rows[inside] - r0, cols[inside] - c0]
+            return q, s
+        scl = _PixelGather(self.scales, self.scl_axes, t, rows, cols, inside, None, s)
+        scl_req = ChunkRequest(self.scales, scl.coords, scl.paste, keep)
+        emb = _PixelGather(self.embeddings, self.emb_axes, t, rows, cols, inside, idx, q)
+
+        def need(coords: tuple[int, ...]) -> bool:  # False only where cached scales say nodata
+            pix = emb.pixels(coords)
+            if not all(c in scl_req.cached for c in scl.chunks_of(pix)):
+                return True
+            return bool(np.isfinite(s[pix]).any())
+
+        emb_req = ChunkRequest(self.embeddings, emb.coords, emb.paste, keep, need)
+        read_wave([scl_req, emb_req], cancel)
+        for coords in emb_req.missing:
+            pix = emb.pixels(coords)
+            valid = pix[np.isfinite(s[pix])]
+            if len(valid):
+                s[valid] = np.nan
+                self._warn_missing(coords, len(valid))
+        return q, s
+
     def read(self, year: int, rows: tuple[int, int], cols: tuple[int, int],
              cancel: Callable[[], bool] | None = None, skip_nodata: bool = True,
              keep: bool = True, bands: Sequence[int] | None = None) -> WindowData:
@@ -306,6 +356,78 @@ class Zone:
                 wanted = np.isfinite(s_view) if skip_nodata else None
                 q_view[...] = self.read_embeddings(year, (r0, r1), (c0, c1), bands, wanted, cancel, keep)
         return WindowData(self, year, rows[0], cols[0], q, s, tuple(bands) if bands is not None else ())
+
+
+class _PixelGather:
+    """Scattered pixels of one array grouped by the chunk holding them, and a paste that
+    copies each arriving chunk's values at those pixels into `out` ((bands, n) or (n,))."""
+
+    def __init__(self, reader: ArrayReader, axes: tuple[str, ...], t, rows: np.ndarray, cols: np.ndarray,
+                 inside: np.ndarray, select: list[int] | None, out: np.ndarray) -> None:
+        self.reader, self.axes, self.out = reader, axes, out
+        self.yi, self.xi = axes.index("y"), axes.index("x")
+        n = reader.chunk_shape
+        self.ch, self.cw = n[self.yi], n[self.xi]
+        self.rows, self.cols = rows, cols
+        cy, cx = rows[inside] // self.ch, cols[inside] // self.cw
+        width = int(cx.max()) + 1
+        ids = cy * width + cx
+        order = np.argsort(ids, kind="stable")
+        ids, members = ids[order], inside[order]
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        self._pixels: dict[tuple[int, int], np.ndarray] = {}
+        for a, b in zip(starts, np.r_[starts[1:], len(ids)]):
+            self._pixels[(int(ids[a] // width), int(ids[a] % width))] = members[a:b]
+        self.bi = axes.index("band") if "band" in axes else None
+        self.sel = select
+        bands = reader.shape[self.bi] if self.bi is not None else 0
+        band_chunks = [0]
+        if self.bi is not None:
+            wanted = range(bands) if select is None else select
+            band_chunks = sorted({b // n[self.bi] for b in wanted})
+        self.coords = []
+        for (y, x) in self._pixels:
+            for bc in band_chunks:
+                c = []
+                for i, a in enumerate(axes):
+                    c.append({"time": (t or 0) // n[i], "band": bc, "y": y, "x": x}[a])
+                self.coords.append(tuple(c))
+        self.t = t
+
+    def pixels(self, coords: tuple[int, ...]) -> np.ndarray:
+        """Indices (into rows/cols) of the pixels in a chunk."""
+        return self._pixels[(coords[self.yi], coords[self.xi])]
+
+    def chunks_of(self, pix: np.ndarray) -> list[tuple[int, ...]]:
+        """This array's chunks holding some pixels (for the scales: usually one)."""
+        cy, cx = self.rows[pix] // self.ch, self.cols[pix] // self.cw
+        keys = set(zip(cy.tolist(), cx.tolist()))
+        n = self.reader.chunk_shape
+        return [tuple({"time": (self.t or 0) // n[i], "band": 0, "y": y, "x": x}[a] for i, a in enumerate(self.axes))
+                for y, x in keys]
+
+    def paste(self, coords: tuple[int, ...], arr: np.ndarray) -> None:
+        pix = self.pixels(coords)
+        n = self.reader.chunk_shape
+        axes = list(self.axes)
+        if "time" in axes:  # a view without the time axis
+            ti = axes.index("time")
+            arr = arr[(slice(None),) * ti + (self.t - coords[ti] * n[ti],)]
+            axes.pop(ti)
+        at = {"y": self.rows[pix] - coords[self.yi] * self.ch, "x": self.cols[pix] - coords[self.xi] * self.cw}
+        if self.bi is None:
+            self.out[pix] = arr[tuple(at[a] for a in axes)]
+            return
+        arr = np.moveaxis(arr, axes.index("band"), 0)  # (band, then y and x in their order)
+        rest = [a for a in axes if a != "band"]
+        vals = arr[(slice(None),) + tuple(at[a] for a in rest)]  # (bands of the chunk, pixels)
+        base = coords[self.bi] * n[self.bi]
+        if self.sel is None:
+            self.out[base:base + vals.shape[0], pix] = vals
+            return
+        sel = np.asarray(self.sel)
+        hit = np.nonzero((sel >= base) & (sel < base + n[self.bi]))[0]
+        self.out[np.ix_(hit, pix)] = vals[sel[hit] - base]
 
 
 def _to_yx(arr: np.ndarray, axes: tuple[str, ...]) -> np.ndarray:

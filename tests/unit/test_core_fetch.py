@@ -332,3 +332,27 @@ def test_scales_for_the_map_load_both_arrays_indexes_in_one_wave(sample_store, r
     assert len(waves) == 2
     assert {("/embeddings/" in r.path) for r in waves[0]} == {True, False}
     assert all("/scales/" in r.path for r in waves[1])
+
+
+def test_scattered_pixels_are_two_waves(sample_store, range_server):
+    """read_pixels (a map view's source pixels, here one in every 7 x 7 over the zone): the
+    indexes of both arrays, then both arrays' chunks, each in one wave; no chunk without a
+    pixel is fetched."""
+    srv = range_server(sample_store.parent, latency=0.3)
+    zone = open_store(f"{srv.url}/{sample_store.name}").zones["utm31"]
+    rr, cc = np.mgrid[3:zone.shape[0]:70, 5:zone.shape[1]:70]
+    srv.reset()
+    q, s = zone.read_pixels(2024, rr.ravel(), cc.ravel())
+    waves = _waves(srv.requests(), gap=0.15)
+    assert len(waves) == 2
+    assert all(r.range.startswith("bytes=-") for r in waves[0])
+    assert {("/embeddings/" in r.path) for r in waves[1]} == {True, False}
+    want = 0
+    for cr, cc_ in {(r // 32, c // 32) for r, c in zip(rr.ravel(), cc.ravel())}:
+        path = sample_store / "utm31" / "embeddings" / "c" / "0" / "0" / str(cr // 8) / str(cc_ // 8)
+        offset, length = shard_index(path)[cr % 8, cc_ % 8]
+        want += int(length) if offset != 2**64 - 1 else 0
+    got = sum(r.bytes for r in waves[1] if "/embeddings/" in r.path)
+    assert got == want, "exactly the embeddings chunks holding a pixel"
+    g = zarr.open_group(str(sample_store), mode="r")["utm31"]
+    np.testing.assert_array_equal(s, g["scales"][0][rr.ravel(), cc.ravel()])

@@ -133,6 +133,9 @@ def test_pixels_without_stored_embeddings_are_nodata(sample_store, range_server,
     grid_t = (a, 0.0, x0 + a * cols[0], 0.0, e, y0 + e * rows[0])
     _, s = read_grid_quantised(store, 2024, g.attrs["proj:code"], grid_t, cols[1] - cols[0], rows[1] - rows[0])
     np.testing.assert_array_equal(np.isfinite(s), want_valid)
+    rr, cc = np.nonzero(np.ones(want_valid.shape, bool))
+    _, s_px = store.zones["utm30"].read_pixels(2024, rr + rows[0], cc + cols[0], bands=[1])
+    np.testing.assert_array_equal(np.isfinite(s_px), want_valid.ravel())
 
 
 def _lonlat(g, row, col):
