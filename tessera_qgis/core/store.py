@@ -14,6 +14,7 @@ import logging
 import math
 import re
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -448,8 +449,10 @@ class TesseraStore:
     """An opened TESSERA store. Thread-safe for reads; cheap to share between clones."""
 
     def __init__(self, url: str, options: StoreOptions, source: Source, root_meta: dict,
-                 disk: DiskCache | None = None, pixel_hint: tuple[float, float, int] | None = None) -> None:
+                 disk: DiskCache | None = None, pixel_hint: tuple[float, float, int] | None = None,
+                 pixel_xy: Future | None = None) -> None:
         self._pixel_hint = pixel_hint
+        self._pixel_xy: Future | None = pixel_xy  # (crs, x, y) of the hint, worked out meanwhile
         self.url = url
         self.options = options
         self.source = source
@@ -557,11 +560,13 @@ class TesseraStore:
             return
         if zone.number != zone_of_lon(lon) or year not in years:
             return
-        from .region import transformer
+        guess = self._pixel_xy
 
         def read() -> None:
             try:
-                x, y = transformer("EPSG:4326", zone.crs).transform(lon, lat)
+                crs, x, y = guess.result() if guess is not None else (None, 0.0, 0.0)
+                if crs != zone.crs:
+                    x, y = _project(lon, lat, zone.crs)[1:]
                 row, col = zone.pixel_of(x, y)
                 probe = dataclasses.replace(zone, years=dict(years))
                 probe.read(year, (row, row + 1), (col, col + 1), skip_nodata=False)
@@ -696,6 +701,13 @@ class TesseraStore:
                 "embedding": win.dequantised()[:, 0, 0].astype(float).tolist() if valid else None}
 
 
+def _project(lon: float, lat: float, crs: str) -> tuple[str, float, float]:
+    from .region import transformer  # region imports this module
+
+    x, y = transformer("EPSG:4326", crs).transform(lon, lat)
+    return crs, x, y
+
+
 def _cache_folder(options: StoreOptions, url: str) -> Path | None:
     if not options.cache_dir:
         return None
@@ -768,8 +780,13 @@ def open_store(url: str | Path, options: StoreOptions | None = None,
     url = str(url).strip()
     url = url.rstrip("/") if len(url) > 1 else url
     source = open_source(url, options)
-    if pixel is not None and math.isfinite(pixel[0]):
-        source.speculate([f"utm{zone_of_lon(pixel[0]):02d}/time/c/0"])
+    pixel_xy = None
+    if pixel is not None and math.isfinite(pixel[0]) and math.isfinite(pixel[1]):
+        zone = zone_of_lon(pixel[0])
+        source.speculate(["zarr.json", f"utm{zone:02d}/time/c/0"])
+        # While zarr.json is on its way: the pixel in its zone's usual CRS (the first use of
+        # pyproj and of the region module costs more than a round trip on some machines).
+        pixel_xy = TASK_POOL.submit(_project, pixel[0], pixel[1], f"EPSG:{32600 + zone}")
     folder = _cache_folder(options, url)
     try:
         raw, offline = _fetch_root(source, url, folder)
@@ -780,7 +797,7 @@ def open_store(url: str | Path, options: StoreOptions | None = None,
 
             disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}", options.cache_limit_bytes,
                              Path(options.cache_dir).expanduser())
-        store = TesseraStore(url, options, source, meta, disk, pixel_hint=pixel)
+        store = TesseraStore(url, options, source, meta, disk, pixel_hint=pixel, pixel_xy=pixel_xy)
     finally:
         source.forget_speculation()
     store.offline = offline
