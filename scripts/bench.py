@@ -4,6 +4,14 @@
 What is measured (all in one run; results to build/bench/results.json and a Markdown table
 on stdout):
 
+0. anchor: the kit of ../shared/anchor (copied to build/anchor by `make bench`): its
+   zarr-python, tuned GDAL and reference clients and our core, 5 fresh processes each,
+   interleaved, at 0 and 30 ms a request, against the kit's own server; the issue-14 targets
+   are ratios to the reference client measured in the same run (window cold at 0 and 30 ms,
+   warm re-read, the command line's pixel path at 30 ms).
+   network: 1000 x 1000 px PCA map views drawn by the provider in headless QGIS over a
+   modelled link (tests/support Link: 60 ms a request, 100 Mbit/s shared), and a pan by half
+   a screen: time and bytes against the floor (the bytes at 100 Mbit/s plus two round trips).
 1. A synthetic store with production-like shards (1024 px shards of 32 px inner chunks,
    one year, one UTM zone), generated once and cached in build/bench/.
 2. A 1000 x 1000 px window, 3 bands, dequantised, over HTTP (tests/support RangeHTTPServer on
@@ -28,8 +36,8 @@ on stdout):
    RSS along the way (a long panning session).
 8. cluster: the export as shard-aligned tasks on 1, 2 and 4 local Dask workers.
 
-    python scripts/bench.py            # everything (about 2 to 3 minutes on 2 cores)
-    python scripts/bench.py --quick    # 30 ms runs only, no export (under a minute)
+    python scripts/bench.py            # everything (about 6 minutes on 2 cores)
+    python scripts/bench.py --quick    # 30 ms runs only, one of each, no network or export
     python scripts/bench.py --only pixel,export   # some sections only
 
 Workers are this script run as ``--worker METHOD --params JSON``: they print one JSON line per

@@ -127,9 +127,9 @@ class Link:
     connections: response bodies go out in slices, each slice taking its bytes from one
     token bucket in turn (so concurrent responses share the link fairly)."""
 
-    SLICE = 16 << 10
+    SLICE = 64 << 10
 
-    def __init__(self, rtt: float = 0.06, mbit: float = 100.0, burst: int = 64 << 10) -> None:
+    def __init__(self, rtt: float = 0.06, mbit: float = 100.0, burst: int = 128 << 10) -> None:
         self.rtt = rtt
         self.rate = mbit * 1e6 / 8  # bytes per second
         self.burst = burst
@@ -149,12 +149,12 @@ class Link:
             if self._stamp is not None:
                 self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
+            if self._tokens < nbytes:
+                await asyncio.sleep((nbytes - self._tokens) / self.rate)
+                now = time.monotonic()  # a late wake-up is credited: the rate stays exact
+                self._tokens = min(self.burst + nbytes, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
             self._tokens -= nbytes
-            if self._tokens < 0:
-                wait = -self._tokens / self.rate
-                await asyncio.sleep(wait)
-                self._stamp = time.monotonic()
-                self._tokens = 0.0
             self.sent += nbytes
 
     async def respond(self, request, root: Path):
