@@ -390,6 +390,26 @@ class ArrayReader:
         axes = range(len(n))
         keep_axes = [i for i in axes if i != squeeze]
 
+        if not fancy and squeeze == 0 and len(n) in (3, 4) and all(None not in t for t in tables):
+            # The usual layouts, (time, band, y, x) and (time, y, x), spelled out: a warm
+            # 1000 x 1000 px window is about 2000 pastes, and this halves their cost.
+            t0 = [p[0] for p in tables[0]]
+            if len(n) == 4:
+                (l0, l1, l2, l3), (_, t1, t2, t3) = los, tables
+
+                def paste4(c: tuple[int, ...], arr: np.ndarray) -> None:
+                    b, y, x = t1[c[1] - l1], t2[c[2] - l2], t3[c[3] - l3]
+                    out[b[1], y[1], x[1]] = arr[t0[c[0] - l0], b[0], y[0], x[0]]
+
+                return paste4
+            (l0, l1, l2), (_, t1, t2) = los, tables
+
+            def paste3(c: tuple[int, ...], arr: np.ndarray) -> None:
+                y, x = t1[c[1] - l1], t2[c[2] - l2]
+                out[y[1], x[1]] = arr[t0[c[0] - l0], y[0], x[0]]
+
+            return paste3
+
         if not fancy:  # basic indexing only: the squeezed axis is an int in the source index
             def paste(coords: tuple[int, ...], arr: np.ndarray) -> None:
                 parts = [tables[i][coords[i] - los[i]] for i in axes]
@@ -499,11 +519,12 @@ def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = 
     waits: list[tuple[ChunkRequest, ChunkKey, Future]] = []
     try:
         for req in requests:
-            keys = [(req.reader.path, c) for c in req.coords]
-            cached, mine, waiting = lru.claim(keys)
+            path = req.reader.path
+            cached, mine, waiting = lru.claim([(path, c) for c in req.coords])
+            on_chunk = req.on_chunk
             for key, arr in cached.items():
-                req.on_chunk(key[1], arr)
-                req.cached.add(key[1])
+                on_chunk(key[1], arr)
+            req.cached.update(k[1] for k in cached)
             if req.need is not None:
                 skipped = [k for k in mine if not req.need(k[1])]
                 for key in skipped:
