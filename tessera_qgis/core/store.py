@@ -197,6 +197,8 @@ class Zone:
         """need(chunk) for the embeddings: False only where the scales of the chunk's pixels
         came from memory (already pasted into s_view) and none of them is valid."""
         def need(coords: tuple[int, ...]) -> bool:
+            if not scales.cached:  # a cold read: nothing known yet
+                return True
             ys, xs = self._pixel_rect(coords, rows, cols)
             box = self._box(self.scl_axes, t, (rows[0] + ys.start, rows[0] + ys.stop),
                             (cols[0] + xs.start, cols[0] + xs.stop), self.bands)
@@ -313,6 +315,8 @@ class Zone:
         emb = _PixelGather(self.embeddings, self.emb_axes, t, rows, cols, inside, idx, q)
 
         def need(coords: tuple[int, ...]) -> bool:  # False only where cached scales say nodata
+            if not scl_req.cached:
+                return True
             pix = emb.pixels(coords)
             if not all(c in scl_req.cached for c in scl.chunks_of(pix)):
                 return True
