@@ -318,16 +318,25 @@ class ArrayReader:
             self._indexes(shards)
 
     def missing_in_box(self, box) -> list[tuple[int, ...]]:
-        """Chunks of a box that the (cached) shard indexes say are not stored."""
+        """Chunks of a box that the (cached) shard indexes say are not stored (a shard whose
+        index is not loaded yet is left out: unknown). Per shard, vectorised: a zoomed-out
+        view's box holds tens of thousands of chunks."""
         if not self.shard_shape:
             return []
-        out = []
-        for coords in self.chunk_range(box):
-            index = self.caches.indexes.get(self._object_key(self.shard_of(coords)), False)
+        out: list[tuple[int, ...]] = []
+        spans = [(a // c, -(-b // c)) for (a, b), c in zip(box, self.chunk_shape)]
+        for shard in self.shards_of_box(box):
+            index = self.caches.indexes.get(self._object_key(shard), False)
             if index is False:
-                continue  # not loaded: unknown
-            if index is None or index[tuple(c % p for c, p in zip(coords, self.per_shard))][0] == MISSING:
-                out.append(coords)
+                continue
+            lo = [max(a, s * p) for (a, _), s, p in zip(spans, shard, self.per_shard)]
+            hi = [min(b, (s + 1) * p) for (_, b), s, p in zip(spans, shard, self.per_shard)]
+            if index is None:
+                out += list(product(*[range(a, b) for a, b in zip(lo, hi)]))
+                continue
+            sub = index[tuple(slice(a - s * p, b - s * p) for a, b, s, p in zip(lo, hi, shard, self.per_shard))]
+            for hit in np.argwhere(sub[..., 0] == MISSING):
+                out.append(tuple(int(h) + a for h, a in zip(hit, lo)))
         return out
 
     # -- decoding -----------------------------------------------------------------------------
