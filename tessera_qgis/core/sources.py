@@ -32,6 +32,9 @@ TASK_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tessera-task"
 LOCAL_IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tessera-file")
 
 
+INLINE_GROUPS = 4  # fetches of at most this many requests decode on the I/O thread itself
+
+
 class Batch:
     """Callbacks handed to the decode threads by one fetch: cheap to add (a window is
     thousands of chunks: no future, no event-loop wake-up per chunk), waited for together;
@@ -468,8 +471,13 @@ class FsspecSource(Source):
     async def _fetch_many(self, groups, callback, cancel, batch: Batch) -> None:
         sem = asyncio.Semaphore(self.concurrency)
 
+        inline = len(groups) <= INLINE_GROUPS
+
         def deliver(r: Range, data) -> None:  # decode in a decode thread while reading goes on
-            batch.add(callback, r, data)
+            if inline:  # a pixel's few chunks: no hand-over between threads (each can cost ms)
+                callback(r, data)
+            else:
+                batch.add(callback, r, data)
 
         async def one(group: list[Range]) -> None:
             async with sem:
