@@ -822,9 +822,7 @@ def worker_anchor_pixel(p: dict) -> dict:
     a, _, x0, _, e, y0 = attrs["spatial:transform"]
     lon, lat = Transformer.from_crs(attrs["proj:code"], "EPSG:4326", always_xy=True).transform(
         x0 + a * (PIX[1] + 0.5), y0 + e * (PIX[0] + 0.5))
-    import zarr
-
-    year = int(zarr.open_array(str(ANCHOR / "store.zarr" / "utm30" / "time"), mode="r")[0])
+    year = sorted(open_store(ANCHOR / "store.zarr").zones["utm30"].years)[0]  # the local copy, before timing
     phases = Phases()
     store = open_store(STORE_URL, pixel=(lon, lat, year))
     px = store.pixel(lon, lat, year)

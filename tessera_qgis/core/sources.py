@@ -460,6 +460,7 @@ class FsspecSource(Source):
             return data
 
     def fetch_many(self, groups, callback, cancel=None) -> None:
+        groups = [g for g in groups if not self._from_speculation(g, callback)]
         if not groups:
             return
         batch = Batch()
@@ -560,6 +561,18 @@ class FsspecSource(Source):
                             f"(bytes {start}-{end - 1})", "short") from None
         except Exception as exc:  # aiohttp errors, OSErrors, timeouts
             raise _network_error(key, exc) from None
+
+    def _from_speculation(self, group: list[Range], callback) -> bool:
+        """Hand on a whole object that speculate() has already brought (right here: no trip
+        through the I/O thread); False where there is none."""
+        r = group[0]
+        fut = self._speculative.get(r.key) if r.start == WHOLE else None
+        if fut is None or not fut.done() or (fut.exception() is not None
+                                             and not isinstance(fut.exception(), FileNotFoundError)):
+            return False
+        self._speculative.pop(r.key, None)
+        callback(r, None if fut.exception() is not None else fut.result())
+        return True
 
     async def _whole(self, key: str) -> bytes | None:
         """A whole object (None if missing), taken from speculate() where it was guessed."""

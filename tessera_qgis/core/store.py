@@ -545,18 +545,24 @@ class TesseraStore:
             reader = ArrayReader(self.source, key, metas[key], self.caches, self._zarr_array)
             values = reader.read_all().astype(int).tolist()
             years = {int(v): i for i, v in enumerate(values)}
-            self._prefetch_pixel(zone, years)
+            if len(zones) > 1:
+                self._prefetch_pixel(zone, years)
             return years
 
-        for zone, years in zip(self.zones.values(), TASK_POOL.map(years_of, list(self.zones.values()))):
-            zone.years = years
+        zones = list(self.zones.values())
+        if len(zones) == 1:  # nothing to overlap: no hand-over between threads
+            zones[0].years = years_of(zones[0])
+        else:
+            for zone, years in zip(zones, TASK_POOL.map(years_of, zones)):
+                zone.years = years
         if not self.years:
             raise NotTessera(f"{self.url}: cannot tell which year the data is for (no time axis, no year "
                              "attribute and no year in the store name)")
 
     def _prefetch_pixel(self, zone: Zone, years: dict) -> None:
         """With a pixel hint for this zone: start reading the pixel while the other zones'
-        years load (pixel() then finds its indexes and chunks cached or in flight)."""
+        years load (pixel() then finds its indexes and chunks cached or in flight). A
+        store of one zone has nothing to overlap: pixel() reads at once."""
         if self._pixel_hint is None:
             return
         lon, lat, year = self._pixel_hint
