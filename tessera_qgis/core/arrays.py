@@ -490,7 +490,8 @@ MERGE_MAX_BYTES = 8 << 20
 # Chunks this close are fetched with the bytes between them: small chunks (scales, about
 # 4 KB) sit among other chunks of their shard (Morton order), and a window's scales then
 # cost about 20 requests instead of 90, for 0.4 % more bytes.
-MERGE_GAP_BYTES = 16 << 10  # adjacent chunks merged into one request up to this size
+MERGE_GAP_BYTES = 16 << 10
+WARM_CONNECTIONS = 8  # about as many as the index wave opens (one per shard index)  # adjacent chunks merged into one request up to this size
 
 
 @dataclass(eq=False)
@@ -666,7 +667,13 @@ def _fetch_and_decode(claimed, cancel, indexes_too, settle) -> None:
     if not groups:
         return
     # The largest requests first: they take longest to arrive, the small ones fit in after.
+    # But the very first few go out on the connections the index wave left open, and their
+    # responses start at once: give those the smallest requests, so that megabytes arriving
+    # on them do not hold up the opening of connections for the rest of the wave.
     groups.sort(key=lambda g: g[0].start - g[-1].end)
+    first = min(WARM_CONNECTIONS, len(groups) // 4)
+    if first:
+        groups = groups[-first:] + groups[:-first]
     source.fetch_many(groups, done, cancel)
 
 
