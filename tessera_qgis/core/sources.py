@@ -544,21 +544,31 @@ class FsspecSource(Source):
                 if not first.isdigit() or int(first) != start:
                     raise ReadError(f"{key}: asked for bytes from {start} and the server sent {got or 'no range'}",
                                     "short")
-                pos = start
+                # Bytes as they come (each joined once), every range handed on as soon as
+                # it is complete, as a slice of what arrived (no further copy).
+                pending: list[bytes] = []
+                pos, have = start, 0  # file offset of pending's first byte, bytes pending
                 while todo:
-                    piece = todo[0]
-                    if piece.start > pos:
-                        await r.content.readexactly(piece.start - pos)
-                    data = await r.content.readexactly(piece.size)
-                    self.stats.add(len(data), requests=0)
-                    todo.pop(0)
-                    deliver(piece, data)
-                    pos = piece.end
+                    chunk = await r.content.readany()
+                    if not chunk:
+                        raise ReadError(f"{key}: the response ended {end - pos - have} bytes early "
+                                        f"(bytes {start}-{end - 1})", "short")
+                    pending.append(chunk)
+                    have += len(chunk)
+                    self.stats.add(len(chunk), requests=0)
+                    if todo[0].end > pos + have:
+                        continue
+                    buf = pending[0] if len(pending) == 1 else b"".join(pending)
+                    view = memoryview(buf)
+                    done_to = pos
+                    while todo and todo[0].end <= pos + have:
+                        piece = todo.pop(0)
+                        deliver(piece, view[piece.start - pos: piece.end - pos])
+                        done_to = piece.end
+                    rest = buf[done_to - pos:]
+                    pending, pos, have = ([rest] if rest else []), done_to, len(rest)
         except (FileNotFoundError, ReadError):
             raise
-        except asyncio.IncompleteReadError as exc:
-            raise ReadError(f"{key}: the response ended {exc.expected - len(exc.partial)} bytes early "
-                            f"(bytes {start}-{end - 1})", "short") from None
         except Exception as exc:  # aiohttp errors, OSErrors, timeouts
             raise _network_error(key, exc) from None
 
