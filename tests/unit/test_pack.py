@@ -465,3 +465,35 @@ def test_an_existing_output_is_refused(sample_store, tmp_path):
     (tmp_path / "x.zarr").mkdir()
     with pytest.raises(PackError, match="exists"):
         plan_pack(sample_store, AREA, [2024], tmp_path / "x.zarr")
+
+
+# -- the command line ----------------------------------------------------------------------------
+def cli(*args):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, "-m", "tessera_qgis", *args], capture_output=True, text=True, cwd=repo,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "PROJ_DATA": "/usr/share/proj"})
+
+
+def test_cli_pack_estimates_then_packs(sample_store, tmp_path):
+    out = tmp_path / "cli.zarr"
+    bbox = ",".join(map(str, AREA))
+    dry = cli("pack", str(sample_store), "--bbox", bbox, "--years", "2024", "--out", str(out), "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    estimate = json.loads(dry.stdout)
+    assert estimate["bytes_to_fetch"] > 1e6 and estimate["zones"] == list(ZONES) and not out.exists()
+    res = cli("pack", str(sample_store), "--bbox", bbox, "--years", "2024", "--out", str(out), "--json")
+    assert res.returncode == 0, res.stderr
+    assert "MB to fetch" in res.stderr and "at the measured speed" in res.stderr and "MB (" in res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["path"] == str(out) and summary["chunks_checked"] > 0
+    assert list(zarr.open_group(str(out), mode="r")["utm30"]["time"][...]) == [2024]
+
+
+def test_cli_pack_refuses_a_depth_in_one_line(sample_store, tmp_path):
+    res = cli("pack", str(sample_store), "--bbox", ",".join(map(str, AREA)), "--years", "2024", "--depth", "4",
+              "--out", str(tmp_path / "d.zarr"))
+    assert res.returncode == 1 and res.stderr.startswith("error: this store has a single depth")
+    assert len(res.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
