@@ -4,12 +4,12 @@
 <context>
     <name>TesseraBrowser</name>
     <message>
-        <location filename="../browser.py" line="69"/>
+        <location filename="../browser.py" line="67"/>
         <source>PCA, all zones</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../browser.py" line="74"/>
+        <location filename="../browser.py" line="72"/>
         <source>PCA, {} ({})</source>
         <translation type="unfinished"></translation>
     </message>
@@ -144,7 +144,7 @@
     </message>
     <message>
         <location filename="../dialog.py" line="164"/>
-        <location filename="../dialog.py" line="312"/>
+        <location filename="../dialog.py" line="308"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
@@ -174,123 +174,181 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="289"/>
+        <location filename="../dialog.py" line="285"/>
         <source>Connect to {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="295"/>
+        <location filename="../dialog.py" line="291"/>
         <source>Cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="301"/>
+        <location filename="../dialog.py" line="297"/>
         <source>Cannot reach the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="301"/>
+        <location filename="../dialog.py" line="297"/>
         <source>The store did not answer in time</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="301"/>
+        <location filename="../dialog.py" line="297"/>
         <source>Access denied (403)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="301"/>
+        <location filename="../dialog.py" line="297"/>
         <source>The server's certificate is not trusted</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="301"/>
+        <location filename="../dialog.py" line="297"/>
         <source>Nothing found at that address (404)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="301"/>
+        <location filename="../dialog.py" line="297"/>
         <source>Not a Zarr v3 store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="301"/>
+        <location filename="../dialog.py" line="297"/>
         <source>Not a TESSERA store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="301"/>
+        <location filename="../dialog.py" line="297"/>
         <source>Cannot open the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="303"/>
+        <location filename="../dialog.py" line="299"/>
         <source>In QGIS, add its certificate authority in Settings &gt; Options &gt; Authentication &gt; Certificate Manager (Authorities), or an SSL server exception for this host.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="310"/>
+        <location filename="../dialog.py" line="306"/>
         <source>Store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="310"/>
+        <location filename="../dialog.py" line="306"/>
         <source>Dataset</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="311"/>
+        <location filename="../dialog.py" line="307"/>
         <source>Model</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="311"/>
+        <location filename="../dialog.py" line="307"/>
         <source>Layout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="312"/>
+        <location filename="../dialog.py" line="308"/>
         <source>Years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="313"/>
+        <location filename="../dialog.py" line="309"/>
         <source>Global PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="313"/>
+        <location filename="../dialog.py" line="309"/>
         <source>none</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="324"/>
+        <location filename="../dialog.py" line="320"/>
         <source>{} (partial)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="326"/>
+        <location filename="../dialog.py" line="322"/>
         <source>only in {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="331"/>
+        <location filename="../dialog.py" line="327"/>
         <source>automatic (from the map extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="380"/>
+        <location filename="../dialog.py" line="375"/>
         <source>Add TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="386"/>
+        <location filename="../dialog.py" line="381"/>
         <source>Add TESSERA embeddings layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="405"/>
+        <location filename="../dialog.py" line="400"/>
         <source>Add TESSERA embeddings (Zarr v3) layers</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraFieldKit</name>
+    <message>
+        <location filename="../fieldkit.py" line="47"/>
+        <source>Add a TESSERA layer first: the area is taken from its store.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="59"/>
+        <source>{} is not a Zarr store (it has no zarr.json)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="61"/>
+        <source>{} has a damaged zarr.json</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="63"/>
+        <source>{} is not a Zarr v3 store</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="66"/>
+        <source>every depth</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="67"/>
+        <source>a pack of {zones}, years {years}, depth {depth}, from {source}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="70"/>
+        <source>a folder store</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="81"/>
+        <source>Folder: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="93"/>
+        <source>Open a TESSERA folder store or pack</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="99"/>
+        <source>TESSERA</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="102"/>
+        <source>{}: {}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -425,6 +483,139 @@ Install them with this command (then restart QGIS):
     </message>
 </context>
 <context>
+    <name>TesseraPack</name>
+    <message>
+        <location filename="../pack_algorithm.py" line="37"/>
+        <source>Give a store: a saved connection's name, a URL or a folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="46"/>
+        <source>Years must be numbers like 2024,2025</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="48"/>
+        <source>Give the years to take, e.g. 2024,2025</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="57"/>
+        <source>Take an area offline (pack)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="60"/>
+        <source>Embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="69"/>
+        <source>Copies the embeddings of an area (an extent, or the bounding boxes of polygons) and the years asked for into a new folder: a TESSERA store that QGIS, zarr-python and GDAL open like the original, without a network. Only the chunks of the area are fetched, as they are stored. The log says first how many bytes it will fetch and how long that takes at the measured speed. A stopped pack stays in OUTPUT.part: run again with the same output to resume it; only what is missing is fetched. Each chunk is checked before the folder gets its name.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="78"/>
+        <source>Store (a saved TESSERA connection, a URL or a folder)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="79"/>
+        <source>Area</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="81"/>
+        <source>Polygons (instead of an extent: the area around each)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="83"/>
+        <source>Years (e.g. 2024,2025)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="85"/>
+        <source>Depth</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="85"/>
+        <source>Every depth the store has</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="85"/>
+        <source>4 dimensions</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="85"/>
+        <source>16 dimensions</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="86"/>
+        <source>128 dimensions</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="88"/>
+        <source>Only estimate the size and time (write nothing)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="89"/>
+        <source>Pack (a new folder)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="90"/>
+        <source>Bytes fetched (or to fetch)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="91"/>
+        <source>Seconds taken (or estimated)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="106"/>
+        <source>The polygon layer has no (selected) features</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="110"/>
+        <source>Give an area: an extent or polygons</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="132"/>
+        <source>, about {} s left</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="133"/>
+        <source>{:.1f} of {:.1f} MB{}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="140"/>
+        <source>Cancelled</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="143"/>
+        <source>{} chunks checked; {:.1f} MB on disk</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="150"/>
+        <source>{}: the unfinished pack is kept in {}; run again with the same output to resume it</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
     <name>TesseraPlugin</name>
     <message>
         <location filename="../plugin.py" line="92"/>
@@ -484,7 +675,7 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraProcessing</name>
     <message>
-        <location filename="../processing_provider.py" line="40"/>
+        <location filename="../processing_provider.py" line="41"/>
         <source>Give a store: a saved connection's name, a URL or a folder</source>
         <translation type="unfinished"></translation>
     </message>
@@ -629,117 +820,117 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="246"/>
+        <location filename="../processing_provider.py" line="250"/>
         <source>The reference polygons hold no embedding (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="251"/>
+        <location filename="../processing_provider.py" line="255"/>
         <source>Give a reference point or reference polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="254"/>
+        <location filename="../processing_provider.py" line="258"/>
         <source>There is no embedding at the reference point (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="270"/>
+        <location filename="../processing_provider.py" line="274"/>
         <source>Change between years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="273"/>
+        <location filename="../processing_provider.py" line="277"/>
         <source>Per-pixel cosine distance between two years' embeddings (0: the same, up to 2: opposite); nodata where either year has no data. High values show where the land changed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="278"/>
+        <location filename="../processing_provider.py" line="282"/>
         <source>Second year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="283"/>
+        <location filename="../processing_provider.py" line="287"/>
         <source>Change</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="291"/>
+        <location filename="../processing_provider.py" line="295"/>
         <source>Choose two different years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="318"/>
+        <location filename="../processing_provider.py" line="322"/>
         <source>Sample embeddings at points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="321"/>
+        <location filename="../processing_provider.py" line="325"/>
         <source>The same points with the 128 dequantised values of their pixel (A001 to A128), its scale and a valid flag (0 where there is no data): a training table for classifiers.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="325"/>
+        <location filename="../processing_provider.py" line="329"/>
         <source>Points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="328"/>
+        <location filename="../processing_provider.py" line="332"/>
         <source>Points with embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="333"/>
+        <location filename="../processing_provider.py" line="337"/>
         <source>Give a point layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="361"/>
+        <location filename="../processing_provider.py" line="365"/>
         <source>Classify from labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="364"/>
+        <location filename="../processing_provider.py" line="368"/>
         <source>The labelled points' embeddings train a k-nearest-neighbour classifier (cosine similarity); out come a class raster (class names in its QGIS style) and a confidence raster (the share of the k neighbours that agree).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="369"/>
+        <location filename="../processing_provider.py" line="373"/>
         <source>Labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="371"/>
+        <location filename="../processing_provider.py" line="375"/>
         <source>Class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="374"/>
+        <location filename="../processing_provider.py" line="378"/>
         <source>Neighbours (k)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="378"/>
+        <location filename="../processing_provider.py" line="382"/>
         <source>Classes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="379"/>
+        <location filename="../processing_provider.py" line="383"/>
         <source>Classes and confidence</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="388"/>
+        <location filename="../processing_provider.py" line="392"/>
         <source>Give a point layer and its class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="401"/>
+        <location filename="../processing_provider.py" line="405"/>
         <source>Need labelled points of at least two classes on valid pixels</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="402"/>
+        <location filename="../processing_provider.py" line="406"/>
         <source>{} labelled pixels, {} classes</source>
         <translation type="unfinished"></translation>
     </message>
@@ -747,12 +938,12 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraProvider</name>
     <message>
-        <location filename="../provider.py" line="368"/>
+        <location filename="../provider.py" line="315"/>
         <source>Zoom in to see the embeddings: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="384"/>
+        <location filename="../provider.py" line="331"/>
         <source>Some of the layer could not be drawn: {}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -760,83 +951,83 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraStyleDock</name>
     <message>
-        <location filename="../style_dock.py" line="31"/>
+        <location filename="../style_dock.py" line="30"/>
         <source>TESSERA style</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="38"/>
-        <location filename="../style_dock.py" line="85"/>
+        <location filename="../style_dock.py" line="37"/>
+        <location filename="../style_dock.py" line="84"/>
         <source>Select a TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="41"/>
+        <location filename="../style_dock.py" line="40"/>
         <source>3 bands as RGB</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="41"/>
+        <location filename="../style_dock.py" line="40"/>
         <source>1 band with a colour ramp</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="41"/>
+        <location filename="../style_dock.py" line="40"/>
         <source>PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="50"/>
+        <location filename="../style_dock.py" line="49"/>
         <source>2-98 % of the view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="51"/>
+        <location filename="../style_dock.py" line="50"/>
         <source>fixed</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="60"/>
+        <location filename="../style_dock.py" line="59"/>
         <source>Apply</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="61"/>
+        <location filename="../style_dock.py" line="60"/>
         <source>Fit PCA to this view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="62"/>
+        <location filename="../style_dock.py" line="61"/>
         <source>Lock PCA (kept in the project, never refitted)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="64"/>
+        <location filename="../style_dock.py" line="63"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="65"/>
+        <location filename="../style_dock.py" line="64"/>
         <source>Mode</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="66"/>
+        <location filename="../style_dock.py" line="65"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="67"/>
+        <location filename="../style_dock.py" line="66"/>
         <source>Stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="68"/>
+        <location filename="../style_dock.py" line="67"/>
         <source>Min / max</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="174"/>
+        <location filename="../style_dock.py" line="163"/>
         <source>TESSERA stretch</source>
         <translation type="unfinished"></translation>
     </message>
@@ -844,47 +1035,47 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraTools</name>
     <message>
-        <location filename="../tools.py" line="59"/>
+        <location filename="../tools.py" line="60"/>
         <source>{} failed: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="149"/>
+        <location filename="../tools.py" line="146"/>
         <source>Add a TESSERA layer first, then click on it to search for similar pixels.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="177"/>
+        <location filename="../tools.py" line="172"/>
         <source>TESSERA similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="193"/>
+        <location filename="../tools.py" line="188"/>
         <source>Add a TESSERA layer first, then click on it to inspect a pixel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="207"/>
+        <location filename="../tools.py" line="202"/>
         <source>TESSERA pixel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="226"/>
+        <location filename="../tools.py" line="221"/>
         <source>Fit PCA colours to this region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="227"/>
+        <location filename="../tools.py" line="222"/>
         <source>Export this region…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="234"/>
+        <location filename="../tools.py" line="229"/>
         <source>Select a TESSERA PCA layer, then drag a region to fit its colours to.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="288"/>
+        <location filename="../tools.py" line="282"/>
         <source>TESSERA PCA fit</source>
         <translation type="unfinished"></translation>
     </message>
