@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -131,50 +130,10 @@ def assert_bitwise_equal(a: np.ndarray, b: np.ndarray) -> None:
 # -- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def v2like(sample_store, tmp_path_factory) -> Path:
-    """The sample with what v2 stores add: embeddings_d4 / _d16 (byte-exact prefixes, the
-    published chunking), their band coordinates, geoemb:depths and a three-level global_rgb
-    pyramid (tiles only over the sample). Written with zarr-python."""
-    from zarr.codecs import BloscCodec
+    """The sample with what v2 stores add (depths 4 and 16, geoemb:depths, global_rgb)."""
+    from support.v2like import make_v2_like
 
-    dst = tmp_path_factory.mktemp("v2like") / "v2.zarr"
-    shutil.copytree(sample_store, dst)
-    root = zarr.open_group(str(dst), mode="r+")
-    blosc = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
-    for zone in ZONES:
-        g = root[zone]
-        emb = g["embeddings"]
-        t, _, h, w = emb.shape
-        full = emb[...]
-        for d, side in ((4, 128), (16, 64)):
-            arr = g.create_array(f"embeddings_d{d}", shape=(t, d, h, w), dtype="int8", chunks=(1, d, side, side),
-                                 shards=(1, d, 256, 256), fill_value=0, compressors=blosc,
-                                 dimension_names=["time", f"band_d{d}", "y", "x"])
-            arr[...] = full[:, :d]
-            coord = g.create_array(f"band_d{d}", shape=(d,), dtype="int32", chunks=(d,), dimension_names=[f"band_d{d}"])
-            coord[...] = np.arange(d, dtype="int32")
-    layout = []
-    pre = root.create_group("global_rgb")
-    for n in range(3):
-        res = 0.0001 * 2 ** n
-        shape = (1_800_000 // 2 ** n, 3_600_000 // 2 ** n)
-        layout.append({"asset": str(n), "spatial:shape": list(shape),
-                       "spatial:transform": [res, 0.0, -180.0, 0.0, -res, 90.0]})
-        lg = pre.create_group(str(n))
-        rgb = lg.create_array("rgb", shape=(*shape, 4), dtype="uint8", chunks=(512, 512, 4), fill_value=0,
-                              compressors=BloscCodec(cname="zstd", clevel=3), dimension_names=["lat", "lon", "band"])
-        r0, r1 = math.floor((90 - 52.23) / res), math.ceil((90 - 52.17) / res)
-        c0, c1 = math.floor((180 - 0.06) / res), math.ceil((180 + 0.06) / res)
-        yy, xx = np.mgrid[r0:r1, c0:c1]
-        rgb[r0:r1, c0:c1] = np.stack([yy % 251, xx % 241, (yy + xx + n) % 256, np.full_like(yy, 255)],
-                                     axis=-1).astype("uint8")
-        band = lg.create_array("band", shape=(4,), dtype="int32", chunks=(4,), dimension_names=["band"])
-        band[...] = np.arange(4, dtype="int32")
-    pre.attrs.update({"proj:code": "EPSG:4326", "multiscales": {"layout": layout, "resampling_method": "mean"}})
-    root.attrs["geoemb:depths"] = [{"dimensions": 4, "array": "embeddings_d4"},
-                                   {"dimensions": 16, "array": "embeddings_d16"},
-                                   {"dimensions": 128, "array": "embeddings"}]
-    zarr.consolidate_metadata(str(dst))
-    return dst
+    return make_v2_like(sample_store, tmp_path_factory.mktemp("v2like") / "v2.zarr")
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +265,7 @@ def test_an_interrupted_pack_resumes_and_fetches_only_what_is_missing(sample_sto
     # What the first run stored, from the .part folder itself; what the area needs, from the source.
     stored = {}
     for f in (part / "_pack" / "pieces").rglob("*"):
-        if f.is_file():
+        if f.is_file() and not f.name.startswith("."):  # not a temporary file
             stored[(str(f.parent.relative_to(part / "_pack" / "pieces")), int(f.name.split(".")[0]))] = f.stat().st_size
     src = zarr.open_group(str(sample_store), mode="r")
     needed = {}
@@ -480,11 +439,11 @@ def cli(*args):
 def test_cli_pack_estimates_then_packs(sample_store, tmp_path):
     out = tmp_path / "cli.zarr"
     bbox = ",".join(map(str, AREA))
-    dry = cli("pack", str(sample_store), "--bbox", bbox, "--years", "2024", "--out", str(out), "--dry-run", "--json")
+    dry = cli("pack", str(sample_store), f"--bbox={bbox}", "--years", "2024", "--out", str(out), "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     estimate = json.loads(dry.stdout)
     assert estimate["bytes_to_fetch"] > 1e6 and estimate["zones"] == list(ZONES) and not out.exists()
-    res = cli("pack", str(sample_store), "--bbox", bbox, "--years", "2024", "--out", str(out), "--json")
+    res = cli("pack", str(sample_store), f"--bbox={bbox}", "--years", "2024", "--out", str(out), "--json")
     assert res.returncode == 0, res.stderr
     assert "MB to fetch" in res.stderr and "at the measured speed" in res.stderr and "MB (" in res.stderr
     summary = json.loads(res.stdout)
@@ -493,7 +452,7 @@ def test_cli_pack_estimates_then_packs(sample_store, tmp_path):
 
 
 def test_cli_pack_refuses_a_depth_in_one_line(sample_store, tmp_path):
-    res = cli("pack", str(sample_store), "--bbox", ",".join(map(str, AREA)), "--years", "2024", "--depth", "4",
+    res = cli("pack", str(sample_store), "--bbox=" + ",".join(map(str, AREA)), "--years", "2024", "--depth", "4",
               "--out", str(tmp_path / "d.zarr"))
     assert res.returncode == 1 and res.stderr.startswith("error: this store has a single depth")
     assert len(res.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []

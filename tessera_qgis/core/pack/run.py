@@ -154,36 +154,89 @@ def _fetch_pieces(plan: PackPlan, meter: _Meter, cancel) -> None:
         return
     merged = {Range(g[0].key, g[0].start, g[-1].end): g for g in coalesce([p.range for p in todo], 0, MERGE_MAX)}
     pieces = {(p.src_key, p.offset): p for p in todo}
-    lock = threading.Lock()
+    gate = _Gate()
 
     def got(big: Range, data: bytes) -> None:
-        view = memoryview(data)
-        for r in merged[big]:
-            p = pieces[(r.key, r.start)]
-            chunk = view[r.start - big.start: r.end - big.start]
-            if len(chunk) != p.nbytes:
-                raise ReadError(f"{r.key}: chunk {p.local} came with {len(chunk)} bytes; the shard index says "
-                                f"{p.nbytes}", "short")
-            crc = crc32c(chunk)
-            partdir.write_atomic(partdir.piece_path(plan.part, p.src_key, p.local, p.nbytes, crc), chunk)
-            with lock:
-                plan.done[(p.src_key, p.local)] = (p.nbytes, crc)
+        if not gate.enter():
+            return  # arrived after the fetch failed: OUT.part stays as it was reported
+        try:
+            view = memoryview(data)
+            for r in merged[big]:
+                p = pieces[(r.key, r.start)]
+                chunk = view[r.start - big.start: r.end - big.start]
+                if len(chunk) != p.nbytes:
+                    raise ReadError(f"{r.key}: chunk {p.local} came with {len(chunk)} bytes; the shard index "
+                                    f"says {p.nbytes}", "short")
+                crc = crc32c(chunk)
+                partdir.write_atomic(partdir.piece_path(plan.part, p.src_key, p.local, p.nbytes, crc), chunk)
+                gate.record(plan.done, (p.src_key, p.local), (p.nbytes, crc))
+        finally:
+            gate.leave()
         meter.add(big.size)
 
-    plan.store.source.fetch_many(list(merged), got, cancel)
+    try:
+        plan.store.source.fetch_many(list(merged), got, cancel)
+    except BaseException:
+        gate.close()  # OUT.part no longer changes once the failure is reported
+        raise
+
+
+class _Gate:
+    """Lets a failed fetch wait for the chunk writes already under way, and turns away the
+    ones that arrive after it (a source may still run callbacks after it has raised)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.running = 0
+        self.closed = False
+
+    def enter(self) -> bool:
+        with self.cond:
+            if self.closed:
+                return False
+            self.running += 1
+            return True
+
+    def leave(self) -> None:
+        with self.cond:
+            self.running -= 1
+            self.cond.notify_all()
+
+    def record(self, done: dict, key, value) -> None:
+        with self.cond:
+            done[key] = value
+
+    def close(self, timeout: float = 60.0) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.wait_for(lambda: self.running == 0, timeout)
 
 
 def _fetch_wholes(plan: PackPlan, meter: _Meter, cancel) -> None:
     """Unsharded objects too large to fetch while planning."""
+    gate = _Gate()
+
     def one(key: str) -> None:
         if cancel is not None and cancel():
             raise Cancelled("cancelled")
         data = get_or_none(plan.store.source, key)
-        _store_whole(plan, key, data)
+        if not gate.enter():
+            return
+        try:
+            _store_whole(plan, key, data)
+        finally:
+            gate.leave()
         meter.add(len(data or b""))
 
-    for fut in [TASK_POOL.submit(one, k) for k in plan.todo_wholes()]:
-        fut.result()
+    futures = [TASK_POOL.submit(one, k) for k in plan.todo_wholes()]
+    try:
+        for fut in futures:
+            fut.result()
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        gate.close()
+        raise
 
 
 # -- writing the store ---------------------------------------------------------------------------
