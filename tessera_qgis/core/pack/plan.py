@@ -301,7 +301,9 @@ def _probe(plan: PackPlan, cancel) -> None:
     plan.store.source.fetch_many(list(merged), got, cancel)
     elapsed = time.perf_counter() - t0
     plan.plan_bytes += size
-    plan.bandwidth = size / max(elapsed - plan.latency, elapsed / 10, 1e-4)
+    # the wave's time less one round trip; at least half of it, as a round trip measured on
+    # a small object is noisy and a burst of parallel requests is faster than a long run
+    plan.bandwidth = size / max(elapsed - plan.latency, elapsed / 2, 1e-4)
 
 
 def duration(seconds: float) -> str:
