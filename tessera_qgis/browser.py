@@ -13,6 +13,7 @@ from .core.connections import Connection
 from .core.layerspec import LayerSpec
 from .core.region import data_extent
 from .core.storeref import StoreRef
+from .icons import icon
 from .settings import all_connections, resolve_url
 from .store_access import shared_store
 
@@ -21,16 +22,10 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("TesseraBrowser", text)
 
 
-def _icon():
-    from .plugin import icon
-
-    return icon()
-
-
 class TesseraRootItem(QgsDataCollectionItem):
     def __init__(self, parent=None) -> None:
         super().__init__(parent, "TESSERA", "tessera:")
-        self.setIcon(_icon())
+        self.setIcon(icon())
 
     def createChildren(self):  # noqa: N802
         return [ConnectionItem(self, c) for c in all_connections()]
@@ -40,7 +35,7 @@ class ConnectionItem(QgsDataCollectionItem):
     def __init__(self, parent, conn: Connection) -> None:
         super().__init__(parent, conn.name, f"tessera:/{conn.name}")
         self.conn = conn
-        self.setIcon(_icon())
+        self.setIcon(icon())
 
     def createChildren(self):  # noqa: N802
         try:

@@ -16,12 +16,15 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox
                                  QGroupBox, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QProgressBar,
                                  QPushButton, QSpinBox, QTextBrowser, QVBoxLayout)
 
+from . import tasks
 from .core.connections import Connection, describe_failure, from_xml, to_xml
 from .core.store import describe_years
+from .icons import icon
+from .layers import build_layer, prepare_layer
 from .log import log
 from .settings import (Settings, all_connections, remove_connection, resolve_url, save_custom_connections,
                        custom_connections, upsert_connection)
-from .tools import run_task
+from .store_access import shared_store
 
 # QGIS 3 names it QgsProviderRegistry.WidgetMode; later versions move it to Qgis.
 WIDGET_MODE = getattr(Qgis, "ProviderDialogWidgetMode", None) or QgsProviderRegistry.WidgetMode
@@ -107,8 +110,8 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.store = None
         self.ref = None  # the connected store's StoreRef
         self._generation = 0
-        self.task = None
-        self.add_task = None
+        self.task: tasks.Task | None = None
+        self.add_task: tasks.Task | None = None
         self.last_failure: tuple[str, str] | None = None
         self.last_layer = None
         self._build()
@@ -256,37 +259,34 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         conn = self.current()
         if conn is None:
             return
-        self._generation += 1
-        generation = self._generation
         self.store = None
         self.add_button.setEnabled(False)
         self.last_failure = None
         self.info.setHtml(html.escape(tr("Connecting to {}…").format(conn.name)))
         self.busy(True)
-        def work():
-            from .store_access import shared_store
-
+        def work(cancel, _progress):
             ref = conn.ref(resolve_url(conn))
-            return ref, shared_store(ref)
+            return ref, shared_store(ref, cancel)
 
         def done(result) -> None:
-            if generation != self._generation:
-                return  # cancelled, or another connect started since
             self.busy(False)
             self.ref, self.store = result
             self.show_store()
 
         def failed(exc) -> None:
-            if generation != self._generation:
-                return
             self.busy(False)
             self.show_failure(*describe_failure(exc))
 
-        self.task = run_task(tr("Connect to {}").format(conn.name), work, done, failed)
+        def cancelled() -> None:  # also when cancelled from QGIS's task list, not this dialog
+            if self.task is not None and self.task.isCanceled():  # and no newer connect since
+                self.busy(False)
+                self.info.setHtml(html.escape(tr("Cancelled.")))
+
+        self.task = tasks.start(tr("Connect to {}").format(conn.name), work, done, failed, cancelled)
 
     def cancel(self) -> None:
-        """Stop waiting: the dialog is free at once; the abandoned connect ends by itself."""
-        self._generation += 1
+        """Cancel the connect: the dialog is free at once, and the task stops downloading
+        (a cancelled task delivers neither a store nor an error)."""
         self.busy(False)
         self.info.setHtml(html.escape(tr("Cancelled.")))
         if self.task is not None:
@@ -347,8 +347,6 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
     def addButtonClicked(self) -> None:  # noqa: N802 (QgsAbstractDataSourceWidget's name)
         if self.store is None:
             return
-        from .layers import build_layer, prepare_layer
-
         mode = self.mode.currentData()
         kwargs: dict = dict(year=self.year.currentData(), zone=self.zone.currentData())
         if mode in ("pca", "view"):
@@ -359,8 +357,8 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         ref = self.ref
         self.add_button.setEnabled(False)
 
-        def work():
-            return prepare_layer(ref, view_bounds=bounds, view_crs=crs, **kwargs)
+        def work(cancel, _progress):
+            return prepare_layer(ref, view_bounds=bounds, view_crs=crs, cancel=cancel, **kwargs)
 
         def done(prepared) -> None:
             self.add_button.setEnabled(True)
@@ -372,7 +370,10 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
             self.add_button.setEnabled(True)
             self.show_failure(*describe_failure(exc))
 
-        self.add_task = run_task(tr("Add TESSERA layer"), work, done, failed)
+        def cancelled() -> None:
+            self.add_button.setEnabled(True)
+
+        self.add_task = tasks.start(tr("Add TESSERA layer"), work, done, failed, cancelled)
 
 
 def standalone_dialog(iface, parent=None) -> TesseraSourceWidget:
@@ -400,8 +401,6 @@ class TesseraSourceSelectProvider(QgsSourceSelectProvider):
         return tr("Add TESSERA embeddings (Zarr v3) layers")
 
     def icon(self):
-        from .plugin import icon
-
         return icon()
 
     def ordering(self) -> int:

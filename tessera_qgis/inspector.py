@@ -2,21 +2,37 @@
 and copied as CSV or JSON."""
 from __future__ import annotations
 
+import json
+
 from qgis.gui import QgsDockWidget
-from qgis.PyQt.QtCore import QPointF, Qt
+from qgis.PyQt.QtCore import QCoreApplication, QPointF, Qt
 from qgis.PyQt.QtGui import QColor, QPainter, QPen, QPolygonF
 from qgis.PyQt.QtWidgets import (QApplication, QHBoxLayout, QListWidget, QPushButton, QVBoxLayout, QWidget)
-
-from .tools import as_csv, as_json
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 MAX_KEPT = 8
 
 
 def tr(text: str) -> str:
-    from qgis.PyQt.QtCore import QCoreApplication
-
     return QCoreApplication.translate("TesseraInspector", text)
+
+
+def as_csv(clicks: list[dict]) -> str:
+    head = ["lon", "lat", "year", "zone", "row", "col", "valid", "scale"] + [f"A{i:03d}" for i in range(1, 129)]
+    lines = [",".join(head)]
+    for c in clicks:
+        emb = c.get("embedding") or [""] * 128
+        row = [f"{c['lon']:.6f}", f"{c['lat']:.6f}", str(c["year"]), str(c.get("zone") or ""),
+               str(c.get("row") if c.get("row") is not None else ""),
+               str(c.get("col") if c.get("col") is not None else ""), str(bool(c["valid"])).lower(),
+               "" if c.get("scale") is None else f"{c['scale']:.8g}"]
+        row += [v if v == "" else f"{v:.6g}" for v in emb]
+        lines.append(",".join(row))
+    return "\n".join(lines) + "\n"
+
+
+def as_json(clicks: list[dict]) -> str:
+    return json.dumps(clicks, indent=1)
 
 
 class VectorPlot(QWidget):

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 
-from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
+from qgis.core import Qgis, QgsMessageLog
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtWidgets import QMessageBox
 
+from . import tasks
+from .core.errors import Cancelled
 from .dependencies import install_command
+
+INSTALL_TIMEOUT_S = 900
 
 
 def tr(text: str) -> str:
@@ -40,30 +45,47 @@ class MissingDependenciesPlugin:
         self.box = box
 
     def install(self) -> None:
-        """Run the install command in a background task; say how it went."""
+        """Run the install command in a background task (Cancel stops pip); say how it went."""
         command = install_command()
 
-        def run(_task):
-            done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-            if done.returncode != 0:
-                raise RuntimeError(done.stderr[-2000:] or done.stdout[-2000:])
-            return True
+        def work(cancel, _progress) -> None:
+            run_pip(command, cancel)
 
-        def finished(exception, result=None):
-            bar = self.iface.messageBar() if self.iface is not None else None
-            if exception is None:
-                msg, level = tr("Packages installed: restart QGIS to use the TESSERA plugin."), Qgis.MessageLevel.Success
-            else:
-                msg, level = tr("Installing the packages failed: {}").format(exception), Qgis.MessageLevel.Critical
-            QgsMessageLog.logMessage(msg, "TESSERA", level)
-            if bar is not None:
-                bar.pushMessage("TESSERA", msg, level, 0)
+        self.task = tasks.start(tr("Install TESSERA plugin packages"), work, lambda _none: self._tell(None),
+                                self._tell)
 
-        self.task = QgsTask.fromFunction(tr("Install TESSERA plugin packages"), run, on_finished=finished)
-        QgsApplication.taskManager().addTask(self.task)
+    def _tell(self, error: BaseException | None) -> None:
+        bar = self.iface.messageBar() if self.iface is not None else None
+        if error is None:
+            msg, level = tr("Packages installed: restart QGIS to use the TESSERA plugin."), Qgis.MessageLevel.Success
+        else:
+            msg, level = tr("Installing the packages failed: {}").format(error), Qgis.MessageLevel.Critical
+        QgsMessageLog.logMessage(msg, "TESSERA", level)
+        if bar is not None:
+            bar.pushMessage("TESSERA", msg, level, 0)
 
     def unload(self) -> None:
         if self.box is not None:
             self.box.close()
             self.box.deleteLater()
             self.box = None
+
+
+def run_pip(command: list[str], cancel, timeout: float = INSTALL_TIMEOUT_S) -> None:
+    """Run the install command; stop it when `cancel()` turns true or after `timeout` seconds.
+    Raises RuntimeError with the end of pip's output when it fails."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            out, err = proc.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if cancel() or time.monotonic() > deadline:
+                proc.kill()
+                proc.communicate()
+                if cancel():
+                    raise Cancelled("cancelled") from None
+                raise RuntimeError(f"no answer after {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        raise RuntimeError(err[-2000:] or out[-2000:])

@@ -5,6 +5,7 @@ from qgis.gui import QgsFileWidget, QgsOptionsPageWidget, QgsOptionsWidgetFactor
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtWidgets import QFormLayout, QLabel, QLineEdit, QSpinBox
 
+from .icons import icon
 from .settings import Settings
 
 
@@ -64,8 +65,6 @@ class TesseraOptionsFactory(QgsOptionsWidgetFactory):
         self.setTitle("TESSERA")
 
     def icon(self):
-        from .plugin import icon
-
         return icon()
 
     def createWidget(self, parent=None):  # noqa: N802

@@ -1,12 +1,21 @@
 """The QGIS plugin object: provider registration, toolbar, menu, map tools, inspector dock."""
 from __future__ import annotations
 
-from qgis.core import Qgis
+from qgis.core import Qgis, QgsApplication, QgsProject
+from qgis.gui import QgsGui
 from qgis.PyQt.QtCore import QCoreApplication, Qt, QTranslator
-from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QMessageBox
 
-from . import PLUGIN_DIR, __version__
+from . import PLUGIN_DIR, __version__, provider
+from .browser import TesseraDataItemProvider
+from .dialog import TesseraSourceSelectProvider, standalone_dialog
+from .icons import icon
+from .inspector import InspectorDock
+from .log import MessageBarBridge
+from .options import TesseraOptionsFactory
+from .processing import TesseraProcessingProvider
+from .style_dock import StyleDock
+from .tools import InspectorController, RegionController, SimilarityController, open_export_dialog
 
 MENU = "&TESSERA"
 TOOLBAR_OBJECT_NAME = "TesseraToolbar"
@@ -21,8 +30,6 @@ def tr(text: str) -> str:
 def ui_locale() -> str:
     """The locale of QGIS's user interface ("de", "pt_BR"): the user's choice in Settings >
     Options > General (locale/userLocale) when set, otherwise the system's."""
-    from qgis.core import QgsApplication
-
     return QgsApplication.locale() or ""
 
 
@@ -38,10 +45,6 @@ def load_translator(locale: str, folder=None) -> QTranslator | None:
             if translator.load(str(path)):
                 return translator
     return None
-
-
-def icon(name: str = "icon") -> QIcon:
-    return QIcon(str(PLUGIN_DIR / "resources" / f"{name}.svg"))
 
 
 class TesseraPlugin:
@@ -65,26 +68,14 @@ class TesseraPlugin:
         # Before any string is made (qgis_process calls initProcessing only, not initGui).
         self._install_translator()
         # The provider must exist before a project that uses it is read.
-        from . import provider
-
         provider.register()
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS's name; also what qgis_process calls)
-        from qgis.core import QgsApplication
-
-        from .processing_provider import TesseraProcessingProvider
-
         if self.processing_provider is None:
-            self.processing_provider = TesseraProcessingProvider()
+            self.processing_provider = TesseraProcessingProvider(icon())
             QgsApplication.processingRegistry().addProvider(self.processing_provider)
 
     def initGui(self) -> None:  # noqa: N802 (QGIS's name)
-        from . import provider
-        from .inspector import InspectorDock
-        from .log import MessageBarBridge
-        from .style_dock import StyleDock
-        from .tools import InspectorController, RegionController, SimilarityController
-
         self._install_translator()  # again after an unload
         provider.register()
         self.initProcessing()
@@ -95,17 +86,8 @@ class TesseraPlugin:
         add.setObjectName("TesseraAddLayerAction")
         add.triggered.connect(self.show_dialog)
         self._add_action(add)
-        from qgis.gui import QgsGui
-
-        from .dialog import TesseraSourceSelectProvider
-
         self.source_provider = TesseraSourceSelectProvider(self.iface)
         QgsGui.sourceSelectProviderRegistry().addProvider(self.source_provider)
-        from qgis.core import QgsApplication
-
-        from .browser import TesseraDataItemProvider
-        from .options import TesseraOptionsFactory
-
         self.item_provider = TesseraDataItemProvider()
         QgsApplication.dataItemProviderRegistry().addProvider(self.item_provider)
         self.options_factory = TesseraOptionsFactory()
@@ -139,8 +121,6 @@ class TesseraPlugin:
         style.triggered.connect(self.show_style_dock)
         self._add_action(style)
         # The layer context menu of TESSERA layers: export the layer's area.
-        from qgis.core import Qgis, QgsProject
-
         self.export_layer_action = QAction(icon(), tr("Export TESSERA embeddings…"), self.iface.mainWindow())
         self.export_layer_action.triggered.connect(self.export_active_layer)
         self.iface.addCustomActionForLayerType(self.export_layer_action, tr("TESSERA"), Qgis.LayerType.Raster, False)
@@ -163,21 +143,13 @@ class TesseraPlugin:
         self.actions.append(action)
 
     def unload(self) -> None:
-        from . import provider
-
         if self.processing_provider is not None:
-            from qgis.core import QgsApplication
-
             QgsApplication.processingRegistry().removeProvider(self.processing_provider)
             self.processing_provider = None
         if self.source_provider is not None:
-            from qgis.gui import QgsGui
-
             QgsGui.sourceSelectProviderRegistry().removeProvider(self.source_provider)
             self.source_provider = None
         if self.item_provider is not None:
-            from qgis.core import QgsApplication
-
             QgsApplication.dataItemProviderRegistry().removeProvider(self.item_provider)  # deletes it
             self.item_provider = None
         if self.options_factory is not None:
@@ -193,8 +165,6 @@ class TesseraPlugin:
                 canvas.unsetMapTool(controller.tool)
         self.controllers.clear()
         if self.export_layer_action is not None:
-            from qgis.core import QgsProject
-
             try:
                 QgsProject.instance().layersAdded.disconnect(self._offer_export_for)
             except (TypeError, RuntimeError):
@@ -233,20 +203,14 @@ class TesseraPlugin:
             self.translator = None
 
     def _offer_export_for(self, layers) -> None:
-        from .provider import PROVIDER_KEY
-
         for layer in layers:
-            if getattr(layer, "providerType", lambda: "")() == PROVIDER_KEY:
+            if getattr(layer, "providerType", lambda: "")() == provider.PROVIDER_KEY:
                 self.iface.addCustomActionForLayer(self.export_layer_action, layer)
 
     def export_active_layer(self) -> None:
-        from .tools import open_export_dialog
-
         open_export_dialog(self.iface, self.iface.activeLayer())
 
     def show_dialog(self) -> None:
-        from .dialog import standalone_dialog
-
         if self.dialog is None:
             self.dialog = standalone_dialog(self.iface, self.iface.mainWindow())
         self.dialog.show()

@@ -25,14 +25,15 @@ from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QByteArray, QCoreApplication, QObject
 
 from .core.errors import Cancelled, ExtentError, TesseraError
-from .core.layerspec import LayerSpec, decode_pca
+from .core.layerspec import DEFAULT_BUDGET, LayerSpec, decode_pca
 from .core.memory import release_memory
 from .core.pca import PCA
 from .core.region import data_extent
 from .core.store import TesseraStore
-from .core.view import View
+from .core.view import PREVIEWS, View
 from .log import log, report
 from .project_paths import TesseraProviderMetadata
+from .settings import Settings
 from .store_access import forget_stores as _forget_pool
 from .store_access import opened_store, shared_store
 
@@ -71,6 +72,13 @@ class LayerState:
         self.tile_locks: dict = {}
         self.last_error = ""
         self.over_budget = False
+        self.frame_kind = "embeddings"  # what the last tile was drawn from (see core.view.Frame)
+        self.frame_label = ""
+        self._notice = ("embeddings", "")
+        settings = Settings.load()
+        self.previews = settings.previews if settings.previews in PREVIEWS else "auto"
+        if spec.budget == DEFAULT_BUDGET and settings.budget_mpx > 0:  # the URI did not set one
+            self.spec = spec.with_(budget=settings.budget_mpx * 1_000_000)
         self.fail_next = False  # tests force a failure inside block() with this
 
     @property
@@ -129,7 +137,25 @@ class LayerState:
             raise RuntimeError("forced failure inside the provider (test)")
         xmin, ymin, xmax, ymax = extent
         transform = ((xmax - xmin) / width, 0.0, xmin, 0.0, -(ymax - ymin) / height, ymax)
-        return self.view().values(crs, transform, width, height, cancel)
+        frame = self.view().render(crs, transform, width, height, cancel, self.previews)
+        self.frame_kind, self.frame_label = frame.kind, frame.label
+        return frame.values
+
+    def notice(self) -> str | None:
+        """A one-line message when what the layer draws from changed (zoomed out to a
+        preview, or back); None when it did not, so a message is shown once per change."""
+        current = (self.frame_kind, self.frame_label)
+        with self.lock:
+            if current == self._notice:
+                return None
+            self._notice = current
+        if self.frame_kind == "preview":
+            return tr("Zoomed out: the layer shows the store's {}. Zoom in to see the embeddings.").format(
+                self.frame_label)
+        if self.frame_kind == "coarse":
+            return tr("Zoomed out: the layer shows a coarse preview from a sample of the data. "
+                      "Zoom in to see every pixel.")
+        return None
 
 
 def state_for(uri: str) -> LayerState:
@@ -311,12 +337,16 @@ class TesseraProvider(QgsRasterDataProvider):
                 values = self.state.tile(key, width, height, self._crs.authid() or self._crs.toWkt(), cancel)
             except ExtentError as exc:
                 if "budget" in str(exc):
+                    if not self.state.over_budget:  # once per change, not per tile
+                        report("TESSERA", tr("Zoom in to see the embeddings (this view needs more than the "
+                                             "pixel budget of Options > TESSERA)"), Qgis.MessageLevel.Info)
                     self.state.over_budget = True
-                    report("TESSERA", tr("Zoom in to see the embeddings: {}").format(exc),
-                           Qgis.MessageLevel.Info)
                     return self._nodata_block(width, height)
                 raise
             self.state.over_budget = False
+            notice = self.state.notice()
+            if notice:
+                report("TESSERA", notice, Qgis.MessageLevel.Info)
             data = np.ascontiguousarray(values[band - 1], dtype=np.float32)
             out = QgsRasterBlock(Qgis.DataType.Float32, width, height)
             out.setData(QByteArray(data.tobytes()))

@@ -34,6 +34,8 @@ class Settings:
     timeout_s: int = 0  # 0: QGIS's own network timeout (Settings > Options > Network)
     default_year: int = 2024
     dask_scheduler: str = ""  # empty: exports run on this machine; "tcp://host:8786": on that cluster
+    budget_mpx: int = 17  # millions of 10 m pixels a map view may read (about 4096 x 4096)
+    previews: str = "auto"  # over the budget: "auto" (the store's preview, else coarse), "coarse", "none"
 
     @classmethod
     def load(cls) -> "Settings":

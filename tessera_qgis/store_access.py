@@ -33,9 +33,10 @@ def store_options(ref: StoreRef) -> StoreOptions:
     return ref.options(base)
 
 
-def shared_store(ref: StoreRef) -> TesseraStore:
-    """The opened store for a reference (network on first use: call from a task)."""
-    return POOL.get(ref, store_options)
+def shared_store(ref: StoreRef, cancel=None) -> TesseraStore:
+    """The opened store for a reference (network on first use: call from a task, whose
+    `cancel` check stops the opening)."""
+    return POOL.get(ref, store_options, cancel)
 
 
 def opened_store(ref: StoreRef) -> TesseraStore | None:

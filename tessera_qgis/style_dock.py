@@ -7,16 +7,17 @@ computed in a task from the view (cached chunks) and applied to the renderer onl
 """
 from __future__ import annotations
 
-from qgis.core import QgsProject, QgsRasterLayer
+from qgis.core import QgsCoordinateTransform, QgsProject, QgsRasterLayer
 from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
                                  QPushButton, QSpinBox, QWidget)
 
+from . import tasks
 from .core.layerspec import LayerSpec, encode_pca
 from .layers import apply_ramp, apply_rgb
 from .provider import PROVIDER_KEY, state_for
-from .tools import fit_pca_to, run_task
+from .tools import fit_pca_to
 
 MODES = ("rgb", "ramp", "pca")
 
@@ -150,17 +151,15 @@ class StyleDock(QgsDockWidget):
             return
         canvas = self.iface.mapCanvas()
         extent = canvas.mapSettings().visibleExtent()
-        from qgis.core import QgsCoordinateTransform
-
         tr_ = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), layer.crs(), QgsProject.instance())
         ext = tr_.transformBoundingBox(extent)
         bounds = (ext.xMinimum(), ext.yMinimum(), ext.xMaximum(), ext.yMaximum())
         layer_crs = layer.crs().authid()
 
-        def work():
-            return state.view().sample_ranges(bounds, layer_crs)
+        def work(cancel, _progress):
+            return state.view().sample_ranges(bounds, layer_crs, cancel)
 
-        self.last_task = run_task(tr("TESSERA stretch"), work, self._apply_ranges)
+        self.last_task = tasks.start(tr("TESSERA stretch"), work, self._apply_ranges)
 
     def _apply_ranges(self, ranges) -> None:
         if self.layer is None:

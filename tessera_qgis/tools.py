@@ -1,28 +1,33 @@
 """Map tools on the plugin toolbar: the pixel inspector, similarity search and the region tool.
 
-Clicks arrive on the main thread; anything that may touch the network runs in a QgsTask and
-comes back to the main thread when done, so the canvas never freezes.
+Clicks arrive on the main thread; anything that may touch the network runs in a background
+task (tasks.py) that Cancel stops, and comes back to the main thread when done, so the canvas
+never freezes.
 """
 from __future__ import annotations
 
-import json
 from typing import Callable
 
-from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY,
-                       QgsProject, QgsRasterLayer, QgsRectangle, QgsTask, QgsWkbTypes)
+from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry, QgsPointXY,
+                       QgsProject, QgsRasterLayer, QgsRectangle, QgsWkbTypes)
 from qgis.gui import QgsMapToolEmitPoint, QgsRubberBand
 from qgis.PyQt.QtCore import QCoreApplication, QPoint, pyqtSignal
-from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtGui import QColor, QCursor
+from qgis.PyQt.QtWidgets import QMenu
 
+from . import tasks
 from .core.layerspec import LayerSpec
+from .layers import apply_rgb, build_layer, prepare_layer
 from .log import log, report
 from .core.view import choose_pca, mean_embedding
 from .provider import PROVIDER_KEY, state_for
 from .store_access import shared_store
+from .tasks import Task
 
 
 def tr(text: str) -> str:
     return QCoreApplication.translate("TesseraTools", text)
+
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 
@@ -44,26 +49,6 @@ def tessera_layer(iface) -> QgsRasterLayer | None:
 def to_lonlat(canvas, point: QgsPointXY) -> QgsPointXY:
     xform = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), WGS84, QgsProject.instance())
     return xform.transform(point)
-
-
-def run_task(description: str, fn: Callable, done: Callable[[object], None],
-             failed: Callable[[BaseException], None] | None = None) -> QgsTask:
-    """Run fn() in a QgsTask; done(result) or failed(exception) on the main thread. Without
-    `failed`, a failure is reported in the message bar and the log."""
-    def finished(exception, result=None):
-        try:
-            if exception is None:
-                done(result)
-            elif failed is not None:
-                failed(exception)
-            else:
-                report("TESSERA", tr("{} failed: {}").format(description, exception), Qgis.MessageLevel.Warning)
-        except Exception as exc:  # a slot must not raise either
-            report("TESSERA", f"{description}: {exc}", Qgis.MessageLevel.Warning)
-
-    task = QgsTask.fromFunction(description, lambda _task: fn(), on_finished=finished)
-    QgsApplication.taskManager().addTask(task)
-    return task
 
 
 class PickTool(QgsMapToolEmitPoint):
@@ -101,9 +86,7 @@ class PickTool(QgsMapToolEmitPoint):
         pa, pb = self.toMapCoordinates(a), self.toMapCoordinates(b)
         return QgsRectangle(pa, pb)
 
-    def _rect_geometry(self, a: QPoint, b: QPoint):
-        from qgis.core import QgsGeometry
-
+    def _rect_geometry(self, a: QPoint, b: QPoint) -> QgsGeometry:
         return QgsGeometry.fromRect(self._rect(a, b))
 
     def deactivate(self) -> None:
@@ -111,7 +94,8 @@ class PickTool(QgsMapToolEmitPoint):
         super().deactivate()
 
 
-def _reference(store, year: int, rect_lonlat: QgsRectangle | None, point: QgsPointXY | None) -> tuple[list, int]:
+def _reference(store, year: int, rect_lonlat: QgsRectangle | None, point: QgsPointXY | None,
+               cancel: Callable[[], bool] | None = None) -> tuple[list, int]:
     """A reference embedding: the pixel at a point, or the mean over a small area (at most
     200 x 200 px). Returns (vector, pixels used)."""
     if rect_lonlat is None:
@@ -121,7 +105,7 @@ def _reference(store, year: int, rect_lonlat: QgsRectangle | None, point: QgsPoi
         return px["embedding"], 1
     bounds = (rect_lonlat.xMinimum(), rect_lonlat.yMinimum(), rect_lonlat.xMaximum(), rect_lonlat.yMaximum())
     try:
-        vector, used = mean_embedding(store, year, bounds, "EPSG:4326", max_pixels=200 * 200)
+        vector, used = mean_embedding(store, year, bounds, "EPSG:4326", max_pixels=200 * 200, cancel=cancel)
     except ValueError as exc:
         if "more than" in str(exc):
             raise ValueError("drag a smaller area (at most about 2 x 2 km) to average") from None
@@ -137,7 +121,7 @@ class SimilarityController:
         self.tool = PickTool(iface.mapCanvas())
         self.tool.picked.connect(lambda p: self.start(point=p))
         self.tool.dragged.connect(lambda r: self.start(rect=r))
-        self.last_task: QgsTask | None = None
+        self.last_task: Task | None = None
         self.last_layer: QgsRasterLayer | None = None
 
     def start(self, point: QgsPointXY | None = None, rect: QgsRectangle | None = None) -> None:
@@ -152,24 +136,20 @@ class SimilarityController:
         p = xform.transform(point) if point is not None else None
         r = xform.transformBoundingBox(rect) if rect is not None else None
 
-        def work():
-            from .layers import prepare_layer
-
+        def work(cancel, _progress):
             store = shared_store(spec.store)
-            vector, n = _reference(store, spec.year, r, p)
+            vector, n = _reference(store, spec.year, r, p, cancel)
             where = f"{p.x():.5f}, {p.y():.5f}" if p is not None else f"{n} px area"
             return prepare_layer(spec.store, spec.year, similarity=vector,
                                  name=f"TESSERA similarity {spec.year} ({where})", budget=spec.budget)
 
         def done(prepared) -> None:
-            from .layers import build_layer
-
             new = build_layer(prepared)
             QgsProject.instance().addMapLayer(new)
             self.last_layer = new
             log(f"similarity layer added: {new.name()}")
 
-        self.last_task = run_task(tr("TESSERA similarity"), work, done)
+        self.last_task = tasks.start(tr("TESSERA similarity"), work, done)
 
 
 class InspectorController:
@@ -180,7 +160,7 @@ class InspectorController:
         self.dock = dock
         self.tool = PickTool(iface.mapCanvas(), allow_drag=False)
         self.tool.picked.connect(self.start)
-        self.last_task: QgsTask | None = None
+        self.last_task: Task | None = None
 
     def start(self, point: QgsPointXY) -> None:
         layer = tessera_layer(self.iface)
@@ -191,7 +171,7 @@ class InspectorController:
         spec = LayerSpec.from_uri(layer.source())
         p = to_lonlat(self.iface.mapCanvas(), point)
 
-        def work():
+        def work(_cancel, _progress):
             return shared_store(spec.store).pixel(p.x(), p.y(), spec.year)
 
         def done(px) -> None:
@@ -199,7 +179,7 @@ class InspectorController:
             self.dock.add(px)
             self.dock.show()
 
-        self.last_task = run_task(tr("TESSERA pixel"), work, done)
+        self.last_task = tasks.start(tr("TESSERA pixel"), work, done)
 
 
 class RegionController:
@@ -210,13 +190,10 @@ class RegionController:
         self.iface = iface
         self.tool = PickTool(iface.mapCanvas())
         self.tool.dragged.connect(self.offer)
-        self.last_task: QgsTask | None = None
+        self.last_task: Task | None = None
         self.last_menu = None
 
     def offer(self, rect: QgsRectangle) -> None:
-        from qgis.PyQt.QtGui import QCursor
-        from qgis.PyQt.QtWidgets import QMenu
-
         menu = QMenu(self.iface.mapCanvas())
         menu.addAction(tr("Fit PCA colours to this region")).triggered.connect(lambda: self.fit_pca_here(rect))
         menu.addAction(tr("Export this region…")).triggered.connect(lambda: self.export_here(rect))
@@ -254,22 +231,22 @@ def export_parameters(layer, rect: QgsRectangle | None, crs) -> dict:
 
 def open_export_dialog(iface, layer, rect: QgsRectangle | None = None, crs=None):
     """The Processing dialog of tessera:export, pre-filled (runs as a background task)."""
+    # Here, not at the top: qgis.processing loads the Processing plugin, which is not there
+    # (or not initialised) wherever this module is imported without a QGIS desktop.
     from qgis import processing
 
     return processing.execAlgorithmDialog("tessera:export", export_parameters(layer, rect, crs))
 
 
 def fit_pca_to(iface, layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem,
-               on_done: Callable[[], None] | None = None) -> QgsTask:
+               on_done: Callable[[], None] | None = None) -> Task:
     """Fit a PCA to a region (in a task) and apply it to a PCA layer and its renderer."""
-    from .layers import apply_rgb
-
     spec = LayerSpec.from_uri(layer.source())
     bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
     authid = crs.authid()
 
-    def work():
-        return choose_pca(shared_store(spec.store), spec.year, "view", (bounds, authid))
+    def work(cancel, _progress):
+        return choose_pca(shared_store(spec.store), spec.year, "view", (bounds, authid), cancel)
 
     def done(pca) -> None:
         state_for(layer.source()).set_pca(pca)
@@ -279,23 +256,4 @@ def fit_pca_to(iface, layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordin
         if on_done is not None:
             on_done()
 
-    return run_task(tr("TESSERA PCA fit"), work, done)
-
-
-def as_csv(clicks: list[dict]) -> str:
-    head = ["lon", "lat", "year", "zone", "row", "col", "valid", "scale"] + [f"A{i:03d}" for i in range(1, 129)]
-    lines = [",".join(head)]
-    for c in clicks:
-        emb = c.get("embedding") or [""] * 128
-        row = [f"{c['lon']:.6f}", f"{c['lat']:.6f}", str(c["year"]), str(c.get("zone") or ""),
-               str(c.get("row") if c.get("row") is not None else ""),
-               str(c.get("col") if c.get("col") is not None else ""), str(bool(c["valid"])).lower(),
-               "" if c.get("scale") is None else f"{c['scale']:.8g}"]
-        row += [v if v == "" else f"{v:.6g}" for v in emb]
-        lines.append(",".join(row))
-    return "\n".join(lines) + "\n"
-
-
-def as_json(clicks: list[dict]) -> str:
-    return json.dumps(clicks, indent=1)
-
+    return tasks.start(tr("TESSERA PCA fit"), work, done)

@@ -19,9 +19,11 @@ class StorePool:
         self._opening: dict[StoreRef, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, ref: StoreRef, options: Callable[[StoreRef], StoreOptions] | None = None) -> TesseraStore:
+    def get(self, ref: StoreRef, options: Callable[[StoreRef], StoreOptions] | None = None,
+            cancel: Callable[[], bool] | None = None) -> TesseraStore:
         """The opened store for `ref`; `options(ref)` gives the fetch options when it must
-        be opened (default: the reference's own, over StoreOptions' defaults)."""
+        be opened (default: the reference's own, over StoreOptions' defaults); `cancel()`
+        may stop the opening."""
         with self._lock:
             store = self._stores.get(ref)
             if store is not None:
@@ -33,7 +35,7 @@ class StorePool:
             if store is not None:
                 return store
             opts = options(ref) if options is not None else ref.options()
-            store = open_store(ref.url, opts)
+            store = open_store(ref.url, opts, cancel=cancel)
             with self._lock:
                 self._stores[ref] = store
                 self._opening.pop(ref, None)

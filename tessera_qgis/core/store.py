@@ -575,7 +575,8 @@ def _parse_root(raw: bytes, url: str) -> dict:
 
 
 def open_store(url: "str | Path | StoreRef", options: StoreOptions | None = None,
-               pixel: tuple[float, float, int] | None = None) -> TesseraStore:
+               pixel: tuple[float, float, int] | None = None,
+               cancel: Callable[[], bool] | None = None) -> TesseraStore:
     """Open a TESSERA store at a local path, file://, http(s):// or s3:// URL, or a StoreRef
     (whose endpoint, region, credentials and cache folder then apply over `options`).
 

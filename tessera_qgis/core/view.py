@@ -17,16 +17,35 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import BandError
+from .errors import BandError, ExtentError
 from .geo import check_bounds, grid_bounds, grid_for, reproject_bounds, transformer
 from .layerspec import LayerSpec, decode_pca, decode_vector
 from .pca import PCA, percent_ranges
 from .quant import cosine, unit, valid_scales
+from .preview import coarse_values, global_preview
 from .region import fit_pca, grid_reduce, plan
 from .store import TesseraStore
 
 Cancel = Callable[[], bool] | None
 SAMPLE_SIDE = 256  # a stretch is sampled on at most SAMPLE_SIDE x SAMPLE_SIDE output pixels
+PREVIEWS = ("auto", "coarse", "none")  # over the budget: the store's preview, else a coarse
+# one ("auto"); always the coarse one ("coarse"); nothing, "zoom in" ("none")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What a view drew on a grid: `values` (count, h, w), and from what: "embeddings" (10 m
+    data), "preview" (the store's global preview of `year`) or "coarse" (a sample of chunks)."""
+
+    values: np.ndarray
+    kind: str = "embeddings"
+    year: int | None = None
+
+    @property
+    def label(self) -> str:
+        if self.kind == "preview":
+            return f"preview ({self.year})" if self.year else "preview"
+        return "coarse preview" if self.kind == "coarse" else ""
 
 
 # -- products: per-pixel values of a mode ------------------------------------------------------
@@ -232,6 +251,62 @@ class View:
         out, _ = grid_reduce(self.store, self.spec.year, crs, transform, width, height, product.from_quantised,
                              product.count, np.float32, np.nan, list(product.bands), cancel, budget)
         return out
+
+    def source_pixels(self, crs: str, transform, width: int, height: int) -> int:
+        """10 m pixels of the store that a grid covers (what a full read would need)."""
+        parts = plan(self.store, grid_bounds(transform, width, height), crs)
+        return sum(p.pixels for p in parts if self.spec.year in p.zone.years)
+
+    def render(self, crs: str, transform, width: int, height: int, cancel: Cancel = None,
+               previews: str = "auto") -> Frame:
+        """The view on a grid: the embeddings when the grid needs at most the spec's budget of
+        source pixels; beyond it a preview (`previews`, see PREVIEWS): the store's global
+        preview where it shows what this view shows (its PCA, or bands 1-3 of a "bands"
+        stretch), else a coarse preview from a bounded sample of chunks. Raises ExtentError
+        over the budget with previews "none"."""
+        budget = self.spec.budget
+        need = self.source_pixels(crs, transform, width, height)
+        if budget is None or need <= budget:
+            return Frame(self.values(crs, transform, width, height, cancel, budget=None))
+        if previews == "none":
+            raise ExtentError(f"this view needs {need:,} source pixels, more than the budget of {budget:,}; "
+                              "zoom in or raise the budget")
+        pyramid = global_preview(self.store) if previews == "auto" else None
+        ranges = self._preview_ranges() if pyramid is not None else None
+        if ranges is not None:
+            rgba = pyramid.rgba(crs, transform, width, height, cancel)
+            lo = np.array([r[0] for r in ranges], dtype=np.float32)[:, None, None]
+            hi = np.array([r[1] for r in ranges], dtype=np.float32)[:, None, None]
+            values = lo + rgba[:3].astype(np.float32) / 255.0 * (hi - lo)
+            values[:, rgba[3] == 0] = np.nan
+            return Frame(values, "preview", pyramid.year)
+        return Frame(self._coarse(crs, transform, width, height, cancel), "coarse")
+
+    def _preview_ranges(self) -> list[tuple[float, float]] | None:
+        """The ranges that turn the global preview's colours back into this view's values,
+        or None where the preview does not show what this view shows."""
+        mode = self.store.stretch_mode(self.spec.year)
+        if self.spec.pca is not None and mode == "pca" and self.pca is not None and self.pca.source == "global":
+            return list(zip(self.pca.lo.tolist(), self.pca.hi.tolist()))
+        if self.spec.bands == (1, 2, 3) and mode == "bands":
+            return published_ranges(self.store, self.spec.year, (1, 2, 3))
+        return None
+
+    def _coarse(self, crs, transform, width, height, cancel) -> np.ndarray:
+        year = self.spec.year
+        if self.needs_fit:  # fit the PCA on the coarse sample itself: one fetch
+            everything = band_values(range(1, self.store.bands + 1))
+            raw = coarse_values(self.store, year, crs, transform, width, height, everything.bands,
+                                everything.from_quantised, everything.count, cancel)
+            flat = raw.reshape(raw.shape[0], -1).T
+            samples = flat[np.isfinite(flat).all(axis=1)]
+            if len(samples) < 3:
+                return np.full((3, height, width), np.nan, dtype=np.float32)
+            self.set_pca(PCA.fit(samples))
+            return self.pca.project(raw)
+        product = self._product
+        return coarse_values(self.store, year, crs, transform, width, height, product.bands,
+                             product.from_quantised, product.count, cancel)
 
     def pixel(self, x: float, y: float, crs: str = "EPSG:4326") -> dict:
         """The store's pixel at a point (see TesseraStore.pixel) plus `values`: the view's

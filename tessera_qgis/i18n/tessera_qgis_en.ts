@@ -4,12 +4,12 @@
 <context>
     <name>TesseraBrowser</name>
     <message>
-        <location filename="../browser.py" line="67"/>
+        <location filename="../browser.py" line="62"/>
         <source>PCA, all zones</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../browser.py" line="72"/>
+        <location filename="../browser.py" line="67"/>
         <source>PCA, {} ({})</source>
         <translation type="unfinished"></translation>
     </message>
@@ -17,170 +17,171 @@
 <context>
     <name>TesseraDialog</name>
     <message>
-        <location filename="../dialog.py" line="51"/>
-        <location filename="../dialog.py" line="97"/>
+        <location filename="../dialog.py" line="54"/>
+        <location filename="../dialog.py" line="100"/>
         <source>TESSERA connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="56"/>
+        <location filename="../dialog.py" line="59"/>
         <source>Folder…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="61"/>
+        <location filename="../dialog.py" line="64"/>
         <source>S3 settings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="63"/>
+        <location filename="../dialog.py" line="66"/>
         <source>Anonymous (public bucket)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="66"/>
+        <location filename="../dialog.py" line="69"/>
         <source>default AWS; or an S3-compatible endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="72"/>
+        <location filename="../dialog.py" line="75"/>
         <source>Endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="73"/>
+        <location filename="../dialog.py" line="76"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="74"/>
+        <location filename="../dialog.py" line="77"/>
         <source>Credentials</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="75"/>
+        <location filename="../dialog.py" line="78"/>
         <source>Name</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="76"/>
+        <location filename="../dialog.py" line="79"/>
         <source>URL or folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="84"/>
+        <location filename="../dialog.py" line="87"/>
         <source>TESSERA store folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="123"/>
+        <location filename="../dialog.py" line="126"/>
         <source>Connect</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="124"/>
+        <location filename="../dialog.py" line="127"/>
         <source>Connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="129"/>
+        <location filename="../dialog.py" line="132"/>
         <source>New</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="130"/>
+        <location filename="../dialog.py" line="133"/>
         <source>Edit</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="131"/>
+        <location filename="../dialog.py" line="134"/>
         <source>Remove</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="132"/>
+        <location filename="../dialog.py" line="135"/>
         <source>Import…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="133"/>
+        <location filename="../dialog.py" line="136"/>
         <source>Export…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="142"/>
+        <location filename="../dialog.py" line="145"/>
         <source>Cancel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="154"/>
+        <location filename="../dialog.py" line="157"/>
         <source>PCA (the store's global PCA)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="154"/>
+        <location filename="../dialog.py" line="157"/>
         <source>PCA fitted to the view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="154"/>
+        <location filename="../dialog.py" line="157"/>
         <source>3 bands as RGB</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="154"/>
+        <location filename="../dialog.py" line="157"/>
         <source>1 band with a colour ramp</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="162"/>
+        <location filename="../dialog.py" line="165"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="163"/>
+        <location filename="../dialog.py" line="166"/>
         <source>Show</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="164"/>
+        <location filename="../dialog.py" line="167"/>
         <location filename="../dialog.py" line="308"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="165"/>
+        <location filename="../dialog.py" line="168"/>
         <source>Zone</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="167"/>
+        <location filename="../dialog.py" line="170"/>
         <source>Add layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="231"/>
+        <location filename="../dialog.py" line="234"/>
         <source>Export TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="237"/>
+        <location filename="../dialog.py" line="240"/>
         <source>Import TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="264"/>
+        <location filename="../dialog.py" line="265"/>
         <source>Connecting to {}…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="283"/>
+        <location filename="../dialog.py" line="291"/>
+        <source>Cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../dialog.py" line="285"/>
         <source>Connect to {}</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../dialog.py" line="291"/>
-        <source>Cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -279,17 +280,17 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="375"/>
+        <location filename="../dialog.py" line="376"/>
         <source>Add TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="381"/>
+        <location filename="../dialog.py" line="382"/>
         <source>Add TESSERA embeddings layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="400"/>
+        <location filename="../dialog.py" line="401"/>
         <source>Add TESSERA embeddings (Zarr v3) layers</source>
         <translation type="unfinished"></translation>
     </message>
@@ -355,32 +356,32 @@
 <context>
     <name>TesseraInspector</name>
     <message>
-        <location filename="../inspector.py" line="42"/>
+        <location filename="../inspector.py" line="58"/>
         <source>Click a pixel with the inspector tool</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="63"/>
+        <location filename="../inspector.py" line="79"/>
         <source>TESSERA pixel inspector</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="72"/>
+        <location filename="../inspector.py" line="88"/>
         <source>Copy CSV</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="73"/>
+        <location filename="../inspector.py" line="89"/>
         <source>Copy JSON</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="74"/>
+        <location filename="../inspector.py" line="90"/>
         <source>Clear</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="102"/>
+        <location filename="../inspector.py" line="118"/>
         <source>no data</source>
         <translation type="unfinished"></translation>
     </message>
@@ -388,7 +389,7 @@
 <context>
     <name>TesseraMissing</name>
     <message>
-        <location filename="../missing.py" line="29"/>
+        <location filename="../missing.py" line="34"/>
         <source>The TESSERA plugin needs Python packages that this QGIS does not have:
 
   - {}
@@ -399,85 +400,85 @@ Install them with this command (then restart QGIS):
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../missing.py" line="34"/>
+        <location filename="../missing.py" line="39"/>
         <source>TESSERA: packages missing</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../missing.py" line="36"/>
+        <location filename="../missing.py" line="41"/>
         <source>Install now</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../missing.py" line="55"/>
+        <location filename="../missing.py" line="54"/>
+        <source>Install TESSERA plugin packages</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../missing.py" line="60"/>
         <source>Packages installed: restart QGIS to use the TESSERA plugin.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../missing.py" line="57"/>
-        <source>Installing the packages failed: {}</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
         <location filename="../missing.py" line="62"/>
-        <source>Install TESSERA plugin packages</source>
+        <source>Installing the packages failed: {}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>TesseraOptions</name>
     <message>
-        <location filename="../options.py" line="27"/>
+        <location filename="../options.py" line="28"/>
         <source>QGIS's network timeout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="29"/>
+        <location filename="../options.py" line="30"/>
         <source>A disk cache keeps every chunk you have seen, so those areas work offline. Leave the folder empty for no disk cache.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="31"/>
+        <location filename="../options.py" line="32"/>
         <source>Cache folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="32"/>
+        <location filename="../options.py" line="33"/>
         <source>Cache size limit</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="33"/>
+        <location filename="../options.py" line="34"/>
         <source>Memory for decoded chunks</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="34"/>
+        <location filename="../options.py" line="35"/>
         <source>Parallel requests</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="35"/>
+        <location filename="../options.py" line="36"/>
         <source>Network timeout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="36"/>
+        <location filename="../options.py" line="37"/>
         <source>Default year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="39"/>
+        <location filename="../options.py" line="40"/>
         <source>Exports run as tasks on this Dask cluster (needs the dask and distributed packages here and on the cluster). Empty: on this computer.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="41"/>
+        <location filename="../options.py" line="42"/>
         <source>Dask scheduler for exports</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="42"/>
+        <location filename="../options.py" line="43"/>
         <source>Proxy and SSL settings come from Settings &gt; Options &gt; Network.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -618,53 +619,53 @@ Install them with this command (then restart QGIS):
 <context>
     <name>TesseraPlugin</name>
     <message>
-        <location filename="../plugin.py" line="92"/>
-        <location filename="../plugin.py" line="146"/>
+        <location filename="../plugin.py" line="83"/>
+        <location filename="../plugin.py" line="126"/>
         <source>TESSERA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="94"/>
+        <location filename="../plugin.py" line="85"/>
         <source>Add TESSERA embeddings layer…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="125"/>
+        <location filename="../plugin.py" line="107"/>
         <source>Inspect a pixel: click to see its 128 embedding values</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="126"/>
+        <location filename="../plugin.py" line="108"/>
         <source>Similarity: click a pixel (or drag over a small area) to map how similar every pixel is to it</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="128"/>
+        <location filename="../plugin.py" line="110"/>
         <source>Region: drag a rectangle to fit the PCA colours to it</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="137"/>
+        <location filename="../plugin.py" line="119"/>
         <source>Style the TESSERA layer: year, bands, PCA, stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="144"/>
+        <location filename="../plugin.py" line="124"/>
         <source>Export TESSERA embeddings…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="149"/>
+        <location filename="../plugin.py" line="129"/>
         <source>About TESSERA embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="263"/>
+        <location filename="../plugin.py" line="227"/>
         <source>TESSERA embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="264"/>
+        <location filename="../plugin.py" line="228"/>
         <source>tessera-qgis {version}
 QGIS {qgis}
 
@@ -675,275 +676,285 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraProcessing</name>
     <message>
-        <location filename="../processing_provider.py" line="41"/>
+        <location filename="../processing/base.py" line="31"/>
         <source>Give a store: a saved connection's name, a URL or a folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="57"/>
+        <location filename="../processing/base.py" line="45"/>
         <source>Embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="67"/>
+        <location filename="../processing/base.py" line="55"/>
         <source>Store (a saved TESSERA connection, a URL or a folder)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="68"/>
+        <location filename="../processing/base.py" line="56"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="74"/>
+        <location filename="../processing/base.py" line="62"/>
         <source>Dask scheduler (e.g. tcp://host:8786; empty: this computer)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="77"/>
+        <location filename="../processing/base.py" line="65"/>
         <source>Run the export as tasks on a Dask cluster: the workers read the store and write Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder beside it) tied by a VRT; a .tif output is mosaicked from them.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="96"/>
+        <location filename="../processing/base.py" line="80"/>
         <source>A Dask cluster export needs the packages dask and distributed in QGIS's Python (and the same versions on the cluster). Install them with: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="102"/>
+        <location filename="../processing/base.py" line="86"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="108"/>
+        <location filename="../processing/base.py" line="92"/>
         <source>Give a region (an extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="115"/>
+        <location filename="../processing/base.py" line="99"/>
         <source>Cancelled: nothing was written</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="132"/>
-        <source>Export embeddings</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="135"/>
-        <source>Export a region of a TESSERA store to GeoTIFF: float32 embeddings (all bands or some), PCA RGB, or int8 plus a scales file. The region is an extent or polygons (pixels outside them are nodata), optionally one file per polygon. The native UTM zone grid is used unless an output CRS is given; a region across zones can also be written as one file per zone.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="144"/>
-        <source>Polygons (instead of an extent)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="146"/>
-        <source>One file per polygon</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="147"/>
-        <source>Output</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="148"/>
-        <source>Bands (e.g. 1,2,3; empty: all)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="150"/>
-        <source>Output CRS (empty: the native UTM zone)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="152"/>
-        <source>One file per UTM zone</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="153"/>
-        <source>Cloud Optimized GeoTIFF</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="155"/>
-        <source>Output GeoTIFF</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="156"/>
-        <source>All files written</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="169"/>
-        <source>Bands must be numbers like 1,2,3</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="183"/>
-        <source>The polygon layer has no (selected) features</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="202"/>
-        <source>wrote {}</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="211"/>
-        <source>Similarity to a reference</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="214"/>
-        <source>Cosine similarity between every pixel of a region and a reference embedding: the pixel at a point, or the average over polygons.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="219"/>
-        <source>Reference point</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="221"/>
-        <source>Reference polygons (average)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="225"/>
-        <source>Similarity</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="250"/>
-        <source>The reference polygons hold no embedding (nodata)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="255"/>
-        <source>Give a reference point or reference polygons</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="258"/>
-        <source>There is no embedding at the reference point (nodata)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="274"/>
+        <location filename="../processing/change.py" line="15"/>
         <source>Change between years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="277"/>
+        <location filename="../processing/change.py" line="18"/>
         <source>Per-pixel cosine distance between two years' embeddings (0: the same, up to 2: opposite); nodata where either year has no data. High values show where the land changed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="282"/>
+        <location filename="../processing/change.py" line="23"/>
         <source>Second year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="287"/>
+        <location filename="../processing/change.py" line="28"/>
         <source>Change</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="295"/>
+        <location filename="../processing/change.py" line="34"/>
         <source>Choose two different years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="322"/>
-        <source>Sample embeddings at points</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="325"/>
-        <source>The same points with the 128 dequantised values of their pixel (A001 to A128), its scale and a valid flag (0 where there is no data): a training table for classifiers.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="329"/>
-        <source>Points</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="332"/>
-        <source>Points with embeddings</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="337"/>
-        <source>Give a point layer</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing_provider.py" line="365"/>
+        <location filename="../processing/classify.py" line="19"/>
         <source>Classify from labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="368"/>
+        <location filename="../processing/classify.py" line="22"/>
         <source>The labelled points' embeddings train a k-nearest-neighbour classifier (cosine similarity); out come a class raster (class names in its QGIS style) and a confidence raster (the share of the k neighbours that agree).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="373"/>
+        <location filename="../processing/classify.py" line="27"/>
         <source>Labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="375"/>
+        <location filename="../processing/classify.py" line="29"/>
         <source>Class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="378"/>
+        <location filename="../processing/classify.py" line="32"/>
         <source>Neighbours (k)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="382"/>
+        <location filename="../processing/classify.py" line="36"/>
         <source>Classes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="383"/>
+        <location filename="../processing/classify.py" line="37"/>
         <source>Classes and confidence</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="392"/>
+        <location filename="../processing/classify.py" line="43"/>
         <source>Give a point layer and its class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="405"/>
+        <location filename="../processing/classify.py" line="56"/>
         <source>Need labelled points of at least two classes on valid pixels</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing_provider.py" line="406"/>
+        <location filename="../processing/classify.py" line="57"/>
         <source>{} labelled pixels, {} classes</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="24"/>
+        <source>Export embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="27"/>
+        <source>Export a region of a TESSERA store to GeoTIFF: float32 embeddings (all bands or some), PCA RGB, or int8 plus a scales file. The region is an extent or polygons (pixels outside them are nodata), optionally one file per polygon. The native UTM zone grid is used unless an output CRS is given; a region across zones can also be written as one file per zone.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="36"/>
+        <source>Polygons (instead of an extent)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="38"/>
+        <source>One file per polygon</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="39"/>
+        <source>Output</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="40"/>
+        <source>Bands (e.g. 1,2,3; empty: all)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="42"/>
+        <source>Output CRS (empty: the native UTM zone)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="44"/>
+        <source>One file per UTM zone</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="45"/>
+        <source>Cloud Optimized GeoTIFF</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="47"/>
+        <source>Output GeoTIFF</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="48"/>
+        <source>All files written</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="58"/>
+        <source>Bands must be numbers like 1,2,3</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="72"/>
+        <source>The polygon layer has no (selected) features</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/export.py" line="91"/>
+        <source>wrote {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/sample.py" line="16"/>
+        <source>Sample embeddings at points</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/sample.py" line="19"/>
+        <source>The same points with the 128 dequantised values of their pixel (A001 to A128), its scale and a valid flag (0 where there is no data): a training table for classifiers.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/sample.py" line="23"/>
+        <source>Points</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/sample.py" line="26"/>
+        <source>Points with embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/sample.py" line="31"/>
+        <source>Give a point layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/similarity.py" line="21"/>
+        <source>Similarity to a reference</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/similarity.py" line="24"/>
+        <source>Cosine similarity between every pixel of a region and a reference embedding: the pixel at a point, or the average over polygons.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/similarity.py" line="29"/>
+        <source>Reference point</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/similarity.py" line="31"/>
+        <source>Reference polygons (average)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/similarity.py" line="35"/>
+        <source>Similarity</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/similarity.py" line="57"/>
+        <source>The reference polygons hold no embedding (nodata)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/similarity.py" line="62"/>
+        <source>Give a reference point or reference polygons</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/similarity.py" line="65"/>
+        <source>There is no embedding at the reference point (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>TesseraProvider</name>
     <message>
-        <location filename="../provider.py" line="315"/>
-        <source>Zoom in to see the embeddings: {}</source>
+        <location filename="../provider.py" line="153"/>
+        <source>Zoomed out: the layer shows the store's {}. Zoom in to see the embeddings.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="331"/>
+        <location filename="../provider.py" line="156"/>
+        <source>Zoomed out: the layer shows a coarse preview from a sample of the data. Zoom in to see every pixel.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../provider.py" line="341"/>
+        <source>Zoom in to see the embeddings (this view needs more than the pixel budget of Options &gt; TESSERA)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../provider.py" line="361"/>
         <source>Some of the layer could not be drawn: {}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -951,131 +962,139 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraStyleDock</name>
     <message>
-        <location filename="../style_dock.py" line="30"/>
+        <location filename="../style_dock.py" line="31"/>
         <source>TESSERA style</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="37"/>
-        <location filename="../style_dock.py" line="84"/>
+        <location filename="../style_dock.py" line="38"/>
+        <location filename="../style_dock.py" line="85"/>
         <source>Select a TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="40"/>
+        <location filename="../style_dock.py" line="41"/>
         <source>3 bands as RGB</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="40"/>
+        <location filename="../style_dock.py" line="41"/>
         <source>1 band with a colour ramp</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="40"/>
+        <location filename="../style_dock.py" line="41"/>
         <source>PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="49"/>
+        <location filename="../style_dock.py" line="50"/>
         <source>2-98 % of the view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="50"/>
+        <location filename="../style_dock.py" line="51"/>
         <source>fixed</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="59"/>
+        <location filename="../style_dock.py" line="60"/>
         <source>Apply</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="60"/>
+        <location filename="../style_dock.py" line="61"/>
         <source>Fit PCA to this view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="61"/>
+        <location filename="../style_dock.py" line="62"/>
         <source>Lock PCA (kept in the project, never refitted)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="63"/>
+        <location filename="../style_dock.py" line="64"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="64"/>
+        <location filename="../style_dock.py" line="65"/>
         <source>Mode</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="65"/>
+        <location filename="../style_dock.py" line="66"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="66"/>
+        <location filename="../style_dock.py" line="67"/>
         <source>Stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="67"/>
+        <location filename="../style_dock.py" line="68"/>
         <source>Min / max</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="163"/>
+        <location filename="../style_dock.py" line="162"/>
         <source>TESSERA stretch</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraTasks</name>
+    <message>
+        <location filename="../tasks.py" line="70"/>
+        <source>{} cancelled</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tasks.py" line="77"/>
+        <source>{} failed: {}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>TesseraTools</name>
     <message>
-        <location filename="../tools.py" line="60"/>
-        <source>{} failed: {}</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../tools.py" line="146"/>
+        <location filename="../tools.py" line="130"/>
         <source>Add a TESSERA layer first, then click on it to search for similar pixels.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="172"/>
+        <location filename="../tools.py" line="152"/>
         <source>TESSERA similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="188"/>
+        <location filename="../tools.py" line="168"/>
         <source>Add a TESSERA layer first, then click on it to inspect a pixel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="202"/>
+        <location filename="../tools.py" line="182"/>
         <source>TESSERA pixel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="221"/>
+        <location filename="../tools.py" line="198"/>
         <source>Fit PCA colours to this region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="222"/>
+        <location filename="../tools.py" line="199"/>
         <source>Export this region…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="229"/>
+        <location filename="../tools.py" line="206"/>
         <source>Select a TESSERA PCA layer, then drag a region to fit its colours to.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="282"/>
+        <location filename="../tools.py" line="259"/>
         <source>TESSERA PCA fit</source>
         <translation type="unfinished"></translation>
     </message>

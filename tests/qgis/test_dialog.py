@@ -103,8 +103,20 @@ def test_cancel_frees_the_dialog_at_once(qgis_iface, range_server, sample_store)
     w.cancel_button.click()
     assert not w.progress.isVisibleTo(w) and w.connect_button.isEnabled()
     assert "Cancelled" in w.info.toPlainText()
-    wait_for(w.task)  # the abandoned connect ends by itself, and changes nothing
-    assert w.store is None and "Cancelled" in w.info.toPlainText()
+    wait_for(w.task)
+    assert w.task.outcome == "cancelled", "the dialog's Cancel cancels the task"
+    assert w.store is None and w.last_failure is None and "Cancelled" in w.info.toPlainText()
+
+
+def test_cancel_from_qgis_task_list_frees_the_dialog_too(qgis_iface, range_server, sample_store):
+    srv = range_server(sample_store.parent, latency=1.0)
+    w = widget_for(qgis_iface, Connection("slow", f"{srv.url}/{sample_store.name}"))
+    w.connect_button.click()
+    assert w.progress.isVisibleTo(w)
+    w.task.cancel()  # what the Cancel button of QGIS's task list does
+    wait_for(w.task)
+    assert not w.progress.isVisibleTo(w) and w.connect_button.isEnabled()
+    assert w.store is None and w.last_failure is None and "Cancelled" in w.info.toPlainText()
 
 
 def test_sample_connection_works_offline_and_is_built_on_first_use(qgis_iface, sample_store):

@@ -21,7 +21,7 @@ COMMITTED = REPO / "tessera_qgis" / "i18n" / "tessera_qgis_en.ts"
 KNOWN = {
     "tessera_qgis.plugin": ["About TESSERA embeddings", "Add TESSERA embeddings layer…"],
     "tessera_qgis.dialog": ["Connect", "Cannot reach the store", "3 bands as RGB"],
-    "tessera_qgis.processing_provider": ["Export embeddings", "Similarity to a reference"],
+    "tessera_qgis.processing.base": ["Export embeddings", "Similarity to a reference", "Embeddings"],
     "tessera_qgis.options": ["Cache folder"],
     "tessera_qgis.style_dock": ["Year"],
 }
@@ -101,6 +101,8 @@ def test_strings_are_filed_under_the_context_qt_sees_at_run_time(generated):
     # Every extracted message of a module with a tr() helper sits under that helper's context.
     by_file = {name.rsplit(".", 1)[1] + ".py": ctx for name, ctx in contexts.items()}
     by_file["inspector.py"] = runtime_context("tessera_qgis.inspector")
+    for algorithm in ("export", "similarity", "change", "sample", "classify"):  # they use base's tr()
+        by_file[f"{algorithm}.py"] = runtime_context(f"tessera_qgis.processing.{algorithm}")
     for (ctx, source), info in msgs.items():
         for file in info["files"] & by_file.keys():
             assert ctx == by_file[file], f"{source!r} from {file} filed under {ctx}"
@@ -132,19 +134,20 @@ def test_a_translated_locale_is_kept_compiled_and_used_by_tr(generated):
     assert qm.is_file() and qm.stat().st_size > 0
     assert not (work / "tessera_qgis_en.qm").exists(), "the source language is not compiled"
 
-    from tessera_qgis import plugin, processing_provider
+    from tessera_qgis import plugin
+    from tessera_qgis.processing import base as processing_base
 
     translator = QTranslator()
     assert translator.load(str(qm))
     assert QCoreApplication.installTranslator(translator)
     try:
-        assert processing_provider.tr("Export embeddings") == "Einbettungen exportieren"
+        assert processing_base.tr("Export embeddings") == "Einbettungen exportieren"
         assert plugin.tr("About TESSERA embeddings") == "Über TESSERA-Einbettungen"
         assert plugin.tr("Export embeddings") == "Export embeddings", "another context's translation"
-        assert processing_provider.tr("Embeddings") == "Embeddings", "untranslated stays English"
+        assert processing_base.tr("Embeddings") == "Embeddings", "untranslated stays English"
     finally:
         QCoreApplication.removeTranslator(translator)
-    assert processing_provider.tr("Export embeddings") == "Export embeddings"
+    assert processing_base.tr("Export embeddings") == "Export embeddings"
 
 
 def test_the_plugin_loads_the_users_locale_and_removes_it_on_unload(generated, recording_iface, monkeypatch):

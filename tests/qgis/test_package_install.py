@@ -107,7 +107,8 @@ def test_zip_layout(tmp_path):
     names = zipfile.ZipFile(path).namelist()
     assert all(n.startswith("tessera_qgis/") for n in names)
     for needed in ("tessera_qgis/__init__.py", "tessera_qgis/metadata.txt", "tessera_qgis/LICENSE",
-                   "tessera_qgis/resources/icon.svg", "tessera_qgis/plugin.py", "tessera_qgis/core/sample.py"):
+                   "tessera_qgis/resources/icon.svg", "tessera_qgis/plugin.py", "tessera_qgis/core/sample.py",
+                   "tessera_qgis/processing/__init__.py", "tessera_qgis/processing/export.py"):
         assert needed in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "/tests/" in n
                 or ".qgis-settings" in n]

@@ -9,7 +9,7 @@ from qgis.core import (QgsApplication, QgsFeature, QgsField, QgsGeometry, QgsPoi
 from qgis.PyQt.QtCore import QMetaType
 
 from tessera_qgis.core.store import open_store
-from tessera_qgis.processing_provider import TesseraProcessingProvider
+from tessera_qgis.processing import TesseraProcessingProvider
 
 gdal.UseExceptions()
 pytestmark = pytest.mark.usefixtures("provider_active")

@@ -147,16 +147,46 @@ def _chunk_sizes(store_dir, zone, t, rows, cols):
                     yield int(idx[cr % 8, cc % 8, 1])
 
 
-def test_over_budget_view_fetches_no_embeddings_and_says_zoom_in(sample_http, qgis_iface):
+def test_over_budget_with_previews_off_fetches_no_embeddings_and_says_zoom_in(sample_http, qgis_iface):
+    from tessera_qgis.settings import Settings
+
+    settings = Settings.load()
+    settings.previews = "none"
+    settings.save()
+    try:
+        messages = []
+        notifier.message.connect(lambda title, text, level: messages.append(text))
+        layer = make_layer(sample_http.store_url, 2024, bands=[1, 2, 3], budget=100 * 100)
+        sample_http.reset()
+        img, _, _ = render([layer], layer.crs().authid(), layer.extent())
+        assert not (img[..., 3] > 0).any(), "nothing heavy drawn"
+        assert not [r for r in sample_http.requests() if "/embeddings/" in r.path]
+        QgsApplication.processEvents()
+        assert sum("Zoom in" in m for m in messages) == 1, messages
+    finally:
+        settings.previews = "auto"
+        settings.save()
+
+
+def test_over_budget_view_draws_a_bounded_coarse_preview_and_says_so_once(sample_http, qgis_iface):
+    """The sample has no global preview: over the budget the layer draws a coarse picture
+    from at most 256 inner chunks and about 40 MB, and says so once, not per tile."""
+    from tessera_qgis.core.preview import COARSE_BYTES, MAX_SAMPLED_CHUNKS
+
     messages = []
     notifier.message.connect(lambda title, text, level: messages.append(text))
     layer = make_layer(sample_http.store_url, 2024, bands=[1, 2, 3], budget=100 * 100)
     sample_http.reset()
     img, _, _ = render([layer], layer.crs().authid(), layer.extent())
-    assert not (img[..., 3] > 0).any(), "nothing heavy drawn"
-    assert not [r for r in sample_http.requests() if "/embeddings/" in r.path]
+    assert (img[..., 3] > 0).mean() > 0.5, "a picture, not a blank map"
+    chunks = [r for r in sample_http.requests() if "/embeddings/" in r.path and not r.range.startswith("bytes=-")]
+    fetched = sum(r.bytes for r in sample_http.requests())
+    assert 0 < len(chunks) and fetched <= COARSE_BYTES
+    chunk_requests = sum(1 for r in chunks)
+    assert chunk_requests <= MAX_SAMPLED_CHUNKS
+    render([layer], layer.crs().authid(), layer.extent())
     QgsApplication.processEvents()
-    assert any("Zoom in" in m for m in messages)
+    assert sum("coarse preview" in m for m in messages) == 1, messages
 
 
 def test_identify_returns_dequantised_values(sample_store, sample_http):

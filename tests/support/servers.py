@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,7 +167,8 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 class RangeHTTPServer:
     """aiohttp's static file handler (which honours Range, suffix ranges included) in a
     thread, with a log of every request (method, path, Range, status, body bytes) and an
-    optional latency added before each response.
+    optional latency added before each response. `arrivals()` lists when each request
+    arrived (time.monotonic()), answered or not.
     """
 
     def __init__(self, root: str | Path, latency: float = 0.0, deny: tuple[str, ...] = (),
@@ -177,6 +179,7 @@ class RangeHTTPServer:
         self.faults = faults
         self.deny = deny  # path prefixes answered with 403 Forbidden
         self.log: list[Request] = []
+        self.arrived: list[tuple[float, str]] = []  # (time.monotonic() on arrival, path)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner = None
@@ -218,6 +221,8 @@ class RangeHTTPServer:
 
         @web.middleware
         async def delay(request, handler):
+            with self._lock:
+                self.arrived.append((time.monotonic(), request.path))
             if self.latency:
                 await asyncio.sleep(self.latency)
             if any(request.path.startswith(p) for p in self.deny):
@@ -288,10 +293,16 @@ class RangeHTTPServer:
     def reset(self) -> None:
         with self._lock:
             self.log.clear()
+            self.arrived.clear()
 
     def requests(self) -> list[Request]:
         with self._lock:
             return list(self.log)
+
+    def arrivals(self) -> list[tuple[float, str]]:
+        """(time.monotonic() when it arrived, path) of every request, in arrival order."""
+        with self._lock:
+            return list(self.arrived)
 
     def stats(self) -> dict:
         reqs = self.requests()

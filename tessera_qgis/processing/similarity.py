@@ -1,0 +1,73 @@
+"""tessera:similarity: cosine similarity of every pixel of a region to a reference
+embedding, the pixel at a point or the mean over polygons."""
+from __future__ import annotations
+
+import numpy as np
+from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsProcessing, QgsProcessingException,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterPoint,
+                       QgsProcessingParameterRasterDestination, QgsProject)
+
+from ..core.export import ExportRequest, export
+from ..core.classify import polygon_mask
+from ..core.view import mean_embedding
+from .base import WGS84, TesseraAlgorithm, open_for, tr
+
+
+class SimilarityAlgorithm(TesseraAlgorithm):
+    def name(self) -> str:
+        return "similarity"
+
+    def displayName(self) -> str:  # noqa: N802
+        return tr("Similarity to a reference")
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return tr("Cosine similarity between every pixel of a region and a reference embedding: the pixel at a "
+                  "point, or the average over polygons.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_store()
+        self.addParameter(QgsProcessingParameterPoint("POINT", tr("Reference point"), optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "REFERENCE_POLYGONS", tr("Reference polygons (average)"), [QgsProcessing.SourceType.TypeVectorPolygon],
+            optional=True))
+        self.add_extent()
+        self.add_dask()
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Similarity")))
+
+    def execute(self, parameters, context, feedback):
+        store, _ = open_for(self.parameterAsString(parameters, "STORE", context))
+        year = self.parameterAsInt(parameters, "YEAR", context)
+        store.check_year(year)
+        polys = self.parameterAsSource(parameters, "REFERENCE_POLYGONS", context)
+        if polys is not None:
+            tr_ = QgsCoordinateTransform(polys.sourceCrs(), WGS84, QgsProject.instance())
+            total, used = np.zeros(store.bands), 0
+            for f in polys.getFeatures():
+                geom = QgsGeometry(f.geometry())
+                geom.transform(tr_)
+                b = geom.boundingBox()
+                try:
+                    mean, n = mean_embedding(store, year, (b.xMinimum(), b.yMinimum(), b.xMaximum(), b.yMaximum()),
+                                             "EPSG:4326", mask=polygon_mask([geom.asWkt()], "EPSG:4326"),
+                                             cancel=feedback.isCanceled)
+                except ValueError:  # no embedding inside this polygon
+                    continue
+                total, used = total + mean * n, used + n
+            if used == 0:
+                raise QgsProcessingException(tr("The reference polygons hold no embedding (nodata)"))
+            reference = total / used
+        else:
+            pt = self.parameterAsPoint(parameters, "POINT", context, WGS84)
+            if pt is None or (pt.x() == 0 and pt.y() == 0 and not parameters.get("POINT")):
+                raise QgsProcessingException(tr("Give a reference point or reference polygons"))
+            px = store.pixel(pt.x(), pt.y(), year)
+            if not px["valid"]:
+                raise QgsProcessingException(tr("There is no embedding at the reference point (nodata)"))
+            reference = px["embedding"]
+        bounds, crs = self.region(parameters, context)
+        progress, cancel = self.hooks(feedback)
+        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        paths = export(store, ExportRequest(bounds, crs, year, out, kind="similarity", reference=list(reference),
+                                            dask=self.dask(parameters, context)),
+                       progress=progress, cancel=cancel)
+        return {"OUTPUT": str(paths[0])}
