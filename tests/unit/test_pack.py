@@ -331,6 +331,32 @@ def test_a_cancelled_pack_keeps_its_part_folder(sample_store, tmp_path):
         plan_pack(sample_store, AREA, [2025], tmp_path / "a.zarr")
 
 
+
+def test_a_chunk_damaged_on_disk_before_assembly_is_caught_and_fetched_again(sample_store, tmp_path):
+    out = tmp_path / "d.zarr"
+    calls = []
+
+    def stop_soon() -> bool:
+        calls.append(1)
+        return len(calls) > 20
+
+    from tessera_qgis.core.errors import Cancelled
+
+    with pytest.raises(Cancelled):
+        run_pack(plan_pack(sample_store, AREA, [2024], out, probe=False), cancel=stop_soon)
+    piece = next(f for f in (tmp_path / "d.zarr.part" / "_pack" / "pieces").rglob("*") if f.is_file())
+    data = bytearray(piece.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same length, other bytes
+    piece.write_bytes(bytes(data))
+    with pytest.raises(PackError, match="damaged on disk"):
+        run_pack(plan_pack(sample_store, AREA, [2024], out))
+    assert not out.exists() and not piece.exists()
+    run_pack(plan_pack(sample_store, AREA, [2024], out))
+    src = zarr.open_group(str(sample_store), mode="r")
+    for zone in ZONES:
+        assert packed_chunks(out, f"{zone}/embeddings") == area_chunks(sample_store, f"{zone}/embeddings",
+                                                                        zone_window(src, zone), [0])
+
 # -- years, depths, the preview ------------------------------------------------------------------
 def test_a_subset_of_years_renumbers_the_time_axis(sample_store, tmp_path):
     out = tmp_path / "y.zarr"
@@ -389,6 +415,28 @@ def test_depth_16_over_http(v2like, range_server, tmp_path):
     assert_bitwise_equal(np.asarray(src["utm30"]["embeddings_d16"][0, :, rows[0]:rows[1], cols[0]:cols[1]]),
                          np.asarray(got["utm30"]["embeddings_d16"][0, :, rows[0]:rows[1], cols[0]:cols[1]]))
 
+
+
+def test_zones_keep_the_years_they_have(partial_year_store, tmp_path):
+    out = tmp_path / "p.zarr"
+    area = (-0.01, 52.192, 0.01, 52.2)  # across the meridian: utm30 has 2024 and 2025, utm31 2024 only
+    run_pack(plan_pack(partial_year_store, area, [2024, 2025], out))
+    got = zarr.open_group(str(out), mode="r")
+    assert list(got["utm30"]["time"][...]) == [2024, 2025] and list(got["utm31"]["time"][...]) == [2024]
+    assert got["utm31"]["embeddings"].shape[0] == 1
+    assert open_store(out).info()["partial_years"] == {2025: ["utm30"]}
+    with pytest.raises(PackError, match="2025 is not in the zones over this area"):
+        plan_pack(partial_year_store, (0.003, 52.192, 0.01, 52.2), [2025], tmp_path / "q.zarr")
+
+
+def test_the_earlier_per_year_layout_packs_too(per_year_store, tmp_path):
+    out = tmp_path / "2024.zarr"  # the year is in the name, as in the earlier layout
+    src = per_year_store / "2024.zarr"
+    run_pack(plan_pack(src, (-0.01, 52.192, 0.01, 52.2), [2024], out))
+    a, b = open_store(src), open_store(out)
+    assert b.layout == "per_year" and b.years == [2024]
+    for lon in (-0.005, 0.005):
+        assert b.pixel(lon, 52.196, 2024) == a.pixel(lon, 52.196, 2024)
 
 # -- refused, and nothing written ----------------------------------------------------------------
 def test_depth_on_a_store_without_depths_is_refused(sample_store, tmp_path):

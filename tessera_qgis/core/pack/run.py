@@ -354,22 +354,24 @@ def _verify(plan: PackPlan, written: dict, cancel) -> int:
     for out_key, (arr, layout) in written.items():
         if cancel is not None and cancel():
             raise Cancelled("cancelled")
-        data = (plan.part / out_key).read_bytes()
+        path = plan.part / out_key
         if isinstance(layout, tuple):
+            data = path.read_bytes()  # an unsharded object: one chunk
             if len(data) != layout[0] or crc32c(data) != layout[1]:
                 raise PackError(f"{out_key} in the pack differs from what was fetched")
             checked += 1
             continue
-        raw = data[-arr.index_bytes:] if arr.index_end else data[:arr.index_bytes]
-        index = arr.decode_index(out_key, raw)
-        expect = {local: (offset, nbytes, crc) for local, offset, nbytes, crc in layout}
-        if {i for i in range(arr.n_local) if int(index[i, 0]) != MISSING} != set(expect):
-            raise PackError(f"{out_key}: the shard index lists other chunks than were packed")
-        for local, (offset, nbytes, crc) in expect.items():
-            if (int(index[local, 0]), int(index[local, 1])) != (offset, nbytes) \
-                    or crc32c(data[offset:offset + nbytes]) != crc:
-                raise PackError(f"{out_key}: chunk {local} differs from what was fetched")
-            checked += 1
+        with open(path, "rb") as f:  # a shard: read chunk by chunk (a full one is 2 GiB)
+            f.seek(-arr.index_bytes if arr.index_end else 0, os.SEEK_END if arr.index_end else os.SEEK_SET)
+            index = arr.decode_index(out_key, f.read(arr.index_bytes))
+            expect = {local: (offset, nbytes, crc) for local, offset, nbytes, crc in layout}
+            if {i for i in range(arr.n_local) if int(index[i, 0]) != MISSING} != set(expect):
+                raise PackError(f"{out_key}: the shard index lists other chunks than were packed")
+            for local, (offset, nbytes, crc) in sorted(expect.items(), key=lambda kv: kv[1][0]):
+                f.seek(offset)
+                if (int(index[local, 0]), int(index[local, 1])) != (offset, nbytes) or crc32c(f.read(nbytes)) != crc:
+                    raise PackError(f"{out_key}: chunk {local} differs from what was fetched")
+                checked += 1
     _decode_check(plan, cancel)
     return checked
 
