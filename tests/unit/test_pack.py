@@ -202,6 +202,13 @@ def test_our_reader_opens_the_pack_and_reads_what_the_source_has(sample_store, h
     for lon, lat in ((-0.02, 52.19), (0.02, 52.21)):
         for year in (2024, 2025):
             assert pack.pixel(lon, lat, year) == src.pixel(lon, lat, year)
+    # a layer of the pack opens on the area, not on the whole zone grid
+    from tessera_qgis.core.region import data_extent
+
+    w, s, e, n = data_extent(pack, "EPSG:4326")
+    assert w <= AREA[0] and s <= AREA[1] and e >= AREA[2] and n >= AREA[3]
+    assert max(AREA[0] - w, AREA[1] - s, e - AREA[2], n - AREA[3]) < 0.005  # UTM grids turn about 2.4 degrees here
+    assert data_extent(src, "EPSG:4326")[0] < AREA[0] - 0.02, "the source's zones reach further"
 
 
 @pytest.mark.gdal
