@@ -112,7 +112,8 @@ def plan_pack(source: "StoreRef | str | Path", areas: "Box | Sequence[Box]", yea
     Raises PackError, YearNotFound or ExtentError with a message for the user (area outside
     the data, a year or depth the store does not have, an output that exists, an OUT.part of
     another pack); writes nothing. An OUT.part of the same pack is resumed: what it holds is
-    not fetched again. `store`: the source already opened (`source` is then its reference)."""
+    not fetched again. `store`: the source already opened (`source` is then its reference).
+    Call it (and run_pack) from any thread but the core's TASK_POOL, whose workers it uses."""
     areas_l = _check_areas(areas)
     years_l = sorted({int(y) for y in years})
     if not years_l:
@@ -191,32 +192,35 @@ def _zone_windows(store: TesseraStore, areas: list[Box], years: list[int]):
 
 
 def _plan_shards(plan: PackPlan, cancel) -> None:
-    """Fetch (or reuse from OUT.part) the indexes of the shards over the area; list the pieces."""
+    """Fetch (or reuse from OUT.part) the indexes of the shards over the area, every array's
+    at once (one wave of requests); list the pieces."""
     src = plan.store.source
+    wanted: list[tuple[PackArray, dict[tuple[int, ...], list[int]]]] = []
+    raws: dict[str, bytes | None] = {}
+    todo: dict[PackArray, list[str]] = {}
     for arr in plan.arrays:
         if not arr.sharded or arr.rewrite is not None:
             continue
-        if cancel is not None and cancel():
-            raise Cancelled("cancelled")
         shards: dict[tuple[int, ...], list[int]] = {}
         for c in arr.needed():
             shard = tuple(i // p for i, p in zip(c, arr.per_shard))
             local = int(np.ravel_multi_index(tuple(i % p for i, p in zip(c, arr.per_shard)), arr.per_shard))
             shards.setdefault(shard, []).append(local)
-        raws: dict[str, bytes | None] = {}
-        todo = []
+        wanted.append((arr, shards))
         for shard in shards:
             key = arr.key(shard)
             cached = partdir.cached_index(plan.part, key)
             if cached is False:
-                todo.append(key)
+                todo.setdefault(arr, []).append(key)
             else:
                 raws[key] = cached
-        if todo:
-            fetched = _fetch_indexes(src, arr, todo)
-            plan.plan_bytes += sum(len(v) for v in fetched.values() if v)
-            plan.indexes.update(fetched)
-            raws.update(fetched)
+    if cancel is not None and cancel():
+        raise Cancelled("cancelled")
+    for fetched in TASK_POOL.map(lambda item: _fetch_indexes(src, *item), list(todo.items())):
+        plan.plan_bytes += sum(len(v) for v in fetched.values() if v)
+        plan.indexes.update(fetched)
+        raws.update(fetched)
+    for arr, shards in wanted:
         for shard, locals_ in sorted(shards.items()):
             key = arr.key(shard)
             index = arr.decode_index(key, raws[key])
