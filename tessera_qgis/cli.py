@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true", help="print the summary (or the estimate) as JSON on stdout")
     k.set_defaults(func=cmd_pack)
 
-    s = sub.add_parser("sample", help="write the synthetic sample store (current TESSERA layout)")
+    s = sub.add_parser("sample", help="write the synthetic sample store (the published TESSERA layouts)")
     s.add_argument("out", help="folder to create (must not exist or be empty)")
     s.add_argument("--bbox", type=_bbox, help="W,S,E,N in lon/lat (default: around Cambridge, UK, "
                    "straddling the 0 degree meridian)")
@@ -108,8 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shard size in pixels (default 256; production stores use 4096, benchmarks 1024)")
     s.add_argument("--seed", type=int, default=2026)
     s.add_argument("--time-order", choices=["ascending", "descending"], default="ascending")
-    s.add_argument("--layout", choices=["zones", "per-year"], default="zones",
-                   help="zones: the current layout; per-year: the earlier one-store-per-year layout")
+    s.add_argument("--layout", choices=["v2", "v1", "v1.1-dclimate", "legacy", "per-year"], default="v2",
+                   help="v2 (default): depths 4/16/128, bands stretch, global_rgb preview; v1: PCA stretch, "
+                        "global_rgb, garbage scales; v1.1-dclimate: NaN nodata, observation counts; legacy: "
+                        "one geoemb:stretch.YEAR attribute per year; per-year: one store per year")
+    s.add_argument("--preview-levels", type=int, default=10, help="global_rgb levels (v2, v1; default 10)")
     s.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_sample)
@@ -268,7 +271,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    kw = {"shard": args.shard, "seed": args.seed, "time_order": args.time_order, "layout": args.layout}
+    kw = {"shard": args.shard, "seed": args.seed, "time_order": args.time_order, "layout": args.layout,
+          "preview_levels": args.preview_levels}
     if args.bbox:
         kw["bbox"] = args.bbox
     if args.years:
@@ -284,9 +288,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def format_sample_summary(s: dict) -> str:
     lines = [f"Sample store written to {s['path']} ({s['bytes'] / 1e6:.1f} MB in {s['seconds']} s)",
+             f"  layout: {s.get('layout', 'legacy')}",
              f"  area (lon/lat W,S,E,N): {', '.join(f'{v:g}' for v in s['bbox'])}",
              f"  years: {', '.join(map(str, s['years']))}; bands: {s['bands']}; "
              f"inner chunks {s['chunk']} px, shards {s['shard']} px"]
+    if "depths" in s:
+        lines.append(f"  depths: {', '.join(map(str, s['depths']))}")
+    if s.get("preview"):
+        p = s["preview"]
+        lines.append(f"  global_rgb preview: {p['year']}, {p['levels']} levels, drawn with the {p['mode']} stretch")
+    if s.get("invalid_scales"):
+        lines.append(f"  {len(s['invalid_scales'])} pixels with out-of-range scales (listed in each zone's "
+                     "sample_landcover attribute invalid_scale_pixels)")
     for name, z in s["zones"].items():
         lines.append(f"  {name}: {z['crs']}, {z['shape'][0]} x {z['shape'][1]} px, "
                      f"top-left ({z['transform'][2]:.0f}, {z['transform'][5]:.0f})")

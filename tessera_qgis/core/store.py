@@ -422,6 +422,34 @@ class TesseraStore:
         return max(z.bands for z in self.zones.values())
 
     @property
+    def depths(self) -> list[int]:
+        """The Matryoshka depths the store declares (`geoemb:depths`), shallowest first; a
+        store without them has one depth, all its bands."""
+        declared = self.attrs.get("geoemb:depths")
+        out = []
+        if isinstance(declared, list):
+            for entry in declared:
+                try:
+                    out.append(int(entry["dimensions"]))
+                except (KeyError, TypeError, ValueError):
+                    continue
+        return sorted(set(out) | {self.bands}) if out else [self.bands]
+
+    def check_depth(self, depth: int | None) -> int:
+        """The depth to read (all bands for None); refuses a depth the store does not declare.
+        Only stores with `geoemb:depths` (v2 and later) order their dimensions by importance:
+        a prefix of any other store's dimensions is an arbitrary slice."""
+        if depth is None or depth == self.bands:
+            return self.bands
+        if len(self.depths) == 1:
+            raise BandError(f"this store has no Matryoshka depths (no geoemb:depths): its {self.bands} dimensions "
+                            "are not ordered by importance, so a prefix of them is not an embedding; use all "
+                            f"{self.bands}")
+        if depth not in self.depths:
+            raise BandError(f"depth {depth} is not in this store; it has {', '.join(map(str, self.depths))}")
+        return int(depth)
+
+    @property
     def layout(self) -> str:
         z = next(iter(self.zones.values()))
         return "utm_zones" if "time" in z.emb_axes else "per_year"
@@ -491,6 +519,7 @@ class TesseraStore:
             "years": self.years,
             **year_coverage({z.name: z.years for z in self.zones.values()}),
             "bands": self.bands,
+            "depths": self.depths,
             "gsd": self.attrs.get("geoemb:gsd", 10.0),
             "global_pca_years": [y for y in self.years if self.stretch_mode(y) == "pca"],
             "stretch": {str(y): self.stretch_mode(y) for y in self.years if self.stretch_mode(y)},

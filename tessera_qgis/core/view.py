@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .classify import polygon_mask
 from .errors import BandError, ExtentError
 from .geo import check_bounds, grid_bounds, grid_for, reproject_bounds, transformer
 from .layerspec import LayerSpec, decode_pca, decode_vector
@@ -198,6 +199,22 @@ def mean_embedding(store: TesseraStore, year: int, bounds, crs: str, mask=None, 
     if used == 0:
         raise ValueError("there is no embedding in that area (nodata)")
     return sums / used, used
+
+
+def mean_over_polygons(store: TesseraStore, year: int, polygons: Sequence[tuple[tuple, str]], crs: str,
+                       cancel: Cancel = None) -> tuple[np.ndarray, int]:
+    """The mean embedding over the valid pixels inside polygons, each given as (bounds, WKT)
+    in `crs`; polygons without data are skipped. Returns (vector, pixels used)."""
+    total, used = np.zeros(store.bands, dtype=np.float64), 0
+    for bounds, wkt in polygons:
+        try:
+            mean, n = mean_embedding(store, year, bounds, crs, mask=polygon_mask([wkt], crs), cancel=cancel)
+        except ValueError:  # no embedding inside this polygon
+            continue
+        total, used = total + mean * n, used + n
+    if used == 0:
+        raise ValueError("the polygons hold no embedding (nodata)")
+    return total / used, used
 
 
 # -- the view ----------------------------------------------------------------------------------

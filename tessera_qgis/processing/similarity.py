@@ -2,14 +2,12 @@
 embedding, the pixel at a point or the mean over polygons."""
 from __future__ import annotations
 
-import numpy as np
 from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsProcessing, QgsProcessingException,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterPoint,
                        QgsProcessingParameterRasterDestination, QgsProject)
 
 from ..core.export import ExportRequest, export
-from ..core.classify import polygon_mask
-from ..core.view import mean_embedding
+from ..core.view import mean_over_polygons
 from .base import WGS84, TesseraAlgorithm, open_for, tr
 
 
@@ -41,21 +39,16 @@ class SimilarityAlgorithm(TesseraAlgorithm):
         polys = self.parameterAsSource(parameters, "REFERENCE_POLYGONS", context)
         if polys is not None:
             tr_ = QgsCoordinateTransform(polys.sourceCrs(), WGS84, QgsProject.instance())
-            total, used = np.zeros(store.bands), 0
+            shapes = []
             for f in polys.getFeatures():
                 geom = QgsGeometry(f.geometry())
                 geom.transform(tr_)
                 b = geom.boundingBox()
-                try:
-                    mean, n = mean_embedding(store, year, (b.xMinimum(), b.yMinimum(), b.xMaximum(), b.yMaximum()),
-                                             "EPSG:4326", mask=polygon_mask([geom.asWkt()], "EPSG:4326"),
-                                             cancel=feedback.isCanceled)
-                except ValueError:  # no embedding inside this polygon
-                    continue
-                total, used = total + mean * n, used + n
-            if used == 0:
-                raise QgsProcessingException(tr("The reference polygons hold no embedding (nodata)"))
-            reference = total / used
+                shapes.append(((b.xMinimum(), b.yMinimum(), b.xMaximum(), b.yMaximum()), geom.asWkt()))
+            try:
+                reference, _ = mean_over_polygons(store, year, shapes, "EPSG:4326", cancel=feedback.isCanceled)
+            except ValueError:
+                raise QgsProcessingException(tr("The reference polygons hold no embedding (nodata)")) from None
         else:
             pt = self.parameterAsPoint(parameters, "POINT", context, WGS84)
             if pt is None or (pt.x() == 0 and pt.y() == 0 and not parameters.get("POINT")):

@@ -18,7 +18,7 @@ from tessera_qgis.core.pool import StorePool
 from tessera_qgis.core.quant import MAX_VALID_SCALE, dequantise, sanitise_scales, valid_scales
 from tessera_qgis.core.store import open_store
 from tessera_qgis.core.storeref import StoreRef
-from tessera_qgis.core.view import View, choose_pca, mean_embedding, published_ranges
+from tessera_qgis.core.view import View, choose_pca, mean_embedding, mean_over_polygons, published_ranges
 
 YEAR = 2024
 
@@ -215,3 +215,40 @@ def test_sample_ranges_are_percentiles_of_the_view(store, ref):
     v = (q * s)[np.isfinite(s)]
     assert (lo, hi) == pytest.approx(tuple(np.percentile(v, [2, 98])), rel=1e-5)
     assert np.isfinite([lon, lat]).all()
+
+
+@pytest.mark.gdal
+def test_mean_over_polygons_uses_the_pixels_inside_each_polygon(store, ref):
+    """Two rectangles far apart (by pixel centres, as GDAL rasterises them): the mean is
+    over the valid pixels inside either, weighted by their counts, worked out with numpy."""
+    zone = store.zones["utm31"]
+    x0, y0 = zone.transform[2], zone.transform[5]
+    boxes = [(100, 120, 40, 60), (300, 310, 200, 230)]  # rows r0..r1, cols c0..c1 (exclusive ends)
+    shapes, values = [], []
+    for r0, r1, c0, c1 in boxes:
+        b = (x0 + 10 * c0 + 0.5, y0 - 10 * r1 + 0.5, x0 + 10 * c1 - 0.5, y0 - 10 * r0 - 0.5)
+        wkt = f"POLYGON(({b[0]} {b[1]},{b[2]} {b[1]},{b[2]} {b[3]},{b[0]} {b[3]},{b[0]} {b[1]}))"
+        shapes.append((b, wkt))
+        q = np.asarray(ref["utm31/embeddings"][0, :, r0:r1, c0:c1]).astype(np.float64)
+        s = np.asarray(ref["utm31/scales"][0, r0:r1, c0:c1]).astype(np.float64)
+        values.append((q * s)[:, np.isfinite(s)])
+    expected = np.concatenate(values, axis=1)
+    vector, used = mean_over_polygons(store, YEAR, shapes, zone.crs)
+    assert used == expected.shape[1] > 0
+    np.testing.assert_allclose(vector, expected.mean(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_depths_come_from_the_store_and_a_prefix_is_refused_without_them(sample_store, store, tmp_path):
+    from tessera_qgis.core.errors import BandError
+
+    assert store.depths == [128] and store.info()["depths"] == [128] and store.check_depth(None) == 128
+    with pytest.raises(BandError, match="not ordered by importance"):
+        store.check_depth(4)
+    declared = [{"dimensions": 4, "array": "embeddings_d4"}, {"dimensions": 16, "array": "embeddings_d16"},
+                {"dimensions": 128, "array": "embeddings"}]
+    v2 = open_store(with_root_attrs(sample_store, tmp_path / "depths.zarr",
+                                    lambda a: a.update({"geoemb:depths": declared})))
+    assert v2.depths == [4, 16, 128] and v2.info()["depths"] == [4, 16, 128]
+    assert v2.check_depth(16) == 16
+    with pytest.raises(BandError, match="depth 8 is not in this store"):
+        v2.check_depth(8)
