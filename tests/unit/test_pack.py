@@ -445,6 +445,53 @@ def test_the_earlier_per_year_layout_packs_too(per_year_store, tmp_path):
     for lon in (-0.005, 0.005):
         assert b.pixel(lon, 52.196, 2024) == a.pixel(lon, 52.196, 2024)
 
+
+@pytest.mark.parametrize("layout, depth", [("v2", 4), ("v2", None), ("v1", None), ("v1.1-dclimate", None)])
+def test_the_published_layouts_pack_whatever_their_zones_hold(layout, depth, v2_store, v1_store, dclimate_store,
+                                                              tmp_path):
+    """The generator's published layouts (observation counts, depths, previews, out-of-range
+    scales): every array of a zone is packed over the area, chunk for chunk."""
+    store = {"v2": v2_store, "v1": v1_store, "v1.1-dclimate": dclimate_store}[layout]
+    area = (-0.01, 52.193, 0.01, 52.202)
+    out = tmp_path / "p.zarr"
+    run_pack(plan_pack(store, area, [2025], out, depth=depth))
+    src, got = zarr.open_group(str(store), mode="r"), zarr.open_group(str(out), mode="r")
+    t = list(src["utm30"]["time"][...]).index(2025)
+    for zone in ZONES:
+        rows, cols = zone_window(src, zone, area)
+        names = sorted(got[zone].array_keys())
+        if depth == 4:
+            assert "embeddings" not in names and "embeddings_d16" not in names and "embeddings_d4" in names
+        else:
+            assert names == sorted(src[zone].array_keys())
+        for name in names:
+            meta = json.loads((store / zone / name / "zarr.json").read_text())
+            dims = meta["dimension_names"]
+            if meta["codecs"][0]["name"] == "sharding_indexed":
+                want = renumber(area_chunks(store, f"{zone}/{name}", (rows, cols), [t]), {t: 0})
+                assert packed_chunks(out, f"{zone}/{name}") == want, f"{zone}/{name}"
+            else:
+                sel = tuple(slice(t, t + 1) if d == "time" else slice(*rows) if d == "y" else slice(*cols)
+                            if d == "x" else slice(None) for d in dims)
+                a = np.asarray(src[zone][name][sel])
+                b = np.asarray(got[zone][name][tuple(slice(0, 1) if d == "time" else s for d, s in zip(dims, sel))])
+                assert_bitwise_equal(a, b)
+    attrs = dict(got.attrs)
+    assert attrs.pop("tessera:pack")["depth"] == depth
+    want = dict(src.attrs)
+    if depth:
+        want["geoemb:depths"] = [d for d in want["geoemb:depths"] if d["dimensions"] == depth]
+    assert attrs == want
+    if "global_rgb" in src:
+        levels = sorted(src["global_rgb"].group_keys(), key=int)
+        assert sorted(got["global_rgb"].group_keys(), key=int) == levels
+        for n in levels:
+            res = 0.0001 * 2 ** int(n)
+            r0, r1 = math.floor((90 - area[3]) / res), math.ceil((90 - area[1]) / res)
+            c0, c1 = math.floor((180 + area[0]) / res), math.ceil((180 + area[2]) / res)
+            np.testing.assert_array_equal(np.asarray(src["global_rgb"][n]["rgb"][r0:r1, c0:c1]),
+                                          np.asarray(got["global_rgb"][n]["rgb"][r0:r1, c0:c1]))
+
 # -- refused, and nothing written ----------------------------------------------------------------
 def test_depth_on_a_store_without_depths_is_refused(sample_store, tmp_path):
     with pytest.raises(PackError, match="single depth"):
