@@ -6,10 +6,8 @@ request), from opening the store to the checked, renamed pack. Measured: bytes a
 from the server's log, wall time, the plan's estimate (bytes and seconds) and the pack's size
 on disk. Results go to build/bench/pack.json and a Markdown table on stdout.
 
-Stores: depth 128 from the default sample store (256 px shards of 32 px inner chunks); depths
-16 and 4 from the sample's v2 flavour when the generator writes one (SampleSpec(layout="v2")),
-else from a v2-like store made from the sample (tests/support/v2like.py: the first 4 and 16
-dimensions of the same embeddings, chunked as published).
+Stores: the default sample (legacy layout, 128 dimensions) and its v2 flavour (depths 4, 16 and
+128, global_rgb), both 256 px shards over the same area.
 
     python scripts/bench_pack.py
 """
@@ -31,20 +29,12 @@ warnings.filterwarnings("ignore", message="Consolidated metadata")
 
 from support.servers import RangeHTTPServer  # noqa: E402
 from support.stores import cached_sample  # noqa: E402
-from support.v2like import make_v2_like  # noqa: E402
 
 from tessera_qgis.core.pack import plan_pack, run_pack  # noqa: E402
 from tessera_qgis.core.sample import SampleSpec  # noqa: E402
 
 AREA = (-0.036, 52.178, 0.037, 52.222)  # about 5 x 5 km (5.0 km x 4.9 km), across utm30 and utm31
 LATENCY = 0.03
-
-
-def v2_store(work: Path) -> tuple[Path, str]:
-    try:
-        return cached_sample(SampleSpec(layout="v2")), "sample v2 flavour"
-    except (TypeError, ValueError):
-        return make_v2_like(cached_sample(), work / "v2like.zarr"), "v2-like store made from the sample"
 
 
 def one(store: Path, years: list[int], depth: int | None, work: Path) -> dict:
@@ -71,14 +61,14 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-pack-", dir=OUT))
     try:
         sample = cached_sample()
-        v2, v2_kind = v2_store(work)
+        v2 = cached_sample(SampleSpec(layout="v2"))
         rows = [one(sample, [2024], None, work), one(sample, [2024, 2025], None, work)]
         rows += [one(v2, [2024], d, work) for d in (128, 16, 4)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rows[0]["store"] = rows[1]["store"] = "sample"
     for r in rows[2:]:
-        r["store"] = v2_kind
+        r["store"] = "sample, v2 flavour"
     (OUT / "pack.json").write_text(json.dumps(rows, indent=1))
     print(f"Pack of a 5 x 5 km area {AREA} over HTTP at {LATENCY * 1000:.0f} ms a request (127.0.0.1)\n")
     print("| store | depth | years | fetched | requests | estimate | time | pack on disk |")

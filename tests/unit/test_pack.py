@@ -129,11 +129,13 @@ def assert_bitwise_equal(a: np.ndarray, b: np.ndarray) -> None:
 
 # -- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def v2like(sample_store, tmp_path_factory) -> Path:
-    """The sample with what v2 stores add (depths 4 and 16, geoemb:depths, global_rgb)."""
-    from support.v2like import make_v2_like
+def v2big() -> Path:
+    """The sample's v2 flavour over the default 8 x 7 km area: depths 4, 16 and 128,
+    geoemb:depths, a global_rgb pyramid."""
+    from support.stores import cached_sample
+    from tessera_qgis.core.sample import SampleSpec
 
-    return make_v2_like(sample_store, tmp_path_factory.mktemp("v2like") / "v2.zarr")
+    return cached_sample(SampleSpec(layout="v2"))
 
 
 @pytest.fixture(scope="module")
@@ -382,10 +384,10 @@ def test_a_subset_of_years_renumbers_the_time_axis(sample_store, tmp_path):
     assert open_store(out).years == [2025]
 
 
-def test_depth_4_keeps_only_embeddings_d4_scales_and_the_preview_over_the_area(v2like, tmp_path):
+def test_depth_4_keeps_only_embeddings_d4_scales_and_the_preview_over_the_area(v2big, tmp_path):
     out = tmp_path / "d4.zarr"
-    run_pack(plan_pack(v2like, AREA, [2024, 2025], out, depth=4))
-    src = zarr.open_group(str(v2like), mode="r")
+    run_pack(plan_pack(v2big, AREA, [2024, 2025], out, depth=4))
+    src = zarr.open_group(str(v2big), mode="r")
     got = zarr.open_group(str(out), mode="r")
     assert got.attrs["geoemb:depths"] == [{"dimensions": 4, "array": "embeddings_d4"}]
     for zone in ZONES:
@@ -393,31 +395,34 @@ def test_depth_4_keeps_only_embeddings_d4_scales_and_the_preview_over_the_area(v
         assert names == ["band_d4", "embeddings_d4", "sample_landcover", "scales", "time", "x", "y"], names
         rows, cols = zone_window(src, zone)
         for name in ("embeddings_d4", "scales"):
-            assert packed_chunks(out, f"{zone}/{name}") == area_chunks(v2like, f"{zone}/{name}", (rows, cols), [0, 1])
+            assert packed_chunks(out, f"{zone}/{name}") == area_chunks(v2big, f"{zone}/{name}", (rows, cols), [0, 1])
         assert_bitwise_equal(np.asarray(src[zone]["embeddings_d4"][:, :, rows[0]:rows[1], cols[0]:cols[1]]),
                              np.asarray(got[zone]["embeddings_d4"][:, :, rows[0]:rows[1], cols[0]:cols[1]]))
-    for n in range(3):
-        res = 0.0001 * 2 ** n
+    levels = sorted(src["global_rgb"].group_keys(), key=int)
+    assert len(levels) == 10
+    for n in levels:
+        res = 0.0001 * 2 ** int(n)
         r0, r1 = math.floor((90 - AREA[3]) / res), math.ceil((90 - AREA[1]) / res)
         c0, c1 = math.floor((180 + AREA[0]) / res), math.ceil((180 + AREA[2]) / res)
-        a = np.asarray(src["global_rgb"][str(n)]["rgb"][r0:r1, c0:c1])
-        np.testing.assert_array_equal(a, np.asarray(got["global_rgb"][str(n)]["rgb"][r0:r1, c0:c1]))
-        assert a[..., 3].all()
-        tiles = {p.relative_to(out / "global_rgb" / str(n) / "rgb" / "c").as_posix()
-                 for p in (out / "global_rgb" / str(n) / "rgb" / "c").rglob("*") if p.is_file()}
-        want = {f"{r}/{c}/0" for r in range(r0 // 512, -(-r1 // 512)) for c in range(c0 // 512, -(-c1 // 512))}
+        a = np.asarray(src["global_rgb"][n]["rgb"][r0:r1, c0:c1])
+        np.testing.assert_array_equal(a, np.asarray(got["global_rgb"][n]["rgb"][r0:r1, c0:c1]))
+        assert a[..., 3].any(), "the preview has data over the area"
+        tiles = {p.relative_to(out / "global_rgb" / n / "rgb" / "c").as_posix()
+                 for p in (out / "global_rgb" / n / "rgb" / "c").rglob("*") if p.is_file()}
+        want = {f"{r}/{c}/0" for r in range(r0 // 512, -(-r1 // 512)) for c in range(c0 // 512, -(-c1 // 512))
+                if (v2big / "global_rgb" / n / "rgb" / "c" / str(r) / str(c) / "0").is_file()}
         assert tiles == want, "only the preview tiles over the area"
     assert dict(got["global_rgb"].attrs) == dict(src["global_rgb"].attrs)
 
 
-def test_depth_16_over_http(v2like, range_server, tmp_path):
-    srv = range_server(v2like.parent, latency=0.03)
+def test_depth_16_over_http(v2big, range_server, tmp_path):
+    srv = range_server(v2big.parent, latency=0.03)
     out = tmp_path / "d16.zarr"
-    plan = plan_pack(f"{srv.url}/{v2like.name}", AREA, [2024], out, depth=16)
+    plan = plan_pack(f"{srv.url}/{v2big.name}", AREA, [2024], out, depth=16)
     run_pack(plan)
     got = zarr.open_group(str(out), mode="r")
     assert "embeddings" not in got["utm30"] and "embeddings_d4" not in got["utm30"]
-    src = zarr.open_group(str(v2like), mode="r")
+    src = zarr.open_group(str(v2big), mode="r")
     rows, cols = zone_window(src, "utm30")
     assert_bitwise_equal(np.asarray(src["utm30"]["embeddings_d16"][0, :, rows[0]:rows[1], cols[0]:cols[1]]),
                          np.asarray(got["utm30"]["embeddings_d16"][0, :, rows[0]:rows[1], cols[0]:cols[1]]))
@@ -499,9 +504,9 @@ def test_depth_on_a_store_without_depths_is_refused(sample_store, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_depth_the_store_lacks_is_refused(v2like, tmp_path):
+def test_a_depth_the_store_lacks_is_refused(v2big, tmp_path):
     with pytest.raises(PackError, match="depth 8 is not in this store; it has 4, 16, 128"):
-        plan_pack(v2like, AREA, [2024], tmp_path / "d.zarr", depth=8)
+        plan_pack(v2big, AREA, [2024], tmp_path / "d.zarr", depth=8)
 
 
 @pytest.mark.parametrize("area, years, error, words", [
