@@ -896,42 +896,42 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="21"/>
+        <location filename="../processing/similarity.py" line="19"/>
         <source>Similarity to a reference</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="24"/>
+        <location filename="../processing/similarity.py" line="22"/>
         <source>Cosine similarity between every pixel of a region and a reference embedding: the pixel at a point, or the average over polygons.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="29"/>
+        <location filename="../processing/similarity.py" line="27"/>
         <source>Reference point</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="31"/>
+        <location filename="../processing/similarity.py" line="29"/>
         <source>Reference polygons (average)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="35"/>
+        <location filename="../processing/similarity.py" line="33"/>
         <source>Similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="57"/>
+        <location filename="../processing/similarity.py" line="51"/>
         <source>The reference polygons hold no embedding (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="62"/>
+        <location filename="../processing/similarity.py" line="55"/>
         <source>Give a reference point or reference polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="65"/>
+        <location filename="../processing/similarity.py" line="58"/>
         <source>There is no embedding at the reference point (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
