@@ -12,6 +12,7 @@ import sys
 import warnings
 from typing import Sequence
 
+from .core.pack import PackProgress, plan_pack, run_pack
 from .core.sample import SampleSpec, generate
 from .core.sources import StoreOptions
 from .core.store import describe_years, open_store
@@ -85,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "COG tiles; an --out ending in .vrt keeps the tiles and a VRT, .tif mosaics them)")
     e.add_argument("--tile", type=int, help="pixels per task side for tiled exports (default: the shard size)")
     e.set_defaults(func=cmd_export)
+
+    k = sub.add_parser("pack", parents=[common], help="take an area offline: a portable store of its chunks")
+    k.add_argument("--bbox", type=_bbox, required=True, action="append",
+                   help="W,S,E,N in lon/lat (repeat the option for several areas)")
+    k.add_argument("--years", type=_years, required=True, help="comma-separated years, e.g. 2024,2025")
+    k.add_argument("--depth", type=int, choices=[4, 16, 128],
+                   help="only the embeddings of this depth (stores with geoemb:depths; default: every depth)")
+    k.add_argument("--out", required=True, help="the pack to write (a folder, e.g. AREA.zarr; must not exist)")
+    k.add_argument("--dry-run", action="store_true", help="say what it would fetch and how long that takes; "
+                   "write nothing")
+    k.add_argument("--json", action="store_true", help="print the summary (or the estimate) as JSON on stdout")
+    k.set_defaults(func=cmd_pack)
 
     s = sub.add_parser("sample", help="write the synthetic sample store (the published TESSERA layouts)")
     s.add_argument("out", help="folder to create (must not exist or be empty)")
@@ -206,6 +219,54 @@ def cmd_export(args: argparse.Namespace) -> int:
                         compress=args.compress, block=args.block, dask=args.dask, tile=args.tile)
     for p in export(store, req, progress=_Progress()):
         print(p)
+    return 0
+
+
+class _PackMeter:
+    """Pack progress on stderr: bytes and time left (live on a terminal, a line per 10 % otherwise)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = -1
+
+    def __call__(self, p: PackProgress) -> None:
+        if p.stage == "done":
+            return
+        if p.message:
+            if self.tty:
+                print(file=sys.stderr)
+            print(p.message, file=sys.stderr, flush=True)
+            return
+        eta = "" if p.eta_seconds is None else f", about {p.eta_seconds:.0f} s left"
+        text = f"{p.done_bytes / 1e6:.1f} of {p.total_bytes / 1e6:.1f} MB ({p.fraction * 100:.0f} %){eta}"
+        if self.tty:
+            print(f"\r{text}   ", end="", file=sys.stderr, flush=True)
+        elif int(p.fraction * 10) > self.last:
+            self.last = int(p.fraction * 10)
+            print(text, file=sys.stderr, flush=True)
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    plan = plan_pack(_ref(args), args.bbox, args.years, args.out, depth=args.depth,
+                     options=StoreOptions(concurrency=args.concurrency))
+    if args.dry_run:
+        estimate = {"bytes": plan.total_bytes, "bytes_to_fetch": plan.bytes_to_fetch, "requests": plan.requests,
+                    "seconds": round(plan.seconds(), 1), "resumed_bytes": plan.resumed_bytes,
+                    "zones": list(plan.zones), "years": plan.years, "depth": plan.depth}
+        print(json.dumps(estimate) if args.json else f"would fetch: {plan.describe()}")
+        return 0
+    try:
+        summary = run_pack(plan, progress=_PackMeter())
+    except BaseException:
+        if plan.part.exists():
+            print(f"the pack is unfinished in {plan.part}: run the same command again to resume it",
+                  file=sys.stderr)
+        raise
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {summary['path']}: {summary['bytes_on_disk'] / 1e6:.1f} MB, {summary['chunks_checked']} "
+              f"chunks checked; fetched {summary['fetched_bytes'] / 1e6:.1f} MB in {summary['seconds']} s")
     return 0
 
 

@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 import numpy as np
 from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsDataProvider, QgsError, QgsMessageLog,
-                       QgsProviderMetadata, QgsProviderRegistry, QgsRasterBandStats, QgsRasterBlock, QgsRasterDataProvider,
+                       QgsProviderRegistry, QgsRasterBandStats, QgsRasterBlock, QgsRasterDataProvider,
                        QgsRasterIdentifyResult, QgsRectangle)
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QByteArray, QCoreApplication, QObject
@@ -32,6 +32,7 @@ from .core.region import data_extent
 from .core.store import TesseraStore
 from .core.view import PREVIEWS, View
 from .log import log, report
+from .project_paths import TesseraProviderMetadata
 from .settings import Settings
 from .store_access import forget_stores as _forget_pool
 from .store_access import opened_store, shared_store
@@ -419,7 +420,7 @@ def register() -> bool:
     registry = QgsProviderRegistry.instance()
     if registry.providerMetadata(PROVIDER_KEY) is not None:
         return True
-    metadata = QgsProviderMetadata(PROVIDER_KEY, DESCRIPTION, _trampoline)
+    metadata = TesseraProviderMetadata(PROVIDER_KEY, DESCRIPTION, _trampoline)  # folder paths travel
     _KEEP.append(metadata)
     return registry.registerProvider(metadata)
 

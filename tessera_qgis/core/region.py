@@ -68,13 +68,29 @@ def plan(store: TesseraStore, bounds, crs: str) -> list[ZonePart]:
 
 
 def data_extent(store: TesseraStore, crs: str, zone: str | None = None) -> tuple[float, float, float, float]:
-    """Bounds of the store's zones (or of one zone) in `crs`, zone edges densified."""
+    """Bounds of the store's zones (or of one zone) in `crs`, zone edges densified. A pack
+    (core/pack) covers only its area: there, the pixel windows it holds."""
     zones = [store.zones[zone]] if zone is not None else list(store.zones.values())
-    boxes = [b for b in (reproject_bounds(z.bounds(), z.crs, crs) for z in zones) if b is not None]
+    boxes = [b for b in (reproject_bounds(_held_bounds(store, z), z.crs, crs) for z in zones) if b is not None]
     if not boxes:
         raise ExtentError(f"the store's data cannot be placed in {crs}")
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
             max(b[3] for b in boxes))
+
+
+def _held_bounds(store: TesseraStore, zone: Zone) -> tuple[float, float, float, float]:
+    """A zone's bounds, or those of the windows a pack of it holds (its `tessera:pack`
+    attribute lists them, [[row0, row1], [col0, col1]] each)."""
+    packed = (((store.attrs.get("tessera:pack") or {}).get("zones") or {}).get(zone.name) or {}).get("windows")
+    try:
+        rows = [int(v) for w in packed for v in w[0]]
+        cols = [int(v) for w in packed for v in w[1]]
+    except (TypeError, ValueError, IndexError):
+        return zone.bounds()
+    if not rows or not cols:
+        return zone.bounds()
+    a, _, c, _, e, f = zone.transform
+    return c + a * min(cols), f + e * max(rows), c + a * max(cols), f + e * min(rows)
 
 
 def read_extent(store: TesseraStore, bounds, crs: str, year: int,

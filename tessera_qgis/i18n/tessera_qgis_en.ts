@@ -296,6 +296,64 @@
     </message>
 </context>
 <context>
+    <name>TesseraFieldKit</name>
+    <message>
+        <location filename="../fieldkit.py" line="47"/>
+        <source>Add a TESSERA layer first: the area is taken from its store.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="59"/>
+        <source>{} is not a Zarr store (it has no zarr.json)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="61"/>
+        <source>{} has a damaged zarr.json</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="63"/>
+        <source>{} is not a Zarr v3 store</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="66"/>
+        <source>every depth</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="67"/>
+        <source>a pack of {zones}, years {years}, depth {depth}, from {source}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="70"/>
+        <source>a folder store</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="81"/>
+        <source>Folder: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="93"/>
+        <source>Open a TESSERA folder store or pack</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="99"/>
+        <source>TESSERA</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="102"/>
+        <source>{}: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
     <name>TesseraInspector</name>
     <message>
         <location filename="../inspector.py" line="58"/>
@@ -422,6 +480,139 @@ Install them with this command (then restart QGIS):
     <message>
         <location filename="../options.py" line="43"/>
         <source>Proxy and SSL settings come from Settings &gt; Options &gt; Network.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraPack</name>
+    <message>
+        <location filename="../pack_algorithm.py" line="37"/>
+        <source>Give a store: a saved connection's name, a URL or a folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="46"/>
+        <source>Years must be numbers like 2024,2025</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="48"/>
+        <source>Give the years to take, e.g. 2024,2025</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="57"/>
+        <source>Take an area offline (pack)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="60"/>
+        <source>Embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="69"/>
+        <source>Copies the embeddings of an area (an extent, or the bounding boxes of polygons) and the years asked for into a new folder: a TESSERA store that QGIS, zarr-python and GDAL open like the original, without a network. Only the chunks of the area are fetched, as they are stored. The log says first how many bytes it will fetch and how long that takes at the measured speed. A stopped pack stays in OUTPUT.part: run again with the same output to resume it; only what is missing is fetched. Each chunk is checked before the folder gets its name.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="78"/>
+        <source>Store (a saved TESSERA connection, a URL or a folder)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="79"/>
+        <source>Area</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="81"/>
+        <source>Polygons (instead of an extent: the area around each)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="83"/>
+        <source>Years (e.g. 2024,2025)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="85"/>
+        <source>Depth</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="85"/>
+        <source>Every depth the store has</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="85"/>
+        <source>4 dimensions</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="85"/>
+        <source>16 dimensions</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="86"/>
+        <source>128 dimensions</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="88"/>
+        <source>Only estimate the size and time (write nothing)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="89"/>
+        <source>Pack (a new folder)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="90"/>
+        <source>Bytes fetched (or to fetch)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="91"/>
+        <source>Seconds taken (or estimated)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="106"/>
+        <source>The polygon layer has no (selected) features</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="110"/>
+        <source>Give an area: an extent or polygons</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="132"/>
+        <source>, about {} s left</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="133"/>
+        <source>{:.1f} of {:.1f} MB{}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="140"/>
+        <source>Cancelled</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="143"/>
+        <source>{} chunks checked; {:.1f} MB on disk</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../pack_algorithm.py" line="150"/>
+        <source>{}: the unfinished pack is kept in {}; run again with the same output to resume it</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -705,42 +896,42 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="21"/>
+        <location filename="../processing/similarity.py" line="19"/>
         <source>Similarity to a reference</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="24"/>
+        <location filename="../processing/similarity.py" line="22"/>
         <source>Cosine similarity between every pixel of a region and a reference embedding: the pixel at a point, or the average over polygons.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="29"/>
+        <location filename="../processing/similarity.py" line="27"/>
         <source>Reference point</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="31"/>
+        <location filename="../processing/similarity.py" line="29"/>
         <source>Reference polygons (average)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="35"/>
+        <location filename="../processing/similarity.py" line="33"/>
         <source>Similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="57"/>
+        <location filename="../processing/similarity.py" line="51"/>
         <source>The reference polygons hold no embedding (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="62"/>
+        <location filename="../processing/similarity.py" line="55"/>
         <source>Give a reference point or reference polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="65"/>
+        <location filename="../processing/similarity.py" line="58"/>
         <source>There is no embedding at the reference point (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
@@ -748,22 +939,22 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraProvider</name>
     <message>
-        <location filename="../provider.py" line="152"/>
+        <location filename="../provider.py" line="153"/>
         <source>Zoomed out: the layer shows the store's {}. Zoom in to see the embeddings.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="155"/>
+        <location filename="../provider.py" line="156"/>
         <source>Zoomed out: the layer shows a coarse preview from a sample of the data. Zoom in to see every pixel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="340"/>
+        <location filename="../provider.py" line="341"/>
         <source>Zoom in to see the embeddings (this view needs more than the pixel budget of Options &gt; TESSERA)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="360"/>
+        <location filename="../provider.py" line="361"/>
         <source>Some of the layer could not be drawn: {}</source>
         <translation type="unfinished"></translation>
     </message>
