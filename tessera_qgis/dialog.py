@@ -19,6 +19,7 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox
 from . import tasks
 from .core.connections import Connection, describe_failure, from_xml, to_xml
 from .core.store import describe_years
+from .fieldkit import open_folder_store
 from .icons import icon
 from .layers import build_layer, prepare_layer
 from .log import log
@@ -134,7 +135,10 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.remove_button = QPushButton(tr("Remove"), self)
         self.import_button = QPushButton(tr("Import…"), self)
         self.export_button = QPushButton(tr("Export…"), self)
-        for b in (self.new_button, self.edit_button, self.remove_button, self.import_button, self.export_button):
+        self.folder_button = QPushButton(tr("Open folder…"), self)
+        self.folder_button.clicked.connect(self.open_folder)
+        for b in (self.new_button, self.edit_button, self.remove_button, self.import_button, self.export_button,
+                  self.folder_button):
             edits.addWidget(b)
         edits.addStretch(1)
         layout.addLayout(edits)
@@ -229,6 +233,13 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         if c is not None and c.editable:
             remove_connection(c.name)
             self.reload_connections()
+
+    def open_folder(self) -> None:
+        """A pack (or any folder store) from a folder picker: saved as a connection, connected."""
+        conn = open_folder_store(self)
+        if conn is not None:
+            self.reload_connections(conn.name)
+            self.connect_store()
 
     def export_connections(self, path: str | None = None) -> None:
         path = path or QFileDialog.getSaveFileName(self, tr("Export TESSERA connections"), "tessera.xml",

@@ -2,7 +2,7 @@
 (or any folder store) from a folder picker, as a saved connection.
 
 Hooks (one call each) for the region tool's menu and the data-source dialog; the work itself
-is the Processing algorithm `tessera:pack` (pack_algorithm.py), which runs as a background
+is the Processing algorithm `tessera:pack` (processing/pack.py), which runs as a background
 task with progress, cancel and resume.
 """
 from __future__ import annotations

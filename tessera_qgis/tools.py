@@ -18,6 +18,7 @@ from qgis.PyQt.QtWidgets import QMenu
 from . import tasks
 from .core.layerspec import LayerSpec
 from .layers import apply_rgb, build_layer, prepare_layer
+from .fieldkit import take_area_offline
 from .log import log, report
 from .core.view import choose_pca, mean_embedding
 from .provider import PROVIDER_KEY, state_for
@@ -197,6 +198,8 @@ class RegionController:
         menu = QMenu(self.iface.mapCanvas())
         menu.addAction(tr("Fit PCA colours to this region")).triggered.connect(lambda: self.fit_pca_here(rect))
         menu.addAction(tr("Export this region…")).triggered.connect(lambda: self.export_here(rect))
+        menu.addAction(tr("Take this area offline…")).triggered.connect(lambda: take_area_offline(
+            self.iface, tessera_layer(self.iface), rect, self.iface.mapCanvas().mapSettings().destinationCrs()))
         self.last_menu = menu
         menu.popup(QCursor.pos())
 

@@ -21,7 +21,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 from urllib.parse import urlparse
 
 from .errors import Cancelled, ReadError, StoreNotFound
@@ -786,3 +786,29 @@ async def _http_client(connections: int, **kwargs):
     import aiohttp
 
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections, limit_per_host=0), **kwargs)
+
+
+def coalesce(ranges: Iterable[Range], max_gap: int = 0, max_size: int = 16 << 20) -> list[list[Range]]:
+    """Group byte ranges of the same object into runs that one request can fetch.
+
+    Ranges merge when the gap between them is at most `max_gap` bytes and the merged
+    request stays under `max_size`. Inner chunks sit in Morton order inside a shard, so
+    ranges are merged by offset, not by grid adjacency.
+    """
+    by_key: dict[str, list[Range]] = {}
+    for r in ranges:
+        by_key.setdefault(r.key, []).append(r)
+    groups: list[list[Range]] = []
+    for key in sorted(by_key):
+        run: list[Range] = []
+        for r in sorted(by_key[key], key=lambda r: r.start):
+            if run and r.start - run[-1].end <= max_gap and r.end - run[0].start <= max_size \
+                    and r.start >= run[-1].end:
+                run.append(r)
+            else:
+                if run:
+                    groups.append(run)
+                run = [r]
+        if run:
+            groups.append(run)
+    return groups

@@ -17,280 +17,285 @@
 <context>
     <name>TesseraDialog</name>
     <message>
-        <location filename="../dialog.py" line="54"/>
-        <location filename="../dialog.py" line="100"/>
+        <location filename="../dialog.py" line="55"/>
+        <location filename="../dialog.py" line="101"/>
         <source>TESSERA connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="59"/>
+        <location filename="../dialog.py" line="60"/>
         <source>Folder…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="64"/>
+        <location filename="../dialog.py" line="65"/>
         <source>S3 settings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="66"/>
+        <location filename="../dialog.py" line="67"/>
         <source>Anonymous (public bucket)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="69"/>
+        <location filename="../dialog.py" line="70"/>
         <source>default AWS; or an S3-compatible endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="75"/>
+        <location filename="../dialog.py" line="76"/>
         <source>Endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="76"/>
+        <location filename="../dialog.py" line="77"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="77"/>
+        <location filename="../dialog.py" line="78"/>
         <source>Credentials</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="78"/>
+        <location filename="../dialog.py" line="79"/>
         <source>Name</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="79"/>
+        <location filename="../dialog.py" line="80"/>
         <source>URL or folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="87"/>
+        <location filename="../dialog.py" line="88"/>
         <source>TESSERA store folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="126"/>
+        <location filename="../dialog.py" line="127"/>
         <source>Connect</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="127"/>
+        <location filename="../dialog.py" line="128"/>
         <source>Connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="132"/>
+        <location filename="../dialog.py" line="133"/>
         <source>New</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="133"/>
+        <location filename="../dialog.py" line="134"/>
         <source>Edit</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="134"/>
+        <location filename="../dialog.py" line="135"/>
         <source>Remove</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="135"/>
+        <location filename="../dialog.py" line="136"/>
         <source>Import…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="136"/>
+        <location filename="../dialog.py" line="137"/>
         <source>Export…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="145"/>
+        <location filename="../dialog.py" line="138"/>
+        <source>Open folder…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="149"/>
         <source>Cancel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="161"/>
         <source>PCA (the store's global PCA)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="161"/>
         <source>PCA fitted to the view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="161"/>
         <source>3 bands as RGB</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="161"/>
         <source>1 band with a colour ramp</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="165"/>
+        <location filename="../dialog.py" line="169"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="166"/>
+        <location filename="../dialog.py" line="170"/>
         <source>Show</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="167"/>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="171"/>
+        <location filename="../dialog.py" line="319"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="168"/>
+        <location filename="../dialog.py" line="172"/>
         <source>Zone</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="170"/>
+        <location filename="../dialog.py" line="174"/>
         <source>Add layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="234"/>
+        <location filename="../dialog.py" line="245"/>
         <source>Export TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="240"/>
+        <location filename="../dialog.py" line="251"/>
         <source>Import TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="265"/>
+        <location filename="../dialog.py" line="276"/>
         <source>Connecting to {}…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="283"/>
-        <location filename="../dialog.py" line="291"/>
+        <location filename="../dialog.py" line="294"/>
+        <location filename="../dialog.py" line="302"/>
         <source>Cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="285"/>
+        <location filename="../dialog.py" line="296"/>
         <source>Connect to {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="308"/>
         <source>Cannot reach the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="308"/>
         <source>The store did not answer in time</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="308"/>
         <source>Access denied (403)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="308"/>
         <source>The server's certificate is not trusted</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="308"/>
         <source>Nothing found at that address (404)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="308"/>
         <source>Not a Zarr v3 store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="308"/>
         <source>Not a TESSERA store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="308"/>
         <source>Cannot open the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="299"/>
+        <location filename="../dialog.py" line="310"/>
         <source>In QGIS, add its certificate authority in Settings &gt; Options &gt; Authentication &gt; Certificate Manager (Authorities), or an SSL server exception for this host.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="306"/>
+        <location filename="../dialog.py" line="317"/>
         <source>Store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="306"/>
+        <location filename="../dialog.py" line="317"/>
         <source>Dataset</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="307"/>
+        <location filename="../dialog.py" line="318"/>
         <source>Model</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="307"/>
+        <location filename="../dialog.py" line="318"/>
         <source>Layout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="319"/>
         <source>Years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="309"/>
+        <location filename="../dialog.py" line="320"/>
         <source>Global PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="309"/>
+        <location filename="../dialog.py" line="320"/>
         <source>none</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="320"/>
+        <location filename="../dialog.py" line="331"/>
         <source>{} (partial)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="322"/>
+        <location filename="../dialog.py" line="333"/>
         <source>only in {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="327"/>
+        <location filename="../dialog.py" line="338"/>
         <source>automatic (from the map extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="376"/>
+        <location filename="../dialog.py" line="387"/>
         <source>Add TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="382"/>
+        <location filename="../dialog.py" line="393"/>
         <source>Add TESSERA embeddings layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="401"/>
+        <location filename="../dialog.py" line="412"/>
         <source>Add TESSERA embeddings (Zarr v3) layers</source>
         <translation type="unfinished"></translation>
     </message>
@@ -486,132 +491,127 @@ Install them with this command (then restart QGIS):
 <context>
     <name>TesseraPack</name>
     <message>
-        <location filename="../pack_algorithm.py" line="37"/>
-        <source>Give a store: a saved connection's name, a URL or a folder</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../pack_algorithm.py" line="46"/>
+        <location filename="../processing/pack.py" line="36"/>
         <source>Years must be numbers like 2024,2025</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="48"/>
+        <location filename="../processing/pack.py" line="38"/>
         <source>Give the years to take, e.g. 2024,2025</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="57"/>
+        <location filename="../processing/pack.py" line="47"/>
         <source>Take an area offline (pack)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="60"/>
+        <location filename="../processing/pack.py" line="50"/>
         <source>Embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="69"/>
+        <location filename="../processing/pack.py" line="59"/>
         <source>Copies the embeddings of an area (an extent, or the bounding boxes of polygons) and the years asked for into a new folder: a TESSERA store that QGIS, zarr-python and GDAL open like the original, without a network. Only the chunks of the area are fetched, as they are stored. The log says first how many bytes it will fetch and how long that takes at the measured speed. A stopped pack stays in OUTPUT.part: run again with the same output to resume it; only what is missing is fetched. Each chunk is checked before the folder gets its name.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="78"/>
+        <location filename="../processing/pack.py" line="68"/>
         <source>Store (a saved TESSERA connection, a URL or a folder)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="79"/>
+        <location filename="../processing/pack.py" line="69"/>
         <source>Area</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="81"/>
+        <location filename="../processing/pack.py" line="71"/>
         <source>Polygons (instead of an extent: the area around each)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="83"/>
+        <location filename="../processing/pack.py" line="73"/>
         <source>Years (e.g. 2024,2025)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="85"/>
+        <location filename="../processing/pack.py" line="75"/>
         <source>Depth</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="85"/>
+        <location filename="../processing/pack.py" line="75"/>
         <source>Every depth the store has</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="85"/>
+        <location filename="../processing/pack.py" line="75"/>
         <source>4 dimensions</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="85"/>
+        <location filename="../processing/pack.py" line="75"/>
         <source>16 dimensions</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="86"/>
+        <location filename="../processing/pack.py" line="76"/>
         <source>128 dimensions</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="88"/>
+        <location filename="../processing/pack.py" line="78"/>
         <source>Only estimate the size and time (write nothing)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="89"/>
+        <location filename="../processing/pack.py" line="79"/>
         <source>Pack (a new folder)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="90"/>
+        <location filename="../processing/pack.py" line="80"/>
         <source>Bytes fetched (or to fetch)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="91"/>
+        <location filename="../processing/pack.py" line="81"/>
         <source>Seconds taken (or estimated)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="106"/>
+        <location filename="../processing/pack.py" line="96"/>
         <source>The polygon layer has no (selected) features</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="110"/>
+        <location filename="../processing/pack.py" line="100"/>
         <source>Give an area: an extent or polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="132"/>
+        <location filename="../processing/pack.py" line="121"/>
         <source>, about {} s left</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="133"/>
+        <location filename="../processing/pack.py" line="122"/>
         <source>{:.1f} of {:.1f} MB{}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="140"/>
+        <location filename="../processing/pack.py" line="129"/>
         <source>Cancelled</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="143"/>
+        <location filename="../processing/pack.py" line="132"/>
         <source>{} chunks checked; {:.1f} MB on disk</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../pack_algorithm.py" line="150"/>
+        <location filename="../processing/pack.py" line="139"/>
         <source>{}: the unfinished pack is kept in {}; run again with the same output to resume it</source>
         <translation type="unfinished"></translation>
     </message>
@@ -681,47 +681,47 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="45"/>
+        <location filename="../processing/base.py" line="50"/>
         <source>Embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="55"/>
+        <location filename="../processing/base.py" line="60"/>
         <source>Store (a saved TESSERA connection, a URL or a folder)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="56"/>
+        <location filename="../processing/base.py" line="61"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="62"/>
+        <location filename="../processing/base.py" line="67"/>
         <source>Dask scheduler (e.g. tcp://host:8786; empty: this computer)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="65"/>
+        <location filename="../processing/base.py" line="70"/>
         <source>Run the export as tasks on a Dask cluster: the workers read the store and write Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder beside it) tied by a VRT; a .tif output is mosaicked from them.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="80"/>
+        <location filename="../processing/base.py" line="85"/>
         <source>A Dask cluster export needs the packages dask and distributed in QGIS's Python (and the same versions on the cluster). Install them with: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="86"/>
+        <location filename="../processing/base.py" line="91"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="92"/>
+        <location filename="../processing/base.py" line="97"/>
         <source>Give a region (an extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="99"/>
+        <location filename="../processing/base.py" line="104"/>
         <source>Cancelled: nothing was written</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1059,42 +1059,47 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraTools</name>
     <message>
-        <location filename="../tools.py" line="130"/>
+        <location filename="../tools.py" line="131"/>
         <source>Add a TESSERA layer first, then click on it to search for similar pixels.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="152"/>
+        <location filename="../tools.py" line="153"/>
         <source>TESSERA similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="168"/>
+        <location filename="../tools.py" line="169"/>
         <source>Add a TESSERA layer first, then click on it to inspect a pixel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="182"/>
+        <location filename="../tools.py" line="183"/>
         <source>TESSERA pixel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="198"/>
+        <location filename="../tools.py" line="199"/>
         <source>Fit PCA colours to this region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="199"/>
+        <location filename="../tools.py" line="200"/>
         <source>Export this region…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="206"/>
+        <location filename="../tools.py" line="201"/>
+        <source>Take this area offline…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="209"/>
         <source>Select a TESSERA PCA layer, then drag a region to fit its colours to.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="259"/>
+        <location filename="../tools.py" line="262"/>
         <source>TESSERA PCA fit</source>
         <translation type="unfinished"></translation>
     </message>

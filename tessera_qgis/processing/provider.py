@@ -8,10 +8,11 @@ from ..icons import icon as plugin_icon
 from .change import ChangeAlgorithm
 from .classify import ClassifyAlgorithm
 from .export import ExportAlgorithm
+from .pack import PackAlgorithm
 from .sample import SampleAlgorithm
 from .similarity import SimilarityAlgorithm
 
-ALGORITHMS = (ExportAlgorithm, SimilarityAlgorithm, SampleAlgorithm, ChangeAlgorithm, ClassifyAlgorithm)
+ALGORITHMS = (ExportAlgorithm, SimilarityAlgorithm, SampleAlgorithm, ChangeAlgorithm, ClassifyAlgorithm, PackAlgorithm)
 
 
 class TesseraProcessingProvider(QgsProcessingProvider):

@@ -9,7 +9,7 @@ from qgis.core import (QgsFeature, QgsGeometry, QgsProcessingException, QgsProce
                        QgsVectorLayer)
 
 from tessera_qgis.fieldkit import describe_folder, folder_connection, pack_parameters
-from tessera_qgis.pack_algorithm import PackAlgorithm
+from tessera_qgis.processing.pack import PackAlgorithm
 from tessera_qgis.settings import custom_connections
 
 pytestmark = pytest.mark.usefixtures("provider_active")

@@ -236,9 +236,30 @@ def _plan_shards(plan: PackPlan, cancel) -> None:
                     plan.done[(key, local)] = have[local]
 
 
+def fetch_merged(src: Source, merged: dict[Range, list[Range]], got, cancel=None) -> None:
+    """Fetch merged requests (each `big` range of `merged` covering its contiguous pieces)
+    and call `got(big, data)` once per merged request, when all of its bytes are in (the
+    source hands over pieces one by one, as they arrive)."""
+    owner = {r: big for big, pieces in merged.items() for r in pieces}
+    parts: dict[Range, dict[Range, bytes]] = {}
+    lock = threading.Lock()
+
+    def each(r: Range, data) -> None:
+        big = owner[r]
+        with lock:
+            have = parts.setdefault(big, {})
+            have[r] = bytes(data)
+            if len(have) < len(merged[big]):
+                return
+            del parts[big]
+        got(big, b"".join(have[p] for p in merged[big]))
+
+    src.fetch_many([list(pieces) for pieces in merged.values()], each, cancel)
+
+
 def _fetch_indexes(src: Source, arr: PackArray, keys: list[str]) -> dict[str, bytes | None]:
     if arr.index_end:
-        return dict(src.get_suffixes(keys, arr.index_bytes))
+        return dict(src.get_suffixes({key: arr.index_bytes for key in keys}))
     out: dict[str, bytes | None] = {}  # the index at the start of the shard (rare): one request each
 
     def got(r: Range, data: bytes) -> None:
@@ -247,7 +268,7 @@ def _fetch_indexes(src: Source, arr: PackArray, keys: list[str]) -> dict[str, by
     for key in keys:
         out[key] = None
         try:
-            src.fetch_many([Range(key, 0, arr.index_bytes)], got)
+            src.fetch_many([[Range(key, 0, arr.index_bytes)]], got)
         except FileNotFoundError:
             continue
     return out
@@ -302,7 +323,7 @@ def _probe(plan: PackPlan, cancel) -> None:
                 plan.probe[(p.src_key, p.local)] = bytes(data[r.start - big.start: r.end - big.start])
 
     t0 = time.perf_counter()
-    plan.store.source.fetch_many(list(merged), got, cancel)
+    fetch_merged(plan.store.source, merged, got, cancel)
     elapsed = time.perf_counter() - t0
     plan.plan_bytes += size
     # the wave's time less one round trip; at least half of it, as a round trip measured on

@@ -20,7 +20,7 @@ from ..sources import TASK_POOL, Range, StoreOptions, coalesce
 from ..storeref import StoreRef
 from . import partdir
 from .layout import MISSING, PackArray, PackError, Piece
-from .plan import MERGE_MAX, PackPlan, get_or_none, plan_pack
+from .plan import MERGE_MAX, PackPlan, fetch_merged, get_or_none, plan_pack
 
 CHECK_SLAB = 64 << 20  # bytes zarr-python decodes at once when checking the pack
 
@@ -175,7 +175,7 @@ def _fetch_pieces(plan: PackPlan, meter: _Meter, cancel) -> None:
         meter.add(big.size)
 
     try:
-        plan.store.source.fetch_many(list(merged), got, cancel)
+        fetch_merged(plan.store.source, merged, got, cancel)
     except BaseException:
         gate.close()  # OUT.part no longer changes once the failure is reported
         raise

@@ -16,9 +16,10 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, Qgs
                        QgsProcessingParameterString)
 from qgis.PyQt.QtCore import QCoreApplication
 
-from .core.errors import Cancelled, TesseraError
-from .core.pack import PackProgress, plan_pack, run_pack
-from .core.storeref import StoreRef
+from ..core.errors import Cancelled, TesseraError
+from ..core.pack import PackProgress, plan_pack, run_pack
+from ..store_access import shared_store
+from .base import ref_for
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 DEPTHS = [None, 4, 16, 128]
@@ -26,17 +27,6 @@ DEPTHS = [None, 4, 16, 128]
 
 def tr(text: str) -> str:
     return QCoreApplication.translate("TesseraPack", text)
-
-
-def store_ref(text: str) -> StoreRef:
-    """A saved connection (by name) or a store URL / folder."""
-    from .settings import all_connections, resolve_url  # QGIS settings: read when the algorithm runs
-
-    text = (text or "").strip()
-    if not text:
-        raise QgsProcessingException(tr("Give a store: a saved connection's name, a URL or a folder"))
-    conn = next((c for c in all_connections() if c.name == text), None)
-    return conn.ref(resolve_url(conn)) if conn else StoreRef(text)
 
 
 def parse_years(text: str) -> list[int]:
@@ -111,9 +101,8 @@ class PackAlgorithm(QgsProcessingAlgorithm):
         return [(rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())]
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from .store_access import shared_store  # QGIS settings and auth: read when the algorithm runs
 
-        ref = store_ref(self.parameterAsString(parameters, "STORE", context))
+        ref = ref_for(self.parameterAsString(parameters, "STORE", context))
         years = parse_years(self.parameterAsString(parameters, "YEARS", context))
         depth = DEPTHS[self.parameterAsEnum(parameters, "DEPTH", context)]
         out = Path(self.parameterAsString(parameters, "OUTPUT", context))
