@@ -5,292 +5,328 @@
     <name>TesseraBrowser</name>
     <message>
         <location filename="../browser.py" line="62"/>
-        <source>PCA, all zones</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../browser.py" line="67"/>
-        <source>PCA, {} ({})</source>
+        <source>All zones, in {}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>TesseraDialog</name>
     <message>
-        <location filename="../dialog.py" line="54"/>
-        <location filename="../dialog.py" line="100"/>
+        <location filename="../dialog.py" line="60"/>
+        <location filename="../dialog.py" line="106"/>
         <source>TESSERA connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="59"/>
+        <location filename="../dialog.py" line="65"/>
         <source>Folder…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="64"/>
+        <location filename="../dialog.py" line="70"/>
         <source>S3 settings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="66"/>
+        <location filename="../dialog.py" line="72"/>
         <source>Anonymous (public bucket)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="69"/>
+        <location filename="../dialog.py" line="75"/>
         <source>default AWS; or an S3-compatible endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="75"/>
+        <location filename="../dialog.py" line="81"/>
         <source>Endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="76"/>
+        <location filename="../dialog.py" line="82"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="77"/>
+        <location filename="../dialog.py" line="83"/>
         <source>Credentials</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="78"/>
+        <location filename="../dialog.py" line="84"/>
         <source>Name</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="79"/>
+        <location filename="../dialog.py" line="85"/>
         <source>URL or folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="87"/>
+        <location filename="../dialog.py" line="93"/>
         <source>TESSERA store folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="126"/>
+        <location filename="../dialog.py" line="135"/>
         <source>Connect</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="127"/>
+        <location filename="../dialog.py" line="136"/>
         <source>Connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="132"/>
+        <location filename="../dialog.py" line="141"/>
         <source>New</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="133"/>
+        <location filename="../dialog.py" line="142"/>
         <source>Edit</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="134"/>
+        <location filename="../dialog.py" line="143"/>
         <source>Remove</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="135"/>
+        <location filename="../dialog.py" line="144"/>
         <source>Import…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="136"/>
+        <location filename="../dialog.py" line="145"/>
         <source>Export…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="145"/>
+        <location filename="../dialog.py" line="158"/>
         <source>Cancel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="170"/>
         <source>PCA (the store's global PCA)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="170"/>
         <source>PCA fitted to the view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="170"/>
         <source>3 bands as RGB</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="170"/>
         <source>1 band with a colour ramp</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="165"/>
+        <location filename="../dialog.py" line="178"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="166"/>
+        <location filename="../dialog.py" line="179"/>
         <source>Show</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="167"/>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="180"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="168"/>
+        <location filename="../dialog.py" line="181"/>
         <source>Zone</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="170"/>
+        <location filename="../dialog.py" line="183"/>
         <source>Add layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="234"/>
+        <location filename="../dialog.py" line="189"/>
+        <source>Close</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="254"/>
         <source>Export TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="240"/>
+        <location filename="../dialog.py" line="260"/>
         <source>Import TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="265"/>
+        <location filename="../dialog.py" line="292"/>
+        <source>step {} of {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="293"/>
+        <source>Building the sample store (first use only, about 15 s): {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="302"/>
         <source>Connecting to {}…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="283"/>
-        <location filename="../dialog.py" line="291"/>
+        <location filename="../dialog.py" line="303"/>
+        <source>Connecting to {}: reading what the store holds…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="319"/>
+        <source>Connected. Choose a year and what to show, then Add layer.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="328"/>
+        <location filename="../dialog.py" line="342"/>
         <source>Cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="285"/>
+        <location filename="../dialog.py" line="330"/>
         <source>Connect to {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="340"/>
+        <location filename="../dialog.py" line="432"/>
+        <source>Cancelled: no layer added.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="348"/>
         <source>Cannot reach the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="348"/>
         <source>The store did not answer in time</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="348"/>
         <source>Access denied (403)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="348"/>
         <source>The server's certificate is not trusted</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="348"/>
         <source>Nothing found at that address (404)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="348"/>
         <source>Not a Zarr v3 store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="348"/>
         <source>Not a TESSERA store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="348"/>
         <source>Cannot open the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="299"/>
+        <location filename="../dialog.py" line="350"/>
         <source>In QGIS, add its certificate authority in Settings &gt; Options &gt; Authentication &gt; Certificate Manager (Authorities), or an SSL server exception for this host.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="306"/>
+        <location filename="../dialog.py" line="357"/>
         <source>Store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="306"/>
+        <location filename="../dialog.py" line="357"/>
         <source>Dataset</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="307"/>
+        <location filename="../dialog.py" line="358"/>
         <source>Model</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="307"/>
+        <location filename="../dialog.py" line="358"/>
         <source>Layout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="309"/>
+        <location filename="../dialog.py" line="360"/>
         <source>Global PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="309"/>
+        <location filename="../dialog.py" line="360"/>
         <source>none</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="320"/>
+        <location filename="../dialog.py" line="371"/>
         <source>{} (partial)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="322"/>
+        <location filename="../dialog.py" line="373"/>
         <source>only in {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="327"/>
+        <location filename="../dialog.py" line="378"/>
         <source>automatic (from the map extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="376"/>
-        <source>Add TESSERA layer</source>
+        <location filename="../dialog.py" line="410"/>
+        <source>Adding the layer: opening {} and sampling the map view for its colours…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="382"/>
+        <location filename="../dialog.py" line="422"/>
+        <source>Added “{}” to the map. Add another, or close this window.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="434"/>
+        <source>Adding a TESSERA layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="440"/>
         <source>Add TESSERA embeddings layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="401"/>
+        <location filename="../dialog.py" line="459"/>
         <source>Add TESSERA embeddings (Zarr v3) layers</source>
         <translation type="unfinished"></translation>
     </message>
@@ -298,32 +334,57 @@
 <context>
     <name>TesseraInspector</name>
     <message>
-        <location filename="../inspector.py" line="58"/>
+        <location filename="../inspector.py" line="134"/>
+        <source>band {} (A{:03d})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="156"/>
         <source>Click a pixel with the inspector tool</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="79"/>
+        <location filename="../inspector.py" line="194"/>
+        <source>band</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="250"/>
         <source>TESSERA pixel inspector</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="88"/>
+        <location filename="../inspector.py" line="258"/>
+        <source>Plot</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="259"/>
+        <source>Table</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="265"/>
         <source>Copy CSV</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="89"/>
+        <location filename="../inspector.py" line="266"/>
         <source>Copy JSON</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="90"/>
+        <location filename="../inspector.py" line="267"/>
+        <source>Copy table</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="268"/>
         <source>Clear</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="118"/>
+        <location filename="../inspector.py" line="295"/>
         <source>no data</source>
         <translation type="unfinished"></translation>
     </message>
@@ -370,57 +431,97 @@ Install them with this command (then restart QGIS):
 <context>
     <name>TesseraOptions</name>
     <message>
-        <location filename="../options.py" line="28"/>
+        <location filename="../options.py" line="35"/>
         <source>QGIS's network timeout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="30"/>
+        <location filename="../options.py" line="37"/>
         <source>A disk cache keeps every chunk you have seen, so those areas work offline. Leave the folder empty for no disk cache.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="32"/>
+        <location filename="../options.py" line="39"/>
         <source>Cache folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="33"/>
+        <location filename="../options.py" line="40"/>
         <source>Cache size limit</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="34"/>
+        <location filename="../options.py" line="41"/>
         <source>Memory for decoded chunks</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="35"/>
+        <location filename="../options.py" line="42"/>
         <source>Parallel requests</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="36"/>
+        <location filename="../options.py" line="43"/>
         <source>Network timeout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="37"/>
+        <location filename="../options.py" line="44"/>
         <source>Default year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="40"/>
+        <location filename="../options.py" line="45"/>
+        <source> million pixels</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="46"/>
+        <source>10 m pixels a map view may read (17 million: a view of about 41 x 41 km)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="49"/>
+        <source>The store's preview, else a coarse one</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="49"/>
+        <source>A coarse preview from a sample of the data</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="49"/>
+        <source>Nothing: zoom in to see the layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="51"/>
+        <source>A map view that needs more 10 m pixels than the budget draws a preview instead.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="53"/>
+        <source>Pixel budget of a map view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="54"/>
+        <source>Over the budget, draw</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="57"/>
         <source>Exports run as tasks on this Dask cluster (needs the dask and distributed packages here and on the cluster). Empty: on this computer.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="42"/>
+        <location filename="../options.py" line="59"/>
         <source>Dask scheduler for exports</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="43"/>
+        <location filename="../options.py" line="60"/>
         <source>Proxy and SSL settings come from Settings &gt; Options &gt; Network.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -429,7 +530,7 @@ Install them with this command (then restart QGIS):
     <name>TesseraPlugin</name>
     <message>
         <location filename="../plugin.py" line="83"/>
-        <location filename="../plugin.py" line="126"/>
+        <location filename="../plugin.py" line="132"/>
         <source>TESSERA</source>
         <translation type="unfinished"></translation>
     </message>
@@ -439,42 +540,67 @@ Install them with this command (then restart QGIS):
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="107"/>
-        <source>Inspect a pixel: click to see its 128 embedding values</source>
+        <location filename="../plugin.py" line="87"/>
+        <source>Add TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="108"/>
-        <source>Similarity: click a pixel (or drag over a small area) to map how similar every pixel is to it</source>
+        <location filename="../plugin.py" line="109"/>
+        <source>Pixel inspector</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="109"/>
+        <source>Click a pixel to see its 128 embedding values</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../plugin.py" line="110"/>
-        <source>Region: drag a rectangle to fit the PCA colours to it</source>
+        <source>Find similar pixels</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="119"/>
-        <source>Style the TESSERA layer: year, bands, PCA, stretch</source>
+        <location filename="../plugin.py" line="110"/>
+        <source>Click a pixel, or drag over a small area, to map how similar every pixel is</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="112"/>
+        <source>Fit or export a region</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="112"/>
+        <source>Drag a rectangle, then fit the PCA colours to it or export it</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../plugin.py" line="124"/>
+        <source>TESSERA style</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="126"/>
+        <source>Year, bands, PCA and stretch of the selected TESSERA layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="130"/>
         <source>Export TESSERA embeddings…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="129"/>
+        <location filename="../plugin.py" line="135"/>
         <source>About TESSERA embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="227"/>
+        <location filename="../plugin.py" line="234"/>
         <source>TESSERA embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="228"/>
+        <location filename="../plugin.py" line="235"/>
         <source>tessera-qgis {version}
 QGIS {qgis}
 
@@ -705,42 +831,42 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="21"/>
+        <location filename="../processing/similarity.py" line="19"/>
         <source>Similarity to a reference</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="24"/>
+        <location filename="../processing/similarity.py" line="22"/>
         <source>Cosine similarity between every pixel of a region and a reference embedding: the pixel at a point, or the average over polygons.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="29"/>
+        <location filename="../processing/similarity.py" line="27"/>
         <source>Reference point</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="31"/>
+        <location filename="../processing/similarity.py" line="29"/>
         <source>Reference polygons (average)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="35"/>
+        <location filename="../processing/similarity.py" line="33"/>
         <source>Similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="57"/>
+        <location filename="../processing/similarity.py" line="51"/>
         <source>The reference polygons hold no embedding (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="62"/>
+        <location filename="../processing/similarity.py" line="55"/>
         <source>Give a reference point or reference polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="65"/>
+        <location filename="../processing/similarity.py" line="58"/>
         <source>There is no embedding at the reference point (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
@@ -748,22 +874,22 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraProvider</name>
     <message>
-        <location filename="../provider.py" line="152"/>
-        <source>Zoomed out: the layer shows the store's {}. Zoom in to see the embeddings.</source>
+        <location filename="../provider.py" line="164"/>
+        <source>Store {}: zoom in for the embeddings.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="155"/>
-        <source>Zoomed out: the layer shows a coarse preview from a sample of the data. Zoom in to see every pixel.</source>
+        <location filename="../provider.py" line="166"/>
+        <source>Showing a coarse preview: zoom in for every pixel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="340"/>
-        <source>Zoom in to see the embeddings (this view needs more than the pixel budget of Options &gt; TESSERA)</source>
+        <location filename="../provider.py" line="168"/>
+        <source>Zoom in, or raise the budget in Options &gt; TESSERA.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="360"/>
+        <location filename="../provider.py" line="383"/>
         <source>Some of the layer could not be drawn: {}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -771,84 +897,100 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraStyleDock</name>
     <message>
-        <location filename="../style_dock.py" line="31"/>
+        <location filename="../style_dock.py" line="66"/>
         <source>TESSERA style</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="38"/>
-        <location filename="../style_dock.py" line="85"/>
+        <location filename="../style_dock.py" line="75"/>
+        <location filename="../style_dock.py" line="176"/>
         <source>Select a TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="41"/>
-        <source>3 bands as RGB</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="41"/>
-        <source>1 band with a colour ramp</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="41"/>
-        <source>PCA</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="50"/>
-        <source>2-98 % of the view</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="51"/>
-        <source>fixed</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="60"/>
-        <source>Apply</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="61"/>
-        <source>Fit PCA to this view</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="62"/>
-        <source>Lock PCA (kept in the project, never refitted)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="64"/>
+        <location filename="../style_dock.py" line="79"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="65"/>
+        <location filename="../style_dock.py" line="82"/>
+        <source>3 bands as RGB</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="82"/>
+        <source>1 band with a colour ramp</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="82"/>
+        <source>PCA</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="83"/>
         <source>Mode</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="66"/>
+        <location filename="../style_dock.py" line="88"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="67"/>
+        <location filename="../style_dock.py" line="90"/>
+        <source>2-98 % of the view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="91"/>
+        <source>fixed</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="92"/>
         <source>Stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="68"/>
+        <location filename="../style_dock.py" line="98"/>
+        <location filename="../style_dock.py" line="163"/>
         <source>Min / max</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="162"/>
-        <source>TESSERA stretch</source>
+        <location filename="../style_dock.py" line="100"/>
+        <source>Apply</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="102"/>
+        <source>Fit PCA to this view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="106"/>
+        <source>Fitting PCA… %p%</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="107"/>
+        <source>Cancel</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="109"/>
+        <source>Lock PCA (kept in the project)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="163"/>
+        <source>Threshold / top</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="258"/>
+        <source>Stretching colours to the view</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -868,7 +1010,7 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraTools</name>
     <message>
-        <location filename="../tools.py" line="130"/>
+        <location filename="../tools.py" line="131"/>
         <source>Add a TESSERA layer first, then click on it to search for similar pixels.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -903,8 +1045,13 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="259"/>
-        <source>TESSERA PCA fit</source>
+        <location filename="../tools.py" line="257"/>
+        <source>PCA colours of {} fitted to the region.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="262"/>
+        <source>Fitting PCA colours to a region</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
