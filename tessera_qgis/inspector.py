@@ -42,18 +42,18 @@ def as_json(clicks: list[dict]) -> str:
     return json.dumps(clicks, indent=1)
 
 
-def nice_step(span: float, count: int = 5) -> float:
-    """A round step (1, 2 or 5 times a power of ten) giving about `count` ticks over span."""
-    raw = span / max(1, count - 1) if span > 0 and math.isfinite(span) else 1.0
+def axis(lo: float, hi: float, count: int = 6) -> tuple[float, float, float]:
+    """An axis over lo..hi: (start, end, step), round numbers (the step 1, 2 or 5 times a
+    power of ten, about `count` ticks), start <= lo and end >= hi."""
+    span = hi - lo if hi - lo > 0 and math.isfinite(hi - lo) else 1.0
+    raw = span / max(1, count - 1)
     power = 10 ** math.floor(math.log10(raw))
-    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-9))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-9))
+    return math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step, step
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round values from lo to hi (inclusive), a nice_step apart."""
-    step = nice_step(hi - lo, count)
-    first = math.ceil(lo / step - 1e-9) * step
-    return [round(first + i * step, 10) for i in range(int((hi - first) / step + 1e-9) + 1)]
+def ticks(start: float, end: float, step: float) -> list[float]:
+    return [round(start + i * step, 10) for i in range(int(round((end - start) / step)) + 1)]
 
 
 def pixel_label(i: int, c: dict) -> str:
@@ -64,7 +64,7 @@ def pixel_label(i: int, c: dict) -> str:
 class VectorPlot(QWidget):
     """The embeddings as lines over band number (1 to 128); the newest is drawn on top."""
 
-    LEFT, RIGHT, TOP, BOTTOM = 46, 10, 8, 34
+    LEFT, RIGHT, TOP, BOTTOM = 46, 16, 8, 40
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -82,12 +82,15 @@ class VectorPlot(QWidget):
     # -- geometry ------------------------------------------------------------------------------
     def value_range(self) -> tuple[float, float]:
         """The y axis: every value and zero, widened to round ticks."""
+        start, end, _step = self.y_axis()
+        return start, end
+
+    def y_axis(self) -> tuple[float, float, float]:
         valid = [x for v in self.vectors if v for x in v if x is not None and math.isfinite(x)]
         lo, hi = min(valid + [0.0]), max(valid + [0.0])
         if hi - lo < 1e-12:
             lo, hi = lo - 1.0, hi + 1.0
-        step = nice_step(hi - lo)
-        return math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+        return axis(lo, hi)
 
     def legend_height(self) -> int:
         return (QFontMetrics(self.font()).height() + 4) * self._legend_lines()
@@ -172,8 +175,7 @@ class VectorPlot(QWidget):
     def _draw_axes(self, p: QPainter) -> None:
         r = self.plot_rect()
         fm = QFontMetrics(self.font())
-        lo, hi = self.value_range()
-        for value in nice_ticks(lo, hi):
+        for value in ticks(*self.y_axis()):
             y = self.y_of(value)
             p.setPen(QPen(QColor("#e6e6e6"), 1))
             p.drawLine(QPointF(r.left(), y), QPointF(r.right(), y))
@@ -223,8 +225,9 @@ class BandTable(QTableWidget):
         for col, (label, v) in enumerate(zip(labels, vectors)):
             self.horizontalHeaderItem(col).setForeground(QColor(COLOURS[col % len(COLOURS)]))
             for band in range(128):
-                text = f"{v[band]:.6g}" if v else ""
-                self.setItem(band, col, QTableWidgetItem(text))
+                item = QTableWidgetItem(f"{v[band]:.6g}" if v else "")
+                item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+                self.setItem(band, col, item)
 
     def selection_text(self) -> str:
         """The selected cells (all of them when none is selected) as TSV with headers."""
@@ -289,11 +292,15 @@ class InspectorDock(QgsDockWidget):
 
     @staticmethod
     def row_text(i: int, c: dict) -> str:
-        """A short row, most telling first: "#1 2024  utm30 359/247  52.20000 N 0.03000 W"."""
-        lat = f"{abs(c['lat']):.5f} {'N' if c['lat'] >= 0 else 'S'}"
-        lon = f"{abs(c['lon']):.5f} {'E' if c['lon'] >= 0 else 'W'}"
-        where = f"{c['zone']} {c['row']}/{c['col']}" if c.get("valid") else tr("no data")
-        return f"{pixel_label(i, c)}  {where}  {lat} {lon}"
+        """A short row, the pixel's name first: "#1 2024  -0.0300, 52.2000  utm30" (the rest
+        in its tooltip)."""
+        where = c["zone"] if c.get("valid") else tr("no data")
+        return f"{pixel_label(i, c)}  {c['lon']:.4f}, {c['lat']:.4f}  {where}"
+
+    @staticmethod
+    def row_tooltip(c: dict) -> str:
+        where = tr("{} row {} col {}").format(c["zone"], c["row"], c["col"]) if c.get("valid") else tr("no data")
+        return f"{c['lon']:.6f}, {c['lat']:.6f}  {c['year']}  {where}"
 
     def refresh(self) -> None:
         self.list.clear()
@@ -303,6 +310,6 @@ class InspectorDock(QgsDockWidget):
             self.list.addItem(self.row_text(i, c))
             item = self.list.item(i)
             item.setForeground(QColor(COLOURS[i % len(COLOURS)]))
-            item.setToolTip(f"{c['lon']:.6f}, {c['lat']:.6f}  {c['year']}")
+            item.setToolTip(self.row_tooltip(c))
         self.plot.set_vectors(vectors, labels)
         self.table.set_pixels(labels, vectors)

@@ -34,8 +34,8 @@ class TesseraOptionsPage(QgsOptionsPageWidget):
         self.timeout = self._spin(0, 600, s.timeout_s, " s")
         self.timeout.setSpecialValueText(tr("QGIS's network timeout"))
         self.default_year = self._spin(2017, 2100, s.default_year, "")
-        form.addRow(QLabel(tr("A disk cache keeps every chunk you have seen, so those areas work offline. "
-                              "Leave the folder empty for no disk cache."), self))
+        form.addRow(self._note(tr("A disk cache keeps every chunk you have seen, so those areas work offline. "
+                                  "Leave the folder empty for no disk cache.")))
         form.addRow(tr("Cache folder"), self.cache_dir)
         form.addRow(tr("Cache size limit"), self.cache_limit)
         form.addRow(tr("Memory for decoded chunks"), self.memory)
@@ -48,8 +48,8 @@ class TesseraOptionsPage(QgsOptionsPageWidget):
         for key, text in PREVIEW_CHOICES:
             self.previews.addItem(tr(text), key)
         self.previews.setCurrentIndex(max(0, self.previews.findData(s.previews)))
-        form.addRow(QLabel(tr("A map view that needs more 10 m pixels than the budget draws a preview instead."),
-                           self))
+        form.addRow(self._note(tr("A map view that needs more 10 m pixels than the budget draws a preview "
+                                  "instead.")))
         form.addRow(tr("Pixel budget of a map view"), self.budget)
         form.addRow(tr("Over the budget, draw"), self.previews)
         self.dask = QLineEdit(s.dask_scheduler, self)
@@ -57,7 +57,12 @@ class TesseraOptionsPage(QgsOptionsPageWidget):
         self.dask.setToolTip(tr("Exports run as tasks on this Dask cluster (needs the dask and distributed "
                                 "packages here and on the cluster). Empty: on this computer."))
         form.addRow(tr("Dask scheduler for exports"), self.dask)
-        form.addRow(QLabel(tr("Proxy and SSL settings come from Settings > Options > Network."), self))
+        form.addRow(self._note(tr("Proxy and SSL settings come from Settings > Options > Network.")))
+
+    def _note(self, text: str) -> QLabel:
+        label = QLabel(text, self)
+        label.setWordWrap(True)
+        return label
 
     def _spin(self, lo: int, hi: int, value: int, suffix: str) -> QSpinBox:
         box = QSpinBox(self)

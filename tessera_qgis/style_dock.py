@@ -15,8 +15,8 @@ from qgis.core import QgsCoordinateTransform, QgsProject, QgsRasterLayer, QgsTas
 from qgis.gui import QgsDockWidget
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QCoreApplication
-from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
-                                 QProgressBar, QPushButton, QSpinBox, QWidget)
+from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QProgressBar,
+                                 QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from . import tasks
 from .core.layerspec import LayerSpec, encode_pca
@@ -69,12 +69,14 @@ class StyleDock(QgsDockWidget):
         self.layer: QgsRasterLayer | None = None
         self.last_task = None
         self.fit_task = None
-        self.rows: dict[str, tuple[QLabel | None, QWidget]] = {}
+        self.rows: dict[str, QWidget] = {}
+        self.labels: list[QLabel] = []
         body = QWidget(self)
-        self.form = QFormLayout(body)
+        # Rows in a box layout, not a QFormLayout: a hidden row there still takes its spacing.
+        self.column = QVBoxLayout(body)
         self.layer_label = QLabel(tr("Select a TESSERA layer"), body)
         self.layer_label.setWordWrap(True)
-        self.form.addRow(self.layer_label)
+        self.column.addWidget(self.layer_label)
         self.year = QComboBox(body)
         self._row("year", tr("Year"), self.year)
         self.mode = QComboBox(body)
@@ -108,6 +110,11 @@ class StyleDock(QgsDockWidget):
         self._row("fitting", None, self._line(body, [self.fit_progress, self.fit_cancel]))
         self.lock = QCheckBox(tr("Lock PCA (kept in the project)"), body)
         self._row("lock", None, self.lock)
+        self.column.addStretch(1)
+        width = max([label.sizeHint().width() for label in self.labels]
+                    + [self.range_label.fontMetrics().horizontalAdvance(tr("Threshold / top")) + 6])
+        for label in self.labels:
+            label.setFixedWidth(width)
         self.setWidget(body)
         self.apply_button.clicked.connect(self.apply)
         self.fit_button.clicked.connect(self.fit_pca)
@@ -119,13 +126,18 @@ class StyleDock(QgsDockWidget):
         self.show_controls()
 
     def _row(self, key: str, label, widget: QWidget) -> None:
+        """A row (a label, if any, and its field) that show_controls() shows or hides whole."""
+        row = QWidget(widget.parentWidget())
+        line = QHBoxLayout(row)
+        line.setContentsMargins(0, 0, 0, 0)
         if isinstance(label, str):
-            label = QLabel(label, widget.parentWidget())
-        if label is None:
-            self.form.addRow(widget)
-        else:
-            self.form.addRow(label, widget)
-        self.rows[key] = (label, widget)
+            label = QLabel(label, row)
+        if label is not None:
+            self.labels.append(label)
+            line.addWidget(label)
+        line.addWidget(widget, 1)
+        self.column.addWidget(row)
+        self.rows[key] = row
 
     @staticmethod
     def _line(parent: QWidget, widgets) -> QWidget:
@@ -151,10 +163,8 @@ class StyleDock(QgsDockWidget):
         shown = set(ROWS[mode])
         if mode == "pca" and self._fitting():
             shown.add("fitting")
-        for key, (label, widget) in self.rows.items():
-            widget.setVisible(key in shown)
-            if label is not None:
-                label.setVisible(key in shown)
+        for key, row in self.rows.items():
+            row.setVisible(key in shown)
         for i, box in enumerate(self.bands):
             box.setVisible(mode == "rgb" or i == 0)
         fixed = mode == "similarity" or self.stretch.currentData() == "fixed"
@@ -165,7 +175,7 @@ class StyleDock(QgsDockWidget):
 
     def visible_rows(self) -> set[str]:
         """The rows shown now (for tests and screenshots)."""
-        return {key for key, (_label, widget) in self.rows.items() if not widget.isHidden()}
+        return {key for key, row in self.rows.items() if not row.isHidden()}
 
     # -- which layer ---------------------------------------------------------------------------
     def set_layer(self, layer) -> None:

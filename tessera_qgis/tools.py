@@ -128,7 +128,7 @@ class SimilarityController:
     def start(self, point: QgsPointXY | None = None, rect: QgsRectangle | None = None) -> None:
         layer = tessera_layer(self.iface)
         if layer is None:
-            report("TESSERA", tr("Add a TESSERA layer first, then click on it to search for similar pixels."),
+            report("TESSERA", tr("Add a TESSERA layer first, then click on it."),
                    Qgis.MessageLevel.Info)
             return
         canvas = self.iface.mapCanvas()
@@ -165,7 +165,7 @@ class InspectorController:
     def start(self, point: QgsPointXY) -> None:
         layer = tessera_layer(self.iface)
         if layer is None:
-            report("TESSERA", tr("Add a TESSERA layer first, then click on it to inspect a pixel."),
+            report("TESSERA", tr("Add a TESSERA layer first, then click on it."),
                    Qgis.MessageLevel.Info)
             return
         spec = LayerSpec.from_uri(layer.source())
@@ -203,7 +203,7 @@ class RegionController:
     def fit_pca_here(self, rect: QgsRectangle) -> None:
         layer = tessera_layer(self.iface)
         if layer is None or LayerSpec.from_uri(layer.source()).pca is None:
-            report("TESSERA", tr("Select a TESSERA PCA layer, then drag a region to fit its colours to."),
+            report("TESSERA", tr("Select a TESSERA PCA layer, then drag a region."),
                    Qgis.MessageLevel.Info)
             return
         self.last_task = fit_pca_to(self.iface, layer, rect, self.iface.mapCanvas().mapSettings().destinationCrs())
@@ -254,8 +254,7 @@ def fit_pca_to(iface, layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordin
         state_for(layer.source()).set_pca(pca)
         apply_rgb(layer, list(zip(pca.lo.tolist(), pca.hi.tolist())))
         layer.triggerRepaint()
-        report("TESSERA", tr("PCA colours of {} fitted to the region.").format(layer.name()),
-               Qgis.MessageLevel.Success)
+        report("TESSERA", tr("PCA colours fitted to the region."), Qgis.MessageLevel.Success)
         if on_done is not None:
             on_done()
 

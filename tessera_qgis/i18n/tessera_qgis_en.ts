@@ -334,58 +334,64 @@
 <context>
     <name>TesseraInspector</name>
     <message>
-        <location filename="../inspector.py" line="134"/>
+        <location filename="../inspector.py" line="137"/>
         <source>band {} (A{:03d})</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="156"/>
+        <location filename="../inspector.py" line="159"/>
         <source>Click a pixel with the inspector tool</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="194"/>
+        <location filename="../inspector.py" line="196"/>
         <source>band</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="250"/>
+        <location filename="../inspector.py" line="253"/>
         <source>TESSERA pixel inspector</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="258"/>
+        <location filename="../inspector.py" line="261"/>
         <source>Plot</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="259"/>
+        <location filename="../inspector.py" line="262"/>
         <source>Table</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="265"/>
+        <location filename="../inspector.py" line="268"/>
         <source>Copy CSV</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="266"/>
+        <location filename="../inspector.py" line="269"/>
         <source>Copy JSON</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="267"/>
+        <location filename="../inspector.py" line="270"/>
         <source>Copy table</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="268"/>
+        <location filename="../inspector.py" line="271"/>
         <source>Clear</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="295"/>
+        <location filename="../inspector.py" line="297"/>
+        <location filename="../inspector.py" line="302"/>
         <source>no data</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="302"/>
+        <source>{} row {} col {}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -902,94 +908,95 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="75"/>
-        <location filename="../style_dock.py" line="176"/>
+        <location filename="../style_dock.py" line="77"/>
+        <location filename="../style_dock.py" line="186"/>
         <source>Select a TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="79"/>
+        <location filename="../style_dock.py" line="81"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="82"/>
+        <location filename="../style_dock.py" line="84"/>
         <source>3 bands as RGB</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="82"/>
+        <location filename="../style_dock.py" line="84"/>
         <source>1 band with a colour ramp</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="82"/>
+        <location filename="../style_dock.py" line="84"/>
         <source>PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="83"/>
+        <location filename="../style_dock.py" line="85"/>
         <source>Mode</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="88"/>
+        <location filename="../style_dock.py" line="90"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="90"/>
+        <location filename="../style_dock.py" line="92"/>
         <source>2-98 % of the view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="91"/>
+        <location filename="../style_dock.py" line="93"/>
         <source>fixed</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="92"/>
+        <location filename="../style_dock.py" line="94"/>
         <source>Stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="98"/>
-        <location filename="../style_dock.py" line="163"/>
+        <location filename="../style_dock.py" line="100"/>
+        <location filename="../style_dock.py" line="173"/>
         <source>Min / max</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="100"/>
+        <location filename="../style_dock.py" line="102"/>
         <source>Apply</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="102"/>
+        <location filename="../style_dock.py" line="104"/>
         <source>Fit PCA to this view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="106"/>
+        <location filename="../style_dock.py" line="108"/>
         <source>Fitting PCA… %p%</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="107"/>
+        <location filename="../style_dock.py" line="109"/>
         <source>Cancel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="109"/>
+        <location filename="../style_dock.py" line="111"/>
         <source>Lock PCA (kept in the project)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="163"/>
+        <location filename="../style_dock.py" line="115"/>
+        <location filename="../style_dock.py" line="173"/>
         <source>Threshold / top</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="258"/>
+        <location filename="../style_dock.py" line="268"/>
         <source>Stretching colours to the view</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1011,17 +1018,13 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
     <name>TesseraTools</name>
     <message>
         <location filename="../tools.py" line="131"/>
-        <source>Add a TESSERA layer first, then click on it to search for similar pixels.</source>
+        <location filename="../tools.py" line="168"/>
+        <source>Add a TESSERA layer first, then click on it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../tools.py" line="152"/>
         <source>TESSERA similarity</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../tools.py" line="168"/>
-        <source>Add a TESSERA layer first, then click on it to inspect a pixel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1041,16 +1044,16 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
     </message>
     <message>
         <location filename="../tools.py" line="206"/>
-        <source>Select a TESSERA PCA layer, then drag a region to fit its colours to.</source>
+        <source>Select a TESSERA PCA layer, then drag a region.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../tools.py" line="257"/>
-        <source>PCA colours of {} fitted to the region.</source>
+        <source>PCA colours fitted to the region.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="262"/>
+        <location filename="../tools.py" line="261"/>
         <source>Fitting PCA colours to a region</source>
         <translation type="unfinished"></translation>
     </message>
