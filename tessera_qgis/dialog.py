@@ -290,7 +290,7 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.progress.setRange(0, steps)
         self.progress.setValue(step - 1)
         self.progress.setFormat(tr("step {} of {}").format(step, steps))
-        self.say(tr("Building the sample store (first use only, about 15 s): {}").format(message))
+        self.say(tr("Building the sample store (first use only): {}").format(message))
 
     def connect_store(self) -> None:
         conn = self.current()

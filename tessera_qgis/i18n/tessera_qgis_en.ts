@@ -175,7 +175,7 @@
     </message>
     <message>
         <location filename="../dialog.py" line="293"/>
-        <source>Building the sample store (first use only, about 15 s): {}</source>
+        <source>Building the sample store (first use only): {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
