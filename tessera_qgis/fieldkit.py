@@ -44,7 +44,7 @@ def take_area_offline(iface, layer, rect: QgsRectangle | None = None,
     from qgis import processing  # the Processing plugin: loaded when the user asks for it
 
     if layer is None:
-        report("TESSERA", tr("Add a TESSERA layer first: the area is taken from its store."), Qgis.MessageLevel.Info)
+        report("TESSERA", tr("Add a TESSERA layer to take its area offline."), Qgis.MessageLevel.Info)
         return None
     return processing.execAlgorithmDialog("tessera:pack", pack_parameters(layer, rect, crs))
 

@@ -224,11 +224,12 @@ def _seam_holes(unfilled: np.ndarray, transform, crs: str) -> np.ndarray:
 
 
 def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int = 100_000, seed: int = 0,
-            cancel: Callable[[], bool] | None = None):
+            cancel: Callable[[], bool] | None = None, progress: Callable[[float], None] | None = None):
     """Fit a PCA on a random sample of at most `max_samples` valid pixels of a region.
 
     Small regions are read whole; larger ones through randomly chosen chunk-sized blocks
     (read concurrently), so the fit costs about `max_samples` pixels of reading, not the region.
+    `progress(fraction)` follows the blocks read (0 to 0.9; the fit itself is the rest).
     """
     store.check_year(year)
     parts = [p for p in plan(store, bounds, crs) if year in p.zone.years]
@@ -257,6 +258,14 @@ def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int =
         vals = zone.read(year, rows, cols, cancel=cancel).dequantised()
         return vals.reshape(vals.shape[0], -1).T
 
-    samples = np.concatenate(list(TASK_POOL.map(read, jobs)))
+    blocks = []
+    for block in TASK_POOL.map(read, jobs):
+        blocks.append(block)
+        if progress is not None:
+            progress(0.9 * len(blocks) / len(jobs))
+    samples = np.concatenate(blocks)
     samples = samples[np.isfinite(samples).all(axis=1)]
-    return PCA.fit(samples, seed=seed, max_samples=max_samples)
+    pca = PCA.fit(samples, seed=seed, max_samples=max_samples)
+    if progress is not None:
+        progress(1.0)
+    return pca

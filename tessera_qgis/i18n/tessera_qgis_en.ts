@@ -5,297 +5,333 @@
     <name>TesseraBrowser</name>
     <message>
         <location filename="../browser.py" line="62"/>
-        <source>PCA, all zones</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../browser.py" line="67"/>
-        <source>PCA, {} ({})</source>
+        <source>All zones, in {}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>TesseraDialog</name>
     <message>
-        <location filename="../dialog.py" line="55"/>
-        <location filename="../dialog.py" line="101"/>
+        <location filename="../dialog.py" line="61"/>
+        <location filename="../dialog.py" line="107"/>
         <source>TESSERA connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="60"/>
+        <location filename="../dialog.py" line="66"/>
         <source>Folder…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="65"/>
+        <location filename="../dialog.py" line="71"/>
         <source>S3 settings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="67"/>
+        <location filename="../dialog.py" line="73"/>
         <source>Anonymous (public bucket)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="70"/>
+        <location filename="../dialog.py" line="76"/>
         <source>default AWS; or an S3-compatible endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="76"/>
+        <location filename="../dialog.py" line="82"/>
         <source>Endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="77"/>
+        <location filename="../dialog.py" line="83"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="78"/>
+        <location filename="../dialog.py" line="84"/>
         <source>Credentials</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="79"/>
+        <location filename="../dialog.py" line="85"/>
         <source>Name</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="80"/>
+        <location filename="../dialog.py" line="86"/>
         <source>URL or folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="88"/>
+        <location filename="../dialog.py" line="94"/>
         <source>TESSERA store folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="127"/>
+        <location filename="../dialog.py" line="136"/>
         <source>Connect</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="128"/>
+        <location filename="../dialog.py" line="137"/>
         <source>Connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="133"/>
+        <location filename="../dialog.py" line="142"/>
         <source>New</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="134"/>
+        <location filename="../dialog.py" line="143"/>
         <source>Edit</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="135"/>
+        <location filename="../dialog.py" line="144"/>
         <source>Remove</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="136"/>
+        <location filename="../dialog.py" line="145"/>
         <source>Import…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="137"/>
+        <location filename="../dialog.py" line="146"/>
         <source>Export…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="138"/>
+        <location filename="../dialog.py" line="147"/>
         <source>Open folder…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="149"/>
+        <location filename="../dialog.py" line="162"/>
         <source>Cancel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="161"/>
+        <location filename="../dialog.py" line="174"/>
         <source>PCA (the store's global PCA)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="161"/>
+        <location filename="../dialog.py" line="174"/>
         <source>PCA fitted to the view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="161"/>
+        <location filename="../dialog.py" line="174"/>
         <source>3 bands as RGB</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="161"/>
+        <location filename="../dialog.py" line="174"/>
         <source>1 band with a colour ramp</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="169"/>
+        <location filename="../dialog.py" line="182"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="170"/>
+        <location filename="../dialog.py" line="183"/>
         <source>Show</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="171"/>
-        <location filename="../dialog.py" line="319"/>
+        <location filename="../dialog.py" line="184"/>
+        <location filename="../dialog.py" line="370"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="172"/>
+        <location filename="../dialog.py" line="185"/>
         <source>Zone</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="174"/>
+        <location filename="../dialog.py" line="187"/>
         <source>Add layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="245"/>
+        <location filename="../dialog.py" line="193"/>
+        <source>Close</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="265"/>
         <source>Export TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="251"/>
+        <location filename="../dialog.py" line="271"/>
         <source>Import TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="276"/>
+        <location filename="../dialog.py" line="303"/>
+        <source>step {} of {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="304"/>
+        <source>Building the sample store (first use only): {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="313"/>
         <source>Connecting to {}…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="294"/>
-        <location filename="../dialog.py" line="302"/>
+        <location filename="../dialog.py" line="314"/>
+        <source>Connecting to {}: reading what the store holds…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="330"/>
+        <source>Connected. Choose a year and what to show, then Add layer.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="339"/>
+        <location filename="../dialog.py" line="353"/>
         <source>Cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="296"/>
+        <location filename="../dialog.py" line="341"/>
         <source>Connect to {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="351"/>
+        <location filename="../dialog.py" line="443"/>
+        <source>Cancelled: no layer added.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="359"/>
         <source>Cannot reach the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="359"/>
         <source>The store did not answer in time</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Access denied (403)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="359"/>
         <source>The server's certificate is not trusted</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Nothing found at that address (404)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Not a Zarr v3 store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Not a TESSERA store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Cannot open the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="310"/>
+        <location filename="../dialog.py" line="361"/>
         <source>In QGIS, add its certificate authority in Settings &gt; Options &gt; Authentication &gt; Certificate Manager (Authorities), or an SSL server exception for this host.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="317"/>
+        <location filename="../dialog.py" line="368"/>
         <source>Store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="317"/>
+        <location filename="../dialog.py" line="368"/>
         <source>Dataset</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="318"/>
+        <location filename="../dialog.py" line="369"/>
         <source>Model</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="318"/>
+        <location filename="../dialog.py" line="369"/>
         <source>Layout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="319"/>
+        <location filename="../dialog.py" line="370"/>
         <source>Years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="320"/>
+        <location filename="../dialog.py" line="371"/>
         <source>Global PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="320"/>
+        <location filename="../dialog.py" line="371"/>
         <source>none</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="331"/>
+        <location filename="../dialog.py" line="382"/>
         <source>{} (partial)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="333"/>
+        <location filename="../dialog.py" line="384"/>
         <source>only in {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="338"/>
+        <location filename="../dialog.py" line="389"/>
         <source>automatic (from the map extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="387"/>
-        <source>Add TESSERA layer</source>
+        <location filename="../dialog.py" line="421"/>
+        <source>Adding the layer: opening {} and sampling the map view for its colours…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="393"/>
+        <location filename="../dialog.py" line="433"/>
+        <source>Added “{}” to the map. Add another, or close this window.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="445"/>
+        <source>Adding a TESSERA layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="451"/>
         <source>Add TESSERA embeddings layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="412"/>
+        <location filename="../dialog.py" line="470"/>
         <source>Add TESSERA embeddings (Zarr v3) layers</source>
         <translation type="unfinished"></translation>
     </message>
@@ -304,7 +340,7 @@
     <name>TesseraFieldKit</name>
     <message>
         <location filename="../fieldkit.py" line="47"/>
-        <source>Add a TESSERA layer first: the area is taken from its store.</source>
+        <source>Add a TESSERA layer to take its area offline.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -361,33 +397,64 @@
 <context>
     <name>TesseraInspector</name>
     <message>
-        <location filename="../inspector.py" line="58"/>
+        <location filename="../inspector.py" line="137"/>
+        <source>band {} (A{:03d})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="159"/>
         <source>Click a pixel with the inspector tool</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="79"/>
+        <location filename="../inspector.py" line="196"/>
+        <source>band</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="253"/>
         <source>TESSERA pixel inspector</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="88"/>
+        <location filename="../inspector.py" line="261"/>
+        <source>Plot</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="262"/>
+        <source>Table</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="268"/>
         <source>Copy CSV</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="89"/>
+        <location filename="../inspector.py" line="269"/>
         <source>Copy JSON</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="90"/>
+        <location filename="../inspector.py" line="270"/>
+        <source>Copy table</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="271"/>
         <source>Clear</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="118"/>
+        <location filename="../inspector.py" line="297"/>
+        <location filename="../inspector.py" line="302"/>
         <source>no data</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="302"/>
+        <source>{} row {} col {}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -433,57 +500,97 @@ Install them with this command (then restart QGIS):
 <context>
     <name>TesseraOptions</name>
     <message>
-        <location filename="../options.py" line="28"/>
+        <location filename="../options.py" line="35"/>
         <source>QGIS's network timeout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="30"/>
+        <location filename="../options.py" line="37"/>
         <source>A disk cache keeps every chunk you have seen, so those areas work offline. Leave the folder empty for no disk cache.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="32"/>
+        <location filename="../options.py" line="39"/>
         <source>Cache folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="33"/>
+        <location filename="../options.py" line="40"/>
         <source>Cache size limit</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="34"/>
+        <location filename="../options.py" line="41"/>
         <source>Memory for decoded chunks</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="35"/>
+        <location filename="../options.py" line="42"/>
         <source>Parallel requests</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="36"/>
+        <location filename="../options.py" line="43"/>
         <source>Network timeout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="37"/>
+        <location filename="../options.py" line="44"/>
         <source>Default year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="40"/>
+        <location filename="../options.py" line="45"/>
+        <source> million pixels</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="46"/>
+        <source>10 m pixels a map view may read (17 million: a view of about 41 x 41 km)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="49"/>
+        <source>The store's preview, else a coarse one</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="49"/>
+        <source>A coarse preview from a sample of the data</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="49"/>
+        <source>Nothing: zoom in to see the layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="51"/>
+        <source>A map view that needs more 10 m pixels than the budget draws a preview instead.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="53"/>
+        <source>Pixel budget of a map view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="54"/>
+        <source>Over the budget, draw</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="57"/>
         <source>Exports run as tasks on this Dask cluster (needs the dask and distributed packages here and on the cluster). Empty: on this computer.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="42"/>
+        <location filename="../options.py" line="59"/>
         <source>Dask scheduler for exports</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="43"/>
+        <location filename="../options.py" line="60"/>
         <source>Proxy and SSL settings come from Settings &gt; Options &gt; Network.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -620,7 +727,7 @@ Install them with this command (then restart QGIS):
     <name>TesseraPlugin</name>
     <message>
         <location filename="../plugin.py" line="83"/>
-        <location filename="../plugin.py" line="126"/>
+        <location filename="../plugin.py" line="132"/>
         <source>TESSERA</source>
         <translation type="unfinished"></translation>
     </message>
@@ -630,42 +737,67 @@ Install them with this command (then restart QGIS):
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="107"/>
-        <source>Inspect a pixel: click to see its 128 embedding values</source>
+        <location filename="../plugin.py" line="87"/>
+        <source>Add TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="108"/>
-        <source>Similarity: click a pixel (or drag over a small area) to map how similar every pixel is to it</source>
+        <location filename="../plugin.py" line="109"/>
+        <source>Pixel inspector</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="109"/>
+        <source>Click a pixel to see its 128 embedding values</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../plugin.py" line="110"/>
-        <source>Region: drag a rectangle to fit the PCA colours to it</source>
+        <source>Find similar pixels</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="119"/>
-        <source>Style the TESSERA layer: year, bands, PCA, stretch</source>
+        <location filename="../plugin.py" line="110"/>
+        <source>Click a pixel, or drag over a small area, to map how similar every pixel is</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="112"/>
+        <source>Fit or export a region</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="112"/>
+        <source>Drag a rectangle, then fit the PCA colours to it or export it</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../plugin.py" line="124"/>
+        <source>TESSERA style</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="126"/>
+        <source>Year, bands, PCA and stretch of the selected TESSERA layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="130"/>
         <source>Export TESSERA embeddings…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="129"/>
+        <location filename="../plugin.py" line="135"/>
         <source>About TESSERA embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="227"/>
+        <location filename="../plugin.py" line="234"/>
         <source>TESSERA embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="228"/>
+        <location filename="../plugin.py" line="235"/>
         <source>tessera-qgis {version}
 QGIS {qgis}
 
@@ -939,22 +1071,22 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraProvider</name>
     <message>
-        <location filename="../provider.py" line="153"/>
-        <source>Zoomed out: the layer shows the store's {}. Zoom in to see the embeddings.</source>
+        <location filename="../provider.py" line="165"/>
+        <source>Store {}: zoom in for the embeddings.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="156"/>
-        <source>Zoomed out: the layer shows a coarse preview from a sample of the data. Zoom in to see every pixel.</source>
+        <location filename="../provider.py" line="167"/>
+        <source>Showing a coarse preview: zoom in for every pixel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="341"/>
-        <source>Zoom in to see the embeddings (this view needs more than the pixel budget of Options &gt; TESSERA)</source>
+        <location filename="../provider.py" line="169"/>
+        <source>Zoom in, or raise the budget in Options &gt; TESSERA.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="361"/>
+        <location filename="../provider.py" line="384"/>
         <source>Some of the layer could not be drawn: {}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -962,84 +1094,101 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraStyleDock</name>
     <message>
-        <location filename="../style_dock.py" line="31"/>
+        <location filename="../style_dock.py" line="66"/>
         <source>TESSERA style</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="38"/>
-        <location filename="../style_dock.py" line="85"/>
+        <location filename="../style_dock.py" line="77"/>
+        <location filename="../style_dock.py" line="186"/>
         <source>Select a TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="41"/>
-        <source>3 bands as RGB</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="41"/>
-        <source>1 band with a colour ramp</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="41"/>
-        <source>PCA</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="50"/>
-        <source>2-98 % of the view</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="51"/>
-        <source>fixed</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="60"/>
-        <source>Apply</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="61"/>
-        <source>Fit PCA to this view</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="62"/>
-        <source>Lock PCA (kept in the project, never refitted)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="64"/>
+        <location filename="../style_dock.py" line="81"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="65"/>
+        <location filename="../style_dock.py" line="84"/>
+        <source>3 bands as RGB</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="84"/>
+        <source>1 band with a colour ramp</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="84"/>
+        <source>PCA</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="85"/>
         <source>Mode</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="66"/>
+        <location filename="../style_dock.py" line="90"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="67"/>
+        <location filename="../style_dock.py" line="92"/>
+        <source>2-98 % of the view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="93"/>
+        <source>fixed</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="94"/>
         <source>Stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="68"/>
+        <location filename="../style_dock.py" line="100"/>
+        <location filename="../style_dock.py" line="173"/>
         <source>Min / max</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="162"/>
-        <source>TESSERA stretch</source>
+        <location filename="../style_dock.py" line="102"/>
+        <source>Apply</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="104"/>
+        <source>Fit PCA to this view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="108"/>
+        <source>Fitting PCA… %p%</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="109"/>
+        <source>Cancel</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="111"/>
+        <source>Lock PCA (kept in the project)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="115"/>
+        <location filename="../style_dock.py" line="173"/>
+        <source>Threshold / top</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="268"/>
+        <source>Stretching colours to the view</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -1059,18 +1208,14 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraTools</name>
     <message>
-        <location filename="../tools.py" line="131"/>
-        <source>Add a TESSERA layer first, then click on it to search for similar pixels.</source>
+        <location filename="../tools.py" line="132"/>
+        <location filename="../tools.py" line="169"/>
+        <source>Add a TESSERA layer first, then click on it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../tools.py" line="153"/>
         <source>TESSERA similarity</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../tools.py" line="169"/>
-        <source>Add a TESSERA layer first, then click on it to inspect a pixel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1095,12 +1240,17 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
     </message>
     <message>
         <location filename="../tools.py" line="209"/>
-        <source>Select a TESSERA PCA layer, then drag a region to fit its colours to.</source>
+        <source>Select a TESSERA PCA layer, then drag a region.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="262"/>
-        <source>TESSERA PCA fit</source>
+        <location filename="../tools.py" line="260"/>
+        <source>PCA colours fitted to the region.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="264"/>
+        <source>Fitting PCA colours to a region</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
