@@ -60,7 +60,7 @@ def prepare_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None 
                      pca=encode_pca(pca) if isinstance(pca, PCA) else pca,
                      similarity=encode_vector(similarity) if similarity is not None else None,
                      budget=budget or DEFAULT_BUDGET)
-    opened = shared_store(ref)
+    opened = shared_store(ref, cancel)
     View(opened, spec)  # checks the year, the bands and a reference's length
     crs = choose_crs(opened, view_bounds, view_crs, zone)
     spec = spec.with_(crs=crs, extent=data_extent(opened, crs, zone), zone=zone)

@@ -101,7 +101,7 @@ def _reference(store, year: int, rect_lonlat: QgsRectangle | None, point: QgsPoi
     """A reference embedding: the pixel at a point, or the mean over a small area (at most
     200 x 200 px). Returns (vector, pixels used)."""
     if rect_lonlat is None:
-        px = store.pixel(point.x(), point.y(), year)
+        px = store.pixel(point.x(), point.y(), year, cancel=cancel)
         if not px["valid"]:
             raise ValueError("there is no embedding at that point (nodata)")
         return px["embedding"], 1
@@ -139,7 +139,7 @@ class SimilarityController:
         r = xform.transformBoundingBox(rect) if rect is not None else None
 
         def work(cancel, _progress):
-            store = shared_store(spec.store)
+            store = shared_store(spec.store, cancel)
             vector, n = _reference(store, spec.year, r, p, cancel)
             where = f"{p.x():.5f}, {p.y():.5f}" if p is not None else f"{n} px area"
             return prepare_layer(spec.store, spec.year, similarity=vector, detail=where, budget=spec.budget)
@@ -172,8 +172,8 @@ class InspectorController:
         spec = LayerSpec.from_uri(layer.source())
         p = to_lonlat(self.iface.mapCanvas(), point)
 
-        def work(_cancel, _progress):
-            return shared_store(spec.store).pixel(p.x(), p.y(), spec.year)
+        def work(cancel, _progress):
+            return shared_store(spec.store, cancel).pixel(p.x(), p.y(), spec.year, cancel=cancel)
 
         def done(px) -> None:
             px = dict(px, lon=p.x(), lat=p.y(), store=spec.store.public_url)
@@ -251,7 +251,7 @@ def fit_pca_to(iface, layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordin
     authid = crs.authid()
 
     def work(cancel, progress):
-        return choose_pca(shared_store(spec.store), spec.year, "view", (bounds, authid), cancel, progress)
+        return choose_pca(shared_store(spec.store, cancel), spec.year, "view", (bounds, authid), cancel, progress)
 
     def done(pca) -> None:
         state_for(layer.source()).set_pca(pca)

@@ -110,11 +110,13 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
                 max_source_pixels: int | None = None, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Gather embeddings onto any output grid and reduce them as they arrive.
 
-    Each output pixel takes its nearest source pixel (embeddings are never blended). The
-    source is read in strips, only the chunks holding a pixel that is actually used are
-    fetched (a zoomed-out view skips most of them), and `reduce(q (bands, n) int8, scales
-    (n,)) -> (k, n)` turns each strip into output values at once, so memory stays bounded
-    by the output size and STRIP_BYTES, whatever the view covers.
+    Each output pixel takes its nearest source pixel (embeddings are never blended). Only
+    the source pixels under the output pixels are gathered (Zone.read_pixels: the shard
+    indexes of both arrays, then the chunks holding those pixels, in one wave each; a
+    zoomed-out view skips most chunks), every zone part at once, from the shallowest
+    embeddings array holding `bands`; `reduce(q (bands, n) int8, scales (n,)) -> (k, n)`
+    turns each block of pixels into output values, so memory stays bounded by the output
+    size and STRIP_BYTES, whatever the view covers.
 
     Returns (out (k, height, width) of `dtype`, scales (height, width)); scales are NaN
     where the store says water / no source data and +inf where nothing is embedded or the
@@ -129,7 +131,7 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
     if max_source_pixels is not None and need > max_source_pixels:
         raise ExtentError(f"this view needs {need:,} source pixels, more than the budget of "
                           f"{max_source_pixels:,}; zoom in or raise the budget")
-    # 1. Where each output pixel comes from, and the scales there (4 bytes a source pixel).
+    # 1. Where each output pixel comes from, in each zone part (geometry only).
     maps = []
     for part in parts:
         zone = part.zone
@@ -138,51 +140,49 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
         col = np.floor((zx - x0) / a).astype(np.int64)
         row = np.floor((y0 - zy) / -e).astype(np.int64)
         inside = (row >= part.rows[0]) & (row < part.rows[1]) & (col >= part.cols[0]) & (col < part.cols[1])
-        if not inside.any():
-            continue
-        # One column of margin: at a zone seam, pixel centres on either side of the meridian
-        # can leave sub-pixel holes that the neighbouring column fills (still nearest).
-        r0, r1 = int(row[inside].min()), int(row[inside].max()) + 1
-        c0, c1 = int(col[inside].min()) - 1, int(col[inside].max()) + 2
-        scales = zone.read_scales(year, (r0, r1), (c0, c1), cancel, keep, prefetch_embeddings=True)
-        maps.append((zone, (r0, r1), (c0, c1), scales, row - r0, col - c0, inside))
-    # 2. Choose the source of every output pixel.
+        if inside.any():
+            maps.append((zone, row, col, inside))
     filled = np.zeros((height, width), dtype=bool)
-    source = []  # per map: (ys, xs, rr, cc) of the output pixels it supplies
-    seam = None
-    for shift in (0, -1, 1) if len(maps) > 1 else (0,):
-        if shift and seam is None:
-            seam = _seam_holes(~filled & np.isposinf(s_out), transform, dst_crs)
-        for i, (zone, rows, cols, scales, rr_all, cc_all, inside) in enumerate(maps):
-            take = inside & ~filled & (seam if shift else True)
-            if not take.any():
-                continue
+    block = max(1 << 16, STRIP_BYTES // max(1, len(bands)))
+
+    def gather(job):
+        """(q, scales) at the pixels of one zone part, in blocks of `block` pixels."""
+        zone, rr, cc = job
+        qs, ss = [], []
+        for b0 in range(0, len(rr), block):
+            q, sc = zone.read_pixels(year, rr[b0:b0 + block], cc[b0:b0 + block], bands, cancel, keep)
+            qs.append(q)
+            ss.append(sc)
+        if not qs:
+            return np.zeros((len(bands), 0), np.int8), np.zeros(0, np.float32)
+        return np.concatenate(qs, axis=1), np.concatenate(ss)
+
+    def fill_from(takes: list, shift: int) -> None:
+        """Gather every part's candidates at once, then the first valid pixel wins."""
+        jobs = [(maps[i][0], maps[i][1][take], maps[i][2][take] + shift) for i, take in takes]
+        for (i, take), (q, sc) in zip(takes, TASK_POOL.map(gather, jobs)):
             ys, xs = np.nonzero(take)
-            rr, cc = rr_all[take], cc_all[take] + shift
-            sc = scales[rr, cc]
             if not shift:  # water / source nodata (NaN) stays NaN unless another zone has data
-                nan = np.isnan(sc)
+                nan = np.isnan(sc) & ~filled[ys, xs]
                 s_out[ys[nan], xs[nan]] = np.nan
-            ok = np.isfinite(sc)
-            ys, xs, rr, cc = ys[ok], xs[ok], rr[ok], cc[ok]
+            ok = np.isfinite(sc) & ~filled[ys, xs]
+            if not ok.any():
+                continue
+            ys, xs = ys[ok], xs[ok]
             s_out[ys, xs] = sc[ok]
             filled[ys, xs] = True
-            source.append((i, ys, xs, rr, cc))
-    # 3. Embeddings in strips, reduced as they arrive.
-    for i, ys, xs, rr, cc in source:
-        zone, rows, cols, scales, *_ = maps[i]
-        width_src = cols[1] - cols[0]
-        strip = max(32, (STRIP_BYTES // max(1, len(bands) * width_src)) // 32 * 32)
-        for s0 in range(0, rows[1] - rows[0], strip):
-            sel = (rr >= s0) & (rr < s0 + strip)
-            if not sel.any():
-                continue
-            h = min(strip, rows[1] - rows[0] - s0)
-            wanted = np.zeros((h, width_src), dtype=bool)
-            wanted[rr[sel] - s0, cc[sel]] = True
-            q = zone.read_embeddings(year, (rows[0] + s0, rows[0] + s0 + h), cols, bands, wanted, cancel, keep)
-            vals = q[:, rr[sel] - s0, cc[sel]]
-            out[:, ys[sel], xs[sel]] = reduce(vals, s_out[ys[sel], xs[sel]])
+            out[:, ys, xs] = reduce(q[:, ok], sc[ok])
+
+    fill_from([(i, m[3]) for i, m in enumerate(maps)], 0)
+    if len(maps) > 1:
+        # At a zone seam, pixel centres on either side of the meridian can leave sub-pixel
+        # holes that the neighbouring column fills (still nearest).
+        seam = _seam_holes(~filled & np.isposinf(s_out), transform, dst_crs)
+        for shift in (-1, 1):
+            takes = [(i, m[3] & seam & ~filled) for i, m in enumerate(maps)]
+            takes = [(i, t) for i, t in takes if t.any()]
+            if takes:
+                fill_from(takes, shift)
     return out, s_out
 
 

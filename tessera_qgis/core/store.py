@@ -23,14 +23,16 @@ import numpy as np
 
 from .arrays import ArrayReader, ChunkLRU, ChunkRequest, DiskCache, StoreCaches, read_wave
 from .geo import to_lonlat, transformer
-from .quant import dequantise
-from .errors import BandError, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
+from .quant import dequantise, sanitise_scales
+from .errors import BandError, Cancelled, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
 from .sources import TASK_POOL, Source, StoreOptions, open_source
 from .storeref import StoreRef
 from .utm import zone_of_lon
 
 _LOG = logging.getLogger(__name__)
 ZONE_RE = re.compile(r"^utm(\d{2})$")
+# Per-pixel observation counts of v1.1-dclimate zone groups, shown with a pixel's embedding.
+OBSERVATIONS = ("s1_asc_obs_count", "s1_desc_obs_count", "s2_obs_count")
 AXES = {
     "time": {"time", "t", "year", "years"},
     "band": {"band", "bands", "channel", "channels", "feature", "features", "embedding", "dim"},
@@ -39,12 +41,15 @@ AXES = {
 }
 
 
-def _canonical_axes(names: Sequence[str | None], shape: Sequence[int], what: str, bands: int | None) -> tuple[str, ...]:
-    """Canonical axis names (time/band/y/x) of an array, from dimension_names or its rank."""
+def _canonical_axes(names: Sequence[str | None], shape: Sequence[int], what: str, bands: int | None,
+                    kind: str | None = None) -> tuple[str, ...]:
+    """Canonical axis names (time/band/y/x) of an array, from dimension_names or its rank
+    (`kind`: "embeddings" or "scales", the shape of the guess; from the name by default)."""
     if names and all(names):
         out = []
         for n in names:
-            canon = next((k for k, v in AXES.items() if str(n).lower() in v), None)
+            name = str(n).lower()
+            canon = "band" if name.startswith("band_d") else next((k for k, v in AXES.items() if name in v), None)
             if canon is None:
                 raise NotTessera(f"{what}: unknown axis {n!r} in dimension_names {list(names)}; "
                                  "expected time, band, y and x")
@@ -59,7 +64,7 @@ def _canonical_axes(names: Sequence[str | None], shape: Sequence[int], what: str
         ("scales", 3): ("time", "y", "x"),
         ("scales", 2): ("y", "x"),
     }
-    kind = "embeddings" if what.endswith("embeddings") else "scales"
+    kind = kind or ("embeddings" if what.rsplit("/", 1)[-1].startswith("embeddings") else "scales")
     if (kind, rank) not in guesses:
         raise NotTessera(f"{what}: cannot tell the axes of a rank-{rank} array without dimension_names")
     return guesses[(kind, rank)]
@@ -116,12 +121,36 @@ class Zone:
     scl_axes: tuple[str, ...]
     years: dict[int, int | None] = field(default_factory=dict)  # year -> time index
     bands: int = 128
+    # Shallower Matryoshka arrays (v2): depth -> (reader, axes), byte-exact band prefixes of
+    # the embeddings; reads of bands that all lie within a depth use the shallowest.
+    depth_arrays: dict[int, tuple[ArrayReader, tuple[str, ...]]] = field(default_factory=dict, repr=False)
+    # Per-pixel arrays beside the embeddings (v1.1-dclimate observation counts): name -> (reader, axes)
+    extra: dict[str, tuple[ArrayReader, tuple[str, ...]]] = field(default_factory=dict, repr=False)
 
     def with_caches(self, caches: StoreCaches) -> "Zone":
-        import dataclasses
+        return dataclasses.replace(
+            self, embeddings=self.embeddings.with_caches(caches), scales=self.scales.with_caches(caches),
+            years=dict(self.years),
+            depth_arrays={d: (r.with_caches(caches), a) for d, (r, a) in self.depth_arrays.items()},
+            extra={n: (r.with_caches(caches), a) for n, (r, a) in self.extra.items()})
 
-        return dataclasses.replace(self, embeddings=self.embeddings.with_caches(caches),
-                                   scales=self.scales.with_caches(caches), years=dict(self.years))
+    def array_for(self, bands: Sequence[int] | None) -> tuple[ArrayReader, int]:
+        """The embeddings array a read of `bands` (from 1; None = all) uses, and its depth:
+        the shallowest that holds every band asked for."""
+        if bands is not None and self.depth_arrays:
+            need = max(int(b) for b in bands)
+            for depth in sorted(self.depth_arrays):
+                if need <= depth < self.bands:
+                    return self.depth_arrays[depth][0], depth
+        return self.embeddings, self.bands
+
+    def _at(self, bands: Sequence[int] | None) -> "Zone":
+        """This zone reading its embeddings from the array `array_for(bands)` chooses."""
+        reader, depth = self.array_for(bands)
+        if reader is self.embeddings:
+            return self
+        return dataclasses.replace(self, embeddings=reader, emb_axes=self.depth_arrays[depth][1], bands=depth,
+                                   depth_arrays={})
 
     def pixel_of(self, x: float, y: float) -> tuple[int, int]:
         a, _, c, _, e, f = self.transform
@@ -234,13 +263,18 @@ class Zone:
         return self.embeddings.fast and self.scales.fast
 
     def read_scales(self, year: int, rows, cols, cancel=None, keep: bool = True,
-                    prefetch_embeddings: bool = False) -> np.ndarray:
+                    prefetch_embeddings: bool = False, bands: Sequence[int] | None = None) -> np.ndarray:
         """float32 (h, w) scales of a window; +inf outside the zone's array.
 
         The embeddings' shard indexes load together with the scales' (one round trip for
         both), so the embeddings read that follows costs one round trip, and pixels whose
         embeddings chunk is not stored come out as nodata (NaN) already. (`prefetch_embeddings`
-        is kept for callers that pass it: the indexes are always loaded.)"""
+        is kept for callers that pass it: the indexes are always loaded.) `bands`: those the
+        embeddings read will ask for (which array's indexes to load). Scales that are not
+        valid (see core.quant) come out as NaN."""
+        zone = self._at(bands)
+        if zone is not self:
+            return zone.read_scales(year, rows, cols, cancel, keep)
         t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
         out = np.full((max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), np.inf, dtype=np.float32)
         if not any_:
@@ -255,13 +289,16 @@ class Zone:
             s = self.scales.read(self._box(self.scl_axes, t, (r0, r1), (c0, c1), self.bands), cancel=cancel,
                                  keep=keep)
             s_view[...] = _to_yx(s, self.scl_axes)
-        return out
+        return sanitise_scales(out)
 
     def read_embeddings(self, year: int, rows, cols, bands: Sequence[int] | None = None,
                         wanted: np.ndarray | None = None, cancel=None, keep: bool = True) -> np.ndarray:
         """int8 (len(bands), h, w) of a window (bands numbered from 1; None = all).
 
         Only chunks holding a `wanted` pixel (a (h, w) mask) are fetched; elsewhere 0."""
+        zone = self._at(bands)
+        if zone is not self:
+            return zone.read_embeddings(year, rows, cols, bands, wanted, cancel, keep)
         t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
         idx = self._band_index(bands)
         nb = self.bands if idx is None else len(idx)
@@ -292,6 +329,9 @@ class Zone:
         are nodata (+inf); pixels whose embeddings chunk is not stored are nodata (NaN), as in
         read(). Only the values asked for are kept, whatever area the pixels are spread over:
         this is how a map view at any scale gathers its source pixels (grid_reduce)."""
+        zone = self._at(bands)
+        if zone is not self:
+            return zone.read_pixels(year, rows, cols, bands, cancel, keep)
         rows = np.asarray(rows, dtype=np.int64).ravel()
         cols = np.asarray(cols, dtype=np.int64).ravel()
         if rows.shape != cols.shape:
@@ -310,7 +350,7 @@ class Zone:
             win = self.read(year, (r0, r1), (c0, c1), cancel=cancel, keep=keep, bands=bands)
             q[:, inside] = win.q[:, rows[inside] - r0, cols[inside] - c0]
             s[inside] = win.scales[rows[inside] - r0, cols[inside] - c0]
-            return q, s
+            return q, sanitise_scales(s)
         scl = _PixelGather(self.scales, self.scl_axes, t, rows, cols, inside, None, s)
         scl_req = ChunkRequest(self.scales, scl.coords, scl.paste, keep)
         emb = _PixelGather(self.embeddings, self.emb_axes, t, rows, cols, inside, idx, q)
@@ -331,7 +371,7 @@ class Zone:
             if len(valid):
                 s[valid] = np.nan
                 self._warn_missing(coords, len(valid))
-        return q, s
+        return q, sanitise_scales(s)
 
     def read(self, year: int, rows: tuple[int, int], cols: tuple[int, int],
              cancel: Callable[[], bool] | None = None, skip_nodata: bool = True,
@@ -343,7 +383,13 @@ class Zone:
         where the scales are already in memory and say every pixel is nodata
         (`skip_nodata=False`: fetched anyway). A pixel whose embeddings chunk is not stored
         is nodata (scale NaN) whatever its scale says. `keep=False` does not keep decoded
-        chunks in memory (streamed exports). `bands` (from 1) limits the bands read."""
+        chunks in memory (streamed exports). `bands` (from 1) limits the bands read, from the
+        shallowest Matryoshka array that holds them all. Scales that are not valid (see
+        core.quant) come out as NaN."""
+        zone = self._at(bands)
+        if zone is not self:
+            win = zone.read(year, rows, cols, cancel, skip_nodata, keep, bands)
+            return dataclasses.replace(win, zone=self)
         t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
         idx = self._band_index(bands)
         nb = self.bands if idx is None else len(idx)
@@ -361,7 +407,8 @@ class Zone:
                 s_view[...] = self.read_scales(year, (r0, r1), (c0, c1), cancel, keep)
                 wanted = np.isfinite(s_view) if skip_nodata else None
                 q_view[...] = self.read_embeddings(year, (r0, r1), (c0, c1), bands, wanted, cancel, keep)
-        return WindowData(self, year, rows[0], cols[0], q, s, tuple(bands) if bands is not None else ())
+        return WindowData(self, year, rows[0], cols[0], q, sanitise_scales(s),
+                          tuple(bands) if bands is not None else ())
 
 
 class _PixelGather:
@@ -455,7 +502,8 @@ class TesseraStore:
 
     def __init__(self, url: str, options: StoreOptions, source: Source, root_meta: dict,
                  disk: DiskCache | None = None, pixel_hint: tuple[float, float, int] | None = None,
-                 pixel_xy: Future | None = None) -> None:
+                 pixel_xy: Future | None = None, cancel: Callable[[], bool] | None = None) -> None:
+        self._cancel = cancel  # while opening only
         self._pixel_hint = pixel_hint
         self._pixel_xy: Future | None = pixel_xy  # (crs, x, y) of the hint, worked out meanwhile
         self.url = url
@@ -467,6 +515,7 @@ class TesseraStore:
         self.zones: dict[str, Zone] = {}
         self._root_meta = root_meta
         self._discover()
+        self._cancel = None
 
     # -- discovery ----------------------------------------------------------------------------
     def _child_meta(self) -> dict[str, dict]:
@@ -496,11 +545,22 @@ class TesseraStore:
             if meta is None:
                 continue
             metas[key] = meta
-            for arr in ("embeddings", "scales", "time", self._scale_name()):
+            for arr in ("embeddings", "scales", "time", self._scale_name(), *self._depth_names().values(),
+                        *OBSERVATIONS):
                 sub = load(f"{key}/{arr}")[1]
                 if sub is not None:
                     metas[f"{key}/{arr}"] = sub
         return metas
+
+    def _depth_names(self) -> dict[int, str]:
+        """The arrays of the declared Matryoshka depths (`geoemb:depths`): depth -> name."""
+        out: dict[int, str] = {}
+        for entry in self.attrs.get("geoemb:depths") or []:
+            try:
+                out[int(entry["dimensions"])] = str(entry["array"])
+            except (KeyError, TypeError, ValueError):
+                continue
+        return out
 
     def _scale_name(self) -> str:
         q = self.attrs.get("geoemb:quantization") or {}
@@ -508,34 +568,56 @@ class TesseraStore:
 
     def _discover(self) -> None:
         metas = self._child_meta()
+        self._check_cancel()
         groups = sorted(k for k, m in metas.items() if ZONE_RE.match(k) and m.get("node_type") == "group")
         if not groups:
             raise NotTessera(f"{self.url} is a Zarr v3 store but has no UTM zone groups (utm01 to utm60); "
                              "it does not look like a TESSERA store")
         bands_attr = self.attrs.get("geoemb:dimensions")
         scale_name = self._scale_name()
+        depth_names = self._depth_names()
         for g in groups:
             gattrs = metas[g].get("attributes", {}) or {}
-            missing = [a for a in ("embeddings", scale_name) if f"{g}/{a}" not in metas]
+            # The full embeddings; a pack of a shallower depth holds only that depth's array.
+            present = {d: n for d, n in depth_names.items() if f"{g}/{n}" in metas}
+            full = "embeddings" if f"{g}/embeddings" in metas or not present else present[max(present)]
+            missing = [a for a in (full, scale_name) if f"{g}/{a}" not in metas]
             missing += [k for k in ("proj:code", "spatial:transform") if k not in gattrs]
             if missing:
                 raise NotTessera(f"{self.url}: zone group {g} lacks {', '.join(missing)}; "
                                  "it does not look like a TESSERA store")
-            emb_meta, scl_meta = metas[f"{g}/embeddings"], metas[f"{g}/{scale_name}"]
-            emb = ArrayReader(self.source, f"{g}/embeddings", emb_meta, self.caches, self._zarr_array)
-            scl = ArrayReader(self.source, f"{g}/{scale_name}", scl_meta, self.caches, self._zarr_array)
-            emb_axes = _canonical_axes(emb.dimension_names, emb.shape, f"{g}/embeddings", bands_attr)
-            scl_axes = _canonical_axes(scl.dimension_names, scl.shape, f"{g}/{scale_name}", bands_attr)
+            emb, emb_axes = self._reader(metas, f"{g}/{full}", bands_attr)
+            scl, scl_axes = self._reader(metas, f"{g}/{scale_name}", bands_attr)
             if "band" not in emb_axes:
-                raise NotTessera(f"{g}/embeddings has no band axis")
+                raise NotTessera(f"{g}/{full} has no band axis")
             bands = emb.shape[emb_axes.index("band")]
             shape = (emb.shape[emb_axes.index("y")], emb.shape[emb_axes.index("x")])
+            depth_arrays = {}
+            for depth, name in present.items():
+                if name != full and depth < bands:
+                    depth_arrays[depth] = self._reader(metas, f"{g}/{name}", bands_attr)
+            extra = {}
+            for name in OBSERVATIONS:
+                if f"{g}/{name}" in metas:
+                    reader = ArrayReader(self.source, f"{g}/{name}", metas[f"{g}/{name}"], self.caches,
+                                         self._zarr_array)
+                    extra[name] = (reader, _canonical_axes(reader.dimension_names, reader.shape, f"{g}/{name}",
+                                                           bands_attr, kind="scales"))
             t = [float(v) for v in gattrs["spatial:transform"]]
             self.zones[g] = Zone(g, int(g[3:]), str(gattrs["proj:code"]), tuple(t), shape, emb, scl,
-                                 emb_axes, scl_axes, bands=bands)
+                                 emb_axes, scl_axes, bands=bands, depth_arrays=depth_arrays, extra=extra)
         self._load_years(metas)
 
+    def _reader(self, metas: dict, key: str, bands_attr) -> tuple[ArrayReader, tuple[str, ...]]:
+        reader = ArrayReader(self.source, key, metas[key], self.caches, self._zarr_array)
+        return reader, _canonical_axes(reader.dimension_names, reader.shape, key, bands_attr)
+
+    def _check_cancel(self) -> None:
+        if self._cancel is not None and self._cancel():
+            raise Cancelled("opening the store was cancelled")
+
     def _load_years(self, metas: dict) -> None:
+        self._check_cancel()
         def years_of(zone: Zone) -> dict[int, int | None]:
             if "time" not in zone.emb_axes:
                 year = self._single_year()
@@ -739,8 +821,11 @@ class TesseraStore:
         }
 
     # -- single pixel -------------------------------------------------------------------------
-    def pixel(self, lon: float, lat: float, year: int, crs: str = "EPSG:4326") -> dict:
-        """The embedding at a point (lon/lat by default, or x/y in `crs`) for a year."""
+    def pixel(self, lon: float, lat: float, year: int, crs: str = "EPSG:4326",
+              cancel: Callable[[], bool] | None = None) -> dict:
+        """The embedding at a point (lon/lat by default, or x/y in `crs`) for a year; with
+        "observations" (per-pixel observation counts) where the zone group has them. A pixel
+        whose scale is not valid (see core.quant) is `"valid": False`."""
         self.check_year(year)
         if crs != "EPSG:4326":
             lon, lat = to_lonlat(lon, lat, crs)
@@ -752,12 +837,30 @@ class TesseraStore:
                     "scale": None, "embedding": None}
         x, y = transformer("EPSG:4326", zone.crs).transform(lon, lat)
         row, col = zone.pixel_of(x, y)
-        win = zone.read(year, (row, row + 1), (col, col + 1), skip_nodata=False)
+        counts = TASK_POOL.submit(self._observations, zone, year, row, col, cancel) if zone.extra else None
+        win = zone.read(year, (row, row + 1), (col, col + 1), skip_nodata=False, cancel=cancel)
         scale = float(win.scales[0, 0])
         valid = bool(np.isfinite(scale))
-        return {"zone": zone.name, "crs": zone.crs, "row": row, "col": col, "year": year, "valid": valid,
-                "scale": scale if valid else None,
-                "embedding": win.dequantised()[:, 0, 0].astype(float).tolist() if valid else None}
+        out = {"zone": zone.name, "crs": zone.crs, "row": row, "col": col, "year": year, "valid": valid,
+               "scale": scale if valid else None,
+               "embedding": win.dequantised()[:, 0, 0].astype(float).tolist() if valid else None}
+        if counts is not None:
+            out["observations"] = counts.result()
+        return out
+
+    @staticmethod
+    def _observations(zone: Zone, year: int, row: int, col: int, cancel=None) -> dict[str, int | None]:
+        """The zone's per-pixel observation counts at a pixel (None outside the array)."""
+        out: dict[str, int | None] = {}
+        inside = 0 <= row < zone.shape[0] and 0 <= col < zone.shape[1]
+        for name, (reader, axes) in zone.extra.items():
+            if not inside:
+                out[name] = None
+                continue
+            t = zone.years.get(year)
+            box = zone._box(axes, t if t is not None else 0, (row, row + 1), (col, col + 1), 1)
+            out[name] = int(np.asarray(reader.read(box, cancel=cancel)).ravel()[0])
+        return out
 
 
 def _project(lon: float, lat: float, crs: str) -> tuple[str, float, float]:
@@ -852,6 +955,8 @@ def open_store(url: "str | Path | StoreRef", options: StoreOptions | None = None
     folder = _cache_folder(options, url)
     try:
         raw, offline = _fetch_root(source, url, folder)
+        if cancel is not None and cancel():
+            raise Cancelled("opening the store was cancelled")
         meta = _parse_root(raw, url)
         disk = None
         if folder is not None:
@@ -859,7 +964,7 @@ def open_store(url: "str | Path | StoreRef", options: StoreOptions | None = None
 
             disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}", options.cache_limit_bytes,
                              Path(options.cache_dir).expanduser())
-        store = TesseraStore(url, options, source, meta, disk, pixel_hint=pixel, pixel_xy=pixel_xy)
+        store = TesseraStore(url, options, source, meta, disk, pixel_hint=pixel, pixel_xy=pixel_xy, cancel=cancel)
     finally:
         source.forget_speculation()
     store.offline = offline

@@ -1,0 +1,161 @@
+"""The stores as they are published (#13): depths, valid scales, observation counts, the
+stretch object; read through the core and the command line, checked against zarr-python
+and the server's request log (which arrays were read)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from support.stores import invalid_scale_pixels
+from tessera_qgis.core.errors import BandError, Cancelled
+from tessera_qgis.core.store import OBSERVATIONS, open_store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def served(range_server, path):
+    srv = range_server(path.parent)
+    return srv, f"{srv.url}/{path.name}"
+
+
+def arrays_read(srv) -> set[str]:
+    """The arrays whose chunks or shard indexes the server was asked for."""
+    out = set()
+    for r in srv.requests():
+        parts = r.path.split("/")
+        if "c" in parts:
+            out.add(parts[parts.index("c") - 1])
+    return out
+
+
+@pytest.mark.parametrize("bands,array", [([1, 2, 3], "embeddings_d4"), ([5, 9, 12], "embeddings_d16"),
+                                         ([1, 2, 20], "embeddings"), ([4], "embeddings_d4"),
+                                         ([16, 1], "embeddings_d16")])
+def test_bands_are_read_from_the_shallowest_array_holding_them(range_server, v2_store, bands, array):
+    srv, url = served(range_server, v2_store)
+    st = open_store(url)
+    zone = st.zones["utm31"]
+    srv.reset()
+    win = zone.read(2025, (0, 256), (0, 256), bands=bands)
+    assert arrays_read(srv) == {array, "scales"}, arrays_read(srv)
+    g = zarr.open_group(str(v2_store), mode="r")["utm31"]
+    t = list(g["time"][:]).index(2025)
+    s = np.asarray(g["scales"][t, :256, :256])
+    valid = np.isfinite(s) & (s > 0) & (s < 1)
+    full = np.asarray(g["embeddings"][t][[b - 1 for b in bands], :256, :256])
+    np.testing.assert_array_equal(win.q[:, valid], full[:, valid])
+    np.testing.assert_array_equal(np.isfinite(win.scales), valid)
+
+
+def test_the_map_path_reads_depth_4_for_three_bands(range_server, v2_store):
+    """A bands 1-3 view on a grid (grid_reduce, what the map layer does): scales and
+    embeddings_d4 only."""
+    from tessera_qgis.core.region import read_grid
+
+    srv, url = served(range_server, v2_store)
+    st = open_store(url)
+    srv.reset()
+    z = st.zones["utm31"]
+    c0 = 60  # east of the meridian (utm31 starts at it: column 22), where only utm31 has data
+    t = (10.0, 0.0, z.transform[2] + 10 * c0, 0.0, -10.0, z.transform[5])
+    vals = read_grid(st, 2025, z.crs, t, 96, 200, bands=[1, 2, 3])
+    assert arrays_read(srv) == {"embeddings_d4", "scales"}
+    g = zarr.open_group(str(v2_store), mode="r")["utm31"]
+    ti = list(g["time"][:]).index(2025)
+    s = np.asarray(g["scales"][ti, :200, c0:c0 + 96]).astype(np.float32)
+    valid = np.isfinite(s) & (s > 0) & (s < 1)
+    want = np.asarray(g["embeddings"][ti, :3, :200, c0:c0 + 96]).astype(np.float32) * np.where(valid, s, 0)
+    np.testing.assert_array_equal(vals[:, valid], want[:, valid])
+    assert np.isnan(vals[:, ~valid]).all() and valid.sum() > 5000
+
+
+def test_scales_out_of_range_are_nodata_everywhere(v1_store, tmp_path):
+    """v1's garbage scales (finite, >= 1, or <= 0): a window, a pixel (core and `pixel
+    --json`) and an export say nodata there."""
+    bad = invalid_scale_pixels(v1_store)
+    assert bad and any(b["scale"] >= 1 for b in bad)
+    st = open_store(v1_store)
+    for b in bad:
+        zone = st.zones[b["zone"]]
+        win = zone.read(b["year"], (b["row"], b["row"] + 1), (b["col"], b["col"] + 1))
+        assert np.isnan(win.scales[0, 0]) and np.isnan(win.dequantised()).all()
+        px = st.pixel(b["lon"], b["lat"], b["year"])
+        assert (px["row"], px["col"]) == (b["row"], b["col"]) and px["valid"] is False and px["embedding"] is None
+    b = bad[0]
+    res = subprocess.run([sys.executable, "-m", "tessera_qgis", "pixel", str(v1_store), "--lon", str(b["lon"]),
+                          "--lat", str(b["lat"]), "--year", str(b["year"]), "--json"], capture_output=True, text=True,
+                         cwd=REPO, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                                        "PROJ_DATA": "/usr/share/proj"})
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["valid"] is False
+
+
+@pytest.mark.gdal
+def test_an_export_writes_nodata_for_scales_out_of_range(v1_store, tmp_path):
+    from osgeo import gdal
+
+    from tessera_qgis.core.export import ExportRequest, export
+
+    b = next(p for p in invalid_scale_pixels(v1_store) if p["scale"] >= 1)
+    st = open_store(v1_store)
+    d = 0.0003
+    out = export(st, ExportRequest((b["lon"] - d, b["lat"] - d, b["lon"] + d, b["lat"] + d), "EPSG:4326",
+                                   b["year"], str(tmp_path / "x.tif"), bands=[1], dst_crs="EPSG:4326",
+                                   resolution=0.00002))[0]
+    ds = gdal.Open(str(out))
+    arr = ds.GetRasterBand(1).ReadAsArray()
+    x0, a, _, y0, _, e = ds.GetGeoTransform()
+    col, row = int((b["lon"] - x0) / a), int((b["lat"] - y0) / e)
+    assert np.isnan(arr[row, col]) and np.isfinite(arr).any()
+
+
+def test_observation_counts_come_with_a_pixel(dclimate_store):
+    st = open_store(dclimate_store)
+    g = zarr.open_group(str(dclimate_store), mode="r")["utm31"]
+    x0, y0 = g.attrs["spatial:transform"][2], g.attrs["spatial:transform"][5]
+    from tessera_qgis.core.geo import transformer
+
+    ti = list(g["time"][:]).index(2024)
+    s = np.asarray(g["scales"][ti, :128, :128])
+    rows, cols = np.nonzero(np.isfinite(s))
+    for r, c in list(zip(rows, cols))[:: max(1, len(rows) // 5)][:5]:
+        lon, lat = transformer(g.attrs["proj:code"], "EPSG:4326").transform(x0 + 10 * (c + 0.5), y0 - 10 * (r + 0.5))
+        px = st.pixel(lon, lat, 2024)
+        assert px["zone"] == "utm31" and (px["row"], px["col"]) == (r, c)
+        assert px["observations"] == {name: int(g[name][ti, r, c]) for name in OBSERVATIONS}
+
+
+def test_stores_without_observations_have_none(v2_store):
+    px = open_store(v2_store).pixel(0.005, 52.2, 2025)
+    assert "observations" not in px
+
+
+def test_info_reports_depths_and_stretch_modes(v2_store, v1_store, dclimate_store):
+    i2, i1, ic = (open_store(p).info() for p in (v2_store, v1_store, dclimate_store))
+    assert i2["depths"] == [4, 16, 128] and set(i2["stretch"].values()) == {"bands"}
+    assert i2["global_pca_years"] == []
+    assert i1["depths"] == [128] and set(i1["stretch"].values()) == {"pca"} and i1["global_pca_years"]
+    assert ic["depths"] == [128]
+    with pytest.raises(BandError, match="not ordered by importance"):
+        open_store(v1_store).check_depth(4)
+
+
+def test_opening_can_be_cancelled(range_server, sample_store):
+    srv, url = served(range_server, sample_store)
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return True
+
+    srv.reset()
+    with pytest.raises(Cancelled):
+        open_store(url, cancel=cancel)
+    assert calls
+    assert not [r for r in srv.requests() if "/time/" in r.path], "no zone was read after the cancel"
