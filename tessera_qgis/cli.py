@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     _region_args(r)
     r.add_argument("--out", required=True, help="output PNG")
     r.add_argument("--width", type=int, default=1024, help="image width in pixels (default 1024)")
+    r.add_argument("--depth", type=int, choices=[4, 16, 128],
+                   help="PCA on the first N dimensions (Matryoshka depths of v2 stores)")
+    r.add_argument("--budget", type=int, default=4096 * 4096, metavar="PIXELS",
+                   help="10 m pixels read at most; a larger area is drawn from the store's preview, "
+                        "or a coarse one (default 4096 x 4096)")
     r.set_defaults(func=cmd_render)
 
     e = sub.add_parser("export", parents=[common], help="an area to GeoTIFF")
@@ -154,8 +159,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info))
         return 0
     print(f"{info['url']}\n  layout: {info['layout']}; dataset: {info['dataset']}; model: {info['model']}")
-    print(f"  years: {describe_years(info)}; bands: {info['bands']}; "
+    print(f"  years: {describe_years(info)}; bands: {info['bands']}; depths: {', '.join(map(str, info['depths']))}; "
           f"global PCA for: {', '.join(map(str, info['global_pca_years'])) or 'none'}")
+    stretch = ", ".join(f"{y} {m}" for y, m in info["stretch"].items())
+    print(f"  published stretch: {stretch or 'none'}")
     for name, z in info["zones"].items():
         e = z["embeddings"]
         print(f"  {name}: {z['crs']}, {z['shape'][0]} x {z['shape'][1]} px, years {z['years']}, "
@@ -201,7 +208,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     store = _open(args)
     info = render_png(store, args.bbox, args.year, args.out, width=args.width,
-                      bands=args.bands, pca=args.pca)
+                      bands=args.bands, pca=args.pca, depth=args.depth, budget=args.budget)
     print(f"wrote {info['path']} ({info['width']} x {info['height']} px, {info['mode']}, "
           f"{info['valid_fraction'] * 100:.0f} % with data)")
     return 0

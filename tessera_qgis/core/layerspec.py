@@ -8,7 +8,7 @@
 
 Optional: crs (the layer's CRS), extent (xmin,ymin,xmax,ymax in that CRS, so a project
 opens without touching the network), zone, cache (folder), budget (source pixels a view
-may need), authcfg (a QGIS authentication configuration id for S3 keys), s3_endpoint,
+may need), depth (a Matryoshka prefix for PCA and similarity: 4 or 16 on v2 stores), authcfg (a QGIS authentication configuration id for S3 keys), s3_endpoint,
 s3_region, anon. A secret never goes into a URI. Qt-free, so it can be tested anywhere.
 """
 from __future__ import annotations
@@ -38,6 +38,7 @@ class LayerSpec:
     extent: tuple[float, float, float, float] | None = None
     zone: str | None = None
     budget: int = DEFAULT_BUDGET
+    depth: int | None = None  # a Matryoshka prefix (4, 16) for PCA and similarity; None: all dimensions
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -52,6 +53,8 @@ class LayerSpec:
             raise ValueError(f"pca must be global, view or a saved fit, got {self.pca!r}")
         if self.bands is not None and not 1 <= len(self.bands) <= 128:
             raise ValueError("bands= takes 1 to 128 band numbers")
+        if self.depth is not None and self.depth < 1:
+            raise ValueError("depth= takes a number of dimensions like 4, 16 or 128")
 
     @classmethod
     def of(cls, url: str, year: int, *, cache: str | None = None, authcfg: str | None = None,
@@ -93,6 +96,8 @@ class LayerSpec:
         items.extend(self.store.query_items()[1:])
         if self.budget != DEFAULT_BUDGET:
             items.append(("budget", str(self.budget)))
+        if self.depth is not None:
+            items.append(("depth", str(self.depth)))
         return urlencode(items, safe=",:/~")
 
     @classmethod
@@ -126,10 +131,19 @@ class LayerSpec:
         return cls(store=StoreRef.from_query(params), year=year, bands=bands, pca=params.get("pca") or None,
                    similarity=params.get("similarity") or None,
                    crs=params.get("crs") or None, extent=extent, zone=params.get("zone") or None,
-                   budget=int(params.get("budget") or DEFAULT_BUDGET))
+                   budget=int(params.get("budget") or DEFAULT_BUDGET), depth=_int_or_none(params, "depth"))
 
     def with_(self, **changes) -> "LayerSpec":
         return replace(self, **changes)
+
+
+def _int_or_none(params: dict, name: str) -> int | None:
+    if not params.get(name):
+        return None
+    try:
+        return int(params[name])
+    except ValueError:
+        raise ValueError(f"{name}= must be a number, got {params[name]!r}") from None
 
 
 def encode_pca(pca: PCA) -> str:

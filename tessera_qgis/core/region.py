@@ -224,14 +224,18 @@ def _seam_holes(unfilled: np.ndarray, transform, crs: str) -> np.ndarray:
 
 
 def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int = 100_000, seed: int = 0,
-            cancel: Callable[[], bool] | None = None, progress: Callable[[float], None] | None = None):
-    """Fit a PCA on a random sample of at most `max_samples` valid pixels of a region.
+            cancel: Callable[[], bool] | None = None, progress: Callable[[float], None] | None = None,
+            depth: int | None = None):
+    """Fit a PCA on a random sample of at most `max_samples` valid pixels of a region, on
+    the first `depth` dimensions (a Matryoshka prefix, read from its own array) or all.
 
     Small regions are read whole; larger ones through randomly chosen chunk-sized blocks
     (read concurrently), so the fit costs about `max_samples` pixels of reading, not the region.
     `progress(fraction)` follows the blocks read (0 to 0.9; the fit itself is the rest).
     """
     store.check_year(year)
+    depth = store.check_depth(depth)
+    bands = list(range(1, depth + 1)) if depth < store.bands else None
     parts = [p for p in plan(store, bounds, crs) if year in p.zone.years]
     total = sum(p.pixels for p in parts)
     if total == 0:
@@ -243,7 +247,7 @@ def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int =
             jobs.append((part.zone, part.rows, part.cols))
             continue
         yi = part.zone.emb_axes.index("y")
-        size = part.zone.embeddings.chunk_shape[yi]
+        size = part.zone.array_for(bands)[0].chunk_shape[yi]
         rows = list(range(part.rows[0] // size * size, part.rows[1], size))
         cols = list(range(part.cols[0] // size * size, part.cols[1], size))
         share = max(1, round(max_samples / size / size * part.pixels / total * 1.5))
@@ -255,7 +259,7 @@ def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int =
 
     def read(job):
         zone, rows, cols = job
-        vals = zone.read(year, rows, cols, cancel=cancel).dequantised()
+        vals = zone.read(year, rows, cols, cancel=cancel, bands=bands).dequantised()
         return vals.reshape(vals.shape[0], -1).T
 
     blocks = []

@@ -9,10 +9,10 @@ import numpy as np
 
 from .gdal_io import driver, gdal_module
 from .geo import check_bounds, transformer
-from .layerspec import LayerSpec
-from .pca import PCA, stretch_bands
+from .layerspec import DEFAULT_BUDGET, LayerSpec
+from .pca import PCA, stretch_bands, stretch_rgba
 from .storeref import StoreRef
-from .view import View
+from .view import View, published_ranges
 
 WEB_MERCATOR = "EPSG:3857"
 
@@ -27,31 +27,39 @@ def mercator_grid(bbox, width: int) -> tuple[tuple[float, ...], int, int]:
 
 
 def render_rgba(store, bbox, year: int, width: int = 1024, bands: Sequence[int] | None = None,
-                pca: bool | PCA = False) -> tuple[np.ndarray, dict]:
-    """uint8 (4, h, w) RGBA of a lon/lat bbox in Web Mercator, and a description."""
+                pca: bool | PCA = False, depth: int | None = None, budget: int | None = DEFAULT_BUDGET,
+                previews: str = "auto") -> tuple[np.ndarray, dict]:
+    """uint8 (4, h, w) RGBA of a lon/lat bbox in Web Mercator, and a description.
+
+    As on the map: over `budget` source pixels the store's preview (or a coarse one) is
+    drawn instead (see View.render); `depth` runs PCA on a Matryoshka prefix."""
     if width < 1 or width > 20000:
         raise ValueError("width must be 1 to 20000 pixels")
     transform, width, height = mercator_grid(bbox, width)
     ref = StoreRef(store.url)
     if pca is not False and pca is not None:
-        view = View(store, LayerSpec(store=ref, year=year, pca="global"))
+        view = View(store, LayerSpec(store=ref, year=year, pca="global", depth=depth, budget=budget))
         if isinstance(pca, PCA):
             view.set_pca(pca)
-        comps = view.values(WEB_MERCATOR, transform, width, height, budget=None)
-        rgba = view.pca.stretch_components(comps)
-        mode = f"PCA ({view.pca.source})"
+        frame = view.render(WEB_MERCATOR, transform, width, height, previews=previews)
+        rgba = view.pca.stretch_components(frame.values)
+        mode = f"PCA ({view.pca.source}{f', depth {view.depth}' if view.depth < store.bands else ''})"
     else:
         bands = store.check_bands(bands or [1, 2, 3])
         if len(bands) not in (1, 3):
             raise ValueError("render takes one band (grey) or three bands (RGB)")
-        view = View(store, LayerSpec(store=ref, year=year, bands=tuple(bands)))
-        rgba = stretch_bands(view.values(WEB_MERCATOR, transform, width, height, budget=None))
+        view = View(store, LayerSpec(store=ref, year=year, bands=tuple(bands), budget=budget))
+        frame = view.render(WEB_MERCATOR, transform, width, height, previews=previews)
+        ranges = published_ranges(store, year, bands)
+        rgba = stretch_rgba(frame.values, ranges) if ranges else stretch_bands(frame.values)
         if len(bands) == 1:
             rgba = np.concatenate([rgba[:1], rgba[:1], rgba[:1], rgba[1:]])
         mode = "bands " + ",".join(map(str, bands))
+    if frame.kind != "embeddings":
+        mode += f", {frame.label}"
     valid = float((rgba[3] > 0).mean())
     return rgba, {"width": width, "height": height, "mode": mode, "valid_fraction": valid,
-                  "crs": WEB_MERCATOR, "transform": list(transform)}
+                  "crs": WEB_MERCATOR, "transform": list(transform), "source": frame.kind}
 
 
 def write_png(rgba: np.ndarray, path: str) -> None:
@@ -62,7 +70,8 @@ def write_png(rgba: np.ndarray, path: str) -> None:
     mem = None
 
 
-def render_png(store, bbox, year: int, out: str, width: int = 1024, bands=None, pca: bool = False) -> dict:
-    rgba, info = render_rgba(store, bbox, year, width, bands, pca)
+def render_png(store, bbox, year: int, out: str, width: int = 1024, bands=None, pca: bool = False,
+               depth: int | None = None, budget: int | None = DEFAULT_BUDGET) -> dict:
+    rgba, info = render_rgba(store, bbox, year, width, bands, pca, depth, budget)
     write_png(rgba, out)
     return {"path": str(out), **info}

@@ -137,23 +137,27 @@ def global_pca(store: TesseraStore, year: int) -> PCA | None:
 
 def choose_pca(store: TesseraStore, year: int, wanted: str | PCA | None = "global",
                region: tuple | None = None, cancel: Cancel = None,
-               progress: Callable[[float], None] | None = None) -> PCA:
+               progress: Callable[[float], None] | None = None, depth: int | None = None) -> PCA:
     """The PCA a layer, render or export uses: a given or saved fit; else the store's global
-    PCA ("global"); else (no global PCA, or "view") one fitted on a sample of `region`
-    ((bounds, crs)), `progress(fraction)` following the fit. Raises ValueError when a fit is
+    PCA ("global", which covers all dimensions: not for a shallower `depth`); else (no
+    global PCA, a depth, or "view") one fitted on a sample of `region` ((bounds, crs)) at
+    that depth, `progress(fraction)` following the fit. Raises ValueError when a fit is
     needed and no region is given."""
+    depth = store.check_depth(depth)
     if isinstance(wanted, PCA):
         return wanted
     if isinstance(wanted, str) and wanted.startswith("b64:"):
         return decode_pca(wanted)
-    if wanted in (None, "global"):
+    if wanted in (None, "global") and depth == store.bands:
         pca = global_pca(store, year)
         if pca is not None:
             return pca
     if region is None:
-        raise ValueError(f"the store has no global PCA for {year}: a region to fit one on is needed")
+        why = "no global PCA" if depth == store.bands else f"no PCA at depth {depth}"
+        raise ValueError(f"the store has {why} for {year}: a region to fit one on is needed")
     bounds, crs = region
-    return fit_pca(store, bounds, crs, year, cancel=cancel, progress=progress)
+    return fit_pca(store, bounds, crs, year, cancel=cancel, progress=progress,
+                   depth=depth if depth < store.bands else None)
 
 
 def published_ranges(store: TesseraStore, year: int, bands: Sequence[int]) -> list[tuple[float, float]] | None:
@@ -228,8 +232,11 @@ class View:
 
     def __init__(self, store: TesseraStore, spec: LayerSpec) -> None:
         store.check_year(spec.year)
+        self.depth = store.check_depth(spec.depth)
         if spec.bands is not None:
             store.check_bands(spec.bands)
+            if max(spec.bands) > self.depth:
+                raise BandError(f"band {max(spec.bands)} lies beyond depth {self.depth}")
         self.store = store
         self.spec = spec
         self._product: Product | None = None
@@ -238,12 +245,18 @@ class View:
             self._product = band_values(spec.bands)
         elif spec.similarity is not None:
             ref = decode_vector(spec.similarity)
-            if len(ref) != store.bands:
+            if len(ref) not in (self.depth, store.bands):
                 raise BandError(f"the reference embedding has {len(ref)} values; this store has {store.bands}")
-            self._product = similarity_to(ref)
+            self._product = similarity_to(ref[:self.depth])
         elif spec.pca != "view":
-            pca = global_pca(store, spec.year) if spec.pca == "global" else choose_pca(store, spec.year, spec.pca)
+            if spec.pca == "global":
+                pca = global_pca(store, spec.year) if self.depth == store.bands else None
+            else:
+                pca = choose_pca(store, spec.year, spec.pca, depth=self.depth)
             if pca is not None:
+                if pca.mean.shape[0] != self.depth:
+                    raise BandError(f"the saved PCA has {pca.mean.shape[0]} dimensions; this layer reads "
+                                    f"{self.depth}")
                 self.set_pca(pca)
 
     @property
@@ -258,7 +271,7 @@ class View:
     def product(self, region: tuple | None = None, cancel: Cancel = None) -> Product:
         """The product; a PCA still to be fitted is fitted on `region` ((bounds, crs))."""
         if self._product is None:
-            self.set_pca(choose_pca(self.store, self.spec.year, "view", region, cancel))
+            self.set_pca(choose_pca(self.store, self.spec.year, "view", region, cancel, depth=self.depth))
         return self._product
 
     def values(self, crs: str, transform, width: int, height: int, cancel: Cancel = None,
@@ -314,7 +327,7 @@ class View:
     def _coarse(self, crs, transform, width, height, cancel) -> np.ndarray:
         year = self.spec.year
         if self.needs_fit:  # fit the PCA on the coarse sample itself: one fetch
-            everything = band_values(range(1, self.store.bands + 1))
+            everything = band_values(range(1, self.depth + 1))
             raw = coarse_values(self.store, year, crs, transform, width, height, everything.bands,
                                 everything.from_quantised, everything.count, cancel)
             flat = raw.reshape(raw.shape[0], -1).T

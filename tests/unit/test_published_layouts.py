@@ -159,3 +159,58 @@ def test_opening_can_be_cancelled(range_server, sample_store):
         open_store(url, cancel=cancel)
     assert calls
     assert not [r for r in srv.requests() if "/time/" in r.path], "no zone was read after the cancel"
+
+
+@pytest.mark.gdal
+def test_render_of_a_large_area_draws_the_preview_and_reads_no_embeddings_or_scales(range_server, v2_store,
+                                                                                    tmp_path):
+    from tessera_qgis.core.render import render_png
+
+    srv, url = served(range_server, v2_store)
+    st = open_store(url)
+    srv.reset()
+    info = render_png(st, (-0.05, 52.17, 0.05, 52.23), 2025, str(tmp_path / "p.png"), width=300, bands=[1, 2, 3],
+                      budget=1000)
+    assert info["source"] == "preview" and "preview (2025)" in info["mode"] and info["valid_fraction"] > 0
+    assert arrays_read(srv) == {"rgb"}, arrays_read(srv)
+    assert all("/global_rgb/" in r.path for r in srv.requests() if "/c/" in r.path)
+
+
+def test_pca_and_similarity_at_depth_4_read_only_the_depth_4_array(range_server, v2_store):
+    from tessera_qgis.core.layerspec import LayerSpec, encode_vector
+    from tessera_qgis.core.storeref import StoreRef
+    from tessera_qgis.core.view import View
+
+    srv, url = served(range_server, v2_store)
+    st = open_store(url)
+    z = st.zones["utm31"]
+    t = (10.0, 0.0, z.transform[2] + 600, 0.0, -10.0, z.transform[5] - 200)
+    g = zarr.open_group(str(v2_store), mode="r")["utm31"]
+    ti = list(g["time"][:]).index(2025)
+    q = np.asarray(g["embeddings"][ti, :4, 20:120, 60:160]).astype(np.float64)
+    s = np.asarray(g["scales"][ti, 20:120, 60:160]).astype(np.float64)
+    valid = np.isfinite(s) & (s > 0) & (s < 1)
+    v = q * np.where(valid, s, 0)
+    ref = v[:, valid][:, 0]
+    for mode in (dict(pca="global"), dict(similarity=encode_vector(ref))):
+        spec = LayerSpec(store=StoreRef(url), year=2025, depth=4, **mode)
+        assert LayerSpec.from_uri(spec.to_uri()).depth == 4
+        view = View(st, spec)
+        srv.reset()
+        out = view.values(z.crs, t, 100, 100)
+        assert arrays_read(srv) <= {"embeddings_d4", "scales"}, (mode, arrays_read(srv))
+        if "pca" in mode:
+            assert view.pca.source == "fit" and view.pca.mean.shape == (4,)
+            want = view.pca.components @ (v[:, valid] - view.pca.mean[:, None])
+        else:
+            want = (ref @ v[:, valid]) / np.linalg.norm(ref) / np.linalg.norm(v[:, valid], axis=0)
+        np.testing.assert_allclose(out[:, valid], np.atleast_2d(want), rtol=1e-4, atol=1e-4)
+
+
+def test_a_depth_is_refused_on_stores_without_depths(v1_store):
+    from tessera_qgis.core.layerspec import LayerSpec
+    from tessera_qgis.core.storeref import StoreRef
+    from tessera_qgis.core.view import View
+
+    with pytest.raises(BandError, match="not ordered by importance"):
+        View(open_store(v1_store), LayerSpec(store=StoreRef(str(v1_store)), year=2025, pca="global", depth=4))
