@@ -179,9 +179,12 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
             box.setValue(i + 1)
             bands_row.addWidget(box)
         self.zone = QComboBox(self)
+        self.depth = QComboBox(self)
+        self.depth.setToolTip(tr("Dimensions PCA uses (Matryoshka depths)"))
         form.addRow(tr("Year"), self.year)
         form.addRow(tr("Show"), self.mode)
         form.addRow(tr("Bands"), bands_row)
+        form.addRow(tr("Depth"), self.depth)
         form.addRow(tr("Zone"), self.zone)
         layout.addLayout(form)
         self.add_button = QPushButton(tr("Add layer"), self)
@@ -368,7 +371,9 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         rows = [(tr("Store"), info["url"]), (tr("Dataset"), info["dataset"] or "-"),
                 (tr("Model"), info["model"] or "-"), (tr("Layout"), info["layout"]),
                 (tr("Years"), describe_years(info)), (tr("Bands"), str(info["bands"])),
-                (tr("Global PCA"), ", ".join(map(str, info["global_pca_years"])) or tr("none"))]
+                (tr("Global PCA"), ", ".join(map(str, info["global_pca_years"])) or tr("none")),
+                (tr("Depths"), ", ".join(map(str, info["depths"]))),
+                (tr("Published stretch"), ", ".join(f"{y} {m}" for y, m in info["stretch"].items()) or tr("none"))]
         for name, z in info["zones"].items():
             e = z["embeddings"]
             rows.append((name, f"{z['crs']}, {z['shape'][0]} x {z['shape'][1]} px, years {z['years']}, chunks "
@@ -389,6 +394,10 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.zone.addItem(tr("automatic (from the map extent)"), None)
         for name in info["zones"]:
             self.zone.addItem(name, name)
+        self.depth.clear()
+        for d in sorted(info["depths"], reverse=True):  # all dimensions first
+            self.depth.addItem(tr("{} dimensions").format(d), None if d == info["bands"] else d)
+        self.depth.setEnabled(len(info["depths"]) > 1)
         self.add_button.setEnabled(True)
 
     # -- add layer ---------------------------------------------------------------------------
@@ -413,6 +422,8 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         kwargs: dict = dict(year=self.year.currentData(), zone=self.zone.currentData())
         if mode in ("pca", "view"):
             kwargs["pca"] = "global" if mode == "pca" else "view"
+            if self.depth.currentData() is not None:
+                kwargs["depth"] = self.depth.currentData()
         else:
             kwargs["bands"] = [b.value() for b in self.bands[: 3 if mode == "rgb" else 1]]
         bounds, crs = self.view_bounds()

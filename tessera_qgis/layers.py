@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from qgis.core import (Qgis, QgsColorRampShader, QgsContrastEnhancement, QgsMultiBandColorRenderer,
+from qgis.core import (Qgis, QgsColorRampShader, QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject,
                        QgsRasterLayer, QgsRasterShader, QgsSingleBandPseudoColorRenderer, QgsStyle)
+from qgis.PyQt.QtCore import QCoreApplication, QObject
 
 from .core.geo import lonlat_bounds
 from .core.layerspec import DEFAULT_BUDGET, LayerSpec, encode_pca, encode_vector
@@ -14,8 +15,13 @@ from .core.region import data_extent
 from .core.storeref import StoreRef
 from .core.utm import zone_of_lon
 from .core.view import View
+from .log import notifier
 from .provider import PROVIDER_KEY, register, state_for
 from .store_access import shared_store
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("TesseraLayers", text)
 
 
 def choose_crs(store, view_bounds=None, view_crs: str = "EPSG:4326", zone: str | None = None) -> str:
@@ -47,19 +53,21 @@ def prepare_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None 
                   pca: str | PCA | None = None, name: str | None = None, view_bounds=None,
                   view_crs: str = "EPSG:4326", zone: str | None = None,
                   stretch: Sequence[tuple[float, float]] | None = None, similarity=None, threshold: float = 0.5,
-                  cancel=None, budget: int | None = None, detail: str = "", **ref_options) -> PreparedLayer:
+                  cancel=None, budget: int | None = None, detail: str = "", depth: int | None = None,
+                  **ref_options) -> PreparedLayer:
     """The network part of making a layer (open the store, check year and bands, choose the
     CRS, the starting stretch): safe in a QgsTask. `build_layer()` then makes the layer on the
     main thread without touching the network. `store` is a StoreRef, or a URL with the
     connection's options as keywords (cache, authcfg, s3_endpoint, s3_region, anon). The
-    layer's name is `name`, else layer_title() followed by " (`detail`)" when given."""
+    layer's name is `name`, else layer_title() followed by " (`detail`)" when given.
+    `depth`: PCA and similarity on a Matryoshka prefix (4, 16) of a store that has depths."""
     ref = store if isinstance(store, StoreRef) else StoreRef(str(store), **ref_options)
     if bands is None and pca is None and similarity is None:
         pca = "global"
     spec = LayerSpec(store=ref, year=int(year), bands=tuple(bands) if bands else None,
                      pca=encode_pca(pca) if isinstance(pca, PCA) else pca,
                      similarity=encode_vector(similarity) if similarity is not None else None,
-                     budget=budget or DEFAULT_BUDGET)
+                     budget=budget or DEFAULT_BUDGET, depth=depth)
     opened = shared_store(ref, cancel)
     View(opened, spec)  # checks the year, the bands and a reference's length
     crs = choose_crs(opened, view_bounds, view_crs, zone)
@@ -120,7 +128,8 @@ def layer_title(store, spec: LayerSpec) -> str:
     attrs = getattr(store, "attrs", None) or {}
     dataset = attrs.get("tessera:dataset") or store_name(spec.url)
     zone = f" {spec.zone}" if spec.zone else ""
-    return f"TESSERA {dataset} {spec.year}{zone} {shown}"
+    depth = f" d{spec.depth}" if spec.depth else ""
+    return f"TESSERA {dataset} {spec.year}{zone} {shown}{depth}"
 
 
 def store_name(url: str) -> str:
@@ -168,3 +177,35 @@ def apply_ramp(layer: QgsRasterLayer, lo: float, hi: float, ramp_name: str = "Vi
     renderer.setClassificationMax(float(hi))
     layer.setRenderer(renderer)
     layer.triggerRepaint()
+
+
+class FrameLabels(QObject):
+    """Keeps what a TESSERA layer draws from in its tooltip (the layer's metadata abstract)
+    and legend (its band names): "preview (2025)" or "coarse preview" when zoomed out, nothing
+    at 10 m. The provider signals changes from render threads; this runs on the main thread."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        notifier.frame.connect(self.update)
+
+    def update(self, uri: str, label: str) -> None:
+        for layer in QgsProject.instance().mapLayers().values():
+            if not isinstance(layer, QgsRasterLayer) or layer.providerType() != PROVIDER_KEY or layer.source() != uri:
+                continue
+            md = layer.metadata()
+            md.setAbstract(frame_text(label))
+            layer.setMetadata(md)
+            layer.legendChanged.emit()
+
+    def close(self) -> None:
+        try:
+            notifier.frame.disconnect(self.update)
+        except (TypeError, RuntimeError):
+            pass
+
+
+def frame_text(label: str) -> str:
+    """The tooltip line for what a layer draws from ("" at 10 m)."""
+    if not label:
+        return ""
+    return tr("Drawn from the {}: zoom in to see the embeddings.").format(label)

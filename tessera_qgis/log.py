@@ -20,6 +20,7 @@ class _Notifier(QObject):
     """Carries messages from render threads to whoever shows them on the main thread."""
 
     message = pyqtSignal(str, str, int)  # title, text, Qgis.MessageLevel value
+    frame = pyqtSignal(str, str)  # a layer's source, what it now draws from ("" = the embeddings)
 
 
 notifier = _Notifier()

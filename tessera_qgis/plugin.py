@@ -11,6 +11,7 @@ from .browser import TesseraDataItemProvider
 from .dialog import TesseraSourceSelectProvider, standalone_dialog
 from .icons import icon
 from .inspector import InspectorDock
+from .layers import FrameLabels
 from .log import MessageBarBridge
 from .options import TesseraOptionsFactory
 from .processing import TesseraProcessingProvider
@@ -55,6 +56,7 @@ class TesseraPlugin:
         self.toolbar = None
         self.actions: list[QAction] = []
         self.bridge = None
+        self.frame_labels = None
         self.dock = None
         self.style_dock = None
         self.controllers: dict = {}
@@ -80,6 +82,7 @@ class TesseraPlugin:
         provider.register()
         self.initProcessing()
         self.bridge = MessageBarBridge(self.iface.messageBar())
+        self.frame_labels = FrameLabels()
         self.toolbar = self.iface.addToolBar(tr("TESSERA"))
         self.toolbar.setObjectName(TOOLBAR_OBJECT_NAME)
         add = QAction(icon("add"), tr("Add TESSERA embeddings layer…"), self.iface.mainWindow())
@@ -193,6 +196,9 @@ class TesseraPlugin:
         if self.bridge is not None:
             self.bridge.close()
             self.bridge = None
+        if self.frame_labels is not None:
+            self.frame_labels.close()
+            self.frame_labels = None
         provider.unregister()
         for action in self.actions:
             self.iface.removePluginRasterMenu(MENU, action)

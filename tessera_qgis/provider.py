@@ -31,7 +31,7 @@ from .core.pca import PCA
 from .core.region import data_extent
 from .core.store import TesseraStore
 from .core.view import PREVIEWS, View
-from .log import log, report
+from .log import log, notifier, report
 from .project_paths import TesseraProviderMetadata
 from .settings import Settings
 from .store_access import forget_stores as _forget_pool
@@ -277,11 +277,12 @@ class TesseraProvider(QgsRasterDataProvider):
         spec = self.state.spec if self.state else None
         if spec is None:
             return f"Band {band}"
+        label = f" ({self.state.frame_label})" if self.state.frame_label else ""
         if spec.similarity is not None:
-            return "similarity"
+            return "similarity" + label
         if spec.pca is not None:
-            return f"PC{band}"
-        return f"A{spec.bands[band - 1]:03d}"
+            return f"PC{band}" + label
+        return f"A{spec.bands[band - 1]:03d}" + label
 
     def colorInterpretation(self, band: int) -> Qgis.RasterColorInterpretation:  # noqa: N802
         return Qgis.RasterColorInterpretation.Undefined
@@ -367,9 +368,12 @@ class TesseraProvider(QgsRasterDataProvider):
                     return self._nodata_block(width, height)
                 raise
             self.state.over_budget = False
+            before = self.state._notice
             notice = self.state.notice()
             if notice:
                 report("TESSERA", notice, Qgis.MessageLevel.Info)
+            if self.state._notice != before:  # the legend and tooltip say what is drawn (main thread)
+                notifier.frame.emit(self._uri, self.state.frame_label)
             data = np.ascontiguousarray(values[band - 1], dtype=np.float32)
             out = QgsRasterBlock(Qgis.DataType.Float32, width, height)
             out.setData(QByteArray(data.tobytes()))

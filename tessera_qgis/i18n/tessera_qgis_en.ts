@@ -133,205 +133,231 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="182"/>
-        <source>Year</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
         <location filename="../dialog.py" line="183"/>
-        <source>Show</source>
+        <source>Dimensions PCA uses (Matryoshka depths)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../dialog.py" line="184"/>
-        <location filename="../dialog.py" line="370"/>
-        <source>Bands</source>
+        <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../dialog.py" line="185"/>
-        <source>Zone</source>
+        <source>Show</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="186"/>
+        <location filename="../dialog.py" line="373"/>
+        <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../dialog.py" line="187"/>
+        <source>Depth</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="188"/>
+        <source>Zone</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="190"/>
         <source>Add layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="193"/>
+        <location filename="../dialog.py" line="196"/>
         <source>Close</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="265"/>
+        <location filename="../dialog.py" line="268"/>
         <source>Export TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="271"/>
+        <location filename="../dialog.py" line="274"/>
         <source>Import TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="303"/>
+        <location filename="../dialog.py" line="306"/>
         <source>step {} of {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="304"/>
+        <location filename="../dialog.py" line="307"/>
         <source>Building the sample store (first use only): {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="313"/>
+        <location filename="../dialog.py" line="316"/>
         <source>Connecting to {}…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="314"/>
+        <location filename="../dialog.py" line="317"/>
         <source>Connecting to {}: reading what the store holds…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="330"/>
+        <location filename="../dialog.py" line="333"/>
         <source>Connected. Choose a year and what to show, then Add layer.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="339"/>
-        <location filename="../dialog.py" line="353"/>
+        <location filename="../dialog.py" line="342"/>
+        <location filename="../dialog.py" line="356"/>
         <source>Cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="341"/>
+        <location filename="../dialog.py" line="344"/>
         <source>Connect to {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="351"/>
-        <location filename="../dialog.py" line="443"/>
+        <location filename="../dialog.py" line="354"/>
+        <location filename="../dialog.py" line="454"/>
         <source>Cancelled: no layer added.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="359"/>
+        <location filename="../dialog.py" line="362"/>
         <source>Cannot reach the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="359"/>
+        <location filename="../dialog.py" line="362"/>
         <source>The store did not answer in time</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="359"/>
+        <location filename="../dialog.py" line="362"/>
         <source>Access denied (403)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="359"/>
+        <location filename="../dialog.py" line="362"/>
         <source>The server's certificate is not trusted</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="359"/>
+        <location filename="../dialog.py" line="362"/>
         <source>Nothing found at that address (404)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="359"/>
+        <location filename="../dialog.py" line="362"/>
         <source>Not a Zarr v3 store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="359"/>
+        <location filename="../dialog.py" line="362"/>
         <source>Not a TESSERA store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="359"/>
+        <location filename="../dialog.py" line="362"/>
         <source>Cannot open the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="361"/>
+        <location filename="../dialog.py" line="364"/>
         <source>In QGIS, add its certificate authority in Settings &gt; Options &gt; Authentication &gt; Certificate Manager (Authorities), or an SSL server exception for this host.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="368"/>
+        <location filename="../dialog.py" line="371"/>
         <source>Store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="368"/>
+        <location filename="../dialog.py" line="371"/>
         <source>Dataset</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="369"/>
+        <location filename="../dialog.py" line="372"/>
         <source>Model</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="369"/>
+        <location filename="../dialog.py" line="372"/>
         <source>Layout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="370"/>
+        <location filename="../dialog.py" line="373"/>
         <source>Years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="371"/>
+        <location filename="../dialog.py" line="374"/>
         <source>Global PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="371"/>
+        <location filename="../dialog.py" line="374"/>
+        <location filename="../dialog.py" line="376"/>
         <source>none</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="382"/>
+        <location filename="../dialog.py" line="375"/>
+        <source>Depths</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="376"/>
+        <source>Published stretch</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="387"/>
         <source>{} (partial)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="384"/>
+        <location filename="../dialog.py" line="389"/>
         <source>only in {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="389"/>
+        <location filename="../dialog.py" line="394"/>
         <source>automatic (from the map extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="421"/>
+        <location filename="../dialog.py" line="399"/>
+        <source>{} dimensions</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="432"/>
         <source>Adding the layer: opening {} and sampling the map view for its colours…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="433"/>
+        <location filename="../dialog.py" line="444"/>
         <source>Added “{}” to the map. Add another, or close this window.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="445"/>
+        <location filename="../dialog.py" line="456"/>
         <source>Adding a TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="451"/>
+        <location filename="../dialog.py" line="462"/>
         <source>Add TESSERA embeddings layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="470"/>
+        <location filename="../dialog.py" line="481"/>
         <source>Add TESSERA embeddings (Zarr v3) layers</source>
         <translation type="unfinished"></translation>
     </message>
@@ -455,6 +481,14 @@
     <message>
         <location filename="../inspector.py" line="302"/>
         <source>{} row {} col {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraLayers</name>
+    <message>
+        <location filename="../layers.py" line="211"/>
+        <source>Drawn from the {}: zoom in to see the embeddings.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -726,78 +760,78 @@ Install them with this command (then restart QGIS):
 <context>
     <name>TesseraPlugin</name>
     <message>
-        <location filename="../plugin.py" line="83"/>
-        <location filename="../plugin.py" line="132"/>
+        <location filename="../plugin.py" line="86"/>
+        <location filename="../plugin.py" line="135"/>
         <source>TESSERA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="85"/>
+        <location filename="../plugin.py" line="88"/>
         <source>Add TESSERA embeddings layer…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="87"/>
+        <location filename="../plugin.py" line="90"/>
         <source>Add TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="109"/>
+        <location filename="../plugin.py" line="112"/>
         <source>Pixel inspector</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="109"/>
+        <location filename="../plugin.py" line="112"/>
         <source>Click a pixel to see its 128 embedding values</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="110"/>
+        <location filename="../plugin.py" line="113"/>
         <source>Find similar pixels</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="110"/>
+        <location filename="../plugin.py" line="113"/>
         <source>Click a pixel, or drag over a small area, to map how similar every pixel is</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="112"/>
+        <location filename="../plugin.py" line="115"/>
         <source>Fit or export a region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="112"/>
+        <location filename="../plugin.py" line="115"/>
         <source>Drag a rectangle, then fit the PCA colours to it or export it</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="124"/>
+        <location filename="../plugin.py" line="127"/>
         <source>TESSERA style</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="126"/>
+        <location filename="../plugin.py" line="129"/>
         <source>Year, bands, PCA and stretch of the selected TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="130"/>
+        <location filename="../plugin.py" line="133"/>
         <source>Export TESSERA embeddings…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="135"/>
+        <location filename="../plugin.py" line="138"/>
         <source>About TESSERA embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="234"/>
+        <location filename="../plugin.py" line="240"/>
         <source>TESSERA embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="235"/>
+        <location filename="../plugin.py" line="241"/>
         <source>tessera-qgis {version}
 QGIS {qgis}
 
@@ -1086,7 +1120,7 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="384"/>
+        <location filename="../provider.py" line="388"/>
         <source>Some of the layer could not be drawn: {}</source>
         <translation type="unfinished"></translation>
     </message>

@@ -1,0 +1,132 @@
+"""The published layouts in QGIS (#13): the global preview when zoomed out (said in the
+legend, the tooltip and once in the message bar; nothing under embeddings or scales read),
+depth-4 views, the dialog's depths, and invalid scales identified as nodata."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
+                       QgsMapRendererParallelJob, QgsMapSettings, QgsPointXY, QgsProject, QgsRectangle)
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor, QImage
+
+from support.servers import RangeHTTPServer
+from support.stores import invalid_scale_pixels
+from tessera_qgis import provider as prov
+from tessera_qgis.layers import FrameLabels, make_layer
+from tessera_qgis.log import notifier
+
+
+@pytest.fixture(autouse=True)
+def fresh_provider_state():
+    prov.register()
+    prov.forget_stores()
+    yield
+    QgsProject.instance().removeAllMapLayers()
+    prov.forget_stores()
+    prov.unregister()
+
+
+@pytest.fixture
+def v2_http(v2_store):
+    srv = RangeHTTPServer(v2_store.parent).start()
+    srv.store_url = f"{srv.url}/{v2_store.name}"
+    yield srv
+    srv.stop()
+
+
+def render(layer, extent: QgsRectangle, size: int = 300) -> np.ndarray:
+    ms = QgsMapSettings()
+    ms.setLayers([layer])
+    ms.setDestinationCrs(layer.crs())
+    ms.setExtent(extent)
+    ms.setOutputSize(QSize(size, size))
+    ms.setBackgroundColor(QColor(0, 0, 0, 0))
+    job = QgsMapRendererParallelJob(ms)
+    job.start()
+    job.waitForFinished()
+    img = job.renderedImage().convertToFormat(QImage.Format.Format_RGBA8888)
+    ptr = img.constBits()
+    ptr.setsize(img.sizeInBytes())
+    return np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[:, :img.width()].copy()
+
+
+def arrays_read(srv) -> set[str]:
+    out = set()
+    for r in srv.requests():
+        parts = r.path.split("/")
+        if "c" in parts:
+            out.add(parts[parts.index("c") - 1])
+    return out
+
+
+def test_zoomed_out_the_layer_draws_the_global_preview_and_says_so(v2_http, qgis_iface):
+    messages = []
+    notifier.message.connect(lambda title, text, level: messages.append(text))
+    labels = FrameLabels()
+    try:
+        layer = make_layer(v2_http.store_url, 2025, bands=[1, 2, 3], budget=1000)
+        QgsProject.instance().addMapLayer(layer)
+        prov.forget_stores()
+        v2_http.reset()
+        ext = layer.extent()
+        img = render(layer, ext)
+        assert (img[..., 3] > 0).mean() > 0.2, "a picture, not a blank map"
+        assert arrays_read(v2_http) == {"rgb"}, arrays_read(v2_http)
+        QgsApplication.processEvents()
+        assert sum("preview (2025)" in m for m in messages) == 1, messages
+        assert "preview (2025)" in layer.metadata().abstract()
+        assert "preview (2025)" in layer.dataProvider().generateBandName(1)
+        # zoomed in (20 x 20 source pixels, under the budget): the embeddings, and the labels go
+        c = ext.center()
+        render(layer, QgsRectangle(c.x() - 100, c.y() - 100, c.x() + 100, c.y() + 100), 20)
+        QgsApplication.processEvents()
+        assert layer.metadata().abstract() == "" and "preview" not in layer.dataProvider().generateBandName(1)
+        assert "embeddings_d4" in arrays_read(v2_http), "bands 1-3 come from the depth-4 array"
+    finally:
+        labels.close()
+
+
+def test_a_depth_4_pca_layer_reads_only_the_depth_4_array(v2_http):
+    layer = make_layer(v2_http.store_url, 2025, pca="view", depth=4)
+    assert "d4" in layer.name() and "depth=4" in layer.source()
+    prov.forget_stores()
+    v2_http.reset()
+    img = render(layer, layer.extent())
+    assert (img[..., 3] > 0).mean() > 0.2
+    assert arrays_read(v2_http) <= {"embeddings_d4", "scales"}, arrays_read(v2_http)
+
+
+def test_identify_says_nodata_where_a_scale_is_out_of_range(v1_store):
+    layer = make_layer(str(v1_store), 2025, bands=[1, 2, 3])
+    bad = [b for b in invalid_scale_pixels(v1_store) if b["year"] == 2025]
+    assert bad
+    to_layer = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:4326"), layer.crs(), QgsProject.instance())
+    for b in bad:
+        pt = to_layer.transform(QgsPointXY(b["lon"], b["lat"]))
+        res = layer.dataProvider().identify(pt, Qgis.RasterIdentifyFormat.Value).results()
+        assert all(v is None for v in res.values()), (b, res)
+
+
+def test_the_dialog_shows_the_depths_and_offers_them(v2_store, v1_store, qgis_iface):
+    from tessera_qgis.core.connections import Connection
+    from tessera_qgis.dialog import TesseraSourceWidget
+    from tessera_qgis.settings import save_custom_connections
+
+    save_custom_connections([Connection("v2 here", str(v2_store)), Connection("v1 here", str(v1_store))])
+    try:
+        w = TesseraSourceWidget(iface=qgis_iface)
+        for name, depths in (("v2 here", [None, 16, 4]), ("v1 here", [None])):
+            w.connections.setCurrentIndex(w.connections.findText(name))
+            w.connect_store()
+            for _ in range(400):
+                QgsApplication.processEvents()
+                if w.store is not None and w.task is None or getattr(w.task, "outcome", None):
+                    break
+                QgsApplication.instance().thread().msleep(25)
+            assert w.store is not None
+            assert [w.depth.itemData(i) for i in range(w.depth.count())] == depths
+            assert w.depth.isEnabled() == (len(depths) > 1)
+            assert "Depths" in w.info.toPlainText()
+    finally:
+        save_custom_connections([])
