@@ -11,6 +11,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 
 from .core.connections import Connection
 from .core.layerspec import LayerSpec
+from .core.urls import redact_url
 from .settings import all_connections, resolve_url
 
 
@@ -46,7 +47,7 @@ class ConnectionItem(QgsDataCollectionItem):
             url = resolve_url(self.conn)
             store = shared_store(LayerSpec(url=url, year=0, pca="global", **self.conn.layer_options()))
         except Exception as exc:
-            return [QgsErrorItem(self, str(exc), self.path() + "/error")]
+            return [QgsErrorItem(self, redact_url(str(exc)), self.path() + "/error")]
         return [YearItem(self, url, store, year) for year in store.years]
 
 

@@ -11,6 +11,8 @@ import sys
 import warnings
 from typing import Sequence
 
+from .core.urls import redact_url
+
 
 def _bbox(text: str) -> tuple[float, float, float, float]:
     try:
@@ -252,5 +254,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one clear line unless --debug
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_url(str(exc))}", file=sys.stderr)
         return 1

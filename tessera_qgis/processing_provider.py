@@ -19,6 +19,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, Qgs
 from qgis.PyQt.QtCore import QCoreApplication, QMetaType
 
 from .core.errors import Cancelled, TesseraError
+from .core.urls import redact_url
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 KIND_NAMES = ["float32 embeddings", "PCA RGB", "int8 + scales"]
@@ -114,7 +115,7 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
         except Cancelled:
             raise QgsProcessingException(tr("Cancelled: nothing was written")) from None
         except (TesseraError, ValueError) as exc:
-            raise QgsProcessingException(str(exc)) from None
+            raise QgsProcessingException(redact_url(str(exc))) from None
 
     def execute(self, parameters, context, feedback):
         raise NotImplementedError

@@ -31,6 +31,7 @@ from .core.pca import PCA, sample_valid
 from .core.region import grid_reduce, project_grid, similarity_grid, transformer
 from .core.sources import StoreOptions  # noqa: F401 (type of store_options)
 from .core.store import TesseraStore, open_store
+from .core.urls import redact_url
 from .log import log, report
 
 
@@ -217,7 +218,8 @@ class TesseraProvider(QgsRasterDataProvider):
             self._init_geometry()
             self._valid = True
         except Exception as exc:  # an invalid layer with a message, never a crash
-            self._error = str(exc) if isinstance(exc, (TesseraError, ValueError)) else f"{type(exc).__name__}: {exc}"
+            self._error = redact_url(str(exc) if isinstance(exc, (TesseraError, ValueError))
+                                     else f"{type(exc).__name__}: {exc}")
             log(f"cannot open layer: {self._error}", Qgis.MessageLevel.Critical)
 
     def _init_geometry(self) -> None:
@@ -302,7 +304,7 @@ class TesseraProvider(QgsRasterDataProvider):
             mode = f"PCA ({spec.pca if not spec.pca.startswith('b64:') else 'saved fit'})"
         else:
             mode = "bands " + ",".join(map(str, spec.bands))
-        return f"<tr><td>TESSERA</td><td>{spec.url}<br>year {spec.year}, {mode}</td></tr>"
+        return f"<tr><td>TESSERA</td><td>{redact_url(spec.url)}<br>year {spec.year}, {mode}</td></tr>"
 
     def capabilities(self):
         return Qgis.RasterInterfaceCapabilities(
@@ -380,7 +382,7 @@ class TesseraProvider(QgsRasterDataProvider):
         except Cancelled:
             return self._nodata_block(width, height)
         except Exception as exc:
-            text = str(exc) if isinstance(exc, TesseraError) else f"{type(exc).__name__}: {exc}"
+            text = redact_url(str(exc) if isinstance(exc, TesseraError) else f"{type(exc).__name__}: {exc}")
             self.state.last_error = text
             log("drawing failed: " + traceback.format_exc(), Qgis.MessageLevel.Critical)
             report("TESSERA", tr("Some of the layer could not be drawn: {}").format(text), Qgis.MessageLevel.Warning)

@@ -16,6 +16,7 @@ from qgis.PyQt.QtCore import QCoreApplication, QPoint, pyqtSignal
 from qgis.PyQt.QtGui import QColor
 
 from .core.layerspec import LayerSpec
+from .core.urls import redact_url
 from .log import log, report
 from .provider import PROVIDER_KEY, shared_store, state_for
 
@@ -60,6 +61,7 @@ def run_task(description: str, fn: Callable, done: Callable[[object], None],
         except Exception as exc:  # a slot must not raise either
             report("TESSERA", f"{description}: {exc}", Qgis.MessageLevel.Warning)
 
+    description = redact_url(description)  # the task manager shows it
     task = QgsTask.fromFunction(description, lambda _task: fn(), on_finished=finished)
     QgsApplication.taskManager().addTask(task)
     return task

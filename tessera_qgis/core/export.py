@@ -15,7 +15,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -25,6 +24,7 @@ from .pca import PCA
 from .region import (_ring, check_bounds, cosine, dequantise, fit_pca, plan, read_grid_quantised, transformer,
                      unit)
 from .store import TesseraStore
+from .urls import redact_url
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -61,14 +61,9 @@ class ExportRequest:
 
 
 def public_url(url: str) -> str:
-    """The store URL without any user:password part, for metadata and messages."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return url
+    """The store URL with any password masked (``http://alice:***@host/...``), for metadata
+    and messages."""
+    return redact_url(url)
 
 
 class _Progress:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from .errors import Cancelled, ReadError, StoreNotFound
 
@@ -530,8 +530,15 @@ def open_source(url: str, options: StoreOptions) -> Source:
         import s3fs
 
         kw: dict = {"skip_instance_cache": True}
-        if options.key or options.secret:
-            kw.update(key=options.key, secret=options.secret)
+        # s3://KEY:SECRET@bucket/...: the URL's own keys (never part of the bucket name, which
+        # would put the secret into botocore's error messages)
+        userinfo, _, bucket = parsed.netloc.rpartition("@")
+        key, secret = options.key, options.secret
+        if userinfo and not (key or secret):
+            user, _, password = userinfo.partition(":")
+            key, secret = unquote(user) or None, unquote(password) or None
+        if key or secret:
+            kw.update(key=key, secret=secret)
         elif options.profile:
             kw["profile"] = options.profile
         else:
@@ -557,7 +564,7 @@ def open_source(url: str, options: StoreOptions) -> Source:
             kw["config_kwargs"]["proxies"] = {"http": options.proxy, "https": options.proxy}
         fs = s3fs.S3FileSystem(**kw)
         fs.retries = 1  # s3fs's own retry loop: once, ours does the rest
-        root = f"{parsed.netloc}{parsed.path}".rstrip("/")
+        root = f"{bucket}{parsed.path}".rstrip("/")
         return FsspecSource(fs, root, text, options.concurrency, can_list=True, retries=options.retries)
     raise StoreNotFound(f"unsupported URL scheme {scheme!r} in {text}: use a folder, file://, "
                         "http(s):// or s3://")

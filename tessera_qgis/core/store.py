@@ -23,6 +23,7 @@ import numpy as np
 from .arrays import ArrayReader, ChunkLRU, DiskCache, StoreCaches
 from .errors import BandError, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
 from .sources import TASK_POOL, Source, StoreOptions, open_source
+from .urls import redact_url
 from .utm import zone_of_lon
 
 ZONE_RE = re.compile(r"^utm(\d{2})$")
@@ -465,7 +466,7 @@ class TesseraStore:
                            "shard": list(z.scales.shard_shape) if z.scales.shard_shape else None},
             }
         return {
-            "url": self.url,
+            "url": redact_url(self.url),
             "layout": self.layout,
             "dataset": self.attrs.get("tessera:dataset") or self.attrs.get("geoemb:dataset"),
             "model": self.attrs.get("tessera:model") or self.attrs.get("geoemb:model"),

@@ -253,7 +253,7 @@ def test_split_secrets_keeps_only_public_options():
     opts = StoreOptions(key="K", secret="S", proxy="http://u:p@127.0.0.1:9", endpoint_url="http://127.0.0.1:1")
     spec, secrets = cluster.split_secrets("https://user:pw@127.0.0.1:8/s.zarr", opts, "tok")
     assert "pw" not in repr(spec) and "S" not in (spec.options.secret or "") and spec.options.key is None
-    assert spec.url == "https://127.0.0.1:8/s.zarr" and spec.options.endpoint_url == "http://127.0.0.1:1"
+    assert spec.url == "https://user:***@127.0.0.1:8/s.zarr" and spec.options.endpoint_url == "http://127.0.0.1:1"
     assert secrets == {"key": "K", "secret": "S", "proxy": "http://u:p@127.0.0.1:9",
                        "url": "https://user:pw@127.0.0.1:8/s.zarr"}
 

@@ -174,7 +174,7 @@ def test_export_input_errors(store, sample_store, tmp_path):
 
 
 def test_public_url_hides_credentials():
-    assert public_url("https://user:pw@127.0.0.1:8443/a/b.zarr") == "https://127.0.0.1:8443/a/b.zarr"
+    assert public_url("https://user:pw@127.0.0.1:8443/a/b.zarr") == "https://user:***@127.0.0.1:8443/a/b.zarr"
     assert public_url("s3://bucket/x.zarr") == "s3://bucket/x.zarr"
 
 
