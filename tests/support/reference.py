@@ -53,10 +53,12 @@ class StoreReference:
         """The store's global PCA and stretch for the year, from its root attributes."""
         return dict(self.root.attrs[f"geoemb:stretch.{self.year}"])
 
-    def locate(self, xs: np.ndarray, ys: np.ndarray, crs: str, margin: float, seam_m: float = 20.0):
+    def locate(self, xs: np.ndarray, ys: np.ndarray, crs: str, margin: float, seam_m: float = 20.0,
+               zone: str | None = None):
         """For points in `crs`: (zone name per point or "", row, col, decided). A point is
         decided when it lies more than `margin` source pixels from its source pixel's edges
-        and more than `seam_m` metres from its zone's meridian."""
+        and more than `seam_m` metres from its zone's meridian. `zone`: read every point from
+        that zone (a per-zone export), wherever its longitude is."""
         lon, lat = _transformer(crs, "EPSG:4326").transform(xs, ys)
         lon, lat = np.asarray(lon), np.asarray(lat)
         number = np.floor((lon + 180.0) / 6.0).astype(int) + 1
@@ -65,7 +67,7 @@ class StoreReference:
         cols = np.zeros(xs.shape, dtype=np.int64)
         decided = np.zeros(xs.shape, dtype=bool)
         for name, z in self.zones.items():
-            here = number == int(name[3:])
+            here = number == int(name[3:]) if zone is None else np.full(xs.shape, name == zone)
             if not here.any():
                 continue
             zx, zy = _transformer(crs, z["crs"]).transform(xs[here], ys[here])
@@ -79,7 +81,7 @@ class StoreReference:
             to_seam = np.minimum(lon[here] - west, west + 6.0 - lon[here]) * 111320.0 * np.cos(np.radians(lat[here]))
             names[here] = np.where(inside, name, "")
             rows[here], cols[here] = np.where(inside, r, 0), np.where(inside, c, 0)
-            decided[here] = inside & (edge > margin) & (to_seam > seam_m)
+            decided[here] = inside & (edge > margin) & ((to_seam > seam_m) if zone is None else True)
         return names, rows, cols, decided
 
     def grid_centres(self, transform, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,11 +117,38 @@ class StoreReference:
                                   len(idx), np.float64, np.nan)
         return Expected(out, valid, decided)
 
-    def pca_colours(self, crs: str, transform, width: int, height: int, margin: float = 0.2) -> Expected:
+    def pca_colours(self, crs: str, transform, width: int, height: int, margin: float = 0.2,
+                    zone: str | None = None) -> Expected:
         """RGB (uint8) of the store's global PCA and its linear min-max stretch, by hand."""
         xs, ys = self.grid_centres(transform, width, height)
-        names, rows, cols, decided = self.locate(xs, ys, crs, margin)
+        names, rows, cols, decided = self.locate(xs, ys, crs, margin, zone=zone)
         out, valid = self._gather(names, rows, cols, self.pca_rgb, 3, np.uint8, 0)
+        return Expected(out, valid, decided)
+
+    def resampled(self, what: str, dst_crs: str, dst_transform, width: int, height: int, block_crs: str,
+                  block_extent, block_width: int, block_height: int, margin: float = 0.2,
+                  bands=None) -> Expected:
+        """What a nearest-neighbour reprojection (QGIS's raster projector) of a block in
+        `block_crs` must show: each output pixel takes the block pixel under its centre, and
+        that block pixel holds the source pixel under its own centre. `what`: "values" (of
+        `bands`) or "pca"."""
+        xs, ys = self.grid_centres(dst_transform, width, height)
+        bx, by = _transformer(dst_crs, block_crs).transform(xs, ys)
+        xmin, ymin, xmax, ymax = block_extent
+        rx, ry = (xmax - xmin) / block_width, (ymax - ymin) / block_height
+        fc, fr = (np.asarray(bx) - xmin) / rx, (ymax - np.asarray(by)) / ry
+        c, r = np.floor(fc).astype(np.int64), np.floor(fr).astype(np.int64)
+        inside = (c >= 0) & (c < block_width) & (r >= 0) & (r < block_height)
+        edge = np.minimum(np.minimum(fc - c, c + 1 - fc), np.minimum(fr - r, r + 1 - fr))
+        names, rows, cols, decided = self.locate(xmin + rx * (c + 0.5), ymax - ry * (r + 0.5), block_crs, margin)
+        decided &= inside & (edge > margin)
+        names = np.where(inside, names, "")
+        if what == "pca":
+            out, valid = self._gather(names, rows, cols, self.pca_rgb, 3, np.uint8, 0)
+        else:
+            idx = [b - 1 for b in bands]
+            out, valid = self._gather(names, rows, cols, lambda q, s: q[idx].astype(np.float32) * s[None],
+                                      len(idx), np.float64, np.nan)
         return Expected(out, valid, decided)
 
     def pca_rgb(self, q: np.ndarray, s: np.ndarray) -> np.ndarray:

@@ -36,6 +36,13 @@ def test_redact_url_masks_passwords_and_signatures_only(text, want):
     assert redact_url(text) == want
 
 
+def test_public_url_masks_the_password():
+    from tessera_qgis.core.export import public_url
+
+    assert public_url("https://user:pw@127.0.0.1:8443/a/b.zarr") == "https://user:***@127.0.0.1:8443/a/b.zarr"
+    assert public_url("s3://bucket/x.zarr") == "s3://bucket/x.zarr"
+
+
 def test_every_core_error_masks_a_url_whoever_wrote_the_message():
     err = ReadError("failed for http://alice:hunter2@host/x.zarr", "http")
     assert PASSWORD not in str(err) and "alice:***@host" in str(err) and err.kind == "http"

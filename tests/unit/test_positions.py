@@ -1,5 +1,5 @@
-"""Every output pixel shows its own source pixel: exports in EPSG:3857 and EPSG:4326 and the
-`render` image, checked pixel by pixel against zarr-python's values at the source pixel that
+"""Every output pixel shows its own source pixel: exports in EPSG:3857 and EPSG:4326 (the
+`render` image: test_core_pca.py), checked pixel by pixel against zarr-python's values at the source pixel that
 pyproj puts under each output pixel centre (support.reference). A one-pixel shift, a flipped
 row order or a wrong zone fails here; pixels within a fifth of a source pixel of an edge, or
 20 m of the zone seam, have no single right answer and are left out."""
@@ -10,7 +10,6 @@ import pytest
 
 from support.reference import within
 from tessera_qgis.core.export import ExportRequest, export
-from tessera_qgis.core.render import render_png
 
 pytestmark = pytest.mark.gdal
 BOX = (-0.02, 52.19, 0.02, 52.21)  # across the 0 degree meridian: utm30 and utm31
@@ -41,20 +40,3 @@ def test_an_export_puts_every_source_pixel_where_it_belongs(store, zarr_referenc
     assert ds.GetSpatialRef().GetAuthorityCode(None) == crs.split(":")[1]
     want = zarr_reference(2024).values(crs, transform, ds.RasterXSize, ds.RasterYSize, [1, 7, 128])
     _assert_pixels(got, want, 0.0, crs)  # float32 of int8 * scale: exact
-
-
-def test_render_draws_each_pixel_in_its_pca_colour(store, zarr_reference, tmp_path):
-    """`render --pca` (Web Mercator): colours by the store's global PCA and stretch, by hand."""
-    from pyproj import Transformer
-
-    info = render_png(store, BOX, 2024, str(tmp_path / "r.png"), width=500, pca=True)
-    (x0, x1), (y0, y1) = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True).transform(
-        [BOX[0], BOX[2]], [BOX[1], BOX[3]])
-    res = (x1 - x0) / 500
-    transform = (res, 0.0, x0, 0.0, -res, y1)
-    assert info["transform"] == pytest.approx(transform) and info["mode"] == "PCA (global)"
-    ds, got, _ = _read(tmp_path / "r.png")
-    want = zarr_reference(2024).pca_colours("EPSG:3857", transform, ds.RasterXSize, ds.RasterYSize)
-    assert (got[3][want.decided] == np.where(want.valid, 255, 0)[want.decided]).all(), "alpha = has data"
-    want.values[:, ~want.valid] = 0
-    _assert_pixels(got[:3], want, 1.0, "render")  # within 1 of the hand-made colour (float32 vs float64)
