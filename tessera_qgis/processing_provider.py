@@ -226,6 +226,7 @@ class SimilarityAlgorithm(TesseraAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Similarity")))
 
     def execute(self, parameters, context, feedback):
+        from .core.classify import polygon_mask
         from .core.export import ExportRequest, export
         from .core.region import read_extent
 
@@ -238,10 +239,12 @@ class SimilarityAlgorithm(TesseraAlgorithm):
             vectors = []
             for f in polys.getFeatures():
                 b = tr_.transformBoundingBox(f.geometry().boundingBox())
+                inside = polygon_mask([f.geometry().asWkt()], polys.sourceCrs().authid())
                 for w in read_extent(store, (b.xMinimum(), b.yMinimum(), b.xMaximum(), b.yMaximum()),
                                      "EPSG:4326", year):
                     v = w.dequantised().reshape(store.bands, -1)
-                    vectors.append(v[:, np.isfinite(v).all(axis=0)])
+                    keep = inside(w.transform, w.scales.shape[1], w.scales.shape[0], w.zone.crs).reshape(-1)
+                    vectors.append(v[:, keep & np.isfinite(v).all(axis=0)])  # pixels inside the polygon
             flat = np.concatenate(vectors, axis=1) if vectors else np.zeros((store.bands, 0))
             if flat.shape[1] == 0:
                 raise QgsProcessingException(tr("The reference polygons hold no embedding (nodata)"))

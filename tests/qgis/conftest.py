@@ -88,3 +88,20 @@ def no_saved_connections():
     save_custom_connections([])
     yield
     save_custom_connections([])
+
+
+@pytest.fixture(scope="module")
+def processing(qgis_processing, qgis_iface):
+    """qgis.processing with the plugin's Processing provider registered the way QGIS (and
+    qgis_process) does it, through the plugin's initProcessing(): tests run algorithms by id
+    ("tessera:export"), whatever module holds them."""
+    from qgis import processing as qgis_processing_module
+    from qgis.core import QgsApplication
+
+    import tessera_qgis
+
+    plugin = tessera_qgis.classFactory(qgis_iface)
+    plugin.initProcessing()
+    assert QgsApplication.processingRegistry().providerById("tessera") is not None
+    yield qgis_processing_module
+    QgsApplication.processingRegistry().removeProvider(plugin.processing_provider)

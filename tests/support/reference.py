@@ -179,3 +179,12 @@ def metres_per_unit(crs: str, lat: float) -> float:
     if crs == "EPSG:3857":
         return math.cos(math.radians(lat))
     return 1.0
+
+
+def is_cog(path) -> bool:
+    """A Cloud Optimized GeoTIFF as GDAL's COG driver writes it: the structural metadata
+    ("ghost") block right after the header. (GDAL 3.13 reports LAYOUT=COG for any tiled
+    GeoTIFF written in order, so that metadata item cannot tell.)"""
+    with open(path, "rb") as f:
+        head = f.read(2048)
+    return b"GDAL_STRUCTURAL_METADATA_SIZE" in head and b"LAYOUT=IFDS_BEFORE_DATA" in head
