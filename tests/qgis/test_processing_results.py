@@ -3,6 +3,8 @@ zarr-python's values (and the sample's ground-truth class map), and each export 
 effect on the files, read back with GDAL. Algorithms are run by id through processing.run."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -20,15 +22,39 @@ ACROSS = "-0.02,0.02,52.19,52.21 [EPSG:4326]"  # utm30 and utm31
 NAMES = {2: "built-up", 3: "cropland", 4: "forest", 5: "grassland", 6: "wetland"}
 
 
-def _window(path, zone: dict):
-    """(dataset, array, row0, col0) of an output on a zone's native 10 m grid."""
+@dataclass
+class Raster:
+    """What a test needs of a GeoTIFF, read with GDAL and closed again (a GDAL dataset left in
+    a failed test's traceback crashes the interpreter when QGIS exits)."""
+
+    values: np.ndarray
+    transform: tuple  # GDAL order: x0, a, b, y0, d, e
+    count: int
+    dtype: int
+    epsg: str
+    metadata: dict
+    overviews: int
+
+
+def read(path) -> Raster:
     ds = gdal.Open(str(path))
-    g = ds.GetGeoTransform()
+    try:
+        return Raster(ds.ReadAsArray(), ds.GetGeoTransform(), ds.RasterCount, ds.GetRasterBand(1).DataType,
+                      ds.GetSpatialRef().GetAuthorityCode(None), ds.GetMetadata(),
+                      ds.GetRasterBand(1).GetOverviewCount())
+    finally:
+        ds = None
+
+
+def _window(path, zone: dict):
+    """(raster, values, row0, col0) of an output on a zone's native 10 m grid."""
+    r = read(path)
+    g = r.transform
     a, _, x0, _, e, y0 = zone["transform"]
     assert (g[1], g[5]) == (a, e), "the zone's own 10 m grid"
     r0, c0 = (y0 - g[3]) / -e, (g[0] - x0) / a
     assert r0 == int(r0) and c0 == int(c0), "aligned to the zone's pixels"
-    return ds, ds.ReadAsArray(), int(r0), int(c0)
+    return r, r.values, int(r0), int(c0)
 
 
 def _cosine(q: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -99,7 +125,7 @@ def test_change_is_one_minus_the_cosine_between_the_years(processing, sample_htt
     res = processing.run("tessera:change", {"STORE": sample_http.store_url, "YEAR": 2024, "YEAR2": 2025,
                                             "EXTENT": EXTENT, "OUTPUT": str(tmp_path / "chg.tif")})
     ds, got, r0, c0 = _window(res["OUTPUT"], z24)
-    assert ds.GetMetadata()["TESSERA_YEAR2"] == "2025"
+    assert ds.metadata["TESSERA_YEAR2"] == "2025"
     h, w = got.shape
     q1, q2 = (z["q"][:, r0:r0 + h, c0:c0 + w].astype(np.float64) for z in (z24, z25))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -145,7 +171,7 @@ def test_classify_against_the_ground_truth_and_a_knn_by_hand(processing, sample_
                                               "K": 3, "OUTPUT": str(tmp_path / "cls.tif")})
     assert [p.split("/")[-1] for p in res["OUTPUTS"]] == ["cls.tif", "cls_confidence.tif"]
     ds, got, r0, c0 = _window(res["OUTPUT"], zone)
-    conf = gdal.Open(res["OUTPUTS"][1]).ReadAsArray()
+    conf = read(res["OUTPUTS"][1]).values
     h, w = got.shape
     names = sorted(NAMES.values())
     train = np.array([zone["q"][:, r, c].astype(np.float64) for r, c in picks])
@@ -197,8 +223,8 @@ def test_kind_pca_and_int8(processing, sample_http, zarr_reference, tmp_path):
     pca = processing.run("tessera:export", {"STORE": sample_http.store_url, "YEAR": 2024, "EXTENT": EXTENT,
                                             "KIND": 1, "OUTPUT": str(tmp_path / "pca.tif")})
     ds, got, r0, c0 = _window(pca["OUTPUT"], zone)
-    assert ds.RasterCount == 4 and ds.GetRasterBand(1).DataType == gdal.GDT_Byte
-    assert ds.GetMetadata()["TESSERA_KIND"] == "pca" and ds.GetMetadata()["TESSERA_PCA"] == "global"
+    assert ds.count == 4 and ds.dtype == gdal.GDT_Byte
+    assert ds.metadata["TESSERA_KIND"] == "pca" and ds.metadata["TESSERA_PCA"] == "global"
     h, w = got.shape[1:]
     s = zone["s"][r0:r0 + h, c0:c0 + w]
     valid = np.isfinite(s)
@@ -210,9 +236,9 @@ def test_kind_pca_and_int8(processing, sample_http, zarr_reference, tmp_path):
                                            "KIND": 2, "OUTPUT": str(tmp_path / "q.tif")})
     assert [p.split("/")[-1] for p in q8["OUTPUTS"]] == ["q.tif", "q_scales.tif"]
     ds, q, r0, c0 = _window(q8["OUTPUT"], zone)
-    assert ds.RasterCount == 128 and ds.GetRasterBand(1).DataType == gdal.GDT_Int8
+    assert ds.count == 128 and ds.dtype == gdal.GDT_Int8
     h, w = q.shape[1:]
-    scales = gdal.Open(q8["OUTPUTS"][1]).ReadAsArray()
+    scales = read(q8["OUTPUTS"][1]).values
     np.testing.assert_array_equal(scales, zone["s"][r0:r0 + h, c0:c0 + w])
     valid = np.isfinite(scales)
     np.testing.assert_array_equal(q[:, valid], zone["q"][:, r0:r0 + h, c0:c0 + w][:, valid])
@@ -222,14 +248,13 @@ def test_crs_per_zone_and_cog(processing, sample_http, zarr_reference, tmp_path)
     merc = processing.run("tessera:export", {"STORE": sample_http.store_url, "YEAR": 2024, "EXTENT": ACROSS,
                                              "KIND": 0, "BANDS": "3", "CRS": "EPSG:3857", "COG": True,
                                              "OUTPUT": str(tmp_path / "m.tif")})
-    ds = gdal.Open(merc["OUTPUT"])
-    assert ds.GetSpatialRef().GetAuthorityCode(None) == "3857"
-    assert is_cog(merc["OUTPUT"])
-    g = ds.GetGeoTransform()
-    want = zarr_reference(2024).values("EPSG:3857", (g[1], g[2], g[0], g[4], g[5], g[3]), ds.RasterXSize,
-                                       ds.RasterYSize, [3])
+    ds = read(merc["OUTPUT"])
+    assert ds.epsg == "3857" and is_cog(merc["OUTPUT"])
+    g = ds.transform
+    want = zarr_reference(2024).values("EPSG:3857", (g[1], g[2], g[0], g[4], g[5], g[3]), ds.values.shape[1],
+                                       ds.values.shape[0], [3])
     assert want.decided.sum() > 10_000
-    assert within(ds.ReadAsArray()[None].astype(np.float64), want.values, 0.0)[want.decided].all()
+    assert within(ds.values[None].astype(np.float64), want.values, 0.0)[want.decided].all()
     per_zone = processing.run("tessera:export", {"STORE": sample_http.store_url, "YEAR": 2024, "EXTENT": ACROSS,
                                                  "KIND": 0, "BANDS": "3", "PER_ZONE": True,
                                                  "OUTPUT": str(tmp_path / "z.tif")})
@@ -237,8 +262,7 @@ def test_crs_per_zone_and_cog(processing, sample_http, zarr_reference, tmp_path)
     for path, name in zip(per_zone["OUTPUTS"], ("utm30", "utm31")):
         zone = zarr_reference(2024).zones[name]
         ds, got, r0, c0 = _window(path, zone)
-        assert ds.GetSpatialRef().GetAuthorityCode(None) == zone["crs"].split(":")[1]
-        assert not is_cog(path) and ds.GetRasterBand(1).GetOverviewCount() == 0
+        assert ds.epsg == zone["crs"].split(":")[1] and not is_cog(path) and ds.overviews == 0
         h, w = got.shape
         s = zone["s"][r0:r0 + h, c0:c0 + w]
         valid = np.isfinite(s)
