@@ -188,3 +188,16 @@ def is_cog(path) -> bool:
     with open(path, "rb") as f:
         head = f.read(2048)
     return b"GDAL_STRUCTURAL_METADATA_SIZE" in head and b"LAYOUT=IFDS_BEFORE_DATA" in head
+
+
+def knn_by_hand(train: np.ndarray, codes: np.ndarray, q: np.ndarray, k: int, classes: int):
+    """Cosine kNN worked out in float64: train (n, bands) embeddings with class codes 1..classes,
+    q (m, bands) pixels. Returns (class (m,), confidence (m,)): the majority class among the k
+    most similar labelled embeddings (a tie goes to the lower code) and its share of the k."""
+    t = np.asarray(train, dtype=np.float64)
+    t = t / np.linalg.norm(t, axis=1, keepdims=True)
+    x = np.asarray(q, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+    votes = np.asarray(codes)[np.argsort(-(x @ t.T), axis=1, kind="stable")[:, :k]]
+    counts = np.stack([(votes == c).sum(axis=1) for c in range(1, classes + 1)], axis=1)
+    return counts.argmax(axis=1) + 1, counts.max(axis=1) / k
