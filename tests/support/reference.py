@@ -151,13 +151,26 @@ class StoreReference:
                                       len(idx), np.float64, np.nan)
         return Expected(out, valid, decided)
 
+    def pca_values(self, crs: str, transform, width: int, height: int, margin: float = 0.2) -> Expected:
+        """The three global PCA components (float64) at each output pixel: NaN where nodata."""
+        xs, ys = self.grid_centres(transform, width, height)
+        names, rows, cols, decided = self.locate(xs, ys, crs, margin)
+        out, valid = self._gather(names, rows, cols, self.pca_projection, 3, np.float64, np.nan)
+        return Expected(out, valid, decided)
+
+    def pca_projection(self, q: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """int8 (128, n) and scales (n,) -> the components C (v - mean) (3, n), by the store's
+        `geoemb:stretch.{year}`."""
+        st = self.stretch()
+        comps, mean = np.asarray(st["pca_components"], float)[:3], np.asarray(st["pca_mean"], float)
+        return comps @ (q.astype(np.float64) * s.astype(np.float64)[None] - mean[:, None])
+
     def pca_rgb(self, q: np.ndarray, s: np.ndarray) -> np.ndarray:
         """int8 (128, n) and scales (n,) -> RGB (3, n): project on the global components, then
         stretch each component linearly from its min (0) to its max (255)."""
         st = self.stretch()
-        comps, mean = np.asarray(st["pca_components"], float)[:3], np.asarray(st["pca_mean"], float)
         lo, hi = np.asarray(st["min"], float), np.asarray(st["max"], float)
-        proj = comps @ (q.astype(np.float64) * s.astype(np.float64)[None] - mean[:, None])
+        proj = self.pca_projection(q, s)
         with np.errstate(invalid="ignore"):
             rgb = np.floor(np.clip((proj - lo[:, None]) / (hi - lo)[:, None] * 255.0, 0, 255))
         return np.nan_to_num(rgb)
