@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +120,8 @@ class Request:
     range: str | None
     status: int
     bytes: int
+    time: float = 0.0  # when the request arrived (time.monotonic())
+    fault: str | None = None  # the fault injected into its answer, if any
 
 
 class Faults:
@@ -125,8 +129,9 @@ class Faults:
     (None: every one), on paths containing `match`.
 
     Kinds: "503" and "429" (error statuses), "stall" (no answer for `stall` seconds, then the
-    right one), "reset" (half the body, then the connection is closed), "truncate" (a body
-    shorter than its Content-Length), "corrupt" (bytes flipped in the body), "wrong-range"
+    right one), "reset" (half the body, then the connection is reset: TCP RST), "truncate"
+    (half the body, then an orderly close: a body shorter than its Content-Length), "corrupt"
+    (bytes flipped in the body), "wrong-range"
     (the bytes and Content-Range of the next range over), "ignore-range" (200 and the whole
     file).
     """
@@ -138,9 +143,10 @@ class Faults:
         self.kind, self.remaining, self.match, self.stall = kind, times, match, stall
         self.rate, self._random = rate, random.Random(seed)
         self.injected = 0
+        self.taken: list[tuple[float, str, str | None, str]] = []  # (time.monotonic(), path, Range, kind)
         self._lock = threading.Lock()
 
-    def take(self, path: str, has_range: bool = True) -> str | None:
+    def take(self, path: str, has_range: bool = True, rng: str | None = None) -> str | None:
         with self._lock:
             if self.match not in path or self.remaining == 0:
                 return None
@@ -151,6 +157,7 @@ class Faults:
             if self.remaining is not None:
                 self.remaining -= 1
             self.injected += 1
+            self.taken.append((time.monotonic(), path, rng, self.kind))
             return self.kind
 
 
@@ -218,11 +225,14 @@ class RangeHTTPServer:
 
         @web.middleware
         async def delay(request, handler):
+            request["arrived"] = time.monotonic()
             if self.latency:
                 await asyncio.sleep(self.latency)
             if any(request.path.startswith(p) for p in self.deny):
                 raise web.HTTPForbidden()
-            kind = self.faults.take(request.path, "Range" in request.headers) if self.faults is not None else None
+            kind = self.faults.take(request.path, "Range" in request.headers, request.headers.get("Range")) \
+                if self.faults is not None else None
+            request["fault"] = kind
             if kind is not None:
                 faulty = await self._fault(request, kind)
                 if faulty is not None:
@@ -232,8 +242,8 @@ class RangeHTTPServer:
         async def record(request, response) -> None:
             size = 0 if request.method == "HEAD" else (response.content_length or 0)
             with self._lock:
-                self.log.append(Request(request.method, request.path,
-                                        request.headers.get("Range"), response.status, size))
+                self.log.append(Request(request.method, request.path, request.headers.get("Range"),
+                                        response.status, size, request.get("arrived", 0.0), request.get("fault")))
 
         app = web.Application(middlewares=[delay])
         app.on_response_prepare.append(record)
@@ -275,7 +285,10 @@ class RangeHTTPServer:
             resp.content_length = len(body)
             await resp.prepare(request)
             await resp.write(bytes(body[: len(body) // 2]))
-            request.transport.close()
+            sock = request.transport.get_extra_info("socket")
+            if kind == "reset" and sock is not None:  # an abrupt close: RST, not FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            request.transport.close()  # the half body is flushed first
             return resp
         return web.Response(status=status, body=bytes(body), headers=headers)
 
