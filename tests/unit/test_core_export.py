@@ -10,6 +10,7 @@ from osgeo import gdal
 
 from tessera_qgis.core.errors import BandError, Cancelled, ExportError, ExtentError, YearNotFound
 from support.reference import within
+from support.system import mount_skip_reason
 from tessera_qgis.core.export import ExportRequest, export
 
 gdal.UseExceptions()
@@ -160,6 +161,9 @@ def tiny_disk(tmp_path):
     mount namespace (the test environment), where mounting is allowed."""
     import subprocess
 
+    reason = mount_skip_reason()
+    if reason:
+        pytest.skip(reason)
     disk = tmp_path / "tiny"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
@@ -212,6 +216,9 @@ def test_an_unwritable_folder_is_refused_before_anything_is_written(store, tmp_p
     read-only in the test environment's private mount namespace)."""
     import subprocess
 
+    reason = mount_skip_reason()
+    if reason:
+        pytest.skip(reason)
     ro = tmp_path / "ro"
     ro.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
