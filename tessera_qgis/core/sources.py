@@ -441,6 +441,9 @@ def _network_error(key: str, exc: BaseException) -> ReadError:
     if status == 429 or busy or "SlowDown" in text or "Throttl" in text \
             or "reduce your request rate" in text.lower() or "Service Unavailable" in text:
         err = ReadError(f"the server asks to slow down (throttled) reading {key}", "throttled")
+    elif status == 407:
+        err = ReadError(f"the proxy refused the user name or password (HTTP 407) reading {key}: check the proxy "
+                        "settings (in QGIS: Settings > Options > Network)", "http", 407)
     elif status in (401, 403) or isinstance(exc, PermissionError) or "AccessDenied" in text:
         err = ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials", "forbidden")
     elif isinstance(status, int) and status >= 400:

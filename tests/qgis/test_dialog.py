@@ -188,20 +188,34 @@ def test_data_source_manager_tab(qgis_iface):
 
 
 def test_qgis_proxy_reaches_the_http_client(qgis_iface, sample_http):
+    """QGIS's proxy (Settings > Options > Network), with a user name and password: the proxy
+    sees the requests with those credentials, and the password shows nowhere."""
     from support.servers import ForwardProxy
 
-    proxy = ForwardProxy().start()
+    proxy = ForwardProxy(auth=("bob", "pr0xy-s3cret")).start()
+    logged = []
+    QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append(msg))
     s = QgsSettings()
     s.setValue("proxy/proxyEnabled", True)
     s.setValue("proxy/proxyType", "HttpProxy")
     s.setValue("proxy/proxyHost", "127.0.0.1")
     s.setValue("proxy/proxyPort", str(proxy.port))
+    s.setValue("proxy/proxyUser", "bob")
+    s.setValue("proxy/proxyPassword", "pr0xy-s3cret")
     try:
         w = widget_for(qgis_iface, Connection("through proxy", sample_http.store_url))
         connect(w)
         assert w.store is not None, w.last_failure
         assert any(u.endswith("/zarr.json") and u.startswith(sample_http.url) for u in proxy.seen), proxy.seen
+        assert proxy.refused == 0, "the credentials were sent"
+        s.setValue("proxy/proxyPassword", "wrong")
+        w = widget_for(qgis_iface, Connection("through proxy, wrong password", f"{sample_http.url}/other.zarr"))
+        connect(w)
+        assert w.store is None and proxy.refused >= 1 and "HTTP 407" in w.info.toPlainText()
+        assert not [m for m in logged + [w.info.toPlainText()] if "pr0xy-s3cret" in m or ":wrong@" in m]
     finally:
+        for key in ("proxyEnabled", "proxyUser", "proxyPassword"):
+            s.remove(f"proxy/{key}")
         s.setValue("proxy/proxyEnabled", False)
         proxy.stop()
 

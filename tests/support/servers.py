@@ -383,46 +383,96 @@ class S3Server:
 
 
 class ForwardProxy(_ThreadedServer):
-    """A plain HTTP forward proxy on 127.0.0.1 that logs the URLs it forwards (GET and HEAD,
-    with the Range header passed on): for checking that a client really uses a proxy."""
+    """An HTTP forward proxy on 127.0.0.1 that logs what it forwards: plain HTTP requests (any
+    method, end-to-end headers and body passed on, so S3's signed requests work) and CONNECT
+    tunnels (HTTPS). With `auth=(user, password)` it answers 407 unless the request carries
+    that Basic Proxy-Authorization. For checking that a client really uses a proxy."""
 
-    def __init__(self) -> None:
-        self.seen: list[str] = []
+    def __init__(self, auth: tuple[str, str] | None = None) -> None:
+        self.seen: list[str] = []  # absolute URLs forwarded, and "host:port" of tunnels
+        self.tunnels: list[str] = []  # "host:port" of each CONNECT let through
+        self.refused = 0  # requests answered 407
+        self.auth = auth
 
     def start(self) -> "ForwardProxy":
+        import base64
         import http.server
+        import select
         import urllib.error
         import urllib.request
 
         proxy = self
+        expected = None
+        if self.auth is not None:
+            expected = "Basic " + base64.b64encode(":".join(self.auth).encode()).decode()
+        hop = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
+               "transfer-encoding", "upgrade", "host", "content-length"}
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy itself
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:
                 pass
 
-            def _forward(self, method: str) -> None:
-                proxy.seen.append(self.path)
-                headers = {k: v for k, v in self.headers.items() if k.lower() in ("range", "accept")}
-                req = urllib.request.Request(self.path, headers=headers, method=method)
-                try:
-                    with urllib.request.urlopen(req, timeout=30) as r:
-                        status, body, rh = r.status, r.read(), r.headers
-                except urllib.error.HTTPError as err:
-                    status, body, rh = err.code, err.read(), err.headers
-                self.send_response(status)
-                for k in ("Content-Type", "Content-Range", "Accept-Ranges"):
-                    if rh.get(k):
-                        self.send_header(k, rh[k])
-                self.send_header("Content-Length", str(len(body)))
+            def _allowed(self) -> bool:
+                if expected is None or self.headers.get("Proxy-Authorization") == expected:
+                    return True
+                proxy.refused += 1
+                self.send_response(407)
+                self.send_header("Proxy-Authenticate", 'Basic realm="tessera test proxy"')
+                self.send_header("Content-Length", "0")
                 self.end_headers()
-                if method != "HEAD":
-                    self.wfile.write(body)
+                return False
 
-            def do_GET(self) -> None:  # noqa: N802
-                self._forward("GET")
+            def _forward(self) -> None:
+                if not self._allowed():
+                    return
+                proxy.seen.append(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+                req = urllib.request.Request(self.path, data=body, headers=headers, method=self.command)
+                try:
+                    with opener.open(req, timeout=30) as r:
+                        status, data, rh = r.status, r.read(), r.headers
+                except urllib.error.HTTPError as err:
+                    status, data, rh = err.code, err.read(), err.headers
+                self.send_response(status)
+                for k, v in rh.items():
+                    if k.lower() not in hop and k.lower() not in ("server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
-            def do_HEAD(self) -> None:  # noqa: N802
-                self._forward("HEAD")
+            def do_CONNECT(self) -> None:  # noqa: N802 (a tunnel for HTTPS)
+                if not self._allowed():
+                    return
+                host, _, port = self.path.rpartition(":")
+                proxy.seen.append(self.path)
+                proxy.tunnels.append(self.path)
+                upstream = socket.create_connection((host, int(port)), timeout=30)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.wfile.flush()
+                ends = [self.connection, upstream]
+                try:
+                    while True:
+                        ready, _, _ = select.select(ends, [], [], 30)
+                        if not ready:
+                            break
+                        for src in ready:
+                            data = src.recv(65536)
+                            if not data:
+                                return
+                            (upstream if src is self.connection else self.connection).sendall(data)
+                except OSError:
+                    pass
+                finally:
+                    upstream.close()
+                    self.close_connection = True
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward  # noqa: N815
 
         self._serve(Handler, "proxy")
         return self
