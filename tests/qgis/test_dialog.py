@@ -107,13 +107,26 @@ def test_cancel_frees_the_dialog_at_once(qgis_iface, range_server, sample_store)
     assert w.store is None and "Cancelled" in w.info.toPlainText()
 
 
-def test_sample_connection_works_offline_and_is_built_on_first_use(qgis_iface, sample_store):
+def test_sample_connection_works_offline_and_is_built_on_first_use(qgis_iface, sample_store, monkeypatch):
+    """Built on first use by the sample generator, which is called with the default spec; here
+    it copies the session's copy of that very store instead of spending 15 s making it again
+    (the generator itself: tests/unit/test_sample_store.py)."""
+    from tessera_qgis.core import sample
+
+    made = []
+
+    def generate(out, spec=sample.SampleSpec(), progress=None):
+        assert spec == sample.SampleSpec(), "the bundled sample is the default spec"
+        made.append(out)
+        shutil.copytree(sample_store, out)
+
+    monkeypatch.setattr(sample, "generate", generate)
     path = sample_store_path()
     shutil.rmtree(path, ignore_errors=True)
     w = widget_for(qgis_iface)
     assert w.current().kind == "sample"
     connect(w)
-    assert w.store is not None and (path / "zarr.json").exists()
+    assert w.store is not None and (path / "zarr.json").exists() and len(made) == 1
     assert [w.year.itemData(i) for i in range(w.year.count())] == [2024, 2025]
     w.addButtonClicked()
     wait_for(w.add_task)
