@@ -50,8 +50,13 @@ class StoreReference:
             }
 
     def stretch(self) -> dict:
-        """The store's global PCA and stretch for the year, from its root attributes."""
-        return dict(self.root.attrs[f"geoemb:stretch.{self.year}"])
+        """The store's global PCA and stretch for the year, from its root attributes (one
+        `geoemb:stretch` object keyed by year, or the older `geoemb:stretch.{year}`)."""
+        attrs = self.root.attrs
+        keyed = attrs.get("geoemb:stretch")
+        if isinstance(keyed, dict) and str(self.year) in keyed:
+            return dict(keyed[str(self.year)])
+        return dict(attrs[f"geoemb:stretch.{self.year}"])
 
     def locate(self, xs: np.ndarray, ys: np.ndarray, crs: str, margin: float, seam_m: float = 20.0,
                zone: str | None = None):
