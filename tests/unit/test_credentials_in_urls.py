@@ -100,9 +100,7 @@ def cli(*args):
 
 
 def test_command_line_output_masks_the_password(sample_store, sample_http):
-    res = cli("info", f"http://alice:{PASSWORD}@127.0.0.1:{free_port()}/x.zarr")
-    assert res.returncode == 1 and PASSWORD not in res.stderr + res.stdout
-    assert res.stderr.startswith("error: cannot reach the store at http://alice:***@127.0.0.1:"), res.stderr
+    """(An error with such a URL: test_cli_and_purity.py, test_cli_bad_input_one_line_no_traceback.)"""
     good = sample_http.store_url.replace("http://", f"http://alice:{PASSWORD}@")
     res = cli("info", good)
     assert res.returncode == 0, res.stderr

@@ -35,9 +35,9 @@ def test_transient_faults_are_retried_and_values_are_right(kind, range_server, s
 
 
 def test_a_stall_times_out_and_is_retried(range_server, sample_store, expected):
-    """The server holds one request for 3 s; with a 1 s timeout the client gives up on it and
+    """The server holds one request for 1.5 s; with a 1 s timeout the client gives up on it and
     asks again (the same object and range, at least a timeout later), and the values are right."""
-    faults = Faults("stall", times=1, match="/utm30/", stall=3.0)
+    faults = Faults("stall", times=1, match="/utm30/", stall=1.5)
     srv = range_server(sample_store.parent, faults=faults)
     store = open_store(f"{srv.url}/{sample_store.name}", StoreOptions(timeout=1))
     win = store.zones["utm30"].read(2024, *WINDOW)
