@@ -15,6 +15,7 @@ from .core.region import data_extent
 from .core.storeref import StoreRef
 from .icons import icon
 from .layers import layer_title
+from .core.urls import redact_url
 from .settings import all_connections, resolve_url
 from .store_access import shared_store
 
@@ -43,7 +44,7 @@ class ConnectionItem(QgsDataCollectionItem):
             ref = self.conn.ref(resolve_url(self.conn))
             store = shared_store(ref)
         except Exception as exc:
-            return [QgsErrorItem(self, str(exc), self.path() + "/error")]
+            return [QgsErrorItem(self, redact_url(str(exc)), self.path() + "/error")]
         return [YearItem(self, ref, store, year) for year in store.years]
 
 

@@ -17,6 +17,7 @@ from .core.sample import SampleSpec, generate
 from .core.sources import StoreOptions
 from .core.store import describe_years, open_store
 from .core.storeref import StoreRef
+from .core.urls import redact_url
 
 
 def _bbox(text: str) -> tuple[float, float, float, float]:
@@ -329,5 +330,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one clear line unless --debug
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_url(str(exc))}", file=sys.stderr)
         return 1

@@ -76,6 +76,8 @@ def prepare_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None 
     view = state_for(uri).view()  # the layer's own view: a PCA fitted here is the one it draws
     if stretch:
         ranges = list(stretch)
+    elif spec.pca == "view":  # fitted to the first view drawn, not here
+        ranges = []
     elif view_bounds is not None:
         ranges = view.default_ranges(view_bounds, view_crs, cancel, threshold)
     else:

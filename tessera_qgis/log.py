@@ -10,6 +10,8 @@ import time
 from qgis.core import Qgis, QgsMessageLog
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
+from .core.urls import redact_url
+
 TAG = "TESSERA"
 # Characters of text one message-bar line holds over a narrow map (690 px, after "TESSERA: ");
 # the bar cuts a second line, so a longer text shows its start and the rest under "Show more".
@@ -27,11 +29,13 @@ notifier = _Notifier()
 
 
 def log(text: str, level: Qgis.MessageLevel = Qgis.MessageLevel.Info) -> None:
-    QgsMessageLog.logMessage(text, TAG, level)
+    """To the message log; a password in a URL in the text is masked (the last line of defence)."""
+    QgsMessageLog.logMessage(redact_url(text), TAG, level)
 
 
 def report(title: str, text: str, level: Qgis.MessageLevel = Qgis.MessageLevel.Warning) -> None:
     """Log it, and ask the main thread to show it in the message bar."""
+    title, text = redact_url(title), redact_url(text)
     log(f"{title}: {text}", level)
     notifier.message.emit(title, text, int(level.value if hasattr(level, "value") else level))
 

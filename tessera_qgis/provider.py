@@ -30,6 +30,7 @@ from .core.memory import release_memory
 from .core.pca import PCA
 from .core.region import data_extent
 from .core.store import TesseraStore
+from .core.urls import redact_url
 from .core.view import PREVIEWS, View
 from .log import log, notifier, report
 from .project_paths import TesseraProviderMetadata
@@ -206,7 +207,8 @@ class TesseraProvider(QgsRasterDataProvider):
             self._init_geometry()
             self._valid = True
         except Exception as exc:  # an invalid layer with a message, never a crash
-            self._error = str(exc) if isinstance(exc, (TesseraError, ValueError)) else f"{type(exc).__name__}: {exc}"
+            self._error = redact_url(str(exc) if isinstance(exc, (TesseraError, ValueError))
+                                     else f"{type(exc).__name__}: {exc}")
             log(f"cannot open layer: {self._error}", Qgis.MessageLevel.Critical)
 
     def _init_geometry(self) -> None:
@@ -382,7 +384,7 @@ class TesseraProvider(QgsRasterDataProvider):
         except Cancelled:
             return self._nodata_block(width, height)
         except Exception as exc:
-            text = str(exc) if isinstance(exc, TesseraError) else f"{type(exc).__name__}: {exc}"
+            text = redact_url(str(exc) if isinstance(exc, TesseraError) else f"{type(exc).__name__}: {exc}")
             self.state.last_error = text
             log("drawing failed: " + traceback.format_exc(), Qgis.MessageLevel.Critical)
             report("TESSERA", tr("Some of the layer could not be drawn: {}").format(text), Qgis.MessageLevel.Warning)

@@ -184,10 +184,17 @@ SampleStep = Callable[[int, int, str], None]  # (step, of steps, what is being w
 _SAMPLE_LOCK = threading.Lock()  # one build at a time (a cancelled connect's build runs on)
 
 
-def sample_steps(spec: SampleSpec = SampleSpec()) -> int:
-    """How many steps building the sample reports: one per UTM zone it covers."""
+# The offline sample follows the newest published layout (v2: depths, a global preview, a
+# "bands" stretch), so a workshop shows depth-4 views and the preview when zoomed out.
+SAMPLE_SPEC = SampleSpec(layout="v2")
+
+
+def sample_steps(spec: SampleSpec = SAMPLE_SPEC) -> int:
+    """How many steps building the sample reports: one per UTM zone it covers, and one for
+    the global preview where the layout has one."""
     w, _, e, _ = spec.bbox
-    return zone_of_lon(math.nextafter(e, -math.inf)) - zone_of_lon(w) + 1
+    preview = 1 if spec.layout in ("v2", "v1") else 0
+    return zone_of_lon(math.nextafter(e, -math.inf)) - zone_of_lon(w) + 1 + preview
 
 
 def resolve_url(conn: Connection, progress: SampleStep | None = None) -> str:
@@ -214,7 +221,7 @@ def _build_sample(path: Path, progress: SampleStep | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=path.parent))
     try:
-        generate(tmp / "store", progress=say)
+        generate(tmp / "store", SAMPLE_SPEC, progress=say)
         shutil.rmtree(path, ignore_errors=True)
         (tmp / "store").replace(path)
     finally:

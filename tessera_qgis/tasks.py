@@ -17,6 +17,7 @@ from typing import Any, Callable
 from qgis.core import Qgis, QgsApplication, QgsTask
 from qgis.PyQt.QtCore import QCoreApplication
 
+from .core.urls import redact_url
 from .core.errors import Cancelled
 from .log import log, report
 
@@ -40,7 +41,7 @@ class Task(QgsTask):
     def __init__(self, description: str, fn: Job, on_done: Callable[[Any], None] | None = None,
                  on_failed: Callable[[BaseException], None] | None = None,
                  on_cancelled: Callable[[], None] | None = None) -> None:
-        super().__init__(description, QgsTask.Flag.CanCancel)
+        super().__init__(redact_url(description), QgsTask.Flag.CanCancel)  # the task manager shows it
         self.fn = fn
         self.on_done = on_done
         self.on_failed = on_failed

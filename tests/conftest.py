@@ -19,6 +19,21 @@ def sample_store():
 
 
 @pytest.fixture(scope="session")
+def zarr_reference(sample_store):
+    """Factory: the sample store read by zarr-python for a year (support.reference), once a session."""
+    from support.reference import StoreReference
+
+    made: dict[int, StoreReference] = {}
+
+    def get(year: int = 2024) -> StoreReference:
+        if year not in made:
+            made[year] = StoreReference(sample_store, year)
+        return made[year]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def per_year_store():
     """The earlier layout: one store per year, embeddings (y, x, band); a folder of YYYY.zarr."""
     return cached_sample(SampleSpec(bbox=(-0.02, 52.19, 0.02, 52.205), shard=64, layout="per-year"))

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .errors import NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError
 from .storeref import StoreRef
+from .urls import redact_url
 
 GATEWAY = "https://data.source.coop/tessera/tessera/zarr/{dataset}"
 DIRECT = "https://s3.us-west-2.amazonaws.com/us-west-2.opendata.source.coop/tessera/tessera/zarr/{dataset}"
@@ -97,7 +98,7 @@ def from_xml(text: str) -> list[Connection]:
 def describe_failure(exc: BaseException) -> tuple[str, str]:
     """(category, message) for a failed connect: unreachable, timeout, forbidden, certificate,
     not found, not Zarr v3, not TESSERA, or error."""
-    text = str(exc)
+    text = redact_url(str(exc))
     if isinstance(exc, NotZarrV3):
         return "not zarr v3", text
     if isinstance(exc, NotTessera):

@@ -2,9 +2,15 @@
 what to do, and never contains a credential."""
 from __future__ import annotations
 
+from .urls import redact_url
+
 
 class TesseraError(Exception):
-    """Base of every error the core raises on purpose."""
+    """Base of every error the core raises on purpose. Its text never holds a password: URLs
+    in it are masked (``http://alice:***@host``), whoever builds the message."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*(redact_url(a) if isinstance(a, str) else a for a in args))
 
 
 class StoreNotFound(TesseraError):

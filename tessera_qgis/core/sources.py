@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from .errors import Cancelled, ReadError, StoreNotFound
 
@@ -648,6 +648,9 @@ def _network_error(key: str, exc: BaseException) -> ReadError:
     if status == 429 or busy or "SlowDown" in text or "Throttl" in text \
             or "reduce your request rate" in text.lower() or "Service Unavailable" in text:
         err = ReadError(f"the server asks to slow down (throttled) reading {key}", "throttled")
+    elif status == 407:
+        err = ReadError(f"the proxy refused the user name or password (HTTP 407) reading {key}: check the proxy "
+                        "settings (in QGIS: Settings > Options > Network)", "http", 407)
     elif status in (401, 403) or isinstance(exc, PermissionError) or "AccessDenied" in text:
         err = ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials", "forbidden")
     elif isinstance(status, int) and status >= 400:
@@ -738,8 +741,15 @@ def open_source(url: str, options: StoreOptions) -> Source:
         import s3fs
 
         kw: dict = {"skip_instance_cache": True}
-        if options.key or options.secret:
-            kw.update(key=options.key, secret=options.secret)
+        # s3://KEY:SECRET@bucket/...: the URL's own keys (never part of the bucket name, which
+        # would put the secret into botocore's error messages)
+        userinfo, _, bucket = parsed.netloc.rpartition("@")
+        key, secret = options.key, options.secret
+        if userinfo and not (key or secret):
+            user, _, password = userinfo.partition(":")
+            key, secret = unquote(user) or None, unquote(password) or None
+        if key or secret:
+            kw.update(key=key, secret=secret)
         elif options.profile:
             kw["profile"] = options.profile
         else:
@@ -765,7 +775,7 @@ def open_source(url: str, options: StoreOptions) -> Source:
             kw["config_kwargs"]["proxies"] = {"http": options.proxy, "https": options.proxy}
         fs = s3fs.S3FileSystem(**kw)
         fs.retries = 1  # s3fs's own retry loop: once, ours does the rest
-        root = f"{parsed.netloc}{parsed.path}".rstrip("/")
+        root = f"{bucket}{parsed.path}".rstrip("/")
         return FsspecSource(fs, root, text, options.concurrency, can_list=True, retries=options.retries)
     raise StoreNotFound(f"unsupported URL scheme {scheme!r} in {text}: use a folder, file://, "
                         "http(s):// or s3://")

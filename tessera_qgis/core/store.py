@@ -27,6 +27,7 @@ from .quant import dequantise, sanitise_scales
 from .errors import BandError, Cancelled, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
 from .sources import TASK_POOL, Source, StoreOptions, open_source
 from .storeref import StoreRef
+from .urls import redact_url
 from .utm import zone_of_lon
 
 _LOG = logging.getLogger(__name__)
@@ -806,7 +807,7 @@ class TesseraStore:
                            "shard": list(z.scales.shard_shape) if z.scales.shard_shape else None},
             }
         return {
-            "url": self.url,
+            "url": redact_url(self.url),
             "layout": self.layout,
             "dataset": self.attrs.get("tessera:dataset") or self.attrs.get("geoemb:dataset"),
             "model": self.attrs.get("tessera:model") or self.attrs.get("geoemb:model"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from .sources import StoreOptions
+from .urls import redact_url
 
 # The query keys a layer URI uses for these fields (kept as saved in existing projects).
 URI_KEYS = {"s3_endpoint": "s3_endpoint", "s3_region": "s3_region", "authcfg": "authcfg", "cache": "cache",
@@ -39,14 +40,9 @@ def normalise_url(url: str) -> str:
 
 
 def public_url(url: str) -> str:
-    """The URL with any user:password part removed, for metadata and messages."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return url
+    """The URL with any password masked (``http://alice:***@host/...``), for metadata and
+    messages."""
+    return redact_url(url)
 
 
 @dataclass(frozen=True)

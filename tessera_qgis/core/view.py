@@ -12,6 +12,7 @@ identify), `render` (PNG), the export and the analysis algorithms. The rules liv
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -21,7 +22,7 @@ from .classify import polygon_mask
 from .errors import BandError, ExtentError
 from .geo import check_bounds, grid_bounds, grid_for, reproject_bounds, transformer
 from .layerspec import LayerSpec, decode_pca, decode_vector
-from .pca import PCA, percent_ranges
+from .pca import MAX_FIT_SAMPLES, PCA, percent_ranges, sample_valid
 from .quant import cosine, unit, valid_scales
 from .preview import coarse_values, global_preview
 from .region import fit_pca, grid_reduce, plan
@@ -241,6 +242,7 @@ class View:
         self.spec = spec
         self._product: Product | None = None
         self.pca: PCA | None = None
+        self._fit_lock = threading.Lock()
         if spec.bands is not None:
             self._product = band_values(spec.bands)
         elif spec.similarity is not None:
@@ -277,9 +279,23 @@ class View:
     def values(self, crs: str, transform, width: int, height: int, cancel: Cancel = None,
                budget: int | None = -1) -> np.ndarray:
         """The view's values (count, height, width) float32 on an output grid, NaN nodata.
-        `budget`: source pixels a view may need (-1: the spec's; None: no limit)."""
-        product = self.product((grid_bounds(transform, width, height), crs), cancel)
+        `budget`: source pixels a view may need (-1: the spec's; None: no limit). A PCA still
+        to be fitted (pca=view, or no global PCA) is fitted on this first grid's own values,
+        every band read once, and kept."""
         budget = self.spec.budget if budget == -1 else budget
+        if self._product is None:
+            everything = band_values(range(1, self.depth + 1))
+            raw, _ = grid_reduce(self.store, self.spec.year, crs, transform, width, height,
+                                 everything.from_quantised, everything.count, np.float32, np.nan,
+                                 list(everything.bands), cancel, budget)
+            samples = sample_valid(raw, MAX_FIT_SAMPLES)
+            if len(samples) < 3:  # nothing to fit on in this view: draw nothing, fit on a later one
+                return np.full((3, height, width), np.nan, dtype=np.float32)
+            with self._fit_lock:
+                if self._product is None:
+                    self.set_pca(PCA.fit(samples))
+            return self.pca.project(raw)
+        product = self._product
         out, _ = grid_reduce(self.store, self.spec.year, crs, transform, width, height, product.from_quantised,
                              product.count, np.float32, np.nan, list(product.bands), cancel, budget)
         return out

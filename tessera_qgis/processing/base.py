@@ -13,6 +13,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core.errors import Cancelled, TesseraError
 from ..core.storeref import StoreRef
+from ..core.urls import redact_url
 from ..dependencies import python_executable
 from ..settings import Settings, all_connections, resolve_url
 from ..store_access import shared_store
@@ -103,7 +104,7 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
         except Cancelled:
             raise QgsProcessingException(tr("Cancelled: nothing was written")) from None
         except (TesseraError, ValueError) as exc:
-            raise QgsProcessingException(str(exc)) from None
+            raise QgsProcessingException(redact_url(str(exc))) from None
 
     def execute(self, parameters, context, feedback):
         raise NotImplementedError

@@ -8,13 +8,41 @@ from qgis.PyQt.QtWidgets import QMainWindow, QMenu
 
 
 class MenuRecordingIface(QgisInterface):
-    """pytest-qgis's QgisInterface, plus a real Raster menu, so tests can check what a plugin
-    adds to menus and toolbars and that unloading takes all of it away."""
+    """pytest-qgis's QgisInterface, plus a real Raster menu, real dock areas and records of the
+    options pages and layer context actions registered, so tests can check what a plugin adds
+    and that unloading takes all of it away."""
 
     def __init__(self, canvas, message_bar) -> None:
         self.window = QMainWindow()
         super().__init__(canvas, message_bar, self.window)
         self.raster_menu = self.window.menuBar().addMenu("&Raster")
+        self.options_factories: list = []
+        self.layer_type_actions: list = []  # (action, menu name, layer type)
+        self.layer_actions: list = []  # (action, layer id)
+
+    def addDockWidget(self, area, dock) -> None:  # noqa: N802
+        self.window.addDockWidget(area, dock)
+
+    def removeDockWidget(self, dock) -> None:  # noqa: N802
+        self.window.removeDockWidget(dock)
+
+    def registerOptionsWidgetFactory(self, factory) -> None:  # noqa: N802
+        self.options_factories.append(factory)
+
+    def unregisterOptionsWidgetFactory(self, factory) -> None:  # noqa: N802
+        self.options_factories.remove(factory)
+
+    def addCustomActionForLayerType(self, action, menu, layer_type, all_layers) -> None:  # noqa: N802
+        self.layer_type_actions.append((action, menu, layer_type))
+
+    def addCustomActionForLayer(self, action, layer) -> None:  # noqa: N802
+        self.layer_actions.append((action, layer.id()))
+
+    def removeCustomActionForLayerType(self, action) -> bool:  # noqa: N802 (QGIS drops it from every layer too)
+        before = len(self.layer_type_actions)
+        self.layer_type_actions = [e for e in self.layer_type_actions if e[0] is not action]
+        self.layer_actions = [e for e in self.layer_actions if e[0] is not action]
+        return len(self.layer_type_actions) < before
 
     def rasterMenu(self) -> QMenu:  # noqa: N802
         return self.raster_menu
@@ -88,3 +116,20 @@ def no_saved_connections():
     save_custom_connections([])
     yield
     save_custom_connections([])
+
+
+@pytest.fixture(scope="module")
+def processing(qgis_processing, qgis_iface):
+    """qgis.processing with the plugin's Processing provider registered the way QGIS (and
+    qgis_process) does it, through the plugin's initProcessing(): tests run algorithms by id
+    ("tessera:export"), whatever module holds them."""
+    from qgis import processing as qgis_processing_module
+    from qgis.core import QgsApplication
+
+    import tessera_qgis
+
+    plugin = tessera_qgis.classFactory(qgis_iface)
+    plugin.initProcessing()
+    assert QgsApplication.processingRegistry().providerById("tessera") is not None
+    yield qgis_processing_module
+    QgsApplication.processingRegistry().removeProvider(plugin.processing_provider)

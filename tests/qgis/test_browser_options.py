@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qgis.core import QgsErrorItem, QgsLayerItem, QgsRasterLayer
+from qgis.core import QgsErrorItem, QgsLayerItem, QgsRasterLayer, QgsRectangle
 
 from tessera_qgis.browser import TesseraDataItemProvider
 from tessera_qgis.core.connections import Connection
@@ -27,7 +27,7 @@ def child(item, name):
     return kids[name]
 
 
-def test_browser_lists_connections_years_and_zones_with_working_layers(root, sample_http):
+def test_browser_lists_connections_years_and_zones_with_working_layers(root, sample_http, zarr_reference):
     upsert_connection(Connection("local http", sample_http.store_url))
     try:
         names = [c.name() for c in root.createChildren()]
@@ -44,9 +44,17 @@ def test_browser_lists_connections_years_and_zones_with_working_layers(root, sam
         assert layer.isValid() and layer.crs().authid() == "EPSG:32631"
         assert sample_http.stats()["requests"] == 0, "a browser layer opens without network"
         assert LayerSpec.from_uri(layers[2].uri()).zone == "utm31"
-        block = layer.dataProvider().block(1, layer.extent(), 64, 96)
-        values = np.frombuffer(bytes(block.data()), np.float32)
-        assert np.isfinite(values).mean() > 0.3
+        # Its values: the store's global PCA of the source pixel under each output pixel,
+        # worked out from zarr-python's values (support.reference).
+        ext = layer.extent()  # moved by a fraction of a pixel: its 64 x 96 px centres are off the source edges
+        ext = QgsRectangle(ext.xMinimum() + 3.7, ext.yMinimum() - 2.9, ext.xMaximum() + 3.7, ext.yMaximum() - 2.9)
+        transform = (ext.width() / 64, 0.0, ext.xMinimum(), 0.0, -ext.height() / 96, ext.yMaximum())
+        want = zarr_reference(2024).pca_values("EPSG:32631", transform, 64, 96)
+        assert want.decided.sum() > 2000 and want.valid[want.decided].mean() > 0.3
+        for band in (1, 2, 3):
+            block = layer.dataProvider().block(band, ext, 64, 96)
+            got = np.frombuffer(bytes(block.data()), np.float32).reshape(96, 64)
+            np.testing.assert_allclose(got[want.decided], want.values[band - 1][want.decided], rtol=0, atol=1e-4)
     finally:
         save_custom_connections([])
 

@@ -211,7 +211,9 @@ def test_sample_build_shows_its_steps_then_add_layer_says_the_dialog_can_be_clos
     assert "Connecting to Sample data (offline)" in w.status.text() and not hidden(w.cancel_button)
     wait_for(w.task)
     assert w.store is not None
-    zones = sorted(zarr.open_group(str(sample_store), mode="r").group_keys())
+    # one step per zone, then the global preview (the sample follows the v2 layout)
+    zones = sorted(k for k in zarr.open_group(str(sample_store), mode="r").group_keys() if k.startswith("utm"))
+    zones.append("global_rgb")
     assert [s[2].split(":")[0] for s in w.steps_seen] == zones, w.steps_seen
     assert [s[:2] for s in w.steps_seen] == [(i + 1, len(zones)) for i in range(len(zones))]
     for i, (lo, hi, value, text, status) in enumerate(shown):
@@ -226,6 +228,7 @@ def test_sample_build_shows_its_steps_then_add_layer_says_the_dialog_can_be_clos
     wait_for(w.add_task)
     layer = w.last_layer
     assert layer.name() == "TESSERA sample 2024 PCA"
+    assert prov.state_for(layer.source()).pca.source == "fit", "v2 has no global PCA: fitted to the view"
     assert "close this window" in w.status.text() and layer.name() in w.status.text()
     assert w.close_button is not None
     w.show()

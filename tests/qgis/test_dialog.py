@@ -119,13 +119,26 @@ def test_cancel_from_qgis_task_list_frees_the_dialog_too(qgis_iface, range_serve
     assert w.store is None and w.last_failure is None and "Cancelled" in w.info.toPlainText()
 
 
-def test_sample_connection_works_offline_and_is_built_on_first_use(qgis_iface, sample_store):
+def test_sample_connection_works_offline_and_is_built_on_first_use(qgis_iface, v2_store, monkeypatch):
+    """Built on first use by the sample generator, in the newest layout (v2); here it copies
+    the session's v2 store instead of spending 15 s making it again (the generator itself:
+    tests/unit/test_sample_store.py)."""
+    from tessera_qgis import settings
+
+    made = []
+
+    def generate(out, spec, progress=None):
+        assert spec == settings.SAMPLE_SPEC and spec.layout == "v2", "the bundled sample is the v2 layout"
+        made.append(out)
+        shutil.copytree(v2_store, out)
+
+    monkeypatch.setattr(settings, "generate", generate)
     path = sample_store_path()
     shutil.rmtree(path, ignore_errors=True)
     w = widget_for(qgis_iface)
     assert w.current().kind == "sample"
     connect(w)
-    assert w.store is not None and (path / "zarr.json").exists()
+    assert w.store is not None and (path / "zarr.json").exists() and len(made) == 1
     assert [w.year.itemData(i) for i in range(w.year.count())] == [2024, 2025]
     w.addButtonClicked()
     wait_for(w.add_task)
@@ -200,20 +213,34 @@ def test_data_source_manager_tab(qgis_iface):
 
 
 def test_qgis_proxy_reaches_the_http_client(qgis_iface, sample_http):
+    """QGIS's proxy (Settings > Options > Network), with a user name and password: the proxy
+    sees the requests with those credentials, and the password shows nowhere."""
     from support.servers import ForwardProxy
 
-    proxy = ForwardProxy().start()
+    proxy = ForwardProxy(auth=("bob", "pr0xy-s3cret")).start()
+    logged = []
+    QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append(msg))
     s = QgsSettings()
     s.setValue("proxy/proxyEnabled", True)
     s.setValue("proxy/proxyType", "HttpProxy")
     s.setValue("proxy/proxyHost", "127.0.0.1")
     s.setValue("proxy/proxyPort", str(proxy.port))
+    s.setValue("proxy/proxyUser", "bob")
+    s.setValue("proxy/proxyPassword", "pr0xy-s3cret")
     try:
         w = widget_for(qgis_iface, Connection("through proxy", sample_http.store_url))
         connect(w)
         assert w.store is not None, w.last_failure
         assert any(u.endswith("/zarr.json") and u.startswith(sample_http.url) for u in proxy.seen), proxy.seen
+        assert proxy.refused == 0, "the credentials were sent"
+        s.setValue("proxy/proxyPassword", "wrong")
+        w = widget_for(qgis_iface, Connection("through proxy, wrong password", f"{sample_http.url}/other.zarr"))
+        connect(w)
+        assert w.store is None and proxy.refused >= 1 and "HTTP 407" in w.info.toPlainText()
+        assert not [m for m in logged + [w.info.toPlainText()] if "pr0xy-s3cret" in m or ":wrong@" in m]
     finally:
+        for key in ("proxyEnabled", "proxyUser", "proxyPassword"):
+            s.remove(f"proxy/{key}")
         s.setValue("proxy/proxyEnabled", False)
         proxy.stop()
 

@@ -75,6 +75,14 @@ sys.path.insert(0, plugins)
 qgis.utils.plugin_paths = [plugins]
 if "block-zarr" in sys.argv:
     sys.modules["zarr"] = None  # as if zarr were not installed in this QGIS's Python
+if "old-zarr" in sys.argv:  # zarr 2.18 installed first on the path, as an old QGIS Python has it
+    old = os.path.join(os.getcwd(), "old-packages")
+    os.makedirs(os.path.join(old, "zarr"), exist_ok=True)
+    os.makedirs(os.path.join(old, "zarr-2.18.0.dist-info"), exist_ok=True)
+    open(os.path.join(old, "zarr", "__init__.py"), "w").write("__version__ = '2.18.0'\n")
+    open(os.path.join(old, "zarr-2.18.0.dist-info", "METADATA"), "w").write(
+        "Metadata-Version: 2.1\nName: zarr\nVersion: 2.18.0\n")
+    sys.path.insert(0, old)
 qgis.utils.updateAvailablePlugins()
 out = {"available": list(qgis.utils.available_plugins),
        "name": qgis.utils.pluginMetadata("tessera_qgis", "name"),
@@ -164,4 +172,13 @@ def test_a_missing_package_shows_one_dialog_and_qgis_keeps_running(tmp_path):
     assert len(out["dialogs"]) == 1
     text = out["dialogs"][0]
     assert "zarr is not installed" in text and "-m pip install --user" in text and "zarr>=3.0" in text
+    assert out["unloaded"] is True
+
+
+def test_a_too_old_package_shows_its_version_and_the_install_command(tmp_path):
+    out = run_installed(tmp_path, "old-zarr")
+    assert out["loaded"] is True and out["plugin_class"] == "MissingDependenciesPlugin"
+    text, = out["dialogs"]
+    assert "zarr 2.18.0 is too old (need 3.0 or newer)" in text, text
+    assert "is not installed" not in text and "-m pip install --user" in text and "'zarr>=3.0'" in text
     assert out["unloaded"] is True

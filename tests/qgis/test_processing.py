@@ -9,21 +9,10 @@ from qgis.core import (QgsApplication, QgsFeature, QgsField, QgsGeometry, QgsPoi
 from qgis.PyQt.QtCore import QMetaType
 
 from tessera_qgis.core.store import open_store
-from tessera_qgis.processing import TesseraProcessingProvider
 
 gdal.UseExceptions()
 pytestmark = pytest.mark.usefixtures("provider_active")
 EXTENT = "-0.045,-0.005,52.175,52.225 [EPSG:4326]"  # xmin,xmax,ymin,ymax: utm30 only
-
-
-@pytest.fixture(scope="module")
-def processing(qgis_processing):
-    from qgis import processing as qgis_processing_module
-
-    provider = TesseraProcessingProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
-    yield qgis_processing_module
-    QgsApplication.processingRegistry().removeProvider(provider)
 
 
 def points_layer(points, classes=None) -> QgsVectorLayer:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from qgis.core import QgsApplication, QgsTask
+from qgis.core import QgsApplication, QgsRasterInterface, QgsTask
 
 
 def wait_for(task: QgsTask | None, timeout: float = 60) -> None:
@@ -23,3 +23,51 @@ def auth_manager():
     if not am.masterPasswordIsSet():
         assert am.setMasterPassword("tessera-test-master", True)
     return am
+
+
+class BlockRecorder(QgsRasterInterface):
+    """A raster pipe step that passes its input's blocks through and records what was asked
+    (extent as (xmin, ymin, xmax, ymax), width, height): to see which layer-CRS block QGIS's
+    projector draws a reprojected view from."""
+
+    def __init__(self, source) -> None:
+        super().__init__(None)
+        self.setInput(source)
+        self.asked: list[tuple] = []
+
+    def clone(self):
+        return None
+
+    def bandCount(self) -> int:  # noqa: N802
+        return self.input().bandCount()
+
+    def dataType(self, band):  # noqa: N802
+        return self.input().dataType(band)
+
+    def capabilities(self):
+        return self.input().capabilities()
+
+    def block(self, band, extent, width, height, feedback=None):
+        self.asked.append(((extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()),
+                           width, height))
+        return self.input().block(band, extent, width, height, feedback)
+
+
+def projected_blocks(provider, src_crs, dst_crs: str, extent, width: int, height: int, bands=(1,)):
+    """QGIS's raster projector (the step of a layer's pipe that reprojects for the map) run on a
+    provider: the float32 (len(bands), height, width) it gives for `extent` in `dst_crs`, and
+    the one layer-CRS block (extent, width, height) it asked the provider for."""
+    import numpy as np
+    from qgis.core import QgsCoordinateReferenceSystem, QgsProject, QgsRasterProjector
+
+    recorder = BlockRecorder(provider)
+    projector = QgsRasterProjector()
+    projector.setInput(recorder)
+    projector.setCrs(src_crs, QgsCoordinateReferenceSystem(dst_crs), QgsProject.instance().transformContext())
+    out = []
+    for band in bands:
+        block = projector.block(band, extent, width, height)
+        out.append(np.frombuffer(bytes(block.data()), np.float32).reshape(height, width))
+    asked = set(recorder.asked)
+    assert len(asked) == 1, asked
+    return np.array(out), asked.pop()

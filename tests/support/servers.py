@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -120,6 +121,11 @@ class Request:
     status: int
     bytes: int
     arrived: float = 0.0  # time.monotonic() when the request reached the server
+    fault: str | None = None  # the fault injected into its answer, if any
+
+    @property
+    def time(self) -> float:  # the arrival time, by its other name
+        return self.arrived
 
 
 class Link:
@@ -196,8 +202,9 @@ class Faults:
     (None: every one), on paths containing `match`.
 
     Kinds: "503" and "429" (error statuses), "stall" (no answer for `stall` seconds, then the
-    right one), "reset" (half the body, then the connection is closed), "truncate" (a body
-    shorter than its Content-Length), "corrupt" (bytes flipped in the body), "wrong-range"
+    right one), "reset" (half the body, then the connection is reset: TCP RST), "truncate"
+    (half the body, then an orderly close: a body shorter than its Content-Length), "corrupt"
+    (bytes flipped in the body), "wrong-range"
     (the bytes and Content-Range of the next range over), "ignore-range" (200 and the whole
     file).
     """
@@ -209,9 +216,10 @@ class Faults:
         self.kind, self.remaining, self.match, self.stall = kind, times, match, stall
         self.rate, self._random = rate, random.Random(seed)
         self.injected = 0
+        self.taken: list[tuple[float, str, str | None, str]] = []  # (time.monotonic(), path, Range, kind)
         self._lock = threading.Lock()
 
-    def take(self, path: str, has_range: bool = True) -> str | None:
+    def take(self, path: str, has_range: bool = True, rng: str | None = None) -> str | None:
         with self._lock:
             if self.match not in path or self.remaining == 0:
                 return None
@@ -222,6 +230,7 @@ class Faults:
             if self.remaining is not None:
                 self.remaining -= 1
             self.injected += 1
+            self.taken.append((time.monotonic(), path, rng, self.kind))
             return self.kind
 
 
@@ -301,7 +310,9 @@ class RangeHTTPServer:
                 await asyncio.sleep(self.latency)
             if any(request.path.startswith(p) for p in self.deny):
                 raise web.HTTPForbidden()
-            kind = self.faults.take(request.path, "Range" in request.headers) if self.faults is not None else None
+            kind = self.faults.take(request.path, "Range" in request.headers, request.headers.get("Range")) \
+                if self.faults is not None else None
+            request["fault"] = kind
             if kind is not None:
                 faulty = await self._fault(request, kind)
                 if faulty is not None:
@@ -316,7 +327,7 @@ class RangeHTTPServer:
             size = 0 if request.method == "HEAD" else (response.content_length or 0)
             with self._lock:
                 self.log.append(Request(request.method, request.path, request.headers.get("Range"),
-                                        response.status, size, request.get("arrived", 0.0)))
+                                        response.status, size, request.get("arrived", 0.0), request.get("fault")))
 
         app = web.Application(middlewares=[delay])
         app.on_response_prepare.append(record)
@@ -358,7 +369,10 @@ class RangeHTTPServer:
             resp.content_length = len(body)
             await resp.prepare(request)
             await resp.write(bytes(body[: len(body) // 2]))
-            request.transport.close()
+            sock = request.transport.get_extra_info("socket")
+            if kind == "reset" and sock is not None:  # an abrupt close: RST, not FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            request.transport.close()  # the half body is flushed first
             return resp
         return web.Response(status=status, body=bytes(body), headers=headers)
 
@@ -459,46 +473,96 @@ class S3Server:
 
 
 class ForwardProxy(_ThreadedServer):
-    """A plain HTTP forward proxy on 127.0.0.1 that logs the URLs it forwards (GET and HEAD,
-    with the Range header passed on): for checking that a client really uses a proxy."""
+    """An HTTP forward proxy on 127.0.0.1 that logs what it forwards: plain HTTP requests (any
+    method, end-to-end headers and body passed on, so S3's signed requests work) and CONNECT
+    tunnels (HTTPS). With `auth=(user, password)` it answers 407 unless the request carries
+    that Basic Proxy-Authorization. For checking that a client really uses a proxy."""
 
-    def __init__(self) -> None:
-        self.seen: list[str] = []
+    def __init__(self, auth: tuple[str, str] | None = None) -> None:
+        self.seen: list[str] = []  # absolute URLs forwarded, and "host:port" of tunnels
+        self.tunnels: list[str] = []  # "host:port" of each CONNECT let through
+        self.refused = 0  # requests answered 407
+        self.auth = auth
 
     def start(self) -> "ForwardProxy":
+        import base64
         import http.server
+        import select
         import urllib.error
         import urllib.request
 
         proxy = self
+        expected = None
+        if self.auth is not None:
+            expected = "Basic " + base64.b64encode(":".join(self.auth).encode()).decode()
+        hop = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
+               "transfer-encoding", "upgrade", "host", "content-length"}
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy itself
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:
                 pass
 
-            def _forward(self, method: str) -> None:
-                proxy.seen.append(self.path)
-                headers = {k: v for k, v in self.headers.items() if k.lower() in ("range", "accept")}
-                req = urllib.request.Request(self.path, headers=headers, method=method)
-                try:
-                    with urllib.request.urlopen(req, timeout=30) as r:
-                        status, body, rh = r.status, r.read(), r.headers
-                except urllib.error.HTTPError as err:
-                    status, body, rh = err.code, err.read(), err.headers
-                self.send_response(status)
-                for k in ("Content-Type", "Content-Range", "Accept-Ranges"):
-                    if rh.get(k):
-                        self.send_header(k, rh[k])
-                self.send_header("Content-Length", str(len(body)))
+            def _allowed(self) -> bool:
+                if expected is None or self.headers.get("Proxy-Authorization") == expected:
+                    return True
+                proxy.refused += 1
+                self.send_response(407)
+                self.send_header("Proxy-Authenticate", 'Basic realm="tessera test proxy"')
+                self.send_header("Content-Length", "0")
                 self.end_headers()
-                if method != "HEAD":
-                    self.wfile.write(body)
+                return False
 
-            def do_GET(self) -> None:  # noqa: N802
-                self._forward("GET")
+            def _forward(self) -> None:
+                if not self._allowed():
+                    return
+                proxy.seen.append(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+                req = urllib.request.Request(self.path, data=body, headers=headers, method=self.command)
+                try:
+                    with opener.open(req, timeout=30) as r:
+                        status, data, rh = r.status, r.read(), r.headers
+                except urllib.error.HTTPError as err:
+                    status, data, rh = err.code, err.read(), err.headers
+                self.send_response(status)
+                for k, v in rh.items():
+                    if k.lower() not in hop and k.lower() not in ("server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
-            def do_HEAD(self) -> None:  # noqa: N802
-                self._forward("HEAD")
+            def do_CONNECT(self) -> None:  # noqa: N802 (a tunnel for HTTPS)
+                if not self._allowed():
+                    return
+                host, _, port = self.path.rpartition(":")
+                proxy.seen.append(self.path)
+                proxy.tunnels.append(self.path)
+                upstream = socket.create_connection((host, int(port)), timeout=30)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.wfile.flush()
+                ends = [self.connection, upstream]
+                try:
+                    while True:
+                        ready, _, _ = select.select(ends, [], [], 30)
+                        if not ready:
+                            break
+                        for src in ready:
+                            data = src.recv(65536)
+                            if not data:
+                                return
+                            (upstream if src is self.connection else self.connection).sendall(data)
+                except OSError:
+                    pass
+                finally:
+                    upstream.close()
+                    self.close_connection = True
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward  # noqa: N815
 
         self._serve(Handler, "proxy")
         return self

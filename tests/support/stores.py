@@ -17,14 +17,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("TESSERA_TEST_STORES", REPO / "build" / "test-stores"))
 
 
-def cached_sample(spec: sample.SampleSpec = sample.SampleSpec()) -> Path:
+def cached_sample(spec: sample.SampleSpec = sample.SampleSpec(), tag: str = "") -> Path:
     """Path of a sample store for `spec`, generated on first use.
 
     The cache key covers the generator's source and the spec, so a changed generator
-    makes a new store. Generation goes to a temporary folder renamed into place, so an
+    makes a new store (and `tag`: e.g. the zarr version, for a store that must come from this
+    environment's own zarr). Generation goes to a temporary folder renamed into place, so an
     interrupted run never leaves a half-written store behind.
     """
-    key = hashlib.sha256(Path(sample.__file__).read_bytes() + repr(asdict(spec)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(Path(sample.__file__).read_bytes() + repr(asdict(spec)).encode()
+                         + tag.encode()).hexdigest()[:16]
     path = cache_root() / f"sample-{key}.zarr"
     if path.exists():
         return path

@@ -23,5 +23,5 @@ def ref(sample_store):
 # The oldest-dependencies run (numpy 1.26, zarr 3.0, no GDAL) leaves out the modules that
 # need GDAL; `-m "not gdal"` leaves out the single tests that do.
 if os.environ.get("TESSERA_OLDEST"):
-    collect_ignore = ["test_gdal_reads_sample.py", "test_core_pca_export.py", "test_core_products.py",
+    collect_ignore = ["test_gdal_reads_sample.py", "test_core_export.py", "test_core_products.py",
                       "test_cluster.py"]

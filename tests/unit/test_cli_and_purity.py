@@ -101,7 +101,7 @@ def test_cli_render_and_export(sample_store, tmp_path):
       "--out", "{tmp}/x.tif"], "numbered 1 to 128"),
     (["export", "{store}", "--bbox", "20,10,20.1,10.1", "--year", "2024", "--out", "{tmp}/x.tif"],
      "does not intersect"),
-    (["info", "http://127.0.0.1:9/none.zarr"], "cannot reach the store"),
+    (["info", "http://alice:hunter2@127.0.0.1:9/none.zarr"], "cannot reach the store at http://alice:***@127.0.0.1:9"),
 ])
 def test_cli_bad_input_one_line_no_traceback(sample_store, tmp_path, args, message):
     args = [a.format(store=sample_store, tmp=tmp_path) for a in args]
@@ -109,3 +109,4 @@ def test_cli_bad_input_one_line_no_traceback(sample_store, tmp_path, args, messa
     assert res.returncode == 1
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], res.stderr
+    assert "hunter2" not in res.stderr + res.stdout, "a password in the URL is masked"

@@ -80,7 +80,7 @@ def test_http_404_and_unreachable(range_server, tmp_path):
     with pytest.raises(StoreNotFound, match="zarr.json not found"):
         open_store(f"{srv.url}/missing.zarr")
     with pytest.raises(ReadError, match="cannot reach the store"):
-        open_store("http://127.0.0.1:9/store.zarr", StoreOptions(timeout=5))
+        open_store("http://127.0.0.1:9/store.zarr", StoreOptions(timeout=5, retries=0))
 
 
 def test_zarr_v2_store_is_named(tmp_path):

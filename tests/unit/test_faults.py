@@ -35,9 +35,32 @@ def test_transient_faults_are_retried_and_values_are_right(kind, range_server, s
 
 
 def test_a_stall_times_out_and_is_retried(range_server, sample_store, expected):
-    faults = Faults("stall", times=1, match="/utm30/", stall=3.0)
-    _, win = read_through(range_server, sample_store, faults, timeout=1)
+    """The server holds one request for 1.5 s; with a 1 s timeout the client gives up on it and
+    asks again (the same object and range, at least a timeout later), and the values are right."""
+    faults = Faults("stall", times=1, match="/utm30/", stall=1.5)
+    srv = range_server(sample_store.parent, faults=faults)
+    store = open_store(f"{srv.url}/{sample_store.name}", StoreOptions(timeout=1))
+    win = store.zones["utm30"].read(2024, *WINDOW)
     np.testing.assert_array_equal(win.q, expected.q)
+    assert faults.injected == 1 and store.stats()["retries"] >= 1
+    (stalled_at, path, rng, kind), = faults.taken
+    again = [r for r in srv.requests() if (r.path, r.range, r.fault) == (path, rng, None)]
+    assert again and again[0].status in (200, 206), f"{path} {rng} was not asked for again"
+    assert again[0].time - stalled_at >= 0.95, "asked again after the 1 s timeout, not before"
+
+
+def test_retries_back_off_exponentially(range_server, sample_store):
+    """Four 503s on zarr.json: five arrivals, spaced by the backoff (0.2 s x 2^k, times a jitter
+    of 0.5 to 1): gaps of at least 0.1, 0.2, 0.4 and 0.8 s (the upper side left generous)."""
+    srv = range_server(sample_store.parent, faults=Faults("503", times=4, match="/zarr.json"))
+    store = open_store(f"{srv.url}/{sample_store.name}", StoreOptions(timeout=10, retries=4))
+    assert store.stats()["retries"] == 4
+    times = [r.time for r in srv.requests() if r.path.endswith(f"/{sample_store.name}/zarr.json")]
+    assert len(times) == 5 and [r.status for r in srv.requests()][:5] == [503] * 4 + [200]
+    gaps = np.diff(times)
+    floors = 0.2 * 2.0 ** np.arange(4) * 0.5
+    assert (gaps >= 0.95 * floors).all(), f"gaps {gaps.round(3)} below the backoff's floors {floors}"
+    assert (gaps <= 2 * floors + 2.0).all(), f"gaps {gaps.round(3)}"
 
 
 @pytest.mark.parametrize("kind,message", [

@@ -86,3 +86,38 @@ def test_every_test_server_binds_loopback_only(tmp_path):
     with S3Server() as s3:
         assert s3.endpoint_url.startswith("http://127.0.0.1:")
         assert s3._server._server.server_address[0] == "127.0.0.1"
+
+
+def _raw_get(port: int, path: str, rng: str) -> tuple[bytes, bytes, BaseException | None]:
+    """(headers, body, error) of a GET read off the socket until the server closes it."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: {rng}\r\nConnection: close\r\n\r\n"
+                     .encode())
+        data, error = b"", None
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except OSError as exc:
+            error = exc
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body, error
+
+
+def test_truncate_sends_a_short_body_and_reset_resets_the_connection(range_server, tmp_path):
+    from support.servers import Faults
+
+    data = bytes(range(256)) * 100
+    (tmp_path / "blob").write_bytes(data)
+    srv = range_server(tmp_path, faults=Faults("truncate", times=1))
+    head, body, error = _raw_get(srv.port, "/blob", "bytes=1000-8999")
+    assert b"Content-Length: 8000" in head and error is None, "an orderly close (FIN), no reset"
+    assert body == data[1000:5000], "exactly half of the promised body, then nothing"
+    srv.faults = Faults("reset", times=1)
+    head, body, error = _raw_get(srv.port, "/blob", "bytes=1000-8999")
+    assert b"Content-Length: 8000" in head and isinstance(error, ConnectionResetError), error
+    assert len(body) <= 4000
+    assert [r.fault for r in srv.requests()] == ["truncate", "reset"]
+    head, body, error = _raw_get(srv.port, "/blob", "bytes=1000-1999")  # faults used up: the real answer
+    assert body == data[1000:2000] and error is None

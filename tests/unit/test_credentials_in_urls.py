@@ -1,0 +1,122 @@
+"""A password in a store URL (or a proxy URL, or an S3 URL) never reaches a message: errors,
+the command line's output and exported metadata show it masked, ``http://alice:***@host``."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.servers import Faults, free_port
+from tessera_qgis.core.errors import ReadError, StoreNotFound, TesseraError
+from tessera_qgis.core.sources import StoreOptions
+from tessera_qgis.core.store import open_store
+from tessera_qgis.core.urls import redact_url
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "hunter2"
+
+
+@pytest.mark.parametrize("text,want", [
+    ("http://alice:hunter2@127.0.0.1:9/x.zarr", "http://alice:***@127.0.0.1:9/x.zarr"),
+    ("cannot reach the store at https://alice:hunter2@h.example/x.zarr: refused",
+     "cannot reach the store at https://alice:***@h.example/x.zarr: refused"),
+    ("s3://AKIDEXAMPLE:wJalr/K7MDENG+bPxRfi@bucket/x.zarr", "s3://AKIDEXAMPLE:***@bucket/x.zarr"),
+    ("proxy http://bob:p%40ss@127.0.0.1:3128 then http://c:d@e/f", "proxy http://bob:***@127.0.0.1:3128 then http://c:***@e/f"),
+    ("http://alice:p@ss@host/x.zarr", "http://alice:***@host/x.zarr"),  # an '@' inside the password
+    ("url=http://alice:hunter2%40127.0.0.1:8080/x.zarr&year=2024", "url=http://alice:***%40127.0.0.1:8080/x.zarr&year=2024"),
+    ("https://b.s3.amazonaws.com/x?X-Amz-Credential=AK%2F1&X-Amz-Signature=abc123&v=1",
+     "https://b.s3.amazonaws.com/x?X-Amz-Credential=***&X-Amz-Signature=***&v=1"),
+    ("http://alice@host/x.zarr", "http://alice@host/x.zarr"),  # a user name alone is no secret
+    ("http://127.0.0.1:8080/a/b.zarr", "http://127.0.0.1:8080/a/b.zarr"),
+    ("/data/stores/x.zarr", "/data/stores/x.zarr"),
+])
+def test_redact_url_masks_passwords_and_signatures_only(text, want):
+    assert redact_url(text) == want
+
+
+def test_public_url_masks_the_password():
+    from tessera_qgis.core.storeref import public_url
+
+    assert public_url("https://user:pw@127.0.0.1:8443/a/b.zarr") == "https://user:***@127.0.0.1:8443/a/b.zarr"
+    assert public_url("s3://bucket/x.zarr") == "s3://bucket/x.zarr"
+
+
+def test_every_core_error_masks_a_url_whoever_wrote_the_message():
+    err = ReadError("failed for http://alice:hunter2@host/x.zarr", "http")
+    assert PASSWORD not in str(err) and "alice:***@host" in str(err) and err.kind == "http"
+    assert PASSWORD not in str(TesseraError(f"at s3://KEY:{PASSWORD}@b/x"))
+
+
+def test_an_unreachable_store_names_the_url_without_its_password():
+    url = f"http://alice:{PASSWORD}@127.0.0.1:{free_port()}/x.zarr"
+    with pytest.raises(ReadError, match="cannot reach the store") as err:
+        open_store(url, StoreOptions(timeout=5, retries=0))
+    assert PASSWORD not in str(err.value)
+    assert f"http://alice:***@127.0.0.1:{url.split(':')[3]}" in str(err.value), str(err.value)
+
+
+def test_not_found_and_read_errors_through_a_url_with_a_password(range_server, sample_store, tmp_path):
+    srv = range_server(sample_store.parent)
+    base = srv.url.replace("http://", f"http://alice:{PASSWORD}@")
+    with pytest.raises(StoreNotFound) as err:
+        open_store(f"{base}/missing.zarr")
+    assert PASSWORD not in str(err.value) and "alice:***@" in str(err.value)
+    store = open_store(f"{base}/{sample_store.name}", StoreOptions(retries=0))  # the server ignores the user
+    assert PASSWORD not in store.info()["url"] and store.info()["url"].startswith("http://alice:***@")
+    srv.faults = Faults("503", match="/utm30/")
+    with pytest.raises(ReadError) as err:
+        store.zones["utm30"].read(2024, (0, 40), (0, 40))
+    assert PASSWORD not in str(err.value)
+
+
+def test_a_proxy_password_stays_out_of_the_message():
+    with pytest.raises(TesseraError) as err:
+        open_store(f"http://127.0.0.1:{free_port()}/x.zarr",
+                   StoreOptions(proxy=f"http://bob:{PASSWORD}@127.0.0.1:{free_port()}", timeout=5, retries=0))
+    assert PASSWORD not in str(err.value)
+
+
+def test_an_s3_url_with_credentials_opens_and_stays_out_of_messages(sample_s3, s3_server):
+    """s3://KEY:SECRET@bucket/...: the keys are used (not taken as part of the bucket name,
+    which put them into botocore's messages) and masked wherever the URL is shown."""
+    url, _ = sample_s3
+    keyed = url.replace("s3://", f"s3://{s3_server.KEY}:{s3_server.SECRET}@")
+    options = StoreOptions(endpoint_url=s3_server.endpoint_url, region="us-east-1", timeout=5, retries=0)
+    store = open_store(keyed, options)
+    assert store.years == [2024, 2025] and s3_server.SECRET not in store.info()["url"]
+    with pytest.raises(StoreNotFound) as err:
+        open_store(keyed.replace("sample.zarr", "none.zarr"), options)
+    assert s3_server.SECRET not in str(err.value) and f"{s3_server.KEY}:***@tessera/none.zarr" in str(err.value)
+    with pytest.raises(TesseraError) as err:
+        open_store(f"s3://AKIDEXAMPLE:{PASSWORD}@tessera/none.zarr", options)  # keys the server refuses
+    assert PASSWORD not in str(err.value) and "AKIDEXAMPLE:***@" in str(err.value), str(err.value)
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "tessera_qgis", *args], capture_output=True, text=True, cwd=REPO,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "PROJ_DATA": "/usr/share/proj"})
+
+
+def test_command_line_output_masks_the_password(sample_store, sample_http):
+    """(An error with such a URL: test_cli_and_purity.py, test_cli_bad_input_one_line_no_traceback.)"""
+    good = sample_http.store_url.replace("http://", f"http://alice:{PASSWORD}@")
+    res = cli("info", good)
+    assert res.returncode == 0, res.stderr
+    assert PASSWORD not in res.stdout + res.stderr and res.stdout.startswith("http://alice:***@127.0.0.1:")
+
+
+@pytest.mark.gdal
+def test_exported_metadata_masks_the_password(sample_store, sample_http, tmp_path):
+    from osgeo import gdal
+
+    from tessera_qgis.core.export import ExportRequest, export
+
+    gdal.UseExceptions()
+    url = sample_http.store_url.replace("http://", f"http://alice:{PASSWORD}@")
+    out, = export(open_store(url), ExportRequest((-0.02, 52.2, -0.015, 52.203), "EPSG:4326", 2024,
+                                                 str(tmp_path / "a.tif"), bands=[1]))
+    ds = gdal.Open(str(out))
+    assert ds.GetMetadata()["TESSERA_STORE"] == sample_http.store_url.replace("http://", "http://alice:***@")
+    assert PASSWORD not in gdal.Info(str(out)) and PASSWORD.encode() not in out.read_bytes()
