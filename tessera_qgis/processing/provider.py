@@ -5,13 +5,17 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..icons import icon as plugin_icon
+from .apply_model import ApplyModelAlgorithm
 from .change import ChangeAlgorithm
 from .classify import ClassifyAlgorithm
+from .cluster import ClusterAlgorithm
 from .export import ExportAlgorithm
 from .sample import SampleAlgorithm
 from .similarity import SimilarityAlgorithm
+from .trajectory import TrajectoryAlgorithm
 
-ALGORITHMS = (ExportAlgorithm, SimilarityAlgorithm, SampleAlgorithm, ChangeAlgorithm, ClassifyAlgorithm)
+ALGORITHMS = (ExportAlgorithm, SimilarityAlgorithm, SampleAlgorithm, ChangeAlgorithm, ClassifyAlgorithm,
+              ClusterAlgorithm, ApplyModelAlgorithm, TrajectoryAlgorithm)
 
 
 class TesseraProcessingProvider(QgsProcessingProvider):

@@ -211,6 +211,22 @@ def apply_model(store: TesseraStore, req: ExportRequest, model, progress: Progre
 
 
 # -- trajectories --------------------------------------------------------------------------------
+def year_style(years: Sequence[int]) -> str:
+    """A QGIS style (.qml) for the year of the largest change: one colour per year, from
+    yellow (early) to dark red (late); 0 (no change) transparent."""
+    ramp = ["#fee391", "#fec44f", "#fe9929", "#ec7014", "#cc4c02", "#993404", "#662506"]
+    n = len(years)
+    entries = "\n".join(
+        f'        <paletteEntry value="{y}" label="{y}" color="{ramp[round(i * (len(ramp) - 1) / max(n - 1, 1))]}" '
+        'alpha="255"/>' for i, y in enumerate(years))
+    return ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+            '<qgis version="3.44" styleCategories="Symbology">\n  <pipe>\n'
+            '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">\n'
+            f"      <colorPalette>\n{entries}\n      </colorPalette>\n"
+            "    </rasterrenderer>\n  </pipe>\n</qgis>\n")
+
+
+
 @dataclass
 class TrajectoryResult:
     paths: list[Path]  # distances, year of the largest change
@@ -232,6 +248,7 @@ def trajectory(store: TesseraStore, req: ExportRequest, years: Sequence[int] | N
         paths = export(store, req, progress=_part(progress, 0.0, 0.85), cancel=cancel)
         written.add(*paths)
         compared = trajectory_years(req)
+        paths[1].with_suffix(".qml").write_text(year_style(compared), encoding="utf-8")
         table = tables.change_table(paths[0], paths[1], compared, threshold, classes, cancel=cancel)
         _check(cancel)
         result = TrajectoryResult(paths, table)
