@@ -2,8 +2,8 @@
 and the embeddings under labelled points (for classifiers), with where each one lies.
 
 Both read only what they need: a region larger than twice the sample is read through
-randomly chosen chunk-aligned cells (as the PCA fit does), so sampling costs about the
-sample's size in reading, not the region's; points are read one pixel each, concurrently.
+chunk-aligned cells in random order, so sampling costs about the sample's size in reading,
+not the region's; points are read one pixel each, concurrently.
 """
 from __future__ import annotations
 
@@ -32,36 +32,38 @@ def depth_bands(store: TesseraStore, depth: int | None) -> list[int] | None:
     return None if d == store.bands else list(range(1, d + 1))
 
 
-def _windows(parts, total: int, max_samples: int, rng) -> list[tuple]:
-    """(zone, rows, cols) windows to read: the whole region in WINDOW-sized pieces when it is
-    small, else random chunk-aligned cells holding about 1.5 times the sample."""
+def _whole(parts) -> list[tuple]:
+    """(zone, rows, cols) windows covering every part, WINDOW pixels a side."""
     jobs = []
     for part in parts:
-        zone = part.zone
-        if total <= 2 * max_samples:
-            for r in range(part.rows[0], part.rows[1], WINDOW):
-                for c in range(part.cols[0], part.cols[1], WINDOW):
-                    jobs.append((zone, (r, min(r + WINDOW, part.rows[1])), (c, min(c + WINDOW, part.cols[1]))))
-            continue
-        yi = zone.emb_axes.index("y")
-        size = zone.embeddings.chunk_shape[yi]
-        rows = list(range(part.rows[0] // size * size, part.rows[1], size))
-        cols = list(range(part.cols[0] // size * size, part.cols[1], size))
-        share = max(1, round(max_samples / size / size * part.pixels / total * 1.5))
-        cells = np.sort(rng.choice(len(rows) * len(cols), size=min(share, len(rows) * len(cols)), replace=False))
-        for cell in cells:
-            r, c = rows[cell // len(cols)], cols[cell % len(cols)]
-            jobs.append((zone, (max(r, part.rows[0]), min(r + size, part.rows[1])),
-                         (max(c, part.cols[0]), min(c + size, part.cols[1]))))
+        for r in range(part.rows[0], part.rows[1], WINDOW):
+            for c in range(part.cols[0], part.cols[1], WINDOW):
+                jobs.append((part.zone, (r, min(r + WINDOW, part.rows[1])), (c, min(c + WINDOW, part.cols[1]))))
     return jobs
+
+
+def _cells(parts, rng) -> list[tuple]:
+    """Every chunk-aligned cell of the parts, in random order."""
+    cells = []
+    for part in parts:
+        zone = part.zone
+        size = zone.embeddings.chunk_shape[zone.emb_axes.index("y")]
+        for r in range(part.rows[0] // size * size, part.rows[1], size):
+            for c in range(part.cols[0] // size * size, part.cols[1], size):
+                cells.append((zone, (max(r, part.rows[0]), min(r + size, part.rows[1])),
+                              (max(c, part.cols[0]), min(c + size, part.cols[1]))))
+    return [cells[i] for i in rng.permutation(len(cells))]
 
 
 def sample_pixels(store: TesseraStore, bounds, crs: str, year: int, max_samples: int = MAX_SAMPLES,
                   depth: int | None = None, seed: int = 0, cancel: Cancel = None) -> np.ndarray:
     """At most `max_samples` valid pixels of a region, dequantised: float32 (n, depth).
 
-    Every valid pixel of the region has about the same chance to be drawn; the same
-    arguments give the same sample. Memory: the candidates as int8 (about twice the sample)."""
+    A region of at most twice the sample is read whole; a larger one through chunk-aligned
+    cells in random order, in rounds sized by the share of valid pixels seen so far, until
+    the sample is full (water or unembedded land only costs more cells). Every valid pixel
+    has about the same chance to be drawn; the same arguments give the same sample. Memory:
+    the candidates as int8, about twice the sample."""
     store.check_year(year)
     bands = depth_bands(store, depth)
     parts = [p for p in plan(store, bounds, crs) if year in p.zone.years]
@@ -69,7 +71,6 @@ def sample_pixels(store: TesseraStore, bounds, crs: str, year: int, max_samples:
     if total == 0:
         raise ExtentError("the region does not intersect the store's data for that year")
     rng = np.random.default_rng(seed)
-    jobs = _windows(parts, total, max_samples, rng)
 
     def read(job):
         if cancel is not None and cancel():
@@ -77,12 +78,27 @@ def sample_pixels(store: TesseraStore, bounds, crs: str, year: int, max_samples:
         zone, rows, cols = job
         win = zone.read(year, rows, cols, cancel=cancel, bands=bands)
         ok = valid_scales(win.scales)
-        return win.q[:, ok].T.copy(), win.scales[ok].copy()
+        return win.q[:, ok].T.copy(), win.scales[ok].copy(), ok.size
 
     qs, ss = [], []
-    for q, s in TASK_POOL.map(read, jobs):
-        qs.append(q)
-        ss.append(s)
+    if total <= 2 * max_samples:
+        for q, s, _ in TASK_POOL.map(read, _whole(parts)):
+            qs.append(q)
+            ss.append(s)
+    else:
+        cells = _cells(parts, rng)
+        cell_px = max(1.0, total / max(len(cells), 1))
+        done, seen, valid = 0, 0, 0
+        while done < len(cells) and valid < max_samples:
+            rate = valid / seen if seen else 1.0
+            want = (max_samples - valid) / max(rate, 0.02) * 1.25
+            batch = cells[done:done + max(8, int(np.ceil(want / cell_px)))]
+            done += len(batch)
+            for q, s, n in TASK_POOL.map(read, batch):
+                qs.append(q)
+                ss.append(s)
+                seen += n
+                valid += len(s)
     if cancel is not None and cancel():
         raise Cancelled("cancelled")
     n = sum(len(s) for s in ss)

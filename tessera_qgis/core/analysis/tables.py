@@ -6,6 +6,7 @@ are turned into metres at each row's latitude).
 """
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from dataclasses import dataclass
@@ -77,6 +78,21 @@ def transitions(path_from: str, path_to: str, n_classes: int,
     return pixels, area
 
 
+def raster_classes(ds) -> list[str]:
+    """Names of classes 1..n of a class raster: this plugin's TESSERA_CLASSES metadata, else
+    the band's category names, else "class i" up to the largest value."""
+    try:
+        names = json.loads(ds.GetMetadataItem("TESSERA_CLASSES") or "null")
+    except ValueError:
+        names = None
+    if isinstance(names, list) and names:
+        return [str(n) for n in names]
+    band = ds.GetRasterBand(1)
+    cats = band.GetCategoryNames() or []
+    top = int(band.ComputeRasterMinMax(False)[1])
+    return [cats[i] if i < len(cats) and cats[i] else f"class {i}" for i in range(1, min(top, 255) + 1)]
+
+
 @dataclass
 class ChangeTable:
     """Per compared year and class: valid and changed pixels and hectares. Class 0 is the
@@ -109,9 +125,7 @@ def change_table(distance_path: str, year_path: str, years: Sequence[int], thres
         if src is None:
             raise ExportError(f"cannot read the class raster {class_path}")
         if not names:
-            cats = src.GetRasterBand(1).GetCategoryNames() or []
-            top = int(src.GetRasterBand(1).ComputeRasterMinMax(False)[1])
-            names = [cats[i] if i < len(cats) and cats[i] else f"class {i}" for i in range(1, top + 1)]
+            names = raster_classes(src)
         gt = dist.GetGeoTransform()
         classes = gdal.Warp(vsi, src, format="VRT", dstSRS=dist.GetProjection(), resampleAlg="near",
                             outputBounds=(gt[0], gt[3] + gt[5] * dist.RasterYSize, gt[0] + gt[1] * dist.RasterXSize,
