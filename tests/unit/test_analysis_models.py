@@ -139,6 +139,12 @@ def test_random_forest_as_numpy_trees_equals_scikit_learn():
     ref = RandomForestClassifier(n_estimators=25, random_state=2, n_jobs=1).fit(x, y)
     test = rng.normal(0, 1, (2000, 20)).astype(np.float32)
     test[:50] = x[:50]  # values equal to training values sit exactly on a threshold's side
+    # values a hair from each threshold: the float32 nearest to it, and the next ones both sides
+    inner = np.nonzero(model.left >= 0)[0][:300]
+    t32 = model.threshold[inner].astype(np.float32)
+    for k, v in enumerate((t32, np.nextafter(t32, np.float32(np.inf)), np.nextafter(t32, np.float32(-np.inf)))):
+        rows = slice(50 + 300 * k, 50 + 300 * k + len(inner))
+        test[rows, model.feature[inner]] = v
     assert np.abs(model.proba(test) - ref.predict_proba(test)).max() < 1e-6
     codes, conf = model.predict_vectors(test)
     assert np.array_equal(codes - 1, ref.predict(test))
@@ -211,3 +217,9 @@ def test_forest_from_json_walks_like_its_definition():
     x = np.array([[0.5, 9], [0.6, -1], [0.6, -0.99], [np.float32(0.5000001), 0]], dtype=np.float32)
     codes, conf = model.predict_vectors(x)
     assert codes.tolist() == [1, 1, 2, 2] and conf.tolist() == [1, 1, 1, 1]
+    # thresholds are float64 (as scikit-learn's): float32(0.1) is above 0.1, so it goes right
+    tree["threshold"][0] = 0.1
+    model = ForestModel.from_json(["a", "b"], 2, {"trees": [tree]})
+    x = np.array([[0.1, 9], [np.nextafter(np.float32(0.1), np.float32(0)), 9]], dtype=np.float32)
+    assert np.float64(x[0, 0]) > 0.1
+    assert model.predict_vectors(x)[0].tolist() == [2, 1]
