@@ -8,11 +8,12 @@ import csv
 import numpy as np
 import pytest
 
+# GDAL first: the oldest-dependencies run has none, and the modules below need it
+gdal = pytest.importorskip("osgeo.gdal", reason="GDAL is not installed (the oldest-dependencies run)")
+
 from support.analysis import EXTENT_BOUNDS, TOWN_BOUNDS, labelled_points
 from tessera_qgis.core.analysis import jobs
 from tessera_qgis.core.export import ExportRequest
-
-from osgeo import gdal  # noqa: E402  (the oldest-dependencies run leaves this module out)
 
 gdal.UseExceptions()
 pytestmark = pytest.mark.gdal
