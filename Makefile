@@ -39,8 +39,13 @@ qgis-test: setup
 demo: setup
 	@$(ENV) run python scripts/demo.py --out $(DEMO_DIR)
 
+# The anchor kit (../shared/anchor, read-only) is copied into build/anchor, where the
+# environment sees it: `make bench` runs its clients side by side with ours.
+ANCHOR_KIT ?= ../shared/anchor
 bench: setup
-	$(ENV) run python scripts/bench.py
+	@if [ -d "$(ANCHOR_KIT)" ] && [ ! -f build/anchor/run_side.py ]; then \
+	  mkdir -p build && cp -r "$(ANCHOR_KIT)" build/anchor && chmod -R u+w build/anchor; fi
+	$(ENV) run python scripts/bench.py $(BENCH_ARGS)
 
 # Real QGIS desktop under Xvfb (installed into the environment on first use): docs/images/*.png
 screenshots: setup

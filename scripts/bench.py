@@ -4,6 +4,14 @@
 What is measured (all in one run; results to build/bench/results.json and a Markdown table
 on stdout):
 
+0. anchor: the kit of ../shared/anchor (copied to build/anchor by `make bench`): its
+   zarr-python, tuned GDAL and reference clients and our core, 5 fresh processes each,
+   interleaved, at 0 and 30 ms a request, against the kit's own server; the issue-14 targets
+   are ratios to the reference client measured in the same run (window cold at 0 and 30 ms,
+   warm re-read, the command line's pixel path at 30 ms).
+   network: 1000 x 1000 px PCA map views drawn by the provider in headless QGIS over a
+   modelled link (tests/support Link: 60 ms a request, 100 Mbit/s shared), and a pan by half
+   a screen: time and bytes against the floor (the bytes at 100 Mbit/s plus two round trips).
 1. A synthetic store with production-like shards (1024 px shards of 32 px inner chunks,
    one year, one UTM zone), generated once and cached in build/bench/.
 2. A 1000 x 1000 px window, 3 bands, dequantised, over HTTP (tests/support RangeHTTPServer on
@@ -28,8 +36,8 @@ on stdout):
    RSS along the way (a long panning session).
 8. cluster: the export as shard-aligned tasks on 1, 2 and 4 local Dask workers.
 
-    python scripts/bench.py            # everything (about 2 to 3 minutes on 2 cores)
-    python scripts/bench.py --quick    # 30 ms runs only, no export (under a minute)
+    python scripts/bench.py            # everything (about 6 minutes on 2 cores)
+    python scripts/bench.py --quick    # 30 ms runs only, one of each, no network or export
     python scripts/bench.py --only pixel,export   # some sections only
 
 Workers are this script run as ``--worker METHOD --params JSON``: they print one JSON line per
@@ -89,11 +97,12 @@ GDAL_TUNINGS = {
 }
 
 TARGETS = {
-    "cold_30ms_s": 0.45,  # ours, open + read, 1000 x 1000, 3 bands
-    "vs_zarr": 3.0,  # ours at least 3x faster than zarr-python (cold, 30 ms)
-    "vs_gdal_tuned": 2.0,  # ... and 2x faster than tuned GDAL
-    "warm_s": 0.05,  # and zero requests
-    "pixel_cold_30ms_s": 0.11,  # open + pixel
+    # Issue 14, against the reference client of the anchor kit measured in the same run.
+    "anchor_window_vs_reference": 1.05,  # ours / reference, cold open + read, 0 and 30 ms
+    "anchor_warm_s": 0.010,  # warm re-read of the same window, and no request
+    "anchor_pixel_vs_reference": 1.10,  # open_store(pixel=...) + pixel() / reference, cold, 30 ms
+    "network_vs_floor": 1.2,  # map views over the modelled link: time / (bytes at 100 Mbit/s + 2 RTT)
+    "warm_s": 0.05,  # our own store: warm re-read, and zero requests
     "pixel_warm_s": 0.005,
     "bytes_ratio": 1.02,  # ours read bytes / minimum
     "export_rss_mb": 600.0,
@@ -105,6 +114,15 @@ TARGETS = {
 # ---------------------------------------------------------------------------------------------
 
 def peak_rss_mb() -> float:
+    """This process's peak resident set size (VmHWM, MB). Not ru_maxrss: Linux carries it over
+    fork and exec, so a worker started by a big parent would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
@@ -494,9 +512,9 @@ def worker_cluster(p: dict) -> dict:
     with LocalCluster(n_workers=p["workers"], threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, worker_dashboard_address=None, memory_limit=0) as cluster, \
             Client(cluster.scheduler_address) as client:
-        base = client.run(lambda: __import__("resource").getrusage(0).ru_maxrss / 1024)
+        base = client.run(peak_rss_mb)
         paths, secs = _timed(lambda: export(store, dataclasses.replace(req, dask=cluster.scheduler_address)))
-        peaks = client.run(lambda: __import__("resource").getrusage(0).ru_maxrss / 1024)
+        peaks = client.run(peak_rss_mb)
     tiles = Path(paths[0]).with_suffix(".tiles")
     out_bytes = sum(f.stat().st_size for f in tiles.iterdir())
     from osgeo import gdal
@@ -512,6 +530,7 @@ def worker_cluster(p: dict) -> dict:
 
 
 WORKERS = {"ours": worker_ours, "zarr": worker_zarr, "gdal": worker_gdal, "pixel": worker_pixel,
+           "anchor_pixel": lambda p: worker_anchor_pixel(p), "network": lambda p: worker_network(p),
            "pca": worker_pca, "export": worker_export, "pixel_cli": worker_pixel_cli,
            "session": worker_session,
            "cluster": worker_cluster}
@@ -771,6 +790,334 @@ def bench_cluster(store: Path, workers=(1, 2, 4), latency: float = 0.03) -> dict
 
 
 # ---------------------------------------------------------------------------------------------
+# anchor: the kit of ../shared/anchor (copied to build/anchor), its clients side by side
+# ---------------------------------------------------------------------------------------------
+
+ANCHOR = REPO / "build" / "anchor"
+ANCHOR_CLIENTS = [  # (client, case, command run in build/anchor); "WORKER" = this script
+    ("zarr-python", "window", ["bench_zarr.py", "win3"]),
+    ("GDAL tuned", "window", ["bench_gdal.py", "win3", "tuned"]),
+    ("reference", "window", ["bench_fast.py", "win3", "--conc", "128"]),
+    ("ours", "window", ["bench_project.py", "win3"]),
+    ("zarr-python", "pixel", ["bench_zarr.py", "pixel"]),
+    ("GDAL tuned", "pixel", ["bench_gdal.py", "pixelmd", "tuned"]),
+    ("reference", "pixel", ["bench_fast.py", "pixel"]),
+    ("ours", "pixel", ["WORKER", "anchor_pixel"]),
+]
+
+
+def worker_anchor_pixel(p: dict) -> dict:
+    """The command line's pixel path (open_store(url, pixel=...) then pixel()) as a client of
+    the anchor kit: its server, its pixel (common.PIX), its phase protocol and RESULT line."""
+    sys.path.insert(0, str(ANCHOR))
+    preload()
+    import numpy as np
+    from common import PIX, STORE_URL, Phases  # the kit's
+    from pyproj import Transformer
+
+    from tessera_qgis.core.store import open_store
+
+    root = json.loads((ANCHOR / "store.zarr" / "zarr.json").read_text())["consolidated_metadata"]["metadata"]
+    attrs = root["utm30"]["attributes"]
+    a, _, x0, _, e, y0 = attrs["spatial:transform"]
+    lon, lat = Transformer.from_crs(attrs["proj:code"], "EPSG:4326", always_xy=True).transform(
+        x0 + a * (PIX[1] + 0.5), y0 + e * (PIX[0] + 0.5))
+    year = sorted(open_store(ANCHOR / "store.zarr").zones["utm30"].years)[0]  # the local copy, before timing
+    phases = Phases()
+    store = open_store(STORE_URL, pixel=(lon, lat, year))
+    px = store.pixel(lon, lat, year)
+    phases.mark("open_pixel")
+    assert (px["row"], px["col"]) == tuple(PIX) and px["valid"], px
+    phases.dump(tool="tessera_qgis core, command line pixel path", case="pixel",
+                checksum=[float(np.sum(px["embedding"]))])
+    return {}
+
+
+def _anchor_ready() -> str | None:
+    """Why the anchor section cannot run, or None."""
+    if not (ANCHOR / "run_side.py").exists():
+        return ("the anchor kit is not in build/anchor: copy it there first "
+                "(rm -rf build/anchor && cp -r ../shared/anchor build/anchor; `make bench` does it)")
+    if not (ANCHOR / "store.zarr" / "zarr.json").exists():
+        print("  making the kit's store (about 30 s) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "mkstore.py", "store.zarr"], cwd=ANCHOR, check=True,
+                       stdout=subprocess.DEVNULL)
+    return None
+
+
+def _anchor_run(cmd: list[str], port: int) -> dict | None:
+    if cmd[0] == "WORKER":
+        argv = [sys.executable, str(Path(__file__).resolve()), "--worker", cmd[1], "--params", "{}"]
+    else:
+        argv = [sys.executable] + cmd
+    env = {**os.environ, "PERF_PORT": str(port), "PROJECT_ROOT": str(REPO)}
+    env.pop("PERF_LOG", None)
+    p = subprocess.run(argv, cwd=ANCHOR, env=env, capture_output=True, text=True, timeout=600)
+    line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+    if not line:
+        print(f"  anchor client failed: {' '.join(cmd)}\n{p.stderr[-1500:]}", file=sys.stderr)
+        return None
+    r = json.loads(line[0][7:])
+    ph = r["phases"]
+    if cmd[0] == "bench_fast.py":  # open, index, data, data_warm (a second uncached read)
+        cold = [x for x in ph if not x["phase"].endswith("_warm")]
+        warm = [x for x in ph if x["phase"].endswith("_warm")]
+    else:  # open, the cold parts, then as many warm parts
+        k = (len(ph) - 1) // 2
+        cold, warm = ph[:1 + k], ph[1 + k:]
+    return {"cold_s": sum(x["wall_s"] for x in cold), "warm_s": sum(x["wall_s"] for x in warm),
+            "cold_mb": sum(x["bytes"] for x in cold) / 1e6, "cold_requests": sum(x["requests"] for x in cold),
+            "warm_requests": sum(x["requests"] for x in warm), "checksum": r["meta"].get("checksum"),
+            "tool": r["meta"].get("tool")}
+
+
+def bench_anchor(delays=(0.0, 30.0), repeat: int = 5) -> dict:
+    """The kit's clients (zarr-python, tuned GDAL, the reference client, our core) at each
+    delay, `repeat` fresh processes each, interleaved, against the kit's own server."""
+    import statistics
+    from support.servers import free_port
+
+    why = _anchor_ready()
+    if why:
+        return {"skipped": why}
+    rows: dict[tuple, list[dict]] = {}
+    for delay in delays:
+        port = free_port()
+        srv = subprocess.Popen([sys.executable, "server.py", ".", str(port), str(delay)], cwd=ANCHOR,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            import urllib.request
+
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/__stats", timeout=5).read()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            for rep in range(repeat):
+                print(f"  {delay:.0f} ms, round {rep + 1} of {repeat}", file=sys.stderr)
+                for client, case, cmd in ANCHOR_CLIENTS:
+                    r = _anchor_run(cmd, port)
+                    if r is not None:
+                        rows.setdefault((delay, case, client), []).append(r)
+        finally:
+            srv.terminate()
+            srv.wait(10)
+    out = []
+    for (delay, case, client), runs in sorted(rows.items()):
+        cold = sorted(r["cold_s"] for r in runs)
+        out.append({"delay_ms": delay, "case": case, "client": client, "runs": len(runs),
+                    "cold_s": statistics.median(cold), "cold_min_s": cold[0], "cold_max_s": cold[-1],
+                    "warm_s": statistics.median(r["warm_s"] for r in runs),
+                    "warm_requests": max(r["warm_requests"] for r in runs),
+                    "cold_mb": statistics.median(r["cold_mb"] for r in runs),
+                    "cold_requests": statistics.median(r["cold_requests"] for r in runs),
+                    "tool": runs[0]["tool"]})
+    sums = {(r["client"]): rows[(r["delay_ms"], r["case"], r["client"])][0]["checksum"]
+            for r in out if r["case"] == "window"}
+    agree = len({json.dumps(c[:1]) for c in sums.values() if c}) <= 1
+    return {"rows": out, "repeat": repeat, "window_checksums_agree": agree}
+
+
+def _anchor_row(an: dict, delay: float, case: str, client: str) -> dict | None:
+    return next((r for r in an["rows"] if r["delay_ms"] == delay and r["case"] == case and r["client"] == client),
+                None)
+
+
+def _anchor_checks(an: dict) -> list[tuple]:
+    checks = []
+    for delay in (0.0, 30.0):
+        ours, ref = _anchor_row(an, delay, "window", "ours"), _anchor_row(an, delay, "window", "reference")
+        if ours and ref:
+            ratio = ours["cold_s"] / ref["cold_s"]
+            checks.append((f"anchor: window cold @{delay:.0f} ms, ours / reference",
+                           f"{ours['cold_s']:.3f} / {ref['cold_s']:.3f} s = {ratio:.2f}x",
+                           f"<= {TARGETS['anchor_window_vs_reference']}x",
+                           ratio <= TARGETS["anchor_window_vs_reference"]))
+    ours = _anchor_row(an, 30.0, "window", "ours")
+    if ours:
+        checks.append(("anchor: warm re-read of the window @30 ms",
+                       f"{ours['warm_s'] * 1000:.1f} ms, {ours['warm_requests']} requests",
+                       f"<= {TARGETS['anchor_warm_s'] * 1000:.0f} ms, 0 requests",
+                       ours["warm_s"] <= TARGETS["anchor_warm_s"] and ours["warm_requests"] == 0))
+    ours, ref = _anchor_row(an, 30.0, "pixel", "ours"), _anchor_row(an, 30.0, "pixel", "reference")
+    if ours and ref:
+        ratio = ours["cold_s"] / ref["cold_s"]
+        checks.append(("anchor: pixel cold @30 ms (open_store(pixel=...) + pixel()), ours / reference",
+                       f"{ours['cold_s'] * 1000:.0f} / {ref['cold_s'] * 1000:.0f} ms = {ratio:.2f}x",
+                       f"<= {TARGETS['anchor_pixel_vs_reference']}x", ratio <= TARGETS["anchor_pixel_vs_reference"]))
+    return checks
+
+
+def _md_anchor(an: dict) -> list[str]:
+    if an.get("skipped"):
+        return ["### Side by side with the anchor kit", "", f"Skipped: {an['skipped']}.", ""]
+    lines = ["### Side by side with the anchor kit (build/anchor: 1000 x 1000 px, 3 bands, open + read)", "",
+             f"Medians of {an['repeat']} fresh processes each, interleaved, the kit's server at 0 and 30 ms a "
+             "request (min-max in brackets). Warm: the same read again in the same process (the reference "
+             "client has no cache: its warm read is a second full read). Pixel: open + lookup, cold; ours the "
+             "command line's way (open_store(pixel=...) + pixel()).", "",
+             "| client | window 0 ms | window 30 ms | MB | warm 30 ms | warm requests | pixel 0 ms | pixel 30 ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for client in ("ours", "reference", "GDAL tuned", "zarr-python"):
+        cells = []
+        for delay, case in ((0.0, "window"), (30.0, "window")):
+            r = _anchor_row(an, delay, case, client)
+            cells.append(f"{r['cold_s']:.3f} s [{r['cold_min_s']:.2f}-{r['cold_max_s']:.2f}]" if r else "-")
+        w = _anchor_row(an, 30.0, "window", client)
+        cells += [f"{w['cold_mb']:.1f}" if w else "-", f"{w['warm_s'] * 1000:.1f} ms" if w else "-",
+                  str(w["warm_requests"]) if w else "-"]
+        for delay in (0.0, 30.0):
+            r = _anchor_row(an, delay, "pixel", client)
+            cells.append(f"{r['cold_s'] * 1000:.0f} ms" if r else "-")
+        lines.append(f"| {client} | " + " | ".join(cells) + " |")
+    if not an.get("window_checksums_agree", True):
+        lines += ["", "**The clients' window checksums differ.**"]
+    return lines + [""]
+
+
+# ---------------------------------------------------------------------------------------------
+# network: map views drawn by headless QGIS over a modelled link (tests/support Link)
+# ---------------------------------------------------------------------------------------------
+
+LINK_RTT = 0.06  # s, a request's round trip
+LINK_MBIT = 100.0  # shared by all connections
+VIEW = 1000  # px
+
+
+def worker_network(p: dict) -> dict:
+    """Draw the views of `p["views"]` (name, x0, y1 in the zone CRS, 10 m a pixel, VIEW px
+    square) one after another with the provider, one layer (so the pan reuses what the
+    first view fetched); time each, report after each so the parent reads the server log."""
+    from qgis.core import QgsApplication, QgsMapRendererParallelJob, QgsMapSettings, QgsRectangle
+    from qgis.PyQt.QtCore import QSize
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    from tessera_qgis.layers import make_layer
+
+    layer = make_layer(p["url"], YEAR, pca=p.get("pca", "global"))
+    out = {}
+    for name, x0, y1 in p["views"]:
+        ms = QgsMapSettings()
+        ms.setLayers([layer])
+        ms.setDestinationCrs(layer.crs())
+        ms.setExtent(QgsRectangle(x0, y1 - VIEW * 10.0, x0 + VIEW * 10.0, y1))
+        ms.setOutputSize(QSize(VIEW, VIEW))
+        t0 = time.perf_counter()
+        job = QgsMapRendererParallelJob(ms)
+        job.start()
+        job.waitForFinished()
+        secs = time.perf_counter() - t0
+        img = job.renderedImage()
+        painted = sum(1 for i in range(0, VIEW, 50) for j in range(0, VIEW, 50) if img.pixelColor(i, j).alpha())
+        out[name] = {"seconds": secs, "painted_samples": painted}
+        phase(name, seconds=secs)
+    del layer
+    app.exitQgis()
+    return out
+
+
+def chunk_sizes(store: Path, t: int, rows, cols) -> dict:
+    """{(array, chunk key): compressed bytes} of the inner chunks a window needs, and
+    {(array, shard): index bytes}, from the local shard files (the floor of a view)."""
+    import numpy as np
+    from itertools import product
+
+    chunks, index_bytes, decoded = {}, {}, {}
+    for name in ("embeddings", "scales"):
+        folder = store / ZONE / name
+        meta = json.loads((folder / "zarr.json").read_text())
+        cfg = meta["codecs"][0]["configuration"]
+        inner, shard_shape = cfg["chunk_shape"], meta["chunk_grid"]["configuration"]["chunk_shape"]
+        per_shard = [s // c for s, c in zip(shard_shape, inner)]
+        index_size = 16 * int(np.prod(per_shard)) + 4
+        box = [(t, t + 1) if a == "time" else tuple({"y": rows, "x": cols}[a]) if a in ("y", "x") else (0, n)
+               for a, n in zip(meta["dimension_names"], meta["shape"])]
+        for c in product(*[range(a // n, -(-b // n)) for (a, b), n in zip(box, inner)]):
+            shard = tuple(i // p for i, p in zip(c, per_shard))
+            path = folder / "c" / Path(*map(str, shard))
+            if not path.exists():
+                continue
+            if (name, shard) not in decoded:
+                with open(path, "rb") as f:
+                    f.seek(-index_size, os.SEEK_END)
+                    raw = f.read(index_size)
+                decoded[(name, shard)] = np.frombuffer(raw[:-4], "<u8").reshape(per_shard + [2])
+                index_bytes[(name, shard)] = index_size
+            offset, length = decoded[(name, shard)][tuple(i % p for i, p in zip(c, per_shard))]
+            if int(offset) != MISSING:
+                chunks[(name, c)] = int(length)
+    return {"chunks": chunks, "indexes": index_bytes}
+
+
+def bench_network(store: Path, win: dict) -> dict:
+    """Section network: 1000 x 1000 px views drawn by the provider over the modelled link,
+    time and bytes against the floor (the bytes a view needs at LINK_MBIT plus two round
+    trips). Rows for depth-4 bands (embeddings_d4) and the zoomed-out preview (global_rgb)
+    come with the published-stores issue (#13): NETWORK_LATER lists them."""
+    from support.servers import Link, RangeHTTPServer
+
+    g = json.loads((store / "zarr.json").read_text())["consolidated_metadata"]["metadata"][ZONE]["attributes"]
+    a, _, x0, _, e, y0 = g["spatial:transform"]
+    (r0, _), (c0, _) = win["rows"], win["cols"]
+    views = [("v1 PCA, 1000 x 1000 px", x0 + a * c0, y0 + e * r0),
+             ("pan by half a screen", x0 + a * (c0 + VIEW // 2), y0 + e * r0)]
+    windows = {views[0][0]: ((r0, r0 + VIEW), (c0, c0 + VIEW)),
+               views[1][0]: ((r0, r0 + VIEW), (c0 + VIEW // 2, c0 + VIEW // 2 + VIEW))}
+    link = Link(rtt=LINK_RTT, mbit=LINK_MBIT)
+    with RangeHTTPServer(store.parent, link=link) as server:
+        r = run_worker("network", {"url": f"{server.url}/{store.name}",
+                                   "views": [list(v) for v in views]}, server, env={"QT_QPA_PLATFORM": "offscreen"})
+    rows, seen_chunks, seen_indexes = [], set(), set()
+    for name, _, _ in views:
+        ph = r["phases"][name]
+        need = chunk_sizes(store, win["t"], *windows[name])
+        new_chunks = {k: v for k, v in need["chunks"].items() if k not in seen_chunks}
+        new_indexes = {k: v for k, v in need["indexes"].items() if k not in seen_indexes}
+        floor_bytes = sum(new_chunks.values()) + sum(new_indexes.values())
+        seen_chunks |= set(need["chunks"])
+        seen_indexes |= set(need["indexes"])
+        floor_s = floor_bytes / (LINK_MBIT * 1e6 / 8) + 2 * LINK_RTT
+        rows.append({"view": name, "seconds": ph["seconds"], "bytes": ph["server"]["bytes"],
+                     "requests": ph["server"]["requests"], "floor_bytes": floor_bytes, "floor_s": floor_s,
+                     "vs_floor": ph["seconds"] / floor_s,
+                     "painted_samples": r["done"][name]["painted_samples"]})
+    full_128 = rows[0]["floor_bytes"] / (LINK_MBIT * 1e6 / 8) + 2 * LINK_RTT
+    return {"rtt_s": LINK_RTT, "mbit": LINK_MBIT, "rows": rows, "full_resolution_128_bands_s": full_128,
+            "later": NETWORK_LATER}
+
+
+NETWORK_LATER = [  # rows that need the v2 store layout and previews (#13): views to add then
+    "v2 layout, bands 1-3 from embeddings_d4 (target: under 1.5 s)",
+    "zoomed out over 40 km with global_rgb (the coarse preview; target: under 1 s)",
+    "zoomed out over 40 km without global_rgb",
+]
+
+
+def _network_checks(nw: dict) -> list[tuple]:
+    return [(f"network: {r['view']} over {nw['mbit']:.0f} Mbit/s + {nw['rtt_s'] * 1000:.0f} ms, time / floor",
+             f"{r['seconds']:.2f} / {r['floor_s']:.2f} s = {r['vs_floor']:.2f}x",
+             f"<= {TARGETS['network_vs_floor']}x", r["vs_floor"] <= TARGETS["network_vs_floor"]) for r in nw["rows"]]
+
+
+def _md_network(nw: dict) -> list[str]:
+    lines = [f"### Map views over a modelled network ({nw['mbit']:.0f} Mbit/s shared, {nw['rtt_s'] * 1000:.0f} ms "
+             "a request; headless QGIS, the provider)", "",
+             "| view | seconds | MB | requests | floor MB | floor s | time / floor |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in nw["rows"]:
+        lines.append(f"| {r['view']} | {r['seconds']:.2f} | {r['bytes'] / 1e6:.1f} | {r['requests']} | "
+                     f"{r['floor_bytes'] / 1e6:.1f} | {r['floor_s']:.2f} | {r['vs_floor']:.2f}x |")
+    for later in nw["later"]:
+        lines.append(f"| {later} | - | - | - | - | - | needs #13 |")
+    lines += ["", f"A full-resolution 128-band view of 1000 x 1000 px needs about "
+              f"{nw['full_resolution_128_bands_s']:.1f} s at {nw['mbit']:.0f} Mbit/s, whoever reads it: the bytes "
+              "decide.", ""]
+    return lines
+
+
+
+# ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
 
@@ -781,6 +1128,10 @@ def _mb(n) -> str:
 def evaluate(res: dict) -> list[dict]:
     """The targets, each with its measured value and pass/fail."""
     checks = []
+    if res.get("anchor") and not res["anchor"].get("skipped"):
+        checks += _anchor_checks(res["anchor"])
+    if res.get("network"):
+        checks += _network_checks(res["network"])
     if res.get("windows"):
         checks += _window_checks(res)
     if res.get("pixel"):
@@ -803,23 +1154,16 @@ def evaluate(res: dict) -> list[dict]:
 
 
 def _window_checks(res: dict) -> list[tuple]:
+    """Our own store's window: warm re-reads and bytes (the speed targets are the anchor's)."""
     runs = res["windows"]["runs"]
 
     def run(label, lat=30):
         return next(r for r in runs if r["method"] == label and r["latency_ms"] == lat)
 
     ours = run(OURS_BANDS) if any(r["method"] == OURS_BANDS for r in runs) else run("ours")
-    zr, gt, who = run("zarr-python"), run("gdal-tuned"), ours["method"]
+    who = ours["method"]
     mb = res["minimum_bytes"]
     return [
-        (f"{who}: cold 1000x1000 @30 ms, open + read", f"{ours['cold_total_s']:.3f} s",
-         f"<= {TARGETS['cold_30ms_s']} s", ours["cold_total_s"] <= TARGETS["cold_30ms_s"]),
-        (f"{who}: cold 1000x1000 @30 ms, read only", f"{ours['cold_read_s']:.3f} s",
-         f"<= {TARGETS['cold_30ms_s']} s", ours["cold_read_s"] <= TARGETS["cold_30ms_s"]),
-        (f"{who}: speed-up vs zarr-python (cold total @30 ms)", f"{zr['cold_total_s'] / ours['cold_total_s']:.1f}x",
-         f">= {TARGETS['vs_zarr']}x", zr["cold_total_s"] / ours["cold_total_s"] >= TARGETS["vs_zarr"]),
-        (f"{who}: speed-up vs GDAL tuned (cold total @30 ms)", f"{gt['cold_total_s'] / ours['cold_total_s']:.1f}x",
-         f">= {TARGETS['vs_gdal_tuned']}x", gt["cold_total_s"] / ours["cold_total_s"] >= TARGETS["vs_gdal_tuned"]),
         (f"{who}: warm 1000x1000 @30 ms", f"{ours['warm_s'] * 1000:.1f} ms, {ours['warm_requests']} requests",
          f"< {TARGETS['warm_s'] * 1000:.0f} ms, 0 requests",
          ours["warm_s"] < TARGETS["warm_s"] and ours["warm_requests"] == 0),
@@ -830,13 +1174,6 @@ def _window_checks(res: dict) -> list[tuple]:
 
 def _pixel_checks(px: dict) -> list[tuple]:
     return [
-        ("pixel cold @30 ms, open + lookup (command line: open_store(pixel=...) + pixel(), median of 5)",
-         f"{px['cli_total_s'] * 1000:.0f} ms", f"<= {TARGETS['pixel_cold_30ms_s'] * 1000:.0f} ms",
-         px["cli_total_s"] <= TARGETS["pixel_cold_30ms_s"]),
-        ("pixel cold @30 ms, open_store() then pixel()", f"{px['cold_total_s'] * 1000:.0f} ms",
-         f"<= {TARGETS['pixel_cold_30ms_s'] * 1000:.0f} ms", px["cold_total_s"] <= TARGETS["pixel_cold_30ms_s"]),
-        ("pixel cold @30 ms, lookup only", f"{px['cold_pixel_s'] * 1000:.0f} ms",
-         f"<= {TARGETS['pixel_cold_30ms_s'] * 1000:.0f} ms", px["cold_pixel_s"] <= TARGETS["pixel_cold_30ms_s"]),
         ("pixel warm (neighbour / same)",
          f"{px['warm_neighbour_s'] * 1000:.2f} / {px['warm_same_s'] * 1000:.2f} ms",
          f"< {TARGETS['pixel_warm_s'] * 1000:.0f} ms",
@@ -945,7 +1282,8 @@ def markdown(res: dict) -> str:
              f"Commit {(v['commit'] or '?')[:10]}, core sources sha256 {v['core_sources_sha256']}. "
              f"Store: {res['store']['name']} ({res['store']['mb']:.0f} MB; {ZONE}, shards {SHARD} px, "
              "inner chunks 32 px, one year).", ""]
-    sections = (("windows", _md_windows, True), ("pixel", _md_pixel, False), ("pca", _md_pca, False),
+    sections = (("anchor", _md_anchor, False), ("network", _md_network, False),
+                ("windows", _md_windows, True), ("pixel", _md_pixel, False), ("pca", _md_pca, False),
                 ("export", _md_export, False), ("export_cog", _md_export, False), ("export10x", _md_export, False),
                 ("session", _md_session, False), ("cluster", _md_cluster, False))
     for key, fn, whole in sections:
@@ -957,7 +1295,8 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("windows", "pixel", "pca", "export", "export_cog", "export10x", "session", "cluster")
+SECTIONS = ("anchor", "network", "windows", "pixel", "pca", "export", "export_cog", "export10x", "session",
+            "cluster")
 
 
 def main() -> int:
@@ -970,8 +1309,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.worker:
         return worker_main(args.worker, json.loads(args.params))
-    only = set(args.only.split(",")) if args.only else set(SECTIONS) - ({"export", "export_cog", "export10x", "session", "cluster"} if args.quick
-                                                                         else set())
+    only = set(args.only.split(",")) if args.only else set(SECTIONS) - (
+        {"network", "export", "export_cog", "export10x", "session", "cluster"} if args.quick else set())
     if only - set(SECTIONS):
         ap.error(f"unknown sections {sorted(only - set(SECTIONS))}; choose from {', '.join(SECTIONS)}")
 
@@ -989,6 +1328,13 @@ def main() -> int:
         "window": win,
         "minimum_bytes": minimum_bytes(store, win["t"], win["rows"], win["cols"]),
     }
+    if "anchor" in only:
+        print("side by side with the anchor kit (build/anchor)", file=sys.stderr)
+        res["anchor"] = bench_anchor((30.0,) if args.quick else (0.0, 30.0), 1 if args.quick else (args.repeat or 5))
+    if "network" in only:
+        print(f"map views in headless QGIS over a modelled link ({LINK_MBIT:.0f} Mbit/s, "
+              f"{LINK_RTT * 1000:.0f} ms a request)", file=sys.stderr)
+        res["network"] = bench_network(store, win)
     if "windows" in only:
         print("1000 x 1000 window reads", file=sys.stderr)
         res["windows"] = bench_windows(store, win, (0.03,) if args.quick else LATENCIES, repeat)

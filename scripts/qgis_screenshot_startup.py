@@ -1,20 +1,31 @@
-"""Run inside a real QGIS desktop (qgis --code THIS): load the plugin from the checkout, add
-the sample store as a PCA layer, inspect three pixels, and save screenshots of the window.
+"""Run inside a real QGIS desktop (qgis --code THIS) with a fresh profile: load the plugin from
+the checkout and go through the workshop as a user would, saving screenshots on the way.
+
+1. The data-source dialog builds the offline sample on first use (its steps shown), connects,
+   and adds the PCA layer ("close this window" after Add layer).
+2. The Browser lists the sample's layers; three pixels go into the inspector.
+3. The style dock fits the PCA to the view (a message-bar line when done).
+4. A similarity layer, with the dock showing its threshold.
+5. Options > TESSERA (pixel budget, previews) and the export algorithm's dialog.
 
 Driven by scripts/screenshots.sh; the output folder comes from TESSERA_SHOTS.
 """
 import os
 import sys
+import time
 import traceback
 
 from qgis.core import QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY, QgsProject, QgsRectangle
 from qgis.PyQt.QtCore import QTimer
+from qgis.gui import QgsBrowserTreeView
+from qgis.PyQt.QtWidgets import QApplication, QTableWidgetSelectionRange
 from qgis.utils import iface
 
 SRC = os.environ.get("TESSERA_SRC", "/src")
 OUT = os.environ.get("TESSERA_SHOTS", os.path.join(SRC, "docs", "images"))
-STORE = os.environ.get("TESSERA_STORE", os.path.join(SRC, "build", "demo", "sample.zarr"))
 sys.path.insert(0, SRC)
+VIEW = (-0.045, 52.178, 0.045, 52.222)  # lon/lat of the map: the town, fields, woods, river
+PIXELS = ((-0.03, 52.2), (0.02, 52.19), (0.012, 52.205))
 state = {}
 
 
@@ -23,136 +34,240 @@ def log(msg):
         f.write(msg + "\n")
 
 
-def step1():
-    try:
-        import tessera_qgis
-        from tessera_qgis.layers import make_layer
-
-        win = iface.mainWindow()
-        win.showNormal()
-        win.setGeometry(0, 0, 1400, 880)
-        for bar in win.findChildren(type(iface.messageBar())):
-            bar.clearWidgets()
-        plugin = tessera_qgis.classFactory(iface)
-        plugin.initGui()
-        state["plugin"] = plugin
-        layer = make_layer(STORE, 2024, pca="global")
-        QgsProject.instance().addMapLayer(layer)
-        canvas = iface.mapCanvas()
-        QgsProject.instance().setCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
-        canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
-        QgsApplication.processEvents()
-        tr = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:4326"), canvas.mapSettings().destinationCrs(),
-                                    QgsProject.instance())
-        canvas.setExtent(tr.transformBoundingBox(QgsRectangle(-0.045, 52.178, 0.045, 52.222)))
-        iface.setActiveLayer(layer)
-        canvas.refresh()
-        state["layer"] = layer
-        insp = plugin.controllers["inspector"]
-        canvas.setMapTool(insp.tool)
-        for i, (lon, lat) in enumerate(((-0.03, 52.2), (0.02, 52.19), (0.012, 52.205))):
-            p = tr.transform(QgsPointXY(lon, lat))
-            QTimer.singleShot(1500 * (i + 1), lambda p=p: insp.start(p))
-        QTimer.singleShot(7000, step2)
-    except Exception:
-        log(traceback.format_exc())
-        QgsApplication.exit(1)
+def save(widget, name):
+    widget.grab().save(os.path.join(OUT, name))
+    log(f"saved {name}")
 
 
-def step2():
-    try:
-        iface.messageBar().clearWidgets()
-        state["plugin"].dock.show()
-        state["plugin"].dock.raise_()
-        QgsApplication.processEvents()
-        QTimer.singleShot(2000, step3)
-    except Exception:
-        log(traceback.format_exc())
-        QgsApplication.exit(1)
+def guarded(fn):
+    def run():
+        try:
+            fn()
+        except Exception:
+            log(traceback.format_exc())
+            os._exit(1)
+    return run
 
 
-def step3():
-    try:
-        iface.mainWindow().grab().save(os.path.join(OUT, "qgis-pca-inspector.png"))
-        log("saved qgis-pca-inspector.png")
-        plugin = state["plugin"]
-        plugin.show_style_dock()
-        QTimer.singleShot(1500, step4)
-    except Exception:
-        log(traceback.format_exc())
-        QgsApplication.exit(1)
+def after(ms, fn):
+    QTimer.singleShot(ms, guarded(fn))
 
 
-def step4():
-    try:
-        iface.mainWindow().grab().save(os.path.join(OUT, "qgis-style-dock.png"))
-        log("saved qgis-style-dock.png")
-        plugin = state["plugin"]
-        plugin.show_dialog()
-        widget = plugin.dialog
-        widget.connect_store()  # the first connection: the offline sample
-        state["waited"] = 0
-        QTimer.singleShot(2000, wait_connected)
-    except Exception:
-        log(traceback.format_exc())
-        os._exit(1)
+def wait_until(condition, then, timeout_s=90, what=""):
+    """Poll every 200 ms until condition() holds, then run `then`."""
+    start = time.monotonic()
+
+    def poll():
+        if condition():
+            then()
+        elif time.monotonic() - start > timeout_s:
+            log(f"gave up waiting for {what}")
+            os._exit(1)
+        else:
+            QTimer.singleShot(200, guarded(poll))
+
+    poll()
 
 
-def wait_connected():
-    """The sample is built on first use (about 15 s): wait until the dialog has connected."""
-    state["waited"] += 1
-    if state["plugin"].dialog.store is None and state["waited"] < 60:
-        QTimer.singleShot(1000, wait_connected)
+def to_map(lon, lat):
+    canvas = iface.mapCanvas()
+    tr = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:4326"), canvas.mapSettings().destinationCrs(),
+                                QgsProject.instance())
+    return tr.transform(QgsPointXY(lon, lat))
+
+
+def clear_messages():
+    for bar in iface.mainWindow().findChildren(type(iface.messageBar())):
+        bar.clearWidgets()
+
+
+# -- 1. the dialog ------------------------------------------------------------------------------
+def start():
+    import tessera_qgis
+
+    win = iface.mainWindow()
+    win.showNormal()
+    win.setGeometry(0, 0, 1400, 880)
+    win.activateWindow()  # an inactive QGIS adds "Task complete" notes to the message bar
+    clear_messages()
+    plugin = tessera_qgis.classFactory(iface)
+    plugin.initGui()
+    state["plugin"] = plugin
+    canvas = iface.mapCanvas()
+    QgsProject.instance().setCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    a, b = to_map(VIEW[0], VIEW[1]), to_map(VIEW[2], VIEW[3])
+    canvas.setExtent(QgsRectangle(a, b))
+    plugin.show_dialog()
+    dialog = plugin.dialog
+    dialog.move(380, 120)
+    state["t0"] = time.monotonic()
+    dialog.connect_store()  # the first connection: the offline sample, built now (fresh profile)
+    wait_until(lambda: dialog.steps_seen and not dialog.progress.isHidden() and dialog.progress.maximum() > 0,
+               lambda: after(300, building), what="the sample's first step")
+
+
+def building():
+    save(state["plugin"].dialog, "qgis-dialog-building.png")
+    state["t_build"] = time.monotonic()
+    dialog = state["plugin"].dialog
+    wait_until(lambda: dialog.store is not None, connected, what="the connection")
+
+
+def connected():
+    log(f"connected to the sample (built on first use) after {time.monotonic() - state['t0']:.1f} s")
+    dialog = state["plugin"].dialog
+    dialog.mode.setCurrentIndex(dialog.mode.findData("pca"))
+    dialog.addButtonClicked()
+    wait_until(lambda: dialog.last_layer is not None and dialog.progress.isHidden(),
+               lambda: after(500, added), what="the layer")
+
+
+def added():
+    dialog = state["plugin"].dialog
+    save(dialog, "qgis-dialog.png")
+    dialog.close()
+    state["layer"] = dialog.last_layer
+    iface.setActiveLayer(state["layer"])
+    canvas = iface.mapCanvas()  # the first layer gave the project its CRS: back to Web Mercator
+    QgsProject.instance().setCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    canvas.setExtent(QgsRectangle(to_map(VIEW[0], VIEW[1]), to_map(VIEW[2], VIEW[3])))
+    canvas.refresh()
+    expand_browser()
+    after(1500, inspect)
+
+
+def expand_browser():
+    """TESSERA > Sample data (offline) > 2024 in the Browser panel (filled in the background)."""
+    views = [v for v in iface.mainWindow().findChildren(QgsBrowserTreeView) if v.isVisible()]
+    if not views:
+        log("no Browser view found")
         return
-    QTimer.singleShot(1000, step5)
+    view = views[0]
+    proxy = view.model()
+    model = iface.browserModel()
+
+    def expand(path, then=None, tries=25):
+        index = model.findPath(path)
+        if index.isValid():
+            shown = proxy.mapFromSource(index) if hasattr(proxy, "mapFromSource") else index
+            view.expand(shown)
+            view.scrollTo(shown)
+            if then:
+                QTimer.singleShot(700, then)
+        elif tries:
+            QTimer.singleShot(300, lambda: expand(path, then, tries - 1))
+        else:
+            log(f"Browser: {path} not found")
+
+    expand("tessera:", lambda: expand("tessera:/Sample data (offline)",
+                                      lambda: expand("tessera:/Sample data (offline)/2024")))
 
 
-def step5():
-    try:
-        dialog = state["plugin"].dialog
-        dialog.mode.setCurrentIndex(0)
-        QgsApplication.processEvents()
-        dialog.grab().save(os.path.join(OUT, "qgis-dialog.png"))
-        log("saved qgis-dialog.png")
-        dialog.close()
-        plugin = state["plugin"]
-        plugin.style_dock.hide()
-        canvas = iface.mapCanvas()
-        tr = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:4326"), canvas.mapSettings().destinationCrs(),
-                                    QgsProject.instance())
-        iface.setActiveLayer(state["layer"])
-        plugin.controllers["similarity"].start(point=tr.transform(QgsPointXY(0.02, 52.205)))
-        QTimer.singleShot(8000, step6)
-    except Exception:
-        log(traceback.format_exc())
-        os._exit(1)
+# -- 2. the inspector -----------------------------------------------------------------------------
+def inspect():
+    plugin = state["plugin"]
+    controller = plugin.controllers["inspector"]
+    iface.mapCanvas().setMapTool(controller.tool)
+    for i, (lon, lat) in enumerate(PIXELS):
+        after(800 * (i + 1), lambda p=to_map(lon, lat): controller.start(p))
+    wait_until(lambda: len(plugin.dock.clicks) == len(PIXELS), lambda: after(1500, inspected),
+               what="the inspector")
 
 
-def step6():
-    try:
-        iface.mainWindow().grab().save(os.path.join(OUT, "qgis-similarity.png"))
-        log("saved qgis-similarity.png")
-        from qgis import processing
-        from tessera_qgis.tools import export_parameters
-
-        canvas = iface.mapCanvas()
-        params = export_parameters(state["layer"], canvas.extent(), canvas.mapSettings().destinationCrs())
-        dlg = processing.createAlgorithmDialog("tessera:export", params)
-        dlg.show()
-        state["alg_dialog"] = dlg
-        QTimer.singleShot(3000, step7)
-    except Exception:
-        log(traceback.format_exc())
-        os._exit(1)
+def inspected():
+    plugin = state["plugin"]
+    clear_messages()
+    plugin.dock.show()
+    plugin.dock.raise_()
+    QgsApplication.processEvents()
+    after(1500, lambda: save(iface.mainWindow(), "qgis-pca-inspector.png") or after(200, table))
 
 
-def step7():
-    try:
-        state["alg_dialog"].grab().save(os.path.join(OUT, "qgis-export-algorithm.png"))
-        log("saved qgis-export-algorithm.png")
-    except Exception:
-        log(traceback.format_exc())
-    os._exit(0)
+def table():
+    dock = state["plugin"].dock
+    dock.tabs.setCurrentWidget(dock.table)
+    dock.table.setRangeSelected(QTableWidgetSelectionRange(0, 0, 5, 2), True)
+    after(500, lambda: save(dock, "qgis-inspector-table.png") or after(200, style))
 
 
-QTimer.singleShot(3000, step1)
+# -- 3. the style dock ----------------------------------------------------------------------------
+def style():
+    plugin = state["plugin"]
+    plugin.dock.tabs.setCurrentWidget(plugin.dock.plot)
+    plugin.dock.hide()
+    plugin.show_style_dock()
+    clear_messages()
+    dock = plugin.style_dock
+    dock.fit_button.click()
+    task = dock.fit_task
+    after(400, lambda: save(iface.mainWindow(), "qgis-style-dock-fitting.png") if task.outcome is None else None)
+    wait_until(lambda: task.outcome is not None, lambda: after(2000, fitted), what="the PCA fit")
+
+
+def fitted():
+    # QGIS notes "Task complete" in the message bar only while its window is inactive, which
+    # under Xvfb (no window manager) it always is: take that note away, keep the plugin's line.
+    bar = iface.messageBar()
+    for item in list(bar.items()):
+        if item.title().startswith("Task complete"):
+            bar.popWidget(item)
+    QgsApplication.processEvents()
+    save(iface.mainWindow(), "qgis-style-dock.png")
+    after(200, similarity)
+
+
+# -- 4. similarity --------------------------------------------------------------------------------
+def similarity():
+    plugin = state["plugin"]
+    clear_messages()
+    iface.setActiveLayer(state["layer"])
+    controller = plugin.controllers["similarity"]
+    controller.start(point=to_map(0.02, 52.205))
+    wait_until(lambda: controller.last_layer is not None, lambda: after(300, similar), what="the similarity layer")
+
+
+def similar():
+    plugin = state["plugin"]
+    layer = plugin.controllers["similarity"].last_layer
+    iface.setActiveLayer(layer)
+    plugin.style_dock.set_layer(layer)
+    clear_messages()
+    after(5000, lambda: save(iface.mainWindow(), "qgis-similarity.png") or after(200, options))
+
+
+# -- 5. Options and the export algorithm ------------------------------------------------------------
+def options():
+    def grab_and_close():
+        dialog = QApplication.activeModalWidget()
+        if dialog is not None:
+            save(dialog, "qgis-options.png")
+            dialog.reject()
+        else:
+            log("the Options dialog was not found")
+        after(300, export)
+
+    def size():
+        dialog = QApplication.activeModalWidget()
+        if dialog is not None:
+            dialog.resize(980, 560)
+        after(1000, grab_and_close)
+
+    after(2000, size)
+    iface.showOptionsDialog(iface.mainWindow(), "TESSERA")  # modal: the timer above closes it
+
+
+def export():
+    from qgis import processing
+    from tessera_qgis.tools import export_parameters
+
+    canvas = iface.mapCanvas()
+    params = export_parameters(state["layer"], canvas.extent(), canvas.mapSettings().destinationCrs())
+    dlg = processing.createAlgorithmDialog("tessera:export", params)
+    dlg.show()
+    state["alg_dialog"] = dlg
+    after(3000, lambda: save(dlg, "qgis-export-algorithm.png") or os._exit(0))
+
+
+after(3000, start)

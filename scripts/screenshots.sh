@@ -6,9 +6,8 @@ cd "$(dirname "$0")/.."
 export TESSERA_SHOTS=${TESSERA_SHOTS:-docs/images}
 mkdir -p "$TESSERA_SHOTS"
 rm -f "$TESSERA_SHOTS/screenshot.log"
-python scripts/demo.py >/dev/null   # the sample store
-profiles=$(mktemp -d)
-TESSERA_SRC=$PWD TESSERA_SHOTS=$PWD/$TESSERA_SHOTS timeout 240 xvfb-run -a -s "-screen 0 1400x880x24" \
+profiles=$(mktemp -d)  # a fresh profile: the dialog builds the sample on first use, as for a new user
+TESSERA_SRC=$PWD TESSERA_SHOTS=$PWD/$TESSERA_SHOTS timeout 300 xvfb-run -a -s "-screen 0 1400x880x24" \
   qgis --nologo --noversioncheck --profiles-path "$profiles" \
   --code scripts/qgis_screenshot_startup.py >/dev/null 2>&1 || true
 rm -rf "$profiles"

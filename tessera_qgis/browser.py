@@ -14,6 +14,7 @@ from .core.layerspec import LayerSpec
 from .core.region import data_extent
 from .core.storeref import StoreRef
 from .icons import icon
+from .layers import layer_title
 from .settings import all_connections, resolve_url
 from .store_access import shared_store
 
@@ -52,21 +53,28 @@ class YearItem(QgsDataCollectionItem):
         self.ref, self.store, self.year, self.conn = ref, store, year, parent.conn
 
     def createChildren(self):  # noqa: N802
-        items = []
         zones = [z for z in self.store.zones.values() if self.year in z.years]
         if not zones:
-            return items
+            return []
         first = zones[0]
         spec = LayerSpec(store=self.ref, year=self.year, pca="global", crs=first.crs,
                          extent=data_extent(self.store, first.crs))
-        items.append(QgsLayerItem(self, tr("PCA, all zones"), f"{self.path()}/pca", spec.to_uri(),
-                                  Qgis.BrowserLayerType.Raster, "tessera"))
+        items = [layer_item(self, self.store, spec, f"{self.path()}/pca", tr("All zones, in {}").format(first.crs))]
         for zone in zones:
             spec = LayerSpec(store=self.ref, year=self.year, pca="global", crs=zone.crs, zone=zone.name,
                              extent=tuple(zone.bounds()))
-            items.append(QgsLayerItem(self, tr("PCA, {} ({})").format(zone.name, zone.crs), f"{self.path()}/{zone.name}",
-                                      spec.to_uri(), Qgis.BrowserLayerType.Raster, "tessera"))
+            items.append(layer_item(self, self.store, spec, f"{self.path()}/{zone.name}", zone.crs))
         return items
+
+
+def layer_item(parent, store, spec: LayerSpec, path: str, tooltip: str) -> QgsLayerItem:
+    """A Browser entry that adds a layer (named like every TESSERA layer: store, year, what is
+    shown). It has no children: marked populated, so QGIS draws no expand arrow."""
+    item = QgsLayerItem(parent, layer_title(store, spec), path, spec.to_uri(), Qgis.BrowserLayerType.Raster,
+                        "tessera")
+    item.setState(Qgis.BrowserItemState.Populated)
+    item.setToolTip(tooltip)
+    return item
 
 
 class TesseraDataItemProvider(QgsDataItemProvider):

@@ -12,6 +12,7 @@ import sys
 import warnings
 from typing import Sequence
 
+from .core.pack import PackProgress, plan_pack, run_pack
 from .core.sample import SampleSpec, generate
 from .core.sources import StoreOptions
 from .core.store import describe_years, open_store
@@ -86,7 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tile", type=int, help="pixels per task side for tiled exports (default: the shard size)")
     e.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("sample", help="write the synthetic sample store (current TESSERA layout)")
+    k = sub.add_parser("pack", parents=[common], help="take an area offline: a portable store of its chunks")
+    k.add_argument("--bbox", type=_bbox, required=True, action="append",
+                   help="W,S,E,N in lon/lat (repeat the option for several areas)")
+    k.add_argument("--years", type=_years, required=True, help="comma-separated years, e.g. 2024,2025")
+    k.add_argument("--depth", type=int, choices=[4, 16, 128],
+                   help="only the embeddings of this depth (stores with geoemb:depths; default: every depth)")
+    k.add_argument("--out", required=True, help="the pack to write (a folder, e.g. AREA.zarr; must not exist)")
+    k.add_argument("--dry-run", action="store_true", help="say what it would fetch and how long that takes; "
+                   "write nothing")
+    k.add_argument("--json", action="store_true", help="print the summary (or the estimate) as JSON on stdout")
+    k.set_defaults(func=cmd_pack)
+
+    s = sub.add_parser("sample", help="write the synthetic sample store (the published TESSERA layouts)")
     s.add_argument("out", help="folder to create (must not exist or be empty)")
     s.add_argument("--bbox", type=_bbox, help="W,S,E,N in lon/lat (default: around Cambridge, UK, "
                    "straddling the 0 degree meridian)")
@@ -95,8 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shard size in pixels (default 256; production stores use 4096, benchmarks 1024)")
     s.add_argument("--seed", type=int, default=2026)
     s.add_argument("--time-order", choices=["ascending", "descending"], default="ascending")
-    s.add_argument("--layout", choices=["zones", "per-year"], default="zones",
-                   help="zones: the current layout; per-year: the earlier one-store-per-year layout")
+    s.add_argument("--layout", choices=["v2", "v1", "v1.1-dclimate", "legacy", "per-year"], default="v2",
+                   help="v2 (default): depths 4/16/128, bands stretch, global_rgb preview; v1: PCA stretch, "
+                        "global_rgb, garbage scales; v1.1-dclimate: NaN nodata, observation counts; legacy: "
+                        "one geoemb:stretch.YEAR attribute per year; per-year: one store per year")
+    s.add_argument("--preview-levels", type=int, default=10, help="global_rgb levels (v2, v1; default 10)")
     s.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_sample)
@@ -206,8 +222,57 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _PackMeter:
+    """Pack progress on stderr: bytes and time left (live on a terminal, a line per 10 % otherwise)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = -1
+
+    def __call__(self, p: PackProgress) -> None:
+        if p.stage == "done":
+            return
+        if p.message:
+            if self.tty:
+                print(file=sys.stderr)
+            print(p.message, file=sys.stderr, flush=True)
+            return
+        eta = "" if p.eta_seconds is None else f", about {p.eta_seconds:.0f} s left"
+        text = f"{p.done_bytes / 1e6:.1f} of {p.total_bytes / 1e6:.1f} MB ({p.fraction * 100:.0f} %){eta}"
+        if self.tty:
+            print(f"\r{text}   ", end="", file=sys.stderr, flush=True)
+        elif int(p.fraction * 10) > self.last:
+            self.last = int(p.fraction * 10)
+            print(text, file=sys.stderr, flush=True)
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    plan = plan_pack(_ref(args), args.bbox, args.years, args.out, depth=args.depth,
+                     options=StoreOptions(concurrency=args.concurrency))
+    if args.dry_run:
+        estimate = {"bytes": plan.total_bytes, "bytes_to_fetch": plan.bytes_to_fetch, "requests": plan.requests,
+                    "seconds": round(plan.seconds(), 1), "resumed_bytes": plan.resumed_bytes,
+                    "zones": list(plan.zones), "years": plan.years, "depth": plan.depth}
+        print(json.dumps(estimate) if args.json else f"would fetch: {plan.describe()}")
+        return 0
+    try:
+        summary = run_pack(plan, progress=_PackMeter())
+    except BaseException:
+        if plan.part.exists():
+            print(f"the pack is unfinished in {plan.part}: run the same command again to resume it",
+                  file=sys.stderr)
+        raise
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {summary['path']}: {summary['bytes_on_disk'] / 1e6:.1f} MB, {summary['chunks_checked']} "
+              f"chunks checked; fetched {summary['fetched_bytes'] / 1e6:.1f} MB in {summary['seconds']} s")
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    kw = {"shard": args.shard, "seed": args.seed, "time_order": args.time_order, "layout": args.layout}
+    kw = {"shard": args.shard, "seed": args.seed, "time_order": args.time_order, "layout": args.layout,
+          "preview_levels": args.preview_levels}
     if args.bbox:
         kw["bbox"] = args.bbox
     if args.years:
@@ -223,9 +288,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def format_sample_summary(s: dict) -> str:
     lines = [f"Sample store written to {s['path']} ({s['bytes'] / 1e6:.1f} MB in {s['seconds']} s)",
+             f"  layout: {s.get('layout', 'legacy')}",
              f"  area (lon/lat W,S,E,N): {', '.join(f'{v:g}' for v in s['bbox'])}",
              f"  years: {', '.join(map(str, s['years']))}; bands: {s['bands']}; "
              f"inner chunks {s['chunk']} px, shards {s['shard']} px"]
+    if "depths" in s:
+        lines.append(f"  depths: {', '.join(map(str, s['depths']))}")
+    if s.get("preview"):
+        p = s["preview"]
+        lines.append(f"  global_rgb preview: {p['year']}, {p['levels']} levels, drawn with the {p['mode']} stretch")
+    if s.get("invalid_scales"):
+        lines.append(f"  {len(s['invalid_scales'])} pixels with out-of-range scales (listed in each zone's "
+                     "sample_landcover attribute invalid_scale_pixels)")
     for name, z in s["zones"].items():
         lines.append(f"  {name}: {z['crs']}, {z['shape'][0]} x {z['shape'][1]} px, "
                      f"top-left ({z['transform'][2]:.0f}, {z['transform'][5]:.0f})")

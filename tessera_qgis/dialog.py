@@ -11,7 +11,7 @@ from pathlib import Path
 
 from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsProviderRegistry
 from qgis.gui import QgsAbstractDataSourceWidget, QgsAuthConfigSelect, QgsSourceSelectProvider
-from qgis.PyQt.QtCore import QCoreApplication, Qt
+from qgis.PyQt.QtCore import QCoreApplication, QObject, Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                  QGroupBox, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QProgressBar,
                                  QPushButton, QSpinBox, QTextBrowser, QVBoxLayout)
@@ -19,6 +19,7 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox
 from . import tasks
 from .core.connections import Connection, describe_failure, from_xml, to_xml
 from .core.store import describe_years
+from .fieldkit import open_folder_store
 from .icons import icon
 from .layers import build_layer, prepare_layer
 from .log import log
@@ -44,6 +45,12 @@ FAILURE_TITLES = {
 
 def tr(text: str) -> str:
     return QCoreApplication.translate("TesseraDialog", text)
+
+
+class _Steps(QObject):
+    """Carries a task's steps (sample building) to the dialog on the main thread."""
+
+    step = pyqtSignal(int, int, str)  # step, of steps, message
 
 
 class ConnectionEditor(QDialog):
@@ -114,6 +121,9 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.add_task: tasks.Task | None = None
         self.last_failure: tuple[str, str] | None = None
         self.last_layer = None
+        self.steps_seen: list[tuple[int, int, str]] = []
+        self.steps = _Steps(self)
+        self.steps.step.connect(self.show_step)
         self._build()
         self.reload_connections()
 
@@ -134,13 +144,20 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.remove_button = QPushButton(tr("Remove"), self)
         self.import_button = QPushButton(tr("Import…"), self)
         self.export_button = QPushButton(tr("Export…"), self)
-        for b in (self.new_button, self.edit_button, self.remove_button, self.import_button, self.export_button):
+        self.folder_button = QPushButton(tr("Open folder…"), self)
+        self.folder_button.clicked.connect(self.open_folder)
+        for b in (self.new_button, self.edit_button, self.remove_button, self.import_button, self.export_button,
+                  self.folder_button):
             edits.addWidget(b)
         edits.addStretch(1)
         layout.addLayout(edits)
+        self.status = QLabel(self)  # what a wait is doing, and what to do next
+        self.status.setWordWrap(True)
+        self.status.setVisible(False)
+        layout.addWidget(self.status)
         busy = QHBoxLayout()
         self.progress = QProgressBar(self)
-        self.progress.setRange(0, 0)  # a busy indicator
+        self.progress.setRange(0, 0)  # a busy indicator until a step count is known
         self.progress.setVisible(False)
         self.cancel_button = QPushButton(tr("Cancel"), self)
         self.cancel_button.setVisible(False)
@@ -169,7 +186,14 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         layout.addLayout(form)
         self.add_button = QPushButton(tr("Add layer"), self)
         self.add_button.setEnabled(False)
-        layout.addWidget(self.add_button)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.add_button, 1)
+        self.close_button = None
+        if self.widgetMode() == WIDGET_MODE.Standalone:  # in the Data Source Manager, its own Close
+            self.close_button = QPushButton(tr("Close"), self)
+            self.close_button.clicked.connect(self.close)
+            bottom.addWidget(self.close_button)
+        layout.addLayout(bottom)
         self.connect_button.clicked.connect(self.connect_store)
         self.cancel_button.clicked.connect(self.cancel)
         self.new_button.clicked.connect(self.new_connection)
@@ -230,6 +254,13 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
             remove_connection(c.name)
             self.reload_connections()
 
+    def open_folder(self) -> None:
+        """A pack (or any folder store) from a folder picker: saved as a connection, connected."""
+        conn = open_folder_store(self)
+        if conn is not None:
+            self.reload_connections(conn.name)
+            self.connect_store()
+
     def export_connections(self, path: str | None = None) -> None:
         path = path or QFileDialog.getSaveFileName(self, tr("Export TESSERA connections"), "tessera.xml",
                                                    "XML (*.xml)")[0]
@@ -250,10 +281,27 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.reload_connections(new[0].name if new else None)
 
     # -- connect -----------------------------------------------------------------------------
-    def busy(self, on: bool) -> None:
+    def busy(self, on: bool, text: str = "") -> None:
+        """Show (or hide) the wait: what is happening, a bar, Cancel."""
+        self.progress.setRange(0, 0)
         self.progress.setVisible(on)
         self.cancel_button.setVisible(on)
         self.connect_button.setEnabled(not on)
+        self.say(text if on else "")
+
+    def say(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setVisible(bool(text))
+
+    def show_step(self, step: int, steps: int, message: str) -> None:
+        """A step of building the sample store (from the task, on the main thread)."""
+        self.steps_seen.append((step, steps, message))
+        if self.progress.isHidden():  # cancelled meanwhile
+            return
+        self.progress.setRange(0, steps)
+        self.progress.setValue(step - 1)
+        self.progress.setFormat(tr("step {} of {}").format(step, steps))
+        self.say(tr("Building the sample store (first use only): {}").format(message))
 
     def connect_store(self) -> None:
         conn = self.current()
@@ -263,15 +311,23 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.add_button.setEnabled(False)
         self.last_failure = None
         self.info.setHtml(html.escape(tr("Connecting to {}…").format(conn.name)))
-        self.busy(True)
-        def work(cancel, _progress):
-            ref = conn.ref(resolve_url(conn))
+        self.busy(True, tr("Connecting to {}: reading what the store holds…").format(conn.name))
+        self.steps_seen = []
+        steps = self.steps
+
+        def work(cancel, progress):
+            def step(i: int, n: int, message: str) -> None:  # a worker thread: through a signal
+                progress((i - 1) / n)
+                steps.step.emit(i, n, message)
+
+            ref = conn.ref(resolve_url(conn, progress=step))
             return ref, shared_store(ref, cancel)
 
         def done(result) -> None:
             self.busy(False)
             self.ref, self.store = result
             self.show_store()
+            self.say(tr("Connected. Choose a year and what to show, then Add layer."))
 
         def failed(exc) -> None:
             self.busy(False)
@@ -285,9 +341,15 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.task = tasks.start(tr("Connect to {}").format(conn.name), work, done, failed, cancelled)
 
     def cancel(self) -> None:
-        """Cancel the connect: the dialog is free at once, and the task stops downloading
-        (a cancelled task delivers neither a store nor an error)."""
+        """Cancel the connect or the layer being added: the dialog is free at once, and the
+        task stops downloading (a cancelled task delivers neither a result nor an error)."""
+        adding = self.add_task is not None and self.add_task.outcome is None and self.add_task in tasks.running()
         self.busy(False)
+        if adding:
+            self.add_task.cancel()
+            self.add_button.setEnabled(self.store is not None)
+            self.say(tr("Cancelled: no layer added."))
+            return
         self.info.setHtml(html.escape(tr("Cancelled.")))
         if self.task is not None:
             self.task.cancel()
@@ -356,24 +418,31 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         bounds, crs = self.view_bounds()
         ref = self.ref
         self.add_button.setEnabled(False)
+        self.busy(True, tr("Adding the layer: opening {} and sampling the map view for its colours…").format(
+            kwargs["year"]))
 
         def work(cancel, _progress):
             return prepare_layer(ref, view_bounds=bounds, view_crs=crs, cancel=cancel, **kwargs)
 
         def done(prepared) -> None:
+            self.busy(False)
             self.add_button.setEnabled(True)
             layer = build_layer(prepared)
             QgsProject.instance().addMapLayer(layer)
             self.last_layer = layer
+            self.say(tr("Added “{}” to the map. Add another, or close this window.").format(layer.name()))
 
         def failed(exc) -> None:
+            self.busy(False)
             self.add_button.setEnabled(True)
             self.show_failure(*describe_failure(exc))
 
-        def cancelled() -> None:
+        def cancelled() -> None:  # also when cancelled from QGIS's task list
+            self.busy(False)
             self.add_button.setEnabled(True)
+            self.say(tr("Cancelled: no layer added."))
 
-        self.add_task = tasks.start(tr("Add TESSERA layer"), work, done, failed, cancelled)
+        self.add_task = tasks.start(tr("Adding a TESSERA layer"), work, done, failed, cancelled)
 
 
 def standalone_dialog(iface, parent=None) -> TesseraSourceWidget:

@@ -13,5 +13,6 @@ ICON_DIR = PLUGIN_DIR / "resources"
 
 
 def icon(name: str = "icon") -> QIcon:
-    """resources/<name>.svg: "icon" (the plugin's), "inspector", "similarity", "region", "style"."""
+    """resources/<name>.svg: "icon" (the plugin's), "add" (add a layer), "about", "inspector",
+    "similarity", "region", "style"."""
     return QIcon(str(ICON_DIR / f"{name}.svg"))

@@ -47,11 +47,12 @@ def prepare_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None 
                   pca: str | PCA | None = None, name: str | None = None, view_bounds=None,
                   view_crs: str = "EPSG:4326", zone: str | None = None,
                   stretch: Sequence[tuple[float, float]] | None = None, similarity=None, threshold: float = 0.5,
-                  cancel=None, budget: int | None = None, **ref_options) -> PreparedLayer:
+                  cancel=None, budget: int | None = None, detail: str = "", **ref_options) -> PreparedLayer:
     """The network part of making a layer (open the store, check year and bands, choose the
     CRS, the starting stretch): safe in a QgsTask. `build_layer()` then makes the layer on the
     main thread without touching the network. `store` is a StoreRef, or a URL with the
-    connection's options as keywords (cache, authcfg, s3_endpoint, s3_region, anon)."""
+    connection's options as keywords (cache, authcfg, s3_endpoint, s3_region, anon). The
+    layer's name is `name`, else layer_title() followed by " (`detail`)" when given."""
     ref = store if isinstance(store, StoreRef) else StoreRef(str(store), **ref_options)
     if bands is None and pca is None and similarity is None:
         pca = "global"
@@ -71,7 +72,7 @@ def prepare_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None 
         ranges = view.default_ranges(view_bounds, view_crs, cancel, threshold)
     else:
         ranges = view.default_ranges(spec.extent, spec.crs, cancel, threshold)
-    title = name or layer_title(opened, spec)
+    title = name or layer_title(opened, spec) + (f" ({detail})" if detail else "")
     style = {"similarity": "similarity", "pca": "pca"}.get(spec.mode) or ("rgb" if len(spec.bands) == 3 else "ramp")
     return PreparedLayer(uri, title, style, ranges, threshold)
 
@@ -109,14 +110,29 @@ def make_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None = N
 
 
 def layer_title(store, spec: LayerSpec) -> str:
-    """"TESSERA <dataset> <year> <what is shown>"."""
+    """"TESSERA <dataset> <year> [<zone>] <what is shown>", e.g. "TESSERA sample 2024 PCA" or
+    "TESSERA v1.1 2025 bands 4,5,6". The dataset is the store's `tessera:dataset`, else the
+    store's folder name; `store` may be None (not opened yet: the folder name then)."""
     if spec.mode == "bands":
-        mode = "bands " + ",".join(map(str, spec.bands))
+        shown = ("band " if len(spec.bands) == 1 else "bands ") + ",".join(map(str, spec.bands))
     else:
-        mode = {"pca": "PCA", "similarity": "similarity"}[spec.mode]
-    dataset = store.attrs.get("tessera:dataset") or "TESSERA"
+        shown = {"pca": "PCA", "similarity": "similarity"}[spec.mode]
+    attrs = getattr(store, "attrs", None) or {}
+    dataset = attrs.get("tessera:dataset") or store_name(spec.url)
     zone = f" {spec.zone}" if spec.zone else ""
-    return f"TESSERA {dataset} {spec.year}{zone} {mode}"
+    return f"TESSERA {dataset} {spec.year}{zone} {shown}"
+
+
+def store_name(url: str) -> str:
+    """A store's short name from its URL or folder: the last path part without ".zarr"."""
+    name = str(url).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+    return (name[:-5] if name.lower().endswith(".zarr") else name) or "store"
+
+
+def retitle(name: str, old_title: str, new_title: str) -> str:
+    """A layer's name after its spec changed: the automatic part (the old spec's title, kept
+    at the start of the name) replaced by the new spec's; a name the user chose is kept."""
+    return new_title + name[len(old_title):] if name.startswith(old_title) else name
 
 
 def _enhancement(lo: float, hi: float) -> QgsContrastEnhancement:

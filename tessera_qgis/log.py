@@ -11,6 +11,9 @@ from qgis.core import Qgis, QgsMessageLog
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 TAG = "TESSERA"
+# Characters of text one message-bar line holds over a narrow map (690 px, after "TESSERA: ");
+# the bar cuts a second line, so a longer text shows its start and the rest under "Show more".
+ONE_LINE = 56
 
 
 class _Notifier(QObject):
@@ -34,7 +37,8 @@ def report(title: str, text: str, level: Qgis.MessageLevel = Qgis.MessageLevel.W
 
 class MessageBarBridge(QObject):
     """Shows notifier messages in a QGIS message bar (connected by the plugin), at most one
-    per distinct text every few seconds so a render storm does not flood the bar."""
+    per distinct text every few seconds so a render storm does not flood the bar; each on one
+    line (a long one cut at a word, in full under "Show more")."""
 
     def __init__(self, message_bar, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -47,7 +51,11 @@ class MessageBarBridge(QObject):
         if now - self._last.get(text, -1e9) < 5.0:
             return
         self._last[text] = now
-        self.bar.pushMessage(title, text, Qgis.MessageLevel(level), 8)
+        if len(text) > ONE_LINE:
+            short = text[:ONE_LINE - 1].rsplit(" ", 1)[0].rstrip(",;:(") + "…"
+            self.bar.pushMessage(title, short, text, Qgis.MessageLevel(level), 8)
+        else:
+            self.bar.pushMessage(title, text, Qgis.MessageLevel(level), 8)
 
     def close(self) -> None:
         try:

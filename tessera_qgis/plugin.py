@@ -82,8 +82,9 @@ class TesseraPlugin:
         self.bridge = MessageBarBridge(self.iface.messageBar())
         self.toolbar = self.iface.addToolBar(tr("TESSERA"))
         self.toolbar.setObjectName(TOOLBAR_OBJECT_NAME)
-        add = QAction(icon(), tr("Add TESSERA embeddings layer…"), self.iface.mainWindow())
+        add = QAction(icon("add"), tr("Add TESSERA embeddings layer…"), self.iface.mainWindow())
         add.setObjectName("TesseraAddLayerAction")
+        add.setToolTip(tr("Add TESSERA layer"))
         add.triggered.connect(self.show_dialog)
         self._add_action(add)
         self.source_provider = TesseraSourceSelectProvider(self.iface)
@@ -103,21 +104,26 @@ class TesseraPlugin:
             "similarity": SimilarityController(self.iface),
             "region": RegionController(self.iface),
         }
-        tips = {
-            "inspector": tr("Inspect a pixel: click to see its 128 embedding values"),
-            "similarity": tr("Similarity: click a pixel (or drag over a small area) to map how similar "
-                             "every pixel is to it"),
-            "region": tr("Region: drag a rectangle to fit the PCA colours to it"),
+        # Short names (the tooltips); what to do with the tool goes to the status bar.
+        names = {
+            "inspector": (tr("Pixel inspector"), tr("Click a pixel to see its 128 embedding values")),
+            "similarity": (tr("Find similar pixels"), tr("Click a pixel, or drag over a small area, to map "
+                                                    "how similar every pixel is")),
+            "region": (tr("Fit or export a region"), tr("Drag a rectangle, then fit the PCA colours to it "
+                                                           "or export it")),
         }
         for name, controller in self.controllers.items():
-            action = QAction(icon(name), tips[name], self.iface.mainWindow())
+            text, hint = names[name]
+            action = QAction(icon(name), text, self.iface.mainWindow())
             action.setObjectName(f"Tessera{name.title()}Action")
+            action.setStatusTip(hint)
             action.setCheckable(True)
             controller.tool.setAction(action)
             action.triggered.connect(lambda checked, tool=controller.tool: self.iface.mapCanvas().setMapTool(tool))
             self._add_action(action)
-        style = QAction(icon("style"), tr("Style the TESSERA layer: year, bands, PCA, stretch"), self.iface.mainWindow())
+        style = QAction(icon("style"), tr("TESSERA style"), self.iface.mainWindow())
         style.setObjectName("TesseraStyleAction")
+        style.setStatusTip(tr("Year, bands, PCA and stretch of the selected TESSERA layer"))
         style.triggered.connect(self.show_style_dock)
         self._add_action(style)
         # The layer context menu of TESSERA layers: export the layer's area.
@@ -126,10 +132,10 @@ class TesseraPlugin:
         self.iface.addCustomActionForLayerType(self.export_layer_action, tr("TESSERA"), Qgis.LayerType.Raster, False)
         QgsProject.instance().layersAdded.connect(self._offer_export_for)
         self._offer_export_for(QgsProject.instance().mapLayers().values())
-        about = QAction(icon(), tr("About TESSERA embeddings"), self.iface.mainWindow())
+        about = QAction(icon("about"), tr("About TESSERA embeddings"), self.iface.mainWindow())
         about.setObjectName("TesseraAboutAction")
         about.triggered.connect(self.show_about)
-        self._add_action(about)
+        self._add_action(about, toolbar=False)  # the menu only: the toolbar is for work
 
     def _install_translator(self) -> None:
         if self.translator is None:
@@ -137,8 +143,9 @@ class TesseraPlugin:
             if self.translator is not None:
                 QCoreApplication.installTranslator(self.translator)
 
-    def _add_action(self, action: QAction) -> None:
-        self.toolbar.addAction(action)
+    def _add_action(self, action: QAction, toolbar: bool = True) -> None:
+        if toolbar:
+            self.toolbar.addAction(action)
         self.iface.addPluginToRasterMenu(MENU, action)
         self.actions.append(action)
 

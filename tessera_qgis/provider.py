@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 import numpy as np
 from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsDataProvider, QgsError, QgsMessageLog,
-                       QgsProviderMetadata, QgsProviderRegistry, QgsRasterBandStats, QgsRasterBlock, QgsRasterDataProvider,
+                       QgsProviderRegistry, QgsRasterBandStats, QgsRasterBlock, QgsRasterDataProvider,
                        QgsRasterIdentifyResult, QgsRectangle)
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QByteArray, QCoreApplication, QObject
@@ -32,6 +32,7 @@ from .core.region import data_extent
 from .core.store import TesseraStore
 from .core.view import PREVIEWS, View
 from .log import log, report
+from .project_paths import TesseraProviderMetadata
 from .settings import Settings
 from .store_access import forget_stores as _forget_pool
 from .store_access import opened_store, shared_store
@@ -76,11 +77,21 @@ class LayerState:
         self.frame_kind = "embeddings"  # what the last tile was drawn from (see core.view.Frame)
         self.frame_label = ""
         self._notice = ("embeddings", "")
-        settings = Settings.load()
-        self.previews = settings.previews if settings.previews in PREVIEWS else "auto"
-        if spec.budget == DEFAULT_BUDGET and settings.budget_mpx > 0:  # the URI did not set one
-            self.spec = spec.with_(budget=settings.budget_mpx * 1_000_000)
+        self._budget_from_uri = spec.budget != DEFAULT_BUDGET
+        self.previews = "auto"
+        self.apply_settings(Settings.load())
         self.fail_next = False  # tests force a failure inside block() with this
+
+    def apply_settings(self, settings: Settings) -> None:
+        """The budget and preview choice of Options > TESSERA (a budget set in the URI wins);
+        the next draw uses them."""
+        with self.lock:
+            self.previews = settings.previews if settings.previews in PREVIEWS else "auto"
+            if not self._budget_from_uri and settings.budget_mpx > 0:
+                self.spec = self.spec.with_(budget=settings.budget_mpx * 1_000_000)
+                if self._view is not None:
+                    self._view.spec = self._view.spec.with_(budget=self.spec.budget)
+            self.tiles.clear()
 
     @property
     def opened_store(self) -> TesseraStore | None:
@@ -149,19 +160,31 @@ class LayerState:
 
     def notice(self) -> str | None:
         """A one-line message when what the layer draws from changed (zoomed out to a
-        preview, or back); None when it did not, so a message is shown once per change."""
-        current = (self.frame_kind, self.frame_label)
+        preview, over the budget with previews off, or back); None when it did not, so a
+        message is shown once per change, never per tile or band."""
         with self.lock:
+            current = (self.frame_kind, self.frame_label)
             if current == self._notice:
                 return None
             self._notice = current
-        if self.frame_kind == "preview":
-            return tr("Zoomed out: the layer shows the store's {}. Zoom in to see the embeddings.").format(
-                self.frame_label)
-        if self.frame_kind == "coarse":
-            return tr("Zoomed out: the layer shows a coarse preview from a sample of the data. "
-                      "Zoom in to see every pixel.")
+        # One short line each (a message bar over a narrow map cuts the second line).
+        if current[0] == "preview":
+            return tr("Store {}: zoom in for the embeddings.").format(current[1])
+        if current[0] == "coarse":
+            return tr("Showing a coarse preview: zoom in for every pixel.")
+        if current[0] == "over budget":
+            return tr("Zoom in, or raise the budget in Options > TESSERA.")
         return None
+
+
+def apply_settings() -> None:
+    """Options > TESSERA was applied: every open layer takes the new budget and preview
+    choice (repaint the layers to see it)."""
+    settings = Settings.load()
+    with _STATES_LOCK:
+        states = list(_STATES.values())
+    for state in states:
+        state.apply_settings(settings)
 
 
 def state_for(uri: str) -> LayerState:
@@ -350,10 +373,11 @@ class TesseraProvider(QgsRasterDataProvider):
                                          None if year == spec.year else year)
             except ExtentError as exc:
                 if "budget" in str(exc):
-                    if not self.state.over_budget:  # once per change, not per tile
-                        report("TESSERA", tr("Zoom in to see the embeddings (this view needs more than the "
-                                             "pixel budget of Options > TESSERA)"), Qgis.MessageLevel.Info)
                     self.state.over_budget = True
+                    self.state.frame_kind, self.state.frame_label = "over budget", ""
+                    notice = self.state.notice()  # once per change, not per tile
+                    if notice:
+                        report("TESSERA", notice, Qgis.MessageLevel.Info)
                     return self._nodata_block(width, height)
                 raise
             self.state.over_budget = False
@@ -433,7 +457,7 @@ def register() -> bool:
     registry = QgsProviderRegistry.instance()
     if registry.providerMetadata(PROVIDER_KEY) is not None:
         return True
-    metadata = QgsProviderMetadata(PROVIDER_KEY, DESCRIPTION, _trampoline)
+    metadata = TesseraProviderMetadata(PROVIDER_KEY, DESCRIPTION, _trampoline)  # folder paths travel
     _KEEP.append(metadata)
     return registry.registerProvider(metadata)
 

@@ -5,17 +5,22 @@ Nothing secret is stored here: S3 keys live in QGIS authentication configuration
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 from qgis.core import Qgis, QgsApplication, QgsAuthCertUtils, QgsNetworkAccessManager, QgsSettings
 from qgis.PyQt.QtNetwork import QSslSocket
 
 from .core.connections import SAMPLE_URL, Connection, presets
-from .core.sample import generate
+from .core.sample import SampleSpec, generate
 from .core.sources import StoreOptions, host_port
+from .core.storeref import StoreRef
+from .core.utm import zone_of_lon
 from .log import log
 
 PREFIX = "tessera/"
@@ -175,20 +180,56 @@ def sample_store_path() -> Path:
     return Path(QgsApplication.qgisSettingsDirPath()) / "tessera" / "sample.zarr"
 
 
-def resolve_url(conn: Connection) -> str:
+SampleStep = Callable[[int, int, str], None]  # (step, of steps, what is being written)
+_SAMPLE_LOCK = threading.Lock()  # one build at a time (a cancelled connect's build runs on)
+
+
+def sample_steps(spec: SampleSpec = SampleSpec()) -> int:
+    """How many steps building the sample reports: one per UTM zone it covers."""
+    w, _, e, _ = spec.bbox
+    return zone_of_lon(math.nextafter(e, -math.inf)) - zone_of_lon(w) + 1
+
+
+def resolve_url(conn: Connection, progress: SampleStep | None = None) -> str:
     """The store URL of a connection; the sample connection's store is built on first use
-    (about 15 s, offline) — call from a task."""
+    (about 15 s, offline; `progress(step, steps, message)` as each zone is written) — call
+    from a task."""
     if conn.url != SAMPLE_URL:
         return conn.url
     path = sample_store_path()
-    if not (path / "zarr.json").exists():
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=path.parent))
-        try:
-            generate(tmp / "store")
-            shutil.rmtree(path, ignore_errors=True)
-            (tmp / "store").replace(path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with _SAMPLE_LOCK:
+        if not (path / "zarr.json").exists():
+            _build_sample(path, progress)
     return str(path)
+
+
+def _build_sample(path: Path, progress: SampleStep | None) -> None:
+    steps, seen = sample_steps(), []
+
+    def say(message: str) -> None:
+        seen.append(message)
+        if progress is not None:
+            progress(min(len(seen), steps), steps, message)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=path.parent))
+    try:
+        generate(tmp / "store", progress=say)
+        shutil.rmtree(path, ignore_errors=True)
+        (tmp / "store").replace(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def connection_name(ref: StoreRef) -> str | None:
+    """The name of the saved connection that reaches this store with the same options (the
+    sample's by its built folder, without building it), or None. Processing's STORE
+    parameter accepts the name, and it says more than a URL or an internal path."""
+    for conn in all_connections():
+        url = str(sample_store_path()) if conn.url == SAMPLE_URL else conn.url
+        try:
+            if conn.ref(url) == ref.without_secrets().with_(cache=None):
+                return conn.name
+        except ValueError:
+            continue
+    return None

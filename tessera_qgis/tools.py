@@ -18,9 +18,11 @@ from qgis.PyQt.QtWidgets import QMenu
 from . import tasks
 from .core.layerspec import LayerSpec
 from .layers import apply_rgb, build_layer, prepare_layer
+from .fieldkit import take_area_offline
 from .log import log, report
 from .core.view import choose_pca, mean_embedding
 from .provider import PROVIDER_KEY, state_for
+from .settings import connection_name
 from .store_access import shared_store
 from .tasks import Task
 
@@ -127,7 +129,7 @@ class SimilarityController:
     def start(self, point: QgsPointXY | None = None, rect: QgsRectangle | None = None) -> None:
         layer = tessera_layer(self.iface)
         if layer is None:
-            report("TESSERA", tr("Add a TESSERA layer first, then click on it to search for similar pixels."),
+            report("TESSERA", tr("Add a TESSERA layer first, then click on it."),
                    Qgis.MessageLevel.Info)
             return
         canvas = self.iface.mapCanvas()
@@ -140,8 +142,7 @@ class SimilarityController:
             store = shared_store(spec.store)
             vector, n = _reference(store, spec.year, r, p, cancel)
             where = f"{p.x():.5f}, {p.y():.5f}" if p is not None else f"{n} px area"
-            return prepare_layer(spec.store, spec.year, similarity=vector,
-                                 name=f"TESSERA similarity {spec.year} ({where})", budget=spec.budget)
+            return prepare_layer(spec.store, spec.year, similarity=vector, detail=where, budget=spec.budget)
 
         def done(prepared) -> None:
             new = build_layer(prepared)
@@ -165,7 +166,7 @@ class InspectorController:
     def start(self, point: QgsPointXY) -> None:
         layer = tessera_layer(self.iface)
         if layer is None:
-            report("TESSERA", tr("Add a TESSERA layer first, then click on it to inspect a pixel."),
+            report("TESSERA", tr("Add a TESSERA layer first, then click on it."),
                    Qgis.MessageLevel.Info)
             return
         spec = LayerSpec.from_uri(layer.source())
@@ -197,13 +198,15 @@ class RegionController:
         menu = QMenu(self.iface.mapCanvas())
         menu.addAction(tr("Fit PCA colours to this region")).triggered.connect(lambda: self.fit_pca_here(rect))
         menu.addAction(tr("Export this region…")).triggered.connect(lambda: self.export_here(rect))
+        menu.addAction(tr("Take this area offline…")).triggered.connect(lambda: take_area_offline(
+            self.iface, tessera_layer(self.iface), rect, self.iface.mapCanvas().mapSettings().destinationCrs()))
         self.last_menu = menu
         menu.popup(QCursor.pos())
 
     def fit_pca_here(self, rect: QgsRectangle) -> None:
         layer = tessera_layer(self.iface)
         if layer is None or LayerSpec.from_uri(layer.source()).pca is None:
-            report("TESSERA", tr("Select a TESSERA PCA layer, then drag a region to fit its colours to."),
+            report("TESSERA", tr("Select a TESSERA PCA layer, then drag a region."),
                    Qgis.MessageLevel.Info)
             return
         self.last_task = fit_pca_to(self.iface, layer, rect, self.iface.mapCanvas().mapSettings().destinationCrs())
@@ -218,7 +221,9 @@ def export_parameters(layer, rect: QgsRectangle | None, crs) -> dict:
     params: dict = {}
     if layer is not None:
         spec = LayerSpec.from_uri(layer.source())
-        params.update(STORE=spec.url, YEAR=spec.year)
+        # The saved connection's name where one reaches this store ("Sample data (offline)",
+        # not the sample's folder inside the profile): Processing accepts either.
+        params.update(STORE=connection_name(spec.store) or spec.url, YEAR=spec.year)
         if spec.bands:
             params["BANDS"] = ",".join(map(str, spec.bands))
         if rect is None:
@@ -245,15 +250,15 @@ def fit_pca_to(iface, layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordin
     bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
     authid = crs.authid()
 
-    def work(cancel, _progress):
-        return choose_pca(shared_store(spec.store), spec.year, "view", (bounds, authid), cancel)
+    def work(cancel, progress):
+        return choose_pca(shared_store(spec.store), spec.year, "view", (bounds, authid), cancel, progress)
 
     def done(pca) -> None:
         state_for(layer.source()).set_pca(pca)
         apply_rgb(layer, list(zip(pca.lo.tolist(), pca.hi.tolist())))
         layer.triggerRepaint()
-        log("PCA fitted to the region")
+        report("TESSERA", tr("PCA colours fitted to the region."), Qgis.MessageLevel.Success)
         if on_done is not None:
             on_done()
 
-    return tasks.start(tr("TESSERA PCA fit"), work, done)
+    return tasks.start(tr("Fitting PCA colours to a region"), work, done)

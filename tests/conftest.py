@@ -24,6 +24,29 @@ def per_year_store():
     return cached_sample(SampleSpec(bbox=(-0.02, 52.19, 0.02, 52.205), shard=64, layout="per-year"))
 
 
+# Stores in the published layouts (../shared/TESSERA_LAYOUT.md), small and two zones each
+# (the area straddles the 0 degree meridian); v2 shards must be multiples of 128 px.
+PUBLISHED_BBOX = (-0.02, 52.19, 0.02, 52.205)
+
+
+@pytest.fixture(scope="session")
+def v2_store():
+    """v2: year-keyed `bands` stretch, depths 4/16/128, global_rgb, out-of-range scales."""
+    return cached_sample(SampleSpec(bbox=PUBLISHED_BBOX, shard=128, layout="v2"))
+
+
+@pytest.fixture(scope="session")
+def v1_store():
+    """v1: year-keyed `pca` stretch, global_rgb drawn with the PCA, huge finite garbage scales."""
+    return cached_sample(SampleSpec(bbox=PUBLISHED_BBOX, shard=128, layout="v1"))
+
+
+@pytest.fixture(scope="session")
+def dclimate_store():
+    """v1.1-dclimate: NaN the only nodata (no +inf), per-pixel observation counts."""
+    return cached_sample(SampleSpec(bbox=PUBLISHED_BBOX, shard=128, layout="v1.1-dclimate"))
+
+
 @pytest.fixture(scope="session")
 def south_store():
     """A southern area (negative northings), three years stored in descending order."""

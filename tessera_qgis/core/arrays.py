@@ -14,15 +14,15 @@ import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from .errors import Cancelled, ReadError
-from .sources import Range, Source, coalesce
+from .sources import WHOLE, Range, Source
 
 MISSING = np.uint64(2**64 - 1)
 ChunkKey = tuple[str, tuple[int, ...]]
@@ -35,7 +35,7 @@ class ChunkLRU:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._items: OrderedDict[ChunkKey, np.ndarray] = OrderedDict()
-        self._inflight: dict[ChunkKey, Future] = {}
+        self._inflight: dict[ChunkKey, Future | None] = {}  # None: claimed, nobody else waits
         self.lock = threading.Lock()
 
     def get(self, key: ChunkKey) -> np.ndarray | None:
@@ -46,41 +46,56 @@ class ChunkLRU:
             return arr
 
     def put(self, key: ChunkKey, arr: np.ndarray) -> None:
+        with self.lock:
+            self._put(key, arr)
+
+    def _put(self, key: ChunkKey, arr: np.ndarray) -> None:  # the lock held
         if arr.nbytes > self.max_bytes:
             return
-        with self.lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self.bytes -= old.nbytes
-            self._items[key] = arr
-            self.bytes += arr.nbytes
-            while self.bytes > self.max_bytes and self._items:
-                _, evicted = self._items.popitem(last=False)
-                self.bytes -= evicted.nbytes
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old.nbytes
+        self._items[key] = arr
+        self.bytes += arr.nbytes
+        while self.bytes > self.max_bytes and self._items:
+            _, evicted = self._items.popitem(last=False)
+            self.bytes -= evicted.nbytes
 
     def claim(self, keys: Iterable[ChunkKey]) -> tuple[dict, list, dict]:
-        """Split keys into (cached arrays, keys this caller must fetch, futures to wait on)."""
+        """Split keys into (cached arrays, keys this caller must fetch, futures to wait on).
+        A claimed chunk gets a Future only when a second reader wants it too."""
         cached, mine, waits = {}, [], {}
+        items, inflight = self._items, self._inflight
         with self.lock:
             for key in keys:
-                arr = self._items.get(key)
+                arr = items.get(key)
                 if arr is not None:
-                    self._items.move_to_end(key)
+                    items.move_to_end(key)
                     cached[key] = arr
-                elif key in self._inflight:
-                    waits[key] = self._inflight[key]
+                elif key in inflight:
+                    fut = inflight[key]
+                    if fut is None:
+                        fut = inflight[key] = Future()
+                    waits[key] = fut
                 else:
-                    self._inflight[key] = Future()
+                    inflight[key] = None
                     mine.append(key)
         return cached, mine, waits
+
+    def release(self, key: ChunkKey) -> None:
+        """Give up a claim without fetching: whoever waits for the chunk fetches it itself."""
+        with self.lock:
+            fut = self._inflight.pop(key, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(Cancelled("not fetched by the reader that claimed it"))
 
     def settle(self, key: ChunkKey, arr: np.ndarray | None = None, error: BaseException | None = None,
                keep: bool = True) -> None:
         """Hand a fetched chunk to whoever waits for it; `keep` it in the LRU or not."""
-        with self.lock:
+        with self.lock:  # cached before it stops being in flight: nobody fetches it twice
+            if arr is not None and keep:
+                self._put(key, arr)
             fut = self._inflight.pop(key, None)
-        if arr is not None and keep:
-            self.put(key, arr)
         if fut is not None and not fut.done():
             if error is not None:
                 fut.set_exception(error)
@@ -170,11 +185,13 @@ class StoreCaches:
         self.indexes: dict[str, np.ndarray | None] = {}
         self.index_inflight: dict[str, Future] = {}
         self.index_lock = threading.Lock()
+        self.warned: set[str] = set()  # damaged objects already named in a warning
 
     def with_chunk_lru(self, max_bytes: int) -> "StoreCaches":
         """The same shard indexes and disk cache, but a private LRU of decoded chunks."""
         other = StoreCaches(ChunkLRU(max_bytes), self.disk)
         other.indexes, other.index_inflight, other.index_lock = self.indexes, self.index_inflight, self.index_lock
+        other.warned = self.warned
         return other
 
 
@@ -259,74 +276,30 @@ class ArrayReader:
             return f"{self.path}/" + self._sep.join(map(str, coords))
         return f"{self.path}/c" + "".join(f"{self._sep}{c}" for c in coords)
 
+    def shard_of(self, coords: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(c // p for c, p in zip(coords, self.per_shard))
+
+    def shards_of_box(self, box) -> list[tuple[int, ...]]:
+        """The shards a box ((start, stop) per axis) touches; [] for an array without shards."""
+        if not self.shard_shape:
+            return []
+        return list(product(*[range(a // s, -(-b // s)) for (a, b), s in zip(box, self.shard_shape)]))
+
+    def describe_chunk(self, coords: tuple[int, ...]) -> str:
+        """Where a chunk is stored, for messages: its object, and its place in the shard."""
+        if not self.shard_shape:
+            return self._object_key(coords)
+        shard = self.shard_of(coords)
+        local = tuple(c % p for c, p in zip(coords, self.per_shard))
+        index = self.caches.indexes.get(self._object_key(shard), False)
+        if index is None:
+            return f"{self._object_key(shard)} (the whole shard)"
+        return f"{self._object_key(shard)} (inner chunk {list(local)})"
+
     # -- shard index --------------------------------------------------------------------------
     def _indexes(self, shards: list[tuple[int, ...]]) -> dict[tuple[int, ...], np.ndarray | None]:
-        """Decoded shard indexes (None: shard missing), each fetched once per store: the
-        missing ones in one concurrent batch, while concurrent callers wait for fetches in flight."""
-        caches = self.caches
-        result: dict[tuple[int, ...], np.ndarray | None] = {}
-        mine: dict[str, tuple[int, ...]] = {}
-        waits: dict[tuple[int, ...], Future] = {}
-        with caches.index_lock:
-            for shard in shards:
-                key = self._object_key(shard)
-                if key in caches.indexes:
-                    result[shard] = caches.indexes[key]
-                elif key in caches.index_inflight:
-                    waits[shard] = caches.index_inflight[key]
-                else:
-                    caches.index_inflight[key] = Future()
-                    mine[key] = shard
-        if mine:
-            error: BaseException | None = None
-            try:
-                raws = self._load_indexes(list(mine))
-            except BaseException as exc:
-                raws, error = {}, exc
-            for key, shard in mine.items():
-                fut = caches.index_inflight[key]
-                try:
-                    if error is not None:
-                        raise error
-                    index = self._decode_index(key, raws[key])
-                except BaseException as exc:
-                    with caches.index_lock:
-                        caches.index_inflight.pop(key, None)
-                    fut.set_exception(exc)
-                    error = error or exc
-                    continue
-                if caches.disk is not None:
-                    caches.disk.put("index:" + key, raws[key])
-                with caches.index_lock:
-                    caches.indexes[key] = index
-                    caches.index_inflight.pop(key, None)
-                fut.set_result(index)
-                result[shard] = index
-            if error is not None:
-                raise error
-        for shard, fut in waits.items():
-            result[shard] = fut.result()
-        return result
-
-    def _load_indexes(self, keys: list[str]) -> dict[str, bytes]:
-        """Raw index bytes (b"" for a missing shard): disk cache first, then one batch."""
-        disk = self.caches.disk
-        out: dict[str, bytes] = {}
-        for key in keys:
-            raw = disk.get("index:" + key) if disk else None
-            if raw is not None:
-                out[key] = raw
-        todo = [k for k in keys if k not in out]
-        if todo and self._index_end:
-            for key, raw in self.source.get_suffixes(todo, self._index_bytes).items():
-                out[key] = raw or b""
-        elif todo:
-            for key in todo:
-                try:
-                    out[key] = self.source.get(key)[: self._index_bytes]
-                except FileNotFoundError:
-                    out[key] = b""
-        return out
+        got = load_indexes([(self, s) for s in shards])
+        return {s: got[(self.path, s)] for s in shards}
 
     def _decode_index(self, key: str, raw: bytes) -> np.ndarray | None:
         if not raw:
@@ -344,6 +317,28 @@ class ArrayReader:
         if self.shard_shape:
             self._indexes(shards)
 
+    def missing_in_box(self, box) -> list[tuple[int, ...]]:
+        """Chunks of a box that the (cached) shard indexes say are not stored (a shard whose
+        index is not loaded yet is left out: unknown). Per shard, vectorised: a zoomed-out
+        view's box holds tens of thousands of chunks."""
+        if not self.shard_shape:
+            return []
+        out: list[tuple[int, ...]] = []
+        spans = [(a // c, -(-b // c)) for (a, b), c in zip(box, self.chunk_shape)]
+        for shard in self.shards_of_box(box):
+            index = self.caches.indexes.get(self._object_key(shard), False)
+            if index is False:
+                continue
+            lo = [max(a, s * p) for (a, _), s, p in zip(spans, shard, self.per_shard)]
+            hi = [min(b, (s + 1) * p) for (_, b), s, p in zip(spans, shard, self.per_shard)]
+            if index is None:
+                out += list(product(*[range(a, b) for a, b in zip(lo, hi)]))
+                continue
+            sub = index[tuple(slice(a - s * p, b - s * p) for a, b, s, p in zip(lo, hi, shard, self.per_shard))]
+            for hit in np.argwhere(sub[..., 0] == MISSING):
+                out.append(tuple(int(h) + a for h, a in zip(hit, lo)))
+        return out
+
     # -- decoding -----------------------------------------------------------------------------
     def _decode_chunk(self, data: bytes, where: str) -> np.ndarray:
         try:
@@ -360,6 +355,97 @@ class ArrayReader:
         spans = [range(a // c, -(-b // c)) for (a, b), c in zip(box, self.chunk_shape)]
         return list(product(*spans))
 
+    def chunk_box(self, coords: tuple[int, ...], box) -> tuple[tuple[int, int], ...]:
+        """The part of a box ((start, stop) per axis) inside a chunk."""
+        return tuple((max(a, c * n), min(b, (c + 1) * n)) for c, n, (a, b) in zip(coords, self.chunk_shape, box))
+
+    def paster(self, box, out: np.ndarray, select: tuple[int, Sequence[int]] | None = None,
+               squeeze: int | None = None) -> Callable[[tuple[int, ...], np.ndarray], None]:
+        """paste(coords, chunk): copy the part of a decoded chunk inside `box` into `out`.
+
+        `out` has the box's shape, except that the `squeeze` axis (one index wide) is left
+        out and the `select=(axis, indices)` axis holds only those indices. Chunks fill
+        disjoint parts of `out`, so decode threads may paste at the same time. The source
+        and destination of every chunk position along every axis are worked out once here:
+        a warm window is thousands of pastes."""
+        n = self.chunk_shape
+        sel_axis = select[0] if select is not None else None
+        sel = np.asarray(select[1], dtype=np.int64) if select is not None else None
+        los, tables, fancy = [], [], False
+        for i, (ni, (a, b)) in enumerate(zip(n, box)):
+            lo = a // ni
+            los.append(lo)
+            table = []
+            for c in range(lo, -(-b // ni)):
+                base = c * ni
+                if i == squeeze:
+                    table.append((a - base, None))
+                elif i == sel_axis:
+                    hit = np.nonzero((sel >= base) & (sel < base + ni))[0]
+                    src = sel[hit] - base
+                    if len(hit) == 0:
+                        table.append(None)
+                    elif np.array_equal(src, np.arange(src[0], src[0] + len(src))) and \
+                            np.array_equal(hit, np.arange(hit[0], hit[0] + len(hit))):
+                        table.append((slice(int(src[0]), int(src[0]) + len(src)),
+                                      slice(int(hit[0]), int(hit[0]) + len(hit))))
+                    else:
+                        fancy = True
+                        table.append((src, hit))
+                else:
+                    lo_, hi_ = max(a, base), min(b, base + ni)
+                    table.append((slice(lo_ - base, hi_ - base), slice(lo_ - a, hi_ - a)))
+            tables.append(table)
+        axes = range(len(n))
+        keep_axes = [i for i in axes if i != squeeze]
+
+        if not fancy and squeeze == 0 and len(n) in (3, 4) and all(None not in t for t in tables):
+            # The usual layouts, (time, band, y, x) and (time, y, x), spelled out: a warm
+            # 1000 x 1000 px window is about 2000 pastes, and this halves their cost.
+            t0 = [p[0] for p in tables[0]]
+            if len(n) == 4:
+                (l0, l1, l2, l3), (_, t1, t2, t3) = los, tables
+
+                def paste4(c: tuple[int, ...], arr: np.ndarray) -> None:
+                    b, y, x = t1[c[1] - l1], t2[c[2] - l2], t3[c[3] - l3]
+                    out[b[1], y[1], x[1]] = arr[t0[c[0] - l0], b[0], y[0], x[0]]
+
+                return paste4
+            (l0, l1, l2), (_, t1, t2) = los, tables
+
+            def paste3(c: tuple[int, ...], arr: np.ndarray) -> None:
+                y, x = t1[c[1] - l1], t2[c[2] - l2]
+                out[y[1], x[1]] = arr[t0[c[0] - l0], y[0], x[0]]
+
+            return paste3
+
+        if not fancy:  # basic indexing only: the squeezed axis is an int in the source index
+            def paste(coords: tuple[int, ...], arr: np.ndarray) -> None:
+                parts = [tables[i][coords[i] - los[i]] for i in axes]
+                if None in parts:
+                    return
+                out[tuple([parts[i][1] for i in keep_axes])] = arr[tuple([p[0] for p in parts])]
+
+            return paste
+
+        def paste_fancy(coords: tuple[int, ...], arr: np.ndarray) -> None:
+            parts = [tables[i][coords[i] - los[i]] for i in axes]
+            if None in parts:
+                return
+            if squeeze is not None:  # a view without that axis first: one fancy index at most
+                arr = arr[(slice(None),) * squeeze + (parts[squeeze][0],)]
+            out[tuple([parts[i][1] for i in keep_axes])] = arr[tuple([parts[i][0] for i in keep_axes])]
+
+        return paste_fancy
+
+    def chunks_for_select(self, box, select: tuple[int, Sequence[int]] | None) -> list[tuple[int, ...]]:
+        coords = self.chunk_range(box)
+        if select is None or self.chunk_shape[select[0]] == self.shape[select[0]]:
+            return coords
+        ax, n = select[0], self.chunk_shape[select[0]]
+        wanted = {i // n for i in select[1]}
+        return [c for c in coords if c[ax] in wanted]
+
     def read(self, box: tuple[tuple[int, int], ...], need: Callable[[tuple[int, ...]], bool] | None = None,
              cancel: Callable[[], bool] | None = None, keep: bool = True,
              select: tuple[int, list[int]] | None = None) -> np.ndarray:
@@ -368,12 +454,9 @@ class ArrayReader:
         `need(chunk_coords)` may say a chunk is not wanted: its pixels get the fill value
         and nothing is fetched for it. `keep=False` leaves fetched chunks out of the LRU
         (a streamed export reads each chunk once and must not fill memory). `select=(axis,
-        indices)` keeps only those indices of an axis that is one chunk wide (the band axis),
-        so the result holds only the bands asked for.
+        indices)` keeps only those indices of that axis, so the result holds only the bands
+        asked for.
         """
-        if select is not None and self.chunk_shape[select[0]] != self.shape[select[0]]:
-            full = self.read(box, need, cancel, keep)  # band axis split in chunks: select after
-            return np.take(full, [i - box[select[0]][0] for i in select[1]], axis=select[0])
         shape = [b - a for a, b in box]
         if select is not None:
             shape[select[0]] = len(select[1])
@@ -382,149 +465,11 @@ class ArrayReader:
             return out
         if not self.fast:
             data = self._read_with_zarr(box)
-            return data if select is None else np.take(data, select[1], axis=select[0])
-        coords = [c for c in self.chunk_range(box) if need is None or need(c)]
-        keys = [(self.path, c) for c in coords]
-        cached, mine, waits = self.caches.chunks.claim(keys)
-
-        def paste(key: ChunkKey, arr: np.ndarray | None) -> None:
-            # Runs in the decode threads as chunks arrive: chunks fill disjoint parts of `out`.
-            if arr is not None:
-                self._paste(out, box, key[1], arr, select)
-
-        for key, arr in cached.items():
-            paste(key, arr)
-        try:
-            if mine:
-                self._fetch(mine, cancel, keep, paste)
-        except BaseException as exc:
-            for key in mine:
-                self.caches.chunks.settle(key, error=exc)
-            raise
-        for key, fut in waits.items():
-            try:
-                arr = fut.result()
-            except Cancelled:  # the other reader gave up; this one still wants the chunk
-                arr = self._fetch_one(key, cancel)
-            if arr is not None:
-                self._paste(out, box, key[1], arr, select)
+            return data if select is None else np.take(data, [i - box[select[0]][0] for i in select[1]],
+                                                       axis=select[0])
+        coords = [c for c in self.chunks_for_select(box, select) if need is None or need(c)]
+        read_wave([ChunkRequest(self, coords, self.paster(box, out, select), keep)], cancel)
         return out
-
-    def _fetch_one(self, key: ChunkKey, cancel) -> np.ndarray | None:
-        while True:
-            cached, mine, waits = self.caches.chunks.claim([key])
-            if cached:
-                return cached[key]
-            if mine:
-                try:
-                    return self._fetch(mine, cancel).get(key)
-                except BaseException as exc:
-                    self.caches.chunks.settle(key, error=exc)
-                    raise
-            try:
-                return waits[key].result()
-            except Cancelled:
-                continue
-
-    def _paste(self, out: np.ndarray, box, coords, arr: np.ndarray, select=None) -> None:
-        src, dst = [], []
-        for i, ((a, b), c, n) in enumerate(zip(box, coords, self.chunk_shape)):
-            if select is not None and i == select[0]:
-                src.append(select[1])
-                dst.append(slice(None))
-                continue
-            lo, hi = max(a, c * n), min(b, (c + 1) * n)
-            src.append(slice(lo - c * n, hi - c * n))
-            dst.append(slice(lo - a, hi - a))
-        if select is None:
-            out[tuple(dst)] = arr[tuple(src)]
-        else:  # one fancy index: take the selected indices first, then slice the rest
-            ax = select[0]
-            picked = np.take(arr, select[1], axis=ax)
-            src[ax] = slice(None)
-            out[tuple(dst)] = picked[tuple(src)]
-
-    def _fetch(self, keys: list[ChunkKey], cancel, keep: bool = True,
-               on_chunk: Callable[[ChunkKey, np.ndarray | None], None] | None = None
-               ) -> dict[ChunkKey, np.ndarray | None]:
-        """Fetch and decode chunks; each is handed to `on_chunk` and settled in the LRU as soon
-        as it is decoded (in a decode thread), while other downloads go on."""
-        results: dict[ChunkKey, np.ndarray | None] = {}
-        ranges: dict[Range, ChunkKey] = {}
-        disk = self.caches.disk
-        if self.shard_shape:
-            by_shard: dict[tuple[int, ...], list[ChunkKey]] = {}
-            for key in keys:
-                shard = tuple(c // p for c, p in zip(key[1], self.per_shard))
-                by_shard.setdefault(shard, []).append(key)
-            indexes = self._indexes(list(by_shard))
-            for shard, skeys in by_shard.items():
-                index = indexes[shard]
-                obj = self._object_key(shard)
-                for key in skeys:
-                    local = tuple(c % p for c, p in zip(key[1], self.per_shard))
-                    if index is None:
-                        offset, nbytes = MISSING, MISSING
-                    else:
-                        offset, nbytes = index[local]
-                    if offset == MISSING:
-                        results[key] = None
-                        self.caches.chunks.settle(key, None)
-                        continue
-                    ranges[Range(obj, int(offset), int(offset + nbytes))] = key
-        else:
-            for key in keys:
-                ranges[Range(self._object_key(key[1]), -1, -1)] = key
-
-        def done(r: Range, data: bytes) -> None:
-            key = ranges[r]
-            arr = self._decode_chunk(data, f"{r.key}@{r.start}")
-            if on_chunk is not None:
-                on_chunk(key, arr)
-            if keep or on_chunk is None:
-                results[key] = arr
-            self.caches.chunks.settle(key, arr, keep=keep)
-
-        todo = []
-        for r, key in ranges.items():
-            raw = disk.get(f"{r.key}@{r.start}+{r.size}") if disk else None
-            if raw is not None:
-                done(r, raw)
-            else:
-                todo.append(r)
-        if self.shard_shape:
-            self._fetch_ranges(todo, done, cancel)
-        else:
-            for r in todo:
-                self._fetch_whole(r, done, results, ranges)
-        return results
-
-    def _fetch_ranges(self, todo: list[Range], done, cancel) -> None:
-        disk = self.caches.disk
-        groups = coalesce(todo, max_gap=0)
-        merged = {Range(g[0].key, g[0].start, g[-1].end): g for g in groups}
-
-        def on_merged(big: Range, data: bytes) -> None:
-            view = memoryview(data)  # slices without copying the merged response
-            for r in merged[big]:
-                piece = view[r.start - big.start: r.end - big.start]
-                if disk is not None:
-                    disk.put(f"{r.key}@{r.start}+{r.size}", piece)
-                done(r, piece)
-
-        self.source.fetch_many(list(merged), on_merged, cancel)
-
-    def _fetch_whole(self, r: Range, done, results, ranges) -> None:
-        try:
-            data = self.source.get(r.key)
-        except FileNotFoundError:
-            key = ranges[r]
-            results[key] = None
-            self.caches.chunks.settle(key, None)
-            return
-        if self.caches.disk is not None:
-            self.caches.disk.put(f"{r.key}@{r.start}+{r.size}", data)
-        done(r, data)
 
     def _read_with_zarr(self, box) -> np.ndarray:
         """Fallback for codec chains the fast path does not know: zarr-python's array API."""
@@ -535,6 +480,326 @@ class ArrayReader:
 
     def read_all(self) -> np.ndarray:
         return self.read(tuple((0, n) for n in self.shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# Waves: the shard indexes of every array at once, then every chunk of every array at once
+# ---------------------------------------------------------------------------------------------
+
+MERGE_MAX_BYTES = 8 << 20
+# Chunks this close are fetched with the bytes between them: small chunks (scales, about
+# 4 KB) sit among other chunks of their shard (Morton order), and a window's scales then
+# cost about 20 requests instead of 90, for 0.4 % more bytes.
+MERGE_GAP_BYTES = 16 << 10
+WARM_CONNECTIONS = 8  # about as many as the index wave opens (one per shard index)  # adjacent chunks merged into one request up to this size
+
+
+@dataclass(eq=False)
+class ChunkRequest:
+    """One array's part of a wave of reads: the chunks wanted and what becomes of each.
+
+    `on_chunk(coords, array)` receives each decoded chunk (from the cache at once, or in a
+    decode thread as its bytes arrive). `need(coords)`, asked only for chunks that are not
+    cached, may say a chunk is not worth fetching. After the wave, `missing` lists the
+    chunks the store does not hold (their part of the output keeps its fill value) and
+    `cached` those that came from the memory cache."""
+
+    reader: ArrayReader
+    coords: list[tuple[int, ...]]
+    on_chunk: Callable[[tuple[int, ...], np.ndarray], None]
+    keep: bool = True
+    need: Callable[[tuple[int, ...]], bool] | None = None
+    missing: list[tuple[int, ...]] = field(default_factory=list)
+    cached: set[tuple[int, ...]] = field(default_factory=set)
+
+
+def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = None,
+              indexes_too: Iterable[tuple[ArrayReader, tuple[int, ...]]] = ()) -> None:
+    """Read the chunks of several arrays of one store in two dependent round trips at most:
+    every missing shard index (of these requests, and `indexes_too`) in one batch, then
+    every chunk not in memory in one batch of concurrent range requests, decoded and
+    handed on as each response arrives. Concurrent waves share chunks in flight."""
+    requests = [r for r in requests if r.reader.fast]
+    if not requests:
+        if indexes_too:
+            load_indexes(list(indexes_too))
+        return
+    lru = requests[0].reader.caches.chunks
+    claimed: list[tuple[ChunkRequest, list[ChunkKey]]] = []
+    waits: list[tuple[ChunkRequest, ChunkKey, Future]] = []
+    try:
+        for req in requests:
+            path = req.reader.path
+            cached, mine, waiting = lru.claim([(path, c) for c in req.coords])
+            on_chunk = req.on_chunk
+            for key, arr in cached.items():
+                on_chunk(key[1], arr)
+            req.cached.update(k[1] for k in cached)
+            if req.need is not None:
+                skipped = [k for k in mine if not req.need(k[1])]
+                for key in skipped:
+                    lru.release(key)
+                if skipped:
+                    drop = set(skipped)
+                    mine = [k for k in mine if k not in drop]
+            claimed.append((req, mine))
+            waits += [(req, key, fut) for key, fut in waiting.items()]
+    except BaseException as exc:
+        for _, mine in claimed:
+            for key in mine:
+                lru.settle(key, error=exc)
+        raise
+    _fetch_claimed(claimed, cancel, list(indexes_too))
+    for req, key, fut in waits:
+        try:
+            arr = fut.result()
+        except Cancelled:  # the other reader gave up (or skipped it); this one still wants it
+            again = ChunkRequest(req.reader, [key[1]], req.on_chunk, req.keep)
+            read_wave([again], cancel)
+            req.missing += again.missing
+            continue
+        if arr is None:
+            req.missing.append(key[1])
+        else:
+            req.on_chunk(key[1], arr)
+
+
+def _fetch_claimed(claimed: list[tuple[ChunkRequest, list[ChunkKey]]], cancel,
+                   indexes_too: list[tuple[ArrayReader, tuple[int, ...]]]) -> None:
+    """Fetch and decode the chunks this caller claimed; settle each in the LRU."""
+    if not any(keys for _, keys in claimed):
+        if indexes_too:
+            load_indexes(indexes_too)
+        return
+    lru = claimed[0][0].reader.caches.chunks
+    pending = {key for _, keys in claimed for key in keys}
+    lock = threading.Lock()
+
+    def settle(key: ChunkKey, arr: np.ndarray | None, keep: bool = True) -> None:
+        with lock:
+            if key not in pending:
+                return
+            pending.discard(key)
+        lru.settle(key, arr, keep=keep)
+
+    try:
+        _fetch_and_decode(claimed, cancel, indexes_too, settle)
+    except BaseException as exc:
+        with lock:
+            left = list(pending)
+            pending.clear()
+        for key in left:
+            lru.settle(key, error=exc)
+        raise
+
+
+def _fetch_and_decode(claimed, cancel, indexes_too, settle) -> None:
+    wanted_indexes = list(indexes_too)
+    shards_of: list[dict[tuple[int, ...], list[ChunkKey]]] = []
+    for req, keys in claimed:
+        by_shard: dict[tuple[int, ...], list[ChunkKey]] = {}
+        if req.reader.shard_shape:
+            per = req.reader.per_shard
+            for key in keys:
+                by_shard.setdefault(tuple([c // p for c, p in zip(key[1], per)]), []).append(key)
+            wanted_indexes += [(req.reader, s) for s in by_shard]
+        shards_of.append(by_shard)
+    indexes = load_indexes(wanted_indexes) if wanted_indexes else {}
+    source = claimed[0][0].reader.source
+    disk = claimed[0][0].reader.caches.disk
+    targets: dict[Range, list[tuple[ChunkRequest, ChunkKey]]] = {}
+    groups: list[list[Range]] = []
+    for (req, keys), by_shard in zip(claimed, shards_of):
+        rd = req.reader
+        if not rd.shard_shape:
+            for key in keys:
+                r = Range(rd._object_key(key[1]), WHOLE, WHOLE)
+                targets[r] = [(req, key)]
+                groups.append([r])
+            continue
+        for shard, skeys in by_shard.items():
+            index = indexes[(rd.path, shard)]
+            if index is None:
+                for key in skeys:
+                    req.missing.append(key[1])
+                    settle(key, None)
+                continue
+            obj = rd._object_key(shard)
+            for run in _runs(rd, index, skeys, req, settle):
+                group = []
+                for key, start, end in run:
+                    r = Range(obj, start, end)
+                    if r in targets:  # two index entries pointing at the same bytes: fetched once
+                        targets[r].append((req, key))
+                        continue
+                    targets[r] = [(req, key)]
+                    group.append(r)
+                if group:
+                    groups.append(group)
+
+    def decoded(r: Range, data) -> None:
+        for req, key in targets[r]:
+            if data is None:  # an object that is not there (arrays without shards)
+                req.missing.append(key[1])
+                settle(key, None)
+                continue
+            arr = req.reader._decode_chunk(data, f"{r.key}@{r.start}")
+            req.on_chunk(key[1], arr)
+            settle(key, arr, keep=req.keep)
+
+    def done(r: Range, data) -> None:
+        if disk is not None and data is not None:
+            disk.put(_disk_name(r), data)
+        decoded(r, data)
+
+    if disk is not None:  # what the disk cache holds is decoded here; the rest is fetched
+        fetch = []
+        for group in groups:
+            left = []
+            for r in group:
+                raw = disk.get(_disk_name(r))
+                if raw is None:
+                    left.append(r)
+                else:
+                    decoded(r, raw)
+            fetch += _split_adjacent(left)
+        groups = fetch
+    if not groups:
+        return
+    # The largest requests first: they take longest to arrive, the small ones fit in after.
+    # But the very first few go out on the connections the index wave left open, and their
+    # responses start at once: give those the smallest requests, so that megabytes arriving
+    # on them do not hold up the opening of connections for the rest of the wave.
+    groups.sort(key=lambda g: g[0].start - g[-1].end)
+    first = min(WARM_CONNECTIONS, len(groups) // 4)
+    if first:
+        groups = groups[-first:] + groups[:-first]
+    source.fetch_many(groups, done, cancel)
+
+
+def _disk_name(r: Range) -> str:
+    return f"{r.key}@{r.start}+{r.size}"
+
+
+def _split_adjacent(ranges: list[Range]) -> list[list[Range]]:
+    """Split a group's remaining ranges where they are further apart than MERGE_GAP_BYTES."""
+    out: list[list[Range]] = []
+    for r in ranges:
+        if out and 0 <= r.start - out[-1][-1].end <= MERGE_GAP_BYTES:
+            out[-1].append(r)
+        else:
+            out.append([r])
+    return out
+
+
+def _runs(rd: ArrayReader, index: np.ndarray, keys: list[ChunkKey], req: ChunkRequest, settle):
+    """The chunks of one shard as runs of byte ranges ((key, start, end) lists) at most
+    MERGE_GAP_BYTES apart, each run at most MERGE_MAX_BYTES (a single larger chunk on its
+    own); missing chunks are reported and settled. Vectorised: a window has thousands of
+    chunks."""
+    local = np.array([k[1] for k in keys], dtype=np.int64) % np.array(rd.per_shard, dtype=np.int64)
+    flat = np.ravel_multi_index(tuple(local.T), rd.per_shard)
+    entries = index.reshape(-1, 2)[flat]
+    missing = entries[:, 0] == MISSING
+    for i in np.nonzero(missing)[0]:
+        req.missing.append(keys[i][1])
+        settle(keys[i], None)
+    present = np.nonzero(~missing)[0]
+    if len(present) == 0:
+        return []
+    starts = entries[present, 0].astype(np.int64)
+    ends = starts + entries[present, 1].astype(np.int64)
+    order = np.argsort(starts, kind="stable")
+    present, starts, ends = present[order], starts[order], ends[order]
+    runs, run, run_start = [], [], 0
+    for i, a, b in zip(present.tolist(), starts.tolist(), ends.tolist()):
+        if run and (not 0 <= a - run[-1][2] <= MERGE_GAP_BYTES or b - run_start > MERGE_MAX_BYTES):
+            runs.append(run)
+            run = []
+        if not run:
+            run_start = a
+        run.append((keys[i], a, b))
+    if run:
+        runs.append(run)
+    return runs
+
+
+def load_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]]
+                 ) -> dict[tuple[str, tuple[int, ...]], np.ndarray | None]:
+    """Decoded shard indexes (None: shard missing) of several arrays of one store, keyed by
+    (array path, shard). Each is fetched once per store: the missing ones in one concurrent
+    batch, while concurrent callers wait for fetches already in flight."""
+    result: dict[tuple[str, tuple[int, ...]], np.ndarray | None] = {}
+    if not wanted:
+        return result
+    caches = wanted[0][0].caches
+    mine: dict[str, tuple[ArrayReader, tuple[int, ...]]] = {}
+    waits: dict[tuple[str, tuple[int, ...]], Future] = {}
+    with caches.index_lock:
+        for reader, shard in wanted:
+            key = reader._object_key(shard)
+            if key in caches.indexes:
+                result[(reader.path, shard)] = caches.indexes[key]
+            elif key in caches.index_inflight:
+                waits[(reader.path, shard)] = caches.index_inflight[key]
+            elif key not in mine:
+                caches.index_inflight[key] = Future()
+                mine[key] = (reader, shard)
+    if mine:
+        error: BaseException | None = None
+        from_disk: set[str] = set()
+        try:
+            raws, from_disk = _load_raw_indexes(mine)
+        except BaseException as exc:
+            raws, error = {}, exc
+        for key, (reader, shard) in mine.items():
+            fut = caches.index_inflight[key]
+            try:
+                if error is not None:
+                    raise error
+                index = reader._decode_index(key, raws[key])
+            except BaseException as exc:
+                with caches.index_lock:
+                    caches.index_inflight.pop(key, None)
+                fut.set_exception(exc)
+                error = error or exc
+                continue
+            if caches.disk is not None and key not in from_disk:
+                caches.disk.put("index:" + key, raws[key])
+            with caches.index_lock:
+                caches.indexes[key] = index
+                caches.index_inflight.pop(key, None)
+            fut.set_result(index)
+            result[(reader.path, shard)] = index
+        if error is not None:
+            raise error
+    for k, fut in waits.items():
+        result[k] = fut.result()
+    return result
+
+
+def _load_raw_indexes(mine: dict[str, tuple[ArrayReader, tuple[int, ...]]]) -> tuple[dict[str, bytes], set[str]]:
+    """Raw index bytes (b"" for a missing shard), and which came from the disk cache: disk
+    cache first, then one batch of suffix requests."""
+    reader0 = next(iter(mine.values()))[0]
+    disk = reader0.caches.disk
+    out: dict[str, bytes] = {}
+    for key in mine:
+        raw = disk.get("index:" + key) if disk else None
+        if raw is not None:
+            out[key] = raw
+    from_disk = set(out)
+    suffixes = {k: r._index_bytes for k, (r, _) in mine.items() if k not in out and r._index_end}
+    if suffixes:
+        for key, raw in reader0.source.get_suffixes(suffixes).items():
+            out[key] = raw or b""
+    for key, (reader, _) in mine.items():
+        if key not in out:  # index at the start of the shard
+            try:
+                out[key] = reader.source.get(key)[: reader._index_bytes]
+            except FileNotFoundError:
+                out[key] = b""
+    return out, from_disk
 
 
 def _parse_chain(codecs: list[dict]):
@@ -567,4 +832,5 @@ def _fill(value, dtype: np.dtype):
     return dtype.type(value)
 
 
-__all__ = ["ArrayReader", "ChunkLRU", "DiskCache", "StoreCaches", "Cancelled"]
+__all__ = ["ArrayReader", "ChunkLRU", "ChunkRequest", "DiskCache", "StoreCaches", "Cancelled", "load_indexes",
+           "read_wave"]

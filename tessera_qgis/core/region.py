@@ -68,13 +68,29 @@ def plan(store: TesseraStore, bounds, crs: str) -> list[ZonePart]:
 
 
 def data_extent(store: TesseraStore, crs: str, zone: str | None = None) -> tuple[float, float, float, float]:
-    """Bounds of the store's zones (or of one zone) in `crs`, zone edges densified."""
+    """Bounds of the store's zones (or of one zone) in `crs`, zone edges densified. A pack
+    (core/pack) covers only its area: there, the pixel windows it holds."""
     zones = [store.zones[zone]] if zone is not None else list(store.zones.values())
-    boxes = [b for b in (reproject_bounds(z.bounds(), z.crs, crs) for z in zones) if b is not None]
+    boxes = [b for b in (reproject_bounds(_held_bounds(store, z), z.crs, crs) for z in zones) if b is not None]
     if not boxes:
         raise ExtentError(f"the store's data cannot be placed in {crs}")
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
             max(b[3] for b in boxes))
+
+
+def _held_bounds(store: TesseraStore, zone: Zone) -> tuple[float, float, float, float]:
+    """A zone's bounds, or those of the windows a pack of it holds (its `tessera:pack`
+    attribute lists them, [[row0, row1], [col0, col1]] each)."""
+    packed = (((store.attrs.get("tessera:pack") or {}).get("zones") or {}).get(zone.name) or {}).get("windows")
+    try:
+        rows = [int(v) for w in packed for v in w[0]]
+        cols = [int(v) for w in packed for v in w[1]]
+    except (TypeError, ValueError, IndexError):
+        return zone.bounds()
+    if not rows or not cols:
+        return zone.bounds()
+    a, _, c, _, e, f = zone.transform
+    return c + a * min(cols), f + e * max(rows), c + a * max(cols), f + e * min(rows)
 
 
 def read_extent(store: TesseraStore, bounds, crs: str, year: int,
@@ -208,11 +224,12 @@ def _seam_holes(unfilled: np.ndarray, transform, crs: str) -> np.ndarray:
 
 
 def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int = 100_000, seed: int = 0,
-            cancel: Callable[[], bool] | None = None):
+            cancel: Callable[[], bool] | None = None, progress: Callable[[float], None] | None = None):
     """Fit a PCA on a random sample of at most `max_samples` valid pixels of a region.
 
     Small regions are read whole; larger ones through randomly chosen chunk-sized blocks
     (read concurrently), so the fit costs about `max_samples` pixels of reading, not the region.
+    `progress(fraction)` follows the blocks read (0 to 0.9; the fit itself is the rest).
     """
     store.check_year(year)
     parts = [p for p in plan(store, bounds, crs) if year in p.zone.years]
@@ -241,6 +258,14 @@ def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int =
         vals = zone.read(year, rows, cols, cancel=cancel).dequantised()
         return vals.reshape(vals.shape[0], -1).T
 
-    samples = np.concatenate(list(TASK_POOL.map(read, jobs)))
+    blocks = []
+    for block in TASK_POOL.map(read, jobs):
+        blocks.append(block)
+        if progress is not None:
+            progress(0.9 * len(blocks) / len(jobs))
+    samples = np.concatenate(blocks)
     samples = samples[np.isfinite(samples).all(axis=1)]
-    return PCA.fit(samples, seed=seed, max_samples=max_samples)
+    pca = PCA.fit(samples, seed=seed, max_samples=max_samples)
+    if progress is not None:
+        progress(1.0)
+    return pca

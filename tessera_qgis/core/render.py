@@ -6,8 +6,8 @@ import math
 from typing import Sequence
 
 import numpy as np
-from osgeo import gdal
 
+from .gdal_io import driver, gdal_module
 from .geo import check_bounds, transformer
 from .layerspec import LayerSpec
 from .pca import PCA, stretch_bands
@@ -55,11 +55,10 @@ def render_rgba(store, bbox, year: int, width: int = 1024, bands: Sequence[int] 
 
 
 def write_png(rgba: np.ndarray, path: str) -> None:
-    gdal.UseExceptions()
-    mem = gdal.GetDriverByName("MEM").Create("", rgba.shape[2], rgba.shape[1], 4, gdal.GDT_Byte)
+    mem = driver("MEM").Create("", rgba.shape[2], rgba.shape[1], 4, gdal_module().GDT_Byte)
     for i in range(4):
         mem.GetRasterBand(i + 1).WriteArray(rgba[i])
-    gdal.GetDriverByName("PNG").CreateCopy(str(path), mem)
+    driver("PNG").CreateCopy(str(path), mem)
     mem = None
 
 

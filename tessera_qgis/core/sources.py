@@ -2,8 +2,10 @@
 
 Every source answers the same three questions, by key relative to the store root: the whole
 object, its last N bytes (a suffix range, for shard indexes) and many byte ranges at once.
-`fetch_many` runs the ranges concurrently (a bounded pool) and hands each result to a
-callback as soon as it arrives, so decoding overlaps the downloads that are still running.
+`fetch_many` takes groups of adjacent ranges, fetches each group with one request, all
+groups concurrently (a bounded pool), and hands each range of a group to a callback as soon
+as its bytes are in (over HTTP while the rest of the response is still arriving), so
+decoding overlaps the downloads that are still running.
 """
 from __future__ import annotations
 
@@ -12,29 +14,102 @@ import atexit
 import errno
 import functools
 import os
+import queue
 import random
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 from urllib.parse import urlparse
 
 from .errors import Cancelled, ReadError, StoreNotFound
 
-# Thread pools. Tasks in TASK_POOL may wait for the other two; tasks in DECODE_POOL and
-# LOCAL_IO_POOL never wait for any pool, so no arrangement of callers can deadlock them.
+# Thread pools. Tasks in TASK_POOL may wait for the others; work in DECODERS and
+# LOCAL_IO_POOL never waits for any pool, so no arrangement of callers can deadlock them.
 TASK_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tessera-task")
-DECODE_POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)),
-                                 thread_name_prefix="tessera-decode")
 LOCAL_IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tessera-file")
 
 
-@dataclass(frozen=True)
-class Range:
+INLINE_GROUPS = 4  # fetches of at most this many requests decode on the I/O thread itself
+
+
+class Batch:
+    """Callbacks handed to the decode threads by one fetch: cheap to add (a window is
+    thousands of chunks: no future, no event-loop wake-up per chunk), waited for together;
+    after the first error the rest are skipped and wait() raises it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._done = threading.Event()
+        self._done.set()
+        self.error: BaseException | None = None
+
+    def add(self, fn: Callable, *args) -> None:
+        with self._lock:
+            self._pending += 1
+            self._done.clear()
+        DECODERS.put(self, fn, args)
+
+    def _finish(self, error: BaseException | None) -> None:
+        with self._lock:
+            if error is not None and self.error is None:
+                self.error = error
+            self._pending -= 1
+            if self._pending == 0:
+                self._done.set()
+
+    def wait(self) -> None:
+        self._done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+class _Decoders:
+    """A few daemon threads running Batch work (decoding chunks as their bytes arrive)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def put(self, batch: Batch, fn: Callable, args: tuple) -> None:
+        if not self._started:
+            self._start()
+        self._queue.put((batch, fn, args))
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            for i in range(self.threads):
+                threading.Thread(target=self._run, name=f"tessera-decode-{i}", daemon=True).start()
+            self._started = True
+
+    def _run(self) -> None:
+        while True:
+            batch, fn, args = self._queue.get()
+            error = None
+            if batch.error is None:
+                try:
+                    fn(*args)
+                except BaseException as exc:  # handed to the waiting caller
+                    error = exc
+            batch._finish(error)
+
+
+DECODERS = _Decoders(max(2, min(8, os.cpu_count() or 2)))
+
+
+WHOLE = -1  # Range.start and .end of a request for a whole object (arrays without shards)
+
+
+class Range(NamedTuple):  # a tuple: thousands are made, hashed and compared per window
     key: str
-    start: int
+    start: int  # WHOLE: the whole object; a missing one is handed on as None, not an error
     end: int  # exclusive
 
     @property
@@ -51,9 +126,9 @@ class Stats:
     retries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, nbytes: int) -> None:
+    def add(self, nbytes: int, requests: int = 1) -> None:
         with self.lock:
-            self.requests += 1
+            self.requests += requests
             self.bytes += nbytes
 
     def snapshot(self) -> dict:
@@ -71,7 +146,7 @@ class StoreOptions:
     profile: str | None = None
     endpoint_url: str | None = None
     region: str | None = None
-    concurrency: int = 64  # parallel range requests per fetch
+    concurrency: int = 256  # parallel range requests per fetch (a window's chunks go out in one wave)
     timeout: float = 60.0
     cache_dir: str | None = None
     cache_limit_bytes: int = 2 << 30  # the disk cache prunes its oldest files beyond this
@@ -176,13 +251,17 @@ class Source:
     def get_suffix(self, key: str, nbytes: int) -> bytes:
         raise NotImplementedError
 
-    def fetch_many(self, ranges: list[Range], callback: Callback, cancel: CancelCheck | None = None) -> None:
+    def fetch_many(self, groups: list[list[Range]], callback: Callback, cancel: CancelCheck | None = None) -> None:
+        """Fetch groups of ranges, each group one request (its ranges in order, of one
+        object; or a single WHOLE range), all groups concurrently, in the order given as far as
+        the pool allows. `callback(range, bytes)` gets each range (None for a missing whole
+        object) as soon as it is in; it runs in a worker thread and may run concurrently."""
         raise NotImplementedError
 
-    def get_suffixes(self, keys: list[str], nbytes: int) -> dict[str, bytes | None]:
-        """The last `nbytes` of several objects at once (None where an object is missing)."""
+    def get_suffixes(self, sizes: dict[str, int]) -> dict[str, bytes | None]:
+        """The last `sizes[key]` bytes of several objects at once (None where an object is missing)."""
         out: dict[str, bytes | None] = {}
-        for key in keys:
+        for key, nbytes in sizes.items():
             try:
                 out[key] = self.get_suffix(key, nbytes)
             except FileNotFoundError:
@@ -224,7 +303,12 @@ class LocalSource(Source):
         self.stats.add(len(data))
         return data
 
-    def _read_range(self, r: Range) -> bytes:
+    def _read_range(self, r: Range) -> bytes | None:
+        if r.start == WHOLE:
+            try:
+                return self.get(r.key)
+            except FileNotFoundError:
+                return None
         fd = os.open(self._path(r.key), os.O_RDONLY)
         try:
             data = os.pread(fd, r.size, r.start)
@@ -236,16 +320,23 @@ class LocalSource(Source):
         self.stats.add(len(data))
         return data
 
-    def fetch_many(self, ranges, callback, cancel=None) -> None:
-        def one(r: Range) -> None:
+    def fetch_many(self, groups, callback, cancel=None) -> None:
+        def one(group: list[Range]) -> None:
             if cancel is not None and cancel():
                 raise Cancelled("cancelled")
-            callback(r, self._read_range(r))
+            first = group[0]
+            if first.start == WHOLE:
+                callback(first, self._read_range(first))
+                return
+            data = self._read_range(Range(first.key, first.start, group[-1].end))
+            view = memoryview(data)
+            for r in group:
+                callback(r, view[r.start - first.start: r.end - first.start])
 
-        if len(ranges) == 1:
-            one(ranges[0])
+        if len(groups) == 1:
+            one(groups[0])
             return
-        for fut in [LOCAL_IO_POOL.submit(one, r) for r in ranges]:
+        for fut in [LOCAL_IO_POOL.submit(one, g) for g in groups]:
             fut.result()
 
     def list_dir(self, key: str) -> list[str] | None:
@@ -368,23 +459,45 @@ class FsspecSource(Source):
                                 "short")
             return data
 
-    def fetch_many(self, ranges, callback, cancel=None) -> None:
-        if not ranges:
+    def fetch_many(self, groups, callback, cancel=None) -> None:
+        groups = [g for g in groups if not self._from_speculation(g, callback)]
+        if not groups:
             return
-        self._sync(self._fetch_many, ranges, callback, cancel)
+        batch = Batch()
+        try:
+            self._sync(self._fetch_many, groups, callback, cancel, batch)
+        finally:
+            batch.wait()  # every range handed on has been decoded (or the first error is raised)
 
-    async def _fetch_many(self, ranges, callback, cancel) -> None:
+    async def _fetch_many(self, groups, callback, cancel, batch: Batch) -> None:
         sem = asyncio.Semaphore(self.concurrency)
-        loop = asyncio.get_running_loop()
 
-        async def one(r: Range) -> None:
+        inline = len(groups) <= INLINE_GROUPS
+
+        def deliver(r: Range, data) -> None:  # decode in a decode thread while reading goes on
+            if inline:  # a pixel's few chunks: no hand-over between threads (each can cost ms)
+                callback(r, data)
+            else:
+                batch.add(callback, r, data)
+
+        async def one(group: list[Range]) -> None:
             async with sem:
                 if cancel is not None and cancel():
                     raise Cancelled("cancelled")
-                data = await self._cat(r.key, r.start, r.end)
-            await loop.run_in_executor(DECODE_POOL, callback, r, data)
+                if batch.error is not None:
+                    raise batch.error
+                first = group[0]
+                if first.start == WHOLE:
+                    deliver(first, await self._whole(first.key))
+                elif self.http:
+                    await self._stream(group, deliver)
+                else:
+                    data = await self._cat(first.key, first.start, group[-1].end)
+                    view = memoryview(data)
+                    for r in group:
+                        deliver(r, view[r.start - first.start: r.end - first.start])
 
-        tasks = [asyncio.ensure_future(one(r)) for r in ranges]
+        tasks = [asyncio.ensure_future(one(g)) for g in groups]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -392,22 +505,116 @@ class FsspecSource(Source):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def get_suffixes(self, keys: list[str], nbytes: int) -> dict[str, bytes | None]:
-        if len(keys) <= 1:
-            return super().get_suffixes(keys, nbytes)
-        return self._sync(self._get_suffixes, keys, nbytes)
+    async def _stream(self, group: list[Range], deliver) -> None:
+        """One request for a group of adjacent ranges, each range handed on as soon as its
+        bytes are in. Transient failures are retried (like _cat) for the ranges not yet in."""
+        todo = list(group)
+        attempt = 0
+        while True:
+            try:
+                await self._stream_once(todo, deliver)
+                return
+            except ReadError as exc:
+                if not _transient(exc) or attempt >= self.retries:
+                    if attempt:
+                        raise ReadError(f"{exc} (after {attempt + 1} attempts)", exc.kind) from None
+                    raise
+                delay = min(self.backoff_max, self.backoff * (2 ** attempt)) * random.uniform(0.5, 1.0)
+                attempt += 1
+                with self.stats.lock:
+                    self.stats.retries += 1
+                await asyncio.sleep(delay)
 
-    async def _get_suffixes(self, keys: list[str], nbytes: int) -> dict[str, bytes | None]:
+    async def _stream_once(self, todo: list[Range], deliver) -> None:
+        key, start, end = todo[0].key, todo[0].start, todo[-1].end
+        self.stats.add(0)
+        try:
+            session = await self.fs.set_session()
+            headers = {"Range": f"bytes={start}-{end - 1}"}
+            async with session.get(self.fs.encode_url(self._full(key)), headers=headers, **self.fs.kwargs) as r:
+                if r.status == 404:
+                    raise FileNotFoundError(key)
+                if r.status >= 400:
+                    raise _network_error(key, _Status(r.status))
+                if r.status != 206:
+                    raise ReadError(f"{key}: the server ignored the Range request (HTTP {r.status}); "
+                                    "it cannot serve Zarr shards", "short")
+                got = r.headers.get("Content-Range", "")
+                first = got[6:].split("-")[0] if got.startswith("bytes ") else ""
+                if not first.isdigit() or int(first) != start:
+                    raise ReadError(f"{key}: asked for bytes from {start} and the server sent {got or 'no range'}",
+                                    "short")
+                # Bytes as they come (each joined once), every range handed on as soon as
+                # it is complete, as a slice of what arrived (no further copy).
+                pending: list[bytes] = []
+                pos, have = start, 0  # file offset of pending's first byte, bytes pending
+                while todo:
+                    chunk = await r.content.readany()
+                    if not chunk:
+                        raise ReadError(f"{key}: the response ended {end - pos - have} bytes early "
+                                        f"(bytes {start}-{end - 1})", "short")
+                    pending.append(chunk)
+                    have += len(chunk)
+                    self.stats.add(len(chunk), requests=0)
+                    if todo[0].end > pos + have:
+                        continue
+                    buf = pending[0] if len(pending) == 1 else b"".join(pending)
+                    view = memoryview(buf)
+                    done_to = pos
+                    while todo and todo[0].end <= pos + have:
+                        piece = todo.pop(0)
+                        deliver(piece, view[piece.start - pos: piece.end - pos])
+                        done_to = piece.end
+                    rest = buf[done_to - pos:]
+                    pending, pos, have = ([rest] if rest else []), done_to, len(rest)
+        except (FileNotFoundError, ReadError):
+            raise
+        except Exception as exc:  # aiohttp errors, OSErrors, timeouts
+            raise _network_error(key, exc) from None
+
+    def _from_speculation(self, group: list[Range], callback) -> bool:
+        """Hand on a whole object that speculate() has already brought (right here: no trip
+        through the I/O thread); False where there is none."""
+        r = group[0]
+        fut = self._speculative.get(r.key) if r.start == WHOLE else None
+        if fut is None or not fut.done() or (fut.exception() is not None
+                                             and not isinstance(fut.exception(), FileNotFoundError)):
+            return False
+        self._speculative.pop(r.key, None)
+        callback(r, None if fut.exception() is not None else fut.result())
+        return True
+
+    async def _whole(self, key: str) -> bytes | None:
+        """A whole object (None if missing), taken from speculate() where it was guessed."""
+        fut = self._speculative.pop(key, None)
+        if fut is not None:
+            try:
+                return await asyncio.wrap_future(fut)
+            except FileNotFoundError:
+                return None
+            except Exception:  # a failed guess is asked again, with the usual retries and messages
+                pass
+        try:
+            return await self._cat(key, None, None)
+        except FileNotFoundError:
+            return None
+
+    def get_suffixes(self, sizes: dict[str, int]) -> dict[str, bytes | None]:
+        if len(sizes) <= 1:
+            return super().get_suffixes(sizes)
+        return self._sync(self._get_suffixes, sizes)
+
+    async def _get_suffixes(self, sizes: dict[str, int]) -> dict[str, bytes | None]:
         sem = asyncio.Semaphore(self.concurrency)
 
-        async def one(key: str) -> bytes | None:
+        async def one(key: str, nbytes: int) -> bytes | None:
             async with sem:
                 try:
                     return await self._cat(key, -nbytes, None)
                 except FileNotFoundError:
                     return None
 
-        return dict(zip(keys, await asyncio.gather(*(one(k) for k in keys))))
+        return dict(zip(sizes, await asyncio.gather(*(one(k, n) for k, n in sizes.items()))))
 
     def list_dir(self, key: str) -> list[str] | None:
         if not self.can_list:
@@ -521,7 +728,8 @@ def open_source(url: str, options: StoreOptions) -> Source:
         fs = HTTPFileSystem(asynchronous=False, skip_instance_cache=True,
                             client_kwargs={"timeout": aiohttp.ClientTimeout(total=options.timeout,
                                                                             sock_connect=min(options.timeout, 30)),
-                                           "trust_env": options.proxy is None},
+                                           "trust_env": options.proxy is None and _env_matters()},
+                            get_client=functools.partial(_http_client, max(1, options.concurrency)),
                             **kwargs)
         return FsspecSource(fs, text, text, options.concurrency, can_list=False, retries=options.retries)
     if scheme == "s3":
@@ -561,6 +769,23 @@ def open_source(url: str, options: StoreOptions) -> Source:
         return FsspecSource(fs, root, text, options.concurrency, can_list=True, retries=options.retries)
     raise StoreNotFound(f"unsupported URL scheme {scheme!r} in {text}: use a folder, file://, "
                         "http(s):// or s3://")
+
+
+def _env_matters() -> bool:
+    """Whether aiohttp should read proxy settings (and .netrc) from the environment: only
+    where there are any (it would look them up again for every request)."""
+    names = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc")
+    if any(os.environ.get(n) or os.environ.get(n.upper()) for n in names):
+        return True
+    return (Path.home() / ".netrc").exists()
+
+
+async def _http_client(connections: int, **kwargs):
+    """aiohttp's session with as many connections as requests may be in flight (its default
+    of 100 would hold back the end of a wave)."""
+    import aiohttp
+
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections, limit_per_host=0), **kwargs)
 
 
 def coalesce(ranges: Iterable[Range], max_gap: int = 0, max_size: int = 16 << 20) -> list[list[Range]]:

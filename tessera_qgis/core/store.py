@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import re
 import threading
@@ -20,7 +21,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .arrays import ArrayReader, ChunkLRU, DiskCache, StoreCaches
+from .arrays import ArrayReader, ChunkLRU, ChunkRequest, DiskCache, StoreCaches, read_wave
 from .geo import to_lonlat, transformer
 from .quant import dequantise
 from .errors import BandError, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
@@ -28,6 +29,7 @@ from .sources import TASK_POOL, Source, StoreOptions, open_source
 from .storeref import StoreRef
 from .utm import zone_of_lon
 
+_LOG = logging.getLogger(__name__)
 ZONE_RE = re.compile(r"^utm(\d{2})$")
 AXES = {
     "time": {"time", "t", "year", "years"},
@@ -155,24 +157,104 @@ class Zone:
         dst = (slice(r0 - rows[0], r1 - rows[0]), slice(c0 - cols[0], c1 - cols[0]))
         return self.years[year], (r0, r1), (c0, c1), dst, (r0 < r1 and c0 < c1)
 
+    def _band_index(self, bands: Sequence[int] | None) -> list[int] | None:
+        """0-based indices of bands numbered from 1 (None: all of them)."""
+        if bands is None:
+            return None
+        idx = [int(b) - 1 for b in bands]
+        if not idx or any(not 0 <= i < self.bands for i in idx):
+            raise BandError(f"bands are numbered 1 to {self.bands}; got {list(bands)}")
+        return idx
+
+    # -- one wave: requests for the chunks of a window ----------------------------------------
+    def _scales_request(self, t, rows, cols, s_view: np.ndarray, keep: bool) -> ChunkRequest:
+        """Scales of the window [rows) x [cols) (inside the array) pasted into s_view (h, w)."""
+        box = self._box(self.scl_axes, t, rows, cols, self.bands)
+        squeeze = self.scl_axes.index("time") if "time" in self.scl_axes else None
+        out = s_view if [a for a in self.scl_axes if a != "time"] == ["y", "x"] else s_view.T
+        return ChunkRequest(self.scales, self.scales.chunk_range(box), self.scales.paster(box, out, squeeze=squeeze),
+                            keep)
+
+    def _embeddings_request(self, t, rows, cols, q_view: np.ndarray, idx: list[int] | None, keep: bool,
+                            need: Callable | None = None) -> ChunkRequest:
+        """Embeddings of the window (bands `idx`, None = all) pasted into q_view (bands, h, w)."""
+        box = self._box(self.emb_axes, t, rows, cols, self.bands)
+        squeeze = self.emb_axes.index("time") if "time" in self.emb_axes else None
+        rest = [a for a in self.emb_axes if a != "time"]
+        out = q_view.transpose([("band", "y", "x").index(a) for a in rest])
+        select = None if idx is None else (self.emb_axes.index("band"), idx)
+        return ChunkRequest(self.embeddings, self.embeddings.chunks_for_select(box, select),
+                            self.embeddings.paster(box, out, select, squeeze), keep, need)
+
+    def _pixel_rect(self, coords: tuple[int, ...], rows, cols) -> tuple[slice, slice]:
+        """The part of the window [rows) x [cols) inside an embeddings chunk, window-relative."""
+        yi, xi = self.emb_axes.index("y"), self.emb_axes.index("x")
+        ch, cw = self.embeddings.chunk_shape[yi], self.embeddings.chunk_shape[xi]
+        y0, x0 = coords[yi] * ch, coords[xi] * cw
+        return (slice(max(y0, rows[0]) - rows[0], min(y0 + ch, rows[1]) - rows[0]),
+                slice(max(x0, cols[0]) - cols[0], min(x0 + cw, cols[1]) - cols[0]))
+
+    def _known_nodata(self, t, rows, cols, scales: ChunkRequest, s_view: np.ndarray) -> Callable:
+        """need(chunk) for the embeddings: False only where the scales of the chunk's pixels
+        came from memory (already pasted into s_view) and none of them is valid."""
+        def need(coords: tuple[int, ...]) -> bool:
+            if not scales.cached:  # a cold read: nothing known yet
+                return True
+            ys, xs = self._pixel_rect(coords, rows, cols)
+            box = self._box(self.scl_axes, t, (rows[0] + ys.start, rows[0] + ys.stop),
+                            (cols[0] + xs.start, cols[0] + xs.stop), self.bands)
+            if not all(c in scales.cached for c in self.scales.chunk_range(box)):
+                return True
+            return bool(np.isfinite(s_view[ys, xs]).any())
+
+        return need
+
+    def _invalidate_missing(self, missing: Iterable[tuple[int, ...]], rows, cols, s_view: np.ndarray) -> None:
+        """Pixels whose embeddings chunk is not stored are nodata whatever their scale says
+        (a damaged store): their valid scales become NaN, and a warning names the missing
+        object, once per store."""
+        for coords in missing:
+            sub = s_view[self._pixel_rect(coords, rows, cols)]
+            valid = np.isfinite(sub)
+            if valid.any():
+                sub[valid] = np.nan
+                self._warn_missing(coords, int(valid.sum()))
+
+    def _warn_missing(self, coords: tuple[int, ...], pixels: int) -> None:
+        where = self.embeddings.describe_chunk(coords)
+        warned = self.embeddings.caches.warned
+        if where in warned:
+            return
+        warned.add(where)
+        _LOG.warning("%s is not stored, but the scales there say the pixels are valid (%d of them in this "
+                     "read): they are treated as nodata; the store may be damaged or incompletely copied",
+                     where, pixels)
+
+    def _fast(self) -> bool:
+        return self.embeddings.fast and self.scales.fast
+
     def read_scales(self, year: int, rows, cols, cancel=None, keep: bool = True,
                     prefetch_embeddings: bool = False) -> np.ndarray:
         """float32 (h, w) scales of a window; +inf outside the zone's array.
 
-        `prefetch_embeddings` loads the embeddings' shard indexes at the same time, so the
-        embeddings read that follows costs one round trip, not two."""
+        The embeddings' shard indexes load together with the scales' (one round trip for
+        both), so the embeddings read that follows costs one round trip, and pixels whose
+        embeddings chunk is not stored come out as nodata (NaN) already. (`prefetch_embeddings`
+        is kept for callers that pass it: the indexes are always loaded.)"""
         t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
         out = np.full((max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), np.inf, dtype=np.float32)
         if not any_:
             return out
-        pre = None
-        if prefetch_embeddings:
-            shards = _shards_of(self.embeddings, self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands))
-            pre = _in_task_pool(self.embeddings.prefetch_indexes, shards) if shards else None
-        s = self.scales.read(self._box(self.scl_axes, t, (r0, r1), (c0, c1), self.bands), cancel=cancel, keep=keep)
-        out[dst] = _to_yx(s, self.scl_axes)
-        if pre is not None:
-            pre.result()
+        s_view = out[dst]
+        emb_box = self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands)
+        if self._fast():
+            indexes = [(self.embeddings, sh) for sh in self.embeddings.shards_of_box(emb_box)]
+            read_wave([self._scales_request(t, (r0, r1), (c0, c1), s_view, keep)], cancel, indexes)
+            self._invalidate_missing(self.embeddings.missing_in_box(emb_box), (r0, r1), (c0, c1), s_view)
+        else:
+            s = self.scales.read(self._box(self.scl_axes, t, (r0, r1), (c0, c1), self.bands), cancel=cancel,
+                                 keep=keep)
+            s_view[...] = _to_yx(s, self.scl_axes)
         return out
 
     def read_embeddings(self, year: int, rows, cols, bands: Sequence[int] | None = None,
@@ -181,59 +263,177 @@ class Zone:
 
         Only chunks holding a `wanted` pixel (a (h, w) mask) are fetched; elsewhere 0."""
         t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
-        idx = list(range(self.bands)) if bands is None else [b - 1 for b in bands]
-        out = np.zeros((len(idx), max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), dtype=np.int8)
+        idx = self._band_index(bands)
+        nb = self.bands if idx is None else len(idx)
+        out = np.zeros((nb, max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), dtype=np.int8)
         if not any_ or (wanted is not None and not wanted.any()):
             return out
-        box = self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands)
         need = None
         if wanted is not None:
             need = self._chunk_need((r0, r1), (c0, c1), wanted[dst])
-        bi = self.emb_axes.index("band")
-        select = None if bands is None else (bi, idx)
-        e = self.embeddings.read(box, need=need, cancel=cancel, keep=keep, select=select)
-        out[(slice(None),) + dst] = _to_byx(e, self.emb_axes)
+        q_view = out[(slice(None),) + dst]
+        if self._fast():
+            read_wave([self._embeddings_request(t, (r0, r1), (c0, c1), q_view, idx, keep, need)], cancel)
+        else:
+            box = self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands)
+            select = None if idx is None else (self.emb_axes.index("band"), idx)
+            q_view[...] = _to_byx(self.embeddings.read(box, need=need, cancel=cancel, keep=keep, select=select),
+                                  self.emb_axes)
         return out
+
+    def read_pixels(self, year: int, rows: Sequence[int] | np.ndarray, cols: Sequence[int] | np.ndarray,
+                    bands: Sequence[int] | None = None, cancel: Callable[[], bool] | None = None,
+                    keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Values at scattered pixels (row and column numbers in the zone's grid), in one wave:
+        the shard indexes of both arrays at once, then the scales and embeddings chunks
+        holding those pixels at once (two round trips cold, none warm).
+
+        Returns (int8 (len(bands), n), float32 scales (n,)). Pixels outside the zone's array
+        are nodata (+inf); pixels whose embeddings chunk is not stored are nodata (NaN), as in
+        read(). Only the values asked for are kept, whatever area the pixels are spread over:
+        this is how a map view at any scale gathers its source pixels (grid_reduce)."""
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        cols = np.asarray(cols, dtype=np.int64).ravel()
+        if rows.shape != cols.shape:
+            raise ValueError("rows and cols must have the same length")
+        t, *_ = self._clip(year, (0, 1), (0, 1))
+        idx = self._band_index(bands)
+        nb = self.bands if idx is None else len(idx)
+        q = np.zeros((nb, len(rows)), dtype=np.int8)
+        s = np.full(len(rows), np.inf, dtype=np.float32)
+        inside = np.nonzero((rows >= 0) & (rows < self.shape[0]) & (cols >= 0) & (cols < self.shape[1]))[0]
+        if len(inside) == 0:
+            return q, s
+        if not self._fast():  # codecs the fast path does not know: read the bounding window
+            r0, r1 = int(rows[inside].min()), int(rows[inside].max()) + 1
+            c0, c1 = int(cols[inside].min()), int(cols[inside].max()) + 1
+            win = self.read(year, (r0, r1), (c0, c1), cancel=cancel, keep=keep, bands=bands)
+            q[:, inside] = win.q[:, rows[inside] - r0, cols[inside] - c0]
+            s[inside] = win.scales[rows[inside] - r0, cols[inside] - c0]
+            return q, s
+        scl = _PixelGather(self.scales, self.scl_axes, t, rows, cols, inside, None, s)
+        scl_req = ChunkRequest(self.scales, scl.coords, scl.paste, keep)
+        emb = _PixelGather(self.embeddings, self.emb_axes, t, rows, cols, inside, idx, q)
+
+        def need(coords: tuple[int, ...]) -> bool:  # False only where cached scales say nodata
+            if not scl_req.cached:
+                return True
+            pix = emb.pixels(coords)
+            if not all(c in scl_req.cached for c in scl.chunks_of(pix)):
+                return True
+            return bool(np.isfinite(s[pix]).any())
+
+        emb_req = ChunkRequest(self.embeddings, emb.coords, emb.paste, keep, need)
+        read_wave([scl_req, emb_req], cancel)
+        for coords in emb_req.missing:
+            pix = emb.pixels(coords)
+            valid = pix[np.isfinite(s[pix])]
+            if len(valid):
+                s[valid] = np.nan
+                self._warn_missing(coords, len(valid))
+        return q, s
 
     def read(self, year: int, rows: tuple[int, int], cols: tuple[int, int],
              cancel: Callable[[], bool] | None = None, skip_nodata: bool = True,
              keep: bool = True, bands: Sequence[int] | None = None) -> WindowData:
         """Quantised window [rows) x [cols) for a year; pixels outside the zone are nodata.
 
-        Scales come first (the embeddings' shard indexes load meanwhile); then only the
-        embeddings chunks holding a valid pixel. `skip_nodata=False` reads both at once (a
-        single pixel: one round trip less). `keep=False` does not keep decoded chunks in
-        memory (streamed exports). `bands` (from 1) limits the bands kept in the result."""
-        if skip_nodata:
-            s = self.read_scales(year, rows, cols, cancel, keep, prefetch_embeddings=True)
-            q = self.read_embeddings(year, rows, cols, bands, np.isfinite(s), cancel, keep)
-        else:
-            fut = _in_task_pool(self.read_scales, year, rows, cols, cancel, keep)
-            q = self.read_embeddings(year, rows, cols, bands, None, cancel, keep)
-            s = fut.result()
+        One wave: the shard indexes of embeddings and scales together, then the chunks of
+        both together (two round trips cold, none warm). Embeddings chunks are skipped only
+        where the scales are already in memory and say every pixel is nodata
+        (`skip_nodata=False`: fetched anyway). A pixel whose embeddings chunk is not stored
+        is nodata (scale NaN) whatever its scale says. `keep=False` does not keep decoded
+        chunks in memory (streamed exports). `bands` (from 1) limits the bands read."""
+        t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
+        idx = self._band_index(bands)
+        nb = self.bands if idx is None else len(idx)
+        q = np.zeros((nb, max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), dtype=np.int8)
+        s = np.full(q.shape[1:], np.inf, dtype=np.float32)
+        if any_:
+            q_view, s_view = q[(slice(None),) + dst], s[dst]
+            if self._fast():
+                scl = self._scales_request(t, (r0, r1), (c0, c1), s_view, keep)
+                need = self._known_nodata(t, (r0, r1), (c0, c1), scl, s_view) if skip_nodata else None
+                emb = self._embeddings_request(t, (r0, r1), (c0, c1), q_view, idx, keep, need)
+                read_wave([scl, emb], cancel)
+                self._invalidate_missing(emb.missing, (r0, r1), (c0, c1), s_view)
+            else:
+                s_view[...] = self.read_scales(year, (r0, r1), (c0, c1), cancel, keep)
+                wanted = np.isfinite(s_view) if skip_nodata else None
+                q_view[...] = self.read_embeddings(year, (r0, r1), (c0, c1), bands, wanted, cancel, keep)
         return WindowData(self, year, rows[0], cols[0], q, s, tuple(bands) if bands is not None else ())
 
 
-def _in_task_pool(fn, *args) -> Future:
-    """Run fn in TASK_POOL, or right here if this already is a TASK_POOL thread (a task
-    waiting for a task of its own pool could deadlock it)."""
-    if threading.current_thread().name.startswith("tessera-task"):
-        fut: Future = Future()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as exc:
-            fut.set_exception(exc)
-        return fut
-    return TASK_POOL.submit(fn, *args)
+class _PixelGather:
+    """Scattered pixels of one array grouped by the chunk holding them, and a paste that
+    copies each arriving chunk's values at those pixels into `out` ((bands, n) or (n,))."""
 
+    def __init__(self, reader: ArrayReader, axes: tuple[str, ...], t, rows: np.ndarray, cols: np.ndarray,
+                 inside: np.ndarray, select: list[int] | None, out: np.ndarray) -> None:
+        self.reader, self.axes, self.out = reader, axes, out
+        self.yi, self.xi = axes.index("y"), axes.index("x")
+        n = reader.chunk_shape
+        self.ch, self.cw = n[self.yi], n[self.xi]
+        self.rows, self.cols = rows, cols
+        cy, cx = rows[inside] // self.ch, cols[inside] // self.cw
+        width = int(cx.max()) + 1
+        ids = cy * width + cx
+        order = np.argsort(ids, kind="stable")
+        ids, members = ids[order], inside[order]
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        self._pixels: dict[tuple[int, int], np.ndarray] = {}
+        for a, b in zip(starts, np.r_[starts[1:], len(ids)]):
+            self._pixels[(int(ids[a] // width), int(ids[a] % width))] = members[a:b]
+        self.bi = axes.index("band") if "band" in axes else None
+        self.sel = select
+        bands = reader.shape[self.bi] if self.bi is not None else 0
+        band_chunks = [0]
+        if self.bi is not None:
+            wanted = range(bands) if select is None else select
+            band_chunks = sorted({b // n[self.bi] for b in wanted})
+        self.coords = []
+        for (y, x) in self._pixels:
+            for bc in band_chunks:
+                c = []
+                for i, a in enumerate(axes):
+                    c.append({"time": (t or 0) // n[i], "band": bc, "y": y, "x": x}[a])
+                self.coords.append(tuple(c))
+        self.t = t
 
-def _shards_of(reader: ArrayReader, box) -> list[tuple[int, ...]]:
-    if not reader.shard_shape:
-        return []
-    spans = [range(a // s, -(-b // s)) for (a, b), s in zip(box, reader.shard_shape)]
-    from itertools import product
+    def pixels(self, coords: tuple[int, ...]) -> np.ndarray:
+        """Indices (into rows/cols) of the pixels in a chunk."""
+        return self._pixels[(coords[self.yi], coords[self.xi])]
 
-    return list(product(*spans))
+    def chunks_of(self, pix: np.ndarray) -> list[tuple[int, ...]]:
+        """This array's chunks holding some pixels (for the scales: usually one)."""
+        cy, cx = self.rows[pix] // self.ch, self.cols[pix] // self.cw
+        keys = set(zip(cy.tolist(), cx.tolist()))
+        n = self.reader.chunk_shape
+        return [tuple({"time": (self.t or 0) // n[i], "band": 0, "y": y, "x": x}[a] for i, a in enumerate(self.axes))
+                for y, x in keys]
+
+    def paste(self, coords: tuple[int, ...], arr: np.ndarray) -> None:
+        pix = self.pixels(coords)
+        n = self.reader.chunk_shape
+        axes = list(self.axes)
+        if "time" in axes:  # a view without the time axis
+            ti = axes.index("time")
+            arr = arr[(slice(None),) * ti + (self.t - coords[ti] * n[ti],)]
+            axes.pop(ti)
+        at = {"y": self.rows[pix] - coords[self.yi] * self.ch, "x": self.cols[pix] - coords[self.xi] * self.cw}
+        if self.bi is None:
+            self.out[pix] = arr[tuple(at[a] for a in axes)]
+            return
+        arr = np.moveaxis(arr, axes.index("band"), 0)  # (band, then y and x in their order)
+        rest = [a for a in axes if a != "band"]
+        vals = arr[(slice(None),) + tuple(at[a] for a in rest)]  # (bands of the chunk, pixels)
+        base = coords[self.bi] * n[self.bi]
+        if self.sel is None:
+            self.out[base:base + vals.shape[0], pix] = vals
+            return
+        sel = np.asarray(self.sel)
+        hit = np.nonzero((sel >= base) & (sel < base + n[self.bi]))[0]
+        self.out[np.ix_(hit, pix)] = vals[sel[hit] - base]
 
 
 def _to_yx(arr: np.ndarray, axes: tuple[str, ...]) -> np.ndarray:
@@ -254,8 +454,10 @@ class TesseraStore:
     """An opened TESSERA store. Thread-safe for reads; cheap to share between clones."""
 
     def __init__(self, url: str, options: StoreOptions, source: Source, root_meta: dict,
-                 disk: DiskCache | None = None, pixel_hint: tuple[float, float, int] | None = None) -> None:
+                 disk: DiskCache | None = None, pixel_hint: tuple[float, float, int] | None = None,
+                 pixel_xy: Future | None = None) -> None:
         self._pixel_hint = pixel_hint
+        self._pixel_xy: Future | None = pixel_xy  # (crs, x, y) of the hint, worked out meanwhile
         self.url = url
         self.options = options
         self.source = source
@@ -344,18 +546,24 @@ class TesseraStore:
             reader = ArrayReader(self.source, key, metas[key], self.caches, self._zarr_array)
             values = reader.read_all().astype(int).tolist()
             years = {int(v): i for i, v in enumerate(values)}
-            self._prefetch_pixel(zone, years)
+            if len(zones) > 1:
+                self._prefetch_pixel(zone, years)
             return years
 
-        for zone, years in zip(self.zones.values(), TASK_POOL.map(years_of, list(self.zones.values()))):
-            zone.years = years
+        zones = list(self.zones.values())
+        if len(zones) == 1:  # nothing to overlap: no hand-over between threads
+            zones[0].years = years_of(zones[0])
+        else:
+            for zone, years in zip(zones, TASK_POOL.map(years_of, zones)):
+                zone.years = years
         if not self.years:
             raise NotTessera(f"{self.url}: cannot tell which year the data is for (no time axis, no year "
                              "attribute and no year in the store name)")
 
     def _prefetch_pixel(self, zone: Zone, years: dict) -> None:
         """With a pixel hint for this zone: start reading the pixel while the other zones'
-        years load (pixel() then finds its indexes and chunks cached or in flight)."""
+        years load (pixel() then finds its indexes and chunks cached or in flight). A
+        store of one zone has nothing to overlap: pixel() reads at once."""
         if self._pixel_hint is None:
             return
         lon, lat, year = self._pixel_hint
@@ -363,9 +571,13 @@ class TesseraStore:
             return
         if zone.number != zone_of_lon(lon) or year not in years:
             return
+        guess = self._pixel_xy
+
         def read() -> None:
             try:
-                x, y = transformer("EPSG:4326", zone.crs).transform(lon, lat)
+                crs, x, y = guess.result() if guess is not None else (None, 0.0, 0.0)
+                if crs != zone.crs:
+                    x, y = _project(lon, lat, zone.crs)[1:]
                 row, col = zone.pixel_of(x, y)
                 probe = dataclasses.replace(zone, years=dict(years))
                 probe.read(year, (row, row + 1), (col, col + 1), skip_nodata=False)
@@ -548,6 +760,11 @@ class TesseraStore:
                 "embedding": win.dequantised()[:, 0, 0].astype(float).tolist() if valid else None}
 
 
+def _project(lon: float, lat: float, crs: str) -> tuple[str, float, float]:
+    x, y = transformer("EPSG:4326", crs).transform(lon, lat)
+    return crs, x, y
+
+
 def _cache_folder(options: StoreOptions, url: str) -> Path | None:
     if not options.cache_dir:
         return None
@@ -625,8 +842,13 @@ def open_store(url: "str | Path | StoreRef", options: StoreOptions | None = None
     url = str(url).strip()
     url = url.rstrip("/") if len(url) > 1 else url
     source = open_source(url, options)
-    if pixel is not None and math.isfinite(pixel[0]):
-        source.speculate([f"utm{zone_of_lon(pixel[0]):02d}/time/c/0"])
+    pixel_xy = None
+    if pixel is not None and math.isfinite(pixel[0]) and math.isfinite(pixel[1]):
+        zone = zone_of_lon(pixel[0])
+        source.speculate(["zarr.json", f"utm{zone:02d}/time/c/0"])
+        # While zarr.json is on its way: the pixel in its zone's usual CRS (the first use of
+        # pyproj and of the region module costs more than a round trip on some machines).
+        pixel_xy = TASK_POOL.submit(_project, pixel[0], pixel[1], f"EPSG:{32600 + zone}")
     folder = _cache_folder(options, url)
     try:
         raw, offline = _fetch_root(source, url, folder)
@@ -637,7 +859,7 @@ def open_store(url: "str | Path | StoreRef", options: StoreOptions | None = None
 
             disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}", options.cache_limit_bytes,
                              Path(options.cache_dir).expanduser())
-        store = TesseraStore(url, options, source, meta, disk, pixel_hint=pixel)
+        store = TesseraStore(url, options, source, meta, disk, pixel_hint=pixel, pixel_xy=pixel_xy)
     finally:
         source.forget_speculation()
     store.offline = offline

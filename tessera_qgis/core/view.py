@@ -136,10 +136,12 @@ def global_pca(store: TesseraStore, year: int) -> PCA | None:
 
 
 def choose_pca(store: TesseraStore, year: int, wanted: str | PCA | None = "global",
-               region: tuple | None = None, cancel: Cancel = None) -> PCA:
+               region: tuple | None = None, cancel: Cancel = None,
+               progress: Callable[[float], None] | None = None) -> PCA:
     """The PCA a layer, render or export uses: a given or saved fit; else the store's global
     PCA ("global"); else (no global PCA, or "view") one fitted on a sample of `region`
-    ((bounds, crs)). Raises ValueError when a fit is needed and no region is given."""
+    ((bounds, crs)), `progress(fraction)` following the fit. Raises ValueError when a fit is
+    needed and no region is given."""
     if isinstance(wanted, PCA):
         return wanted
     if isinstance(wanted, str) and wanted.startswith("b64:"):
@@ -151,7 +153,7 @@ def choose_pca(store: TesseraStore, year: int, wanted: str | PCA | None = "globa
     if region is None:
         raise ValueError(f"the store has no global PCA for {year}: a region to fit one on is needed")
     bounds, crs = region
-    return fit_pca(store, bounds, crs, year, cancel=cancel)
+    return fit_pca(store, bounds, crs, year, cancel=cancel, progress=progress)
 
 
 def published_ranges(store: TesseraStore, year: int, bands: Sequence[int]) -> list[tuple[float, float]] | None:

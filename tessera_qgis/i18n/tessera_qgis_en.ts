@@ -5,12 +5,7 @@
     <name>TesseraBrowser</name>
     <message>
         <location filename="../browser.py" line="62"/>
-        <source>PCA, all zones</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../browser.py" line="67"/>
-        <source>PCA, {} ({})</source>
+        <source>All zones, in {}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -45,314 +40,449 @@
 <context>
     <name>TesseraDialog</name>
     <message>
-        <location filename="../dialog.py" line="54"/>
-        <location filename="../dialog.py" line="100"/>
+        <location filename="../dialog.py" line="61"/>
+        <location filename="../dialog.py" line="107"/>
         <source>TESSERA connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="59"/>
+        <location filename="../dialog.py" line="66"/>
         <source>Folder…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="64"/>
+        <location filename="../dialog.py" line="71"/>
         <source>S3 settings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="66"/>
+        <location filename="../dialog.py" line="73"/>
         <source>Anonymous (public bucket)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="69"/>
+        <location filename="../dialog.py" line="76"/>
         <source>default AWS; or an S3-compatible endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="75"/>
+        <location filename="../dialog.py" line="82"/>
         <source>Endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="76"/>
+        <location filename="../dialog.py" line="83"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="77"/>
+        <location filename="../dialog.py" line="84"/>
         <source>Credentials</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="78"/>
+        <location filename="../dialog.py" line="85"/>
         <source>Name</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="79"/>
+        <location filename="../dialog.py" line="86"/>
         <source>URL or folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="87"/>
+        <location filename="../dialog.py" line="94"/>
         <source>TESSERA store folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="126"/>
+        <location filename="../dialog.py" line="136"/>
         <source>Connect</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="127"/>
+        <location filename="../dialog.py" line="137"/>
         <source>Connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="132"/>
+        <location filename="../dialog.py" line="142"/>
         <source>New</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="133"/>
+        <location filename="../dialog.py" line="143"/>
         <source>Edit</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="134"/>
+        <location filename="../dialog.py" line="144"/>
         <source>Remove</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="135"/>
+        <location filename="../dialog.py" line="145"/>
         <source>Import…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="136"/>
+        <location filename="../dialog.py" line="146"/>
         <source>Export…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="145"/>
+        <location filename="../dialog.py" line="147"/>
+        <source>Open folder…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="162"/>
         <source>Cancel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="174"/>
         <source>PCA (the store's global PCA)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="174"/>
         <source>PCA fitted to the view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="174"/>
         <source>3 bands as RGB</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="157"/>
+        <location filename="../dialog.py" line="174"/>
         <source>1 band with a colour ramp</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="165"/>
+        <location filename="../dialog.py" line="182"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="166"/>
+        <location filename="../dialog.py" line="183"/>
         <source>Show</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="167"/>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="184"/>
+        <location filename="../dialog.py" line="370"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="168"/>
+        <location filename="../dialog.py" line="185"/>
         <source>Zone</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="170"/>
+        <location filename="../dialog.py" line="187"/>
         <source>Add layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="234"/>
-        <source>Export TESSERA connections</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../dialog.py" line="240"/>
-        <source>Import TESSERA connections</source>
+        <location filename="../dialog.py" line="193"/>
+        <source>Close</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../dialog.py" line="265"/>
+        <source>Export TESSERA connections</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="271"/>
+        <source>Import TESSERA connections</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="303"/>
+        <source>step {} of {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="304"/>
+        <source>Building the sample store (first use only): {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="313"/>
         <source>Connecting to {}…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="283"/>
-        <location filename="../dialog.py" line="291"/>
+        <location filename="../dialog.py" line="314"/>
+        <source>Connecting to {}: reading what the store holds…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="330"/>
+        <source>Connected. Choose a year and what to show, then Add layer.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="339"/>
+        <location filename="../dialog.py" line="353"/>
         <source>Cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="285"/>
+        <location filename="../dialog.py" line="341"/>
         <source>Connect to {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="351"/>
+        <location filename="../dialog.py" line="443"/>
+        <source>Cancelled: no layer added.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="359"/>
         <source>Cannot reach the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="359"/>
         <source>The store did not answer in time</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Access denied (403)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="359"/>
         <source>The server's certificate is not trusted</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Nothing found at that address (404)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Not a Zarr v3 store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Not a TESSERA store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="297"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Cannot open the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="299"/>
+        <location filename="../dialog.py" line="361"/>
         <source>In QGIS, add its certificate authority in Settings &gt; Options &gt; Authentication &gt; Certificate Manager (Authorities), or an SSL server exception for this host.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="306"/>
+        <location filename="../dialog.py" line="368"/>
         <source>Store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="306"/>
+        <location filename="../dialog.py" line="368"/>
         <source>Dataset</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="307"/>
+        <location filename="../dialog.py" line="369"/>
         <source>Model</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="307"/>
+        <location filename="../dialog.py" line="369"/>
         <source>Layout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="308"/>
+        <location filename="../dialog.py" line="370"/>
         <source>Years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="309"/>
+        <location filename="../dialog.py" line="371"/>
         <source>Global PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="309"/>
+        <location filename="../dialog.py" line="371"/>
         <source>none</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="320"/>
+        <location filename="../dialog.py" line="382"/>
         <source>{} (partial)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="322"/>
+        <location filename="../dialog.py" line="384"/>
         <source>only in {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="327"/>
+        <location filename="../dialog.py" line="389"/>
         <source>automatic (from the map extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="376"/>
-        <source>Add TESSERA layer</source>
+        <location filename="../dialog.py" line="421"/>
+        <source>Adding the layer: opening {} and sampling the map view for its colours…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="382"/>
+        <location filename="../dialog.py" line="433"/>
+        <source>Added “{}” to the map. Add another, or close this window.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="445"/>
+        <source>Adding a TESSERA layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="451"/>
         <source>Add TESSERA embeddings layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="401"/>
+        <location filename="../dialog.py" line="470"/>
         <source>Add TESSERA embeddings (Zarr v3) layers</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraFieldKit</name>
+    <message>
+        <location filename="../fieldkit.py" line="47"/>
+        <source>Add a TESSERA layer to take its area offline.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="59"/>
+        <source>{} is not a Zarr store (it has no zarr.json)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="61"/>
+        <source>{} has a damaged zarr.json</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="63"/>
+        <source>{} is not a Zarr v3 store</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="66"/>
+        <source>every depth</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="67"/>
+        <source>a pack of {zones}, years {years}, depth {depth}, from {source}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="70"/>
+        <source>a folder store</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="81"/>
+        <source>Folder: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="93"/>
+        <source>Open a TESSERA folder store or pack</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="99"/>
+        <source>TESSERA</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../fieldkit.py" line="102"/>
+        <source>{}: {}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>TesseraInspector</name>
     <message>
-        <location filename="../inspector.py" line="58"/>
+        <location filename="../inspector.py" line="137"/>
+        <source>band {} (A{:03d})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="159"/>
         <source>Click a pixel with the inspector tool</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="79"/>
+        <location filename="../inspector.py" line="196"/>
+        <source>band</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="253"/>
         <source>TESSERA pixel inspector</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="88"/>
+        <location filename="../inspector.py" line="261"/>
+        <source>Plot</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="262"/>
+        <source>Table</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="268"/>
         <source>Copy CSV</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="89"/>
+        <location filename="../inspector.py" line="269"/>
         <source>Copy JSON</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="90"/>
+        <location filename="../inspector.py" line="270"/>
+        <source>Copy table</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="271"/>
         <source>Clear</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="118"/>
+        <location filename="../inspector.py" line="297"/>
+        <location filename="../inspector.py" line="302"/>
         <source>no data</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="302"/>
+        <source>{} row {} col {}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -410,58 +540,226 @@ Install them with this command (then restart QGIS):
 <context>
     <name>TesseraOptions</name>
     <message>
-        <location filename="../options.py" line="28"/>
+        <location filename="../options.py" line="35"/>
         <source>QGIS's network timeout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="30"/>
+        <location filename="../options.py" line="37"/>
         <source>A disk cache keeps every chunk you have seen, so those areas work offline. Leave the folder empty for no disk cache.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="32"/>
+        <location filename="../options.py" line="39"/>
         <source>Cache folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="33"/>
+        <location filename="../options.py" line="40"/>
         <source>Cache size limit</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="34"/>
+        <location filename="../options.py" line="41"/>
         <source>Memory for decoded chunks</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="35"/>
+        <location filename="../options.py" line="42"/>
         <source>Parallel requests</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="36"/>
+        <location filename="../options.py" line="43"/>
         <source>Network timeout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="37"/>
+        <location filename="../options.py" line="44"/>
         <source>Default year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="40"/>
+        <location filename="../options.py" line="45"/>
+        <source> million pixels</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="46"/>
+        <source>10 m pixels a map view may read (17 million: a view of about 41 x 41 km)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="49"/>
+        <source>The store's preview, else a coarse one</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="49"/>
+        <source>A coarse preview from a sample of the data</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="49"/>
+        <source>Nothing: zoom in to see the layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="51"/>
+        <source>A map view that needs more 10 m pixels than the budget draws a preview instead.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="53"/>
+        <source>Pixel budget of a map view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="54"/>
+        <source>Over the budget, draw</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../options.py" line="57"/>
         <source>Exports run as tasks on this Dask cluster (needs the dask and distributed packages here and on the cluster). Empty: on this computer.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="42"/>
+        <location filename="../options.py" line="59"/>
         <source>Dask scheduler for exports</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../options.py" line="43"/>
+        <location filename="../options.py" line="60"/>
         <source>Proxy and SSL settings come from Settings &gt; Options &gt; Network.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraPack</name>
+    <message>
+        <location filename="../processing/pack.py" line="36"/>
+        <source>Years must be numbers like 2024,2025</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="38"/>
+        <source>Give the years to take, e.g. 2024,2025</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="47"/>
+        <source>Take an area offline (pack)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="50"/>
+        <source>Embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="59"/>
+        <source>Copies the embeddings of an area (an extent, or the bounding boxes of polygons) and the years asked for into a new folder: a TESSERA store that QGIS, zarr-python and GDAL open like the original, without a network. Only the chunks of the area are fetched, as they are stored. The log says first how many bytes it will fetch and how long that takes at the measured speed. A stopped pack stays in OUTPUT.part: run again with the same output to resume it; only what is missing is fetched. Each chunk is checked before the folder gets its name.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="68"/>
+        <source>Store (a saved TESSERA connection, a URL or a folder)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="69"/>
+        <source>Area</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="71"/>
+        <source>Polygons (instead of an extent: the area around each)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="73"/>
+        <source>Years (e.g. 2024,2025)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="75"/>
+        <source>Depth</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="75"/>
+        <source>Every depth the store has</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="75"/>
+        <source>4 dimensions</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="75"/>
+        <source>16 dimensions</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="76"/>
+        <source>128 dimensions</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="78"/>
+        <source>Only estimate the size and time (write nothing)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="79"/>
+        <source>Pack (a new folder)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="80"/>
+        <source>Bytes fetched (or to fetch)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="81"/>
+        <source>Seconds taken (or estimated)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="96"/>
+        <source>The polygon layer has no (selected) features</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="100"/>
+        <source>Give an area: an extent or polygons</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="121"/>
+        <source>, about {} s left</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="122"/>
+        <source>{:.1f} of {:.1f} MB{}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="129"/>
+        <source>Cancelled</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="132"/>
+        <source>{} chunks checked; {:.1f} MB on disk</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="139"/>
+        <source>{}: the unfinished pack is kept in {}; run again with the same output to resume it</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -469,7 +767,7 @@ Install them with this command (then restart QGIS):
     <name>TesseraPlugin</name>
     <message>
         <location filename="../plugin.py" line="83"/>
-        <location filename="../plugin.py" line="126"/>
+        <location filename="../plugin.py" line="132"/>
         <source>TESSERA</source>
         <translation type="unfinished"></translation>
     </message>
@@ -479,42 +777,67 @@ Install them with this command (then restart QGIS):
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="107"/>
-        <source>Inspect a pixel: click to see its 128 embedding values</source>
+        <location filename="../plugin.py" line="87"/>
+        <source>Add TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="108"/>
-        <source>Similarity: click a pixel (or drag over a small area) to map how similar every pixel is to it</source>
+        <location filename="../plugin.py" line="109"/>
+        <source>Pixel inspector</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="109"/>
+        <source>Click a pixel to see its 128 embedding values</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../plugin.py" line="110"/>
-        <source>Region: drag a rectangle to fit the PCA colours to it</source>
+        <source>Find similar pixels</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="119"/>
-        <source>Style the TESSERA layer: year, bands, PCA, stretch</source>
+        <location filename="../plugin.py" line="110"/>
+        <source>Click a pixel, or drag over a small area, to map how similar every pixel is</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="112"/>
+        <source>Fit or export a region</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="112"/>
+        <source>Drag a rectangle, then fit the PCA colours to it or export it</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../plugin.py" line="124"/>
+        <source>TESSERA style</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="126"/>
+        <source>Year, bands, PCA and stretch of the selected TESSERA layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../plugin.py" line="130"/>
         <source>Export TESSERA embeddings…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="129"/>
+        <location filename="../plugin.py" line="135"/>
         <source>About TESSERA embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="227"/>
+        <location filename="../plugin.py" line="234"/>
         <source>TESSERA embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../plugin.py" line="228"/>
+        <location filename="../plugin.py" line="235"/>
         <source>tessera-qgis {version}
 QGIS {qgis}
 
@@ -578,48 +901,48 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="45"/>
+        <location filename="../processing/base.py" line="50"/>
         <source>Embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="55"/>
+        <location filename="../processing/base.py" line="60"/>
         <location filename="../processing/trajectory.py" line="34"/>
         <source>Store (a saved TESSERA connection, a URL or a folder)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="56"/>
+        <location filename="../processing/base.py" line="61"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="62"/>
+        <location filename="../processing/base.py" line="67"/>
         <source>Dask scheduler (e.g. tcp://host:8786; empty: this computer)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="65"/>
+        <location filename="../processing/base.py" line="70"/>
         <source>Run the export as tasks on a Dask cluster: the workers read the store and write Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder beside it) tied by a VRT; a .tif output is mosaicked from them.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="80"/>
+        <location filename="../processing/base.py" line="85"/>
         <source>A Dask cluster export needs the packages dask and distributed in QGIS's Python (and the same versions on the cluster). Install them with: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="86"/>
+        <location filename="../processing/base.py" line="91"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="92"/>
+        <location filename="../processing/base.py" line="97"/>
         <source>Give a region (an extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="99"/>
+        <location filename="../processing/base.py" line="104"/>
         <source>Cancelled: nothing was written</source>
         <translation type="unfinished"></translation>
     </message>
@@ -984,22 +1307,22 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraProvider</name>
     <message>
-        <location filename="../provider.py" line="159"/>
-        <source>Zoomed out: the layer shows the store's {}. Zoom in to see the embeddings.</source>
+        <location filename="../provider.py" line="172"/>
+        <source>Store {}: zoom in for the embeddings.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="162"/>
-        <source>Zoomed out: the layer shows a coarse preview from a sample of the data. Zoom in to see every pixel.</source>
+        <location filename="../provider.py" line="174"/>
+        <source>Showing a coarse preview: zoom in for every pixel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="354"/>
-        <source>Zoom in to see the embeddings (this view needs more than the pixel budget of Options &gt; TESSERA)</source>
+        <location filename="../provider.py" line="176"/>
+        <source>Zoom in, or raise the budget in Options &gt; TESSERA.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="374"/>
+        <location filename="../provider.py" line="398"/>
         <source>Some of the layer could not be drawn: {}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1007,84 +1330,101 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraStyleDock</name>
     <message>
-        <location filename="../style_dock.py" line="31"/>
+        <location filename="../style_dock.py" line="66"/>
         <source>TESSERA style</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="38"/>
-        <location filename="../style_dock.py" line="85"/>
+        <location filename="../style_dock.py" line="77"/>
+        <location filename="../style_dock.py" line="186"/>
         <source>Select a TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="41"/>
-        <source>3 bands as RGB</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="41"/>
-        <source>1 band with a colour ramp</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="41"/>
-        <source>PCA</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="50"/>
-        <source>2-98 % of the view</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="51"/>
-        <source>fixed</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="60"/>
-        <source>Apply</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="61"/>
-        <source>Fit PCA to this view</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="62"/>
-        <source>Lock PCA (kept in the project, never refitted)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../style_dock.py" line="64"/>
+        <location filename="../style_dock.py" line="81"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="65"/>
+        <location filename="../style_dock.py" line="84"/>
+        <source>3 bands as RGB</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="84"/>
+        <source>1 band with a colour ramp</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="84"/>
+        <source>PCA</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="85"/>
         <source>Mode</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="66"/>
+        <location filename="../style_dock.py" line="90"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="67"/>
+        <location filename="../style_dock.py" line="92"/>
+        <source>2-98 % of the view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="93"/>
+        <source>fixed</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="94"/>
         <source>Stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="68"/>
+        <location filename="../style_dock.py" line="100"/>
+        <location filename="../style_dock.py" line="173"/>
         <source>Min / max</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="162"/>
-        <source>TESSERA stretch</source>
+        <location filename="../style_dock.py" line="102"/>
+        <source>Apply</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="104"/>
+        <source>Fit PCA to this view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="108"/>
+        <source>Fitting PCA… %p%</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="109"/>
+        <source>Cancel</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="111"/>
+        <source>Lock PCA (kept in the project)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="115"/>
+        <location filename="../style_dock.py" line="173"/>
+        <source>Threshold / top</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="268"/>
+        <source>Stretching colours to the view</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -1104,43 +1444,49 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraTools</name>
     <message>
-        <location filename="../tools.py" line="130"/>
-        <source>Add a TESSERA layer first, then click on it to search for similar pixels.</source>
+        <location filename="../tools.py" line="132"/>
+        <location filename="../tools.py" line="169"/>
+        <source>Add a TESSERA layer first, then click on it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="152"/>
+        <location filename="../tools.py" line="153"/>
         <source>TESSERA similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="168"/>
-        <source>Add a TESSERA layer first, then click on it to inspect a pixel.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../tools.py" line="182"/>
+        <location filename="../tools.py" line="183"/>
         <source>TESSERA pixel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="198"/>
+        <location filename="../tools.py" line="199"/>
         <source>Fit PCA colours to this region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="199"/>
+        <location filename="../tools.py" line="200"/>
         <source>Export this region…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="206"/>
-        <source>Select a TESSERA PCA layer, then drag a region to fit its colours to.</source>
+        <location filename="../tools.py" line="201"/>
+        <source>Take this area offline…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="259"/>
-        <source>TESSERA PCA fit</source>
+        <location filename="../tools.py" line="209"/>
+        <source>Select a TESSERA PCA layer, then drag a region.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="260"/>
+        <source>PCA colours fitted to the region.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../tools.py" line="264"/>
+        <source>Fitting PCA colours to a region</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

@@ -24,13 +24,18 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("TesseraProcessing", text)
 
 
-def open_for(store_text: str):
-    """A saved connection (by name) or a store URL / folder -> the opened store, and its URL."""
+def ref_for(store_text: str) -> StoreRef:
+    """A saved connection (by name) or a store URL / folder -> its StoreRef."""
     text = (store_text or "").strip()
     if not text:
         raise QgsProcessingException(tr("Give a store: a saved connection's name, a URL or a folder"))
     conn = next((c for c in all_connections() if c.name == text), None)
-    ref = conn.ref(resolve_url(conn)) if conn else StoreRef(text)
+    return conn.ref(resolve_url(conn)) if conn else StoreRef(text)
+
+
+def open_for(store_text: str):
+    """A saved connection (by name) or a store URL / folder -> the opened store, and its URL."""
+    ref = ref_for(store_text)
     return shared_store(ref), ref.url
 
 

@@ -10,11 +10,12 @@ from .change import ChangeAlgorithm
 from .classify import ClassifyAlgorithm
 from .cluster import ClusterAlgorithm
 from .export import ExportAlgorithm
+from .pack import PackAlgorithm
 from .sample import SampleAlgorithm
 from .similarity import SimilarityAlgorithm
 from .trajectory import TrajectoryAlgorithm
 
-ALGORITHMS = (ExportAlgorithm, SimilarityAlgorithm, SampleAlgorithm, ChangeAlgorithm, ClassifyAlgorithm,
+ALGORITHMS = (ExportAlgorithm, SimilarityAlgorithm, SampleAlgorithm, ChangeAlgorithm, ClassifyAlgorithm, PackAlgorithm,
               ClusterAlgorithm, ApplyModelAlgorithm, TrajectoryAlgorithm)
 
 

@@ -37,7 +37,8 @@ def test_browser_lists_connections_years_and_zones_with_working_layers(root, sam
         assert [y.name() for y in years] == ["2024", "2025"]
         layers = years[0].createChildren()
         assert all(isinstance(i, QgsLayerItem) for i in layers)
-        assert [i.name() for i in layers] == ["PCA, all zones", "PCA, utm30 (EPSG:32630)", "PCA, utm31 (EPSG:32631)"]
+        assert [i.name() for i in layers] == ["TESSERA sample 2024 PCA", "TESSERA sample 2024 utm30 PCA",
+                                              "TESSERA sample 2024 utm31 PCA"]
         sample_http.reset()
         layer = QgsRasterLayer(layers[2].uri(), "tessera layer", layers[2].providerKey())
         assert layer.isValid() and layer.crs().authid() == "EPSG:32631"

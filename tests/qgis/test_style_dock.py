@@ -116,7 +116,7 @@ def test_similarity_threshold_from_the_dock(sample_store, sample_http, qgis_canv
     show(qgis_canvas, layer)
     dock = StyleDock(qgis_iface)
     dock.set_layer(layer)
-    assert not dock.mode.isEnabled() and dock.lo.value() == pytest.approx(0.5)
+    assert not dock.mode.isVisibleTo(dock) and dock.lo.value() == pytest.approx(0.5)
     dock.lo.setValue(0.8)
     dock.apply()
     r = layer.renderer()

@@ -141,7 +141,8 @@ def test_region_tool_fits_the_pca_to_the_dragged_rectangle(sample_http, qgis_can
     ctl = RegionController(qgis_iface)
     click(qgis_canvas, ctl.tool, screen_point(qgis_canvas, -0.04, 52.21), screen_point(qgis_canvas, -0.02, 52.19))
     actions = ctl.last_menu.actions()
-    assert [a.text() for a in actions] == ["Fit PCA colours to this region", "Export this region…"]
+    assert [a.text() for a in actions] == ["Fit PCA colours to this region", "Export this region…",
+                                          "Take this area offline…"]
     actions[0].trigger()
     wait_for(ctl.last_task)
     assert state.pca.source == "fit"

@@ -119,6 +119,76 @@ class Request:
     range: str | None
     status: int
     bytes: int
+    arrived: float = 0.0  # time.monotonic() when the request reached the server
+
+
+class Link:
+    """A modelled network link for RangeHTTPServer: `rtt` seconds before each response
+    starts (a request's round trip), and `mbit` Mbit/s of bandwidth shared by all
+    connections: response bodies go out in slices, each slice taking its bytes from one
+    token bucket in turn (so concurrent responses share the link fairly)."""
+
+    SLICE = 64 << 10
+
+    def __init__(self, rtt: float = 0.06, mbit: float = 100.0, burst: int = 128 << 10) -> None:
+        self.rtt = rtt
+        self.rate = mbit * 1e6 / 8  # bytes per second
+        self.burst = burst
+        self.sent = 0
+        self._tokens = float(burst)
+        self._stamp: float | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def take(self, nbytes: int) -> None:
+        """Wait until the link can carry `nbytes` more (first come, first served)."""
+        import time
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            now = time.monotonic()
+            if self._stamp is not None:
+                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens < nbytes:
+                await asyncio.sleep((nbytes - self._tokens) / self.rate)
+                now = time.monotonic()  # a late wake-up is credited: the rate stays exact
+                self._tokens = min(self.burst + nbytes, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+            self._tokens -= nbytes
+            self.sent += nbytes
+
+    async def respond(self, request, root: Path):
+        """A GET or HEAD of a file under `root` (Range and suffix ranges honoured), its body
+        paced by the link; None where the static handler should answer (no such file)."""
+        from aiohttp import web
+
+        path = root / request.path.lstrip("/")
+        if not path.is_file() or ".." in request.path:
+            return None
+        size = path.stat().st_size
+        rng = _parse_range(request.headers.get("Range"), size)
+        start, end = rng if rng else (0, size)
+        if start >= size or end <= start:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+        headers = {"Accept-Ranges": "bytes"}
+        if rng:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        resp = web.StreamResponse(status=206 if rng else 200, headers=headers)
+        resp.content_length = end - start
+        await resp.prepare(request)
+        if request.method == "HEAD":
+            return resp
+        with open(path, "rb") as f:
+            f.seek(start)
+            left = end - start
+            while left:
+                piece = f.read(min(self.SLICE, left))
+                await self.take(len(piece))
+                await resp.write(piece)
+                left -= len(piece)
+        await resp.write_eof()
+        return resp
 
 
 class Faults:
@@ -172,8 +242,9 @@ class RangeHTTPServer:
     """
 
     def __init__(self, root: str | Path, latency: float = 0.0, deny: tuple[str, ...] = (),
-                 faults: "Faults | None" = None, ssl_context=None) -> None:
+                 faults: "Faults | None" = None, ssl_context=None, link: Link | None = None) -> None:
         self.root = Path(root)
+        self.link = link  # a modelled network (round trip and shared bandwidth) instead of `latency`
         self.ssl_context = ssl_context  # an ssl.SSLContext: serve HTTPS instead of HTTP
         self.latency = latency
         self.faults = faults
@@ -221,9 +292,12 @@ class RangeHTTPServer:
 
         @web.middleware
         async def delay(request, handler):
+            request["arrived"] = time.monotonic()
             with self._lock:
-                self.arrived.append((time.monotonic(), request.path))
-            if self.latency:
+                self.arrived.append((request["arrived"], request.path))
+            if self.link is not None:
+                await asyncio.sleep(self.link.rtt)
+            elif self.latency:
                 await asyncio.sleep(self.latency)
             if any(request.path.startswith(p) for p in self.deny):
                 raise web.HTTPForbidden()
@@ -232,13 +306,17 @@ class RangeHTTPServer:
                 faulty = await self._fault(request, kind)
                 if faulty is not None:
                     return faulty
+            if self.link is not None and request.method in ("GET", "HEAD"):
+                paced = await self.link.respond(request, self.root)
+                if paced is not None:
+                    return paced
             return await handler(request)
 
         async def record(request, response) -> None:
             size = 0 if request.method == "HEAD" else (response.content_length or 0)
             with self._lock:
-                self.log.append(Request(request.method, request.path,
-                                        request.headers.get("Range"), response.status, size))
+                self.log.append(Request(request.method, request.path, request.headers.get("Range"),
+                                        response.status, size, request.get("arrived", 0.0)))
 
         app = web.Application(middlewares=[delay])
         app.on_response_prepare.append(record)

@@ -60,3 +60,26 @@ def partial_year_sample() -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def invalid_scale_pixels(store: Path) -> list[dict]:
+    """The pixels the generator gave out-of-range scales (v2 and v1 stores), read from each
+    zone's `sample_landcover` attribute, with the year and the lon/lat of each pixel centre,
+    ready for a reader's pixel lookup: [{"zone", "year", "row", "col", "scale", "lon", "lat"}]."""
+    import zarr
+    from pyproj import Transformer
+
+    root = zarr.open_group(str(store), mode="r")
+    out = []
+    for name in sorted(root.group_keys()):
+        if not name.startswith("utm"):
+            continue
+        g = root[name]
+        years = g["time"][:].tolist()
+        x0, y0 = g.attrs["spatial:transform"][2], g.attrs["spatial:transform"][5]
+        to_lonlat = Transformer.from_crs(g.attrs["proj:code"], "EPSG:4326", always_xy=True)
+        for t, row, col, scale in g["sample_landcover"].attrs.get("invalid_scale_pixels", []):
+            lon, lat = to_lonlat.transform(x0 + 10.0 * (col + 0.5), y0 - 10.0 * (row + 0.5))
+            out.append({"zone": name, "year": years[t], "row": row, "col": col, "scale": scale,
+                        "lon": lon, "lat": lat})
+    return out

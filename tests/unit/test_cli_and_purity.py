@@ -31,7 +31,7 @@ def test_core_and_cli_import_without_qt_or_qgis():
 
 def test_cli_sample_writes_a_store_and_json_summary(tmp_path):
     out = tmp_path / "s.zarr"
-    res = cli("sample", str(out), "--bbox", "0.01,52.2,0.02,52.205", "--shard", "64", "--json")
+    res = cli("sample", str(out), "--bbox", "0.01,52.2,0.02,52.205", "--shard", "128", "--json")
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["zones"]["utm31"]["crs"] == "EPSG:32631"

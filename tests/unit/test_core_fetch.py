@@ -20,24 +20,42 @@ def shard_index(path: Path) -> np.ndarray:
     return np.frombuffer(raw[:-4], dtype="<u8").reshape(8, 8, 2)
 
 
+GAP = 16 << 10  # chunks of a shard this close are fetched in one request, with the bytes between
+
+
 def minimum_bytes(store_dir: Path, zone: str, t: int, rows, cols) -> tuple[int, int]:
     """(compressed bytes of the intersecting inner chunks + shard indexes, index count)."""
     total, indexes = 0, 0
     for array in ("embeddings", "scales"):
-        shards: dict = {}
-        for cr in range(rows[0] // 32, -(-rows[1] // 32)):
-            for cc in range(cols[0] // 32, -(-cols[1] // 32)):
-                shards.setdefault((cr // 8, cc // 8), []).append((cr % 8, cc % 8))
-        for (sr, sc), chunks in shards.items():
-            key = [str(t), "0", str(sr), str(sc)] if array == "embeddings" else [str(t), str(sr), str(sc)]
-            path = store_dir / zone / array / "c" / Path(*key)
-            idx = shard_index(path)
-            total += INDEX_BYTES
-            indexes += 1
-            for r, c in chunks:
-                if idx[r, c, 0] != 2**64 - 1:
-                    total += int(idx[r, c, 1])
+        plan = planned_reads(store_dir, zone, array, t, rows, cols)
+        total += sum(p["chunk_bytes"] for p in plan) + INDEX_BYTES * len(plan)
+        indexes += len(plan)
     return total, indexes
+
+
+def planned_reads(store_dir: Path, zone: str, array: str, t: int, rows, cols) -> list[dict]:
+    """Per shard touched: the bytes of the intersecting inner chunks, and the requests and
+    bytes it takes when chunks up to GAP bytes apart share a request (worked out from the
+    shard index read here)."""
+    shards: dict = {}
+    for cr in range(rows[0] // 32, -(-rows[1] // 32)):
+        for cc in range(cols[0] // 32, -(-cols[1] // 32)):
+            shards.setdefault((cr // 8, cc // 8), []).append((cr % 8, cc % 8))
+    out = []
+    for (sr, sc), chunks in shards.items():
+        key = [str(t), "0", str(sr), str(sc)] if array == "embeddings" else [str(t), str(sr), str(sc)]
+        idx = shard_index(store_dir / zone / array / "c" / Path(*key))
+        spans = sorted((int(idx[r, c, 0]), int(idx[r, c, 1])) for r, c in chunks if idx[r, c, 0] != 2**64 - 1)
+        requests, fetched, end = 0, 0, None
+        for offset, length in spans:
+            if end is None or not 0 <= offset - end <= GAP:
+                requests += 1
+            else:
+                fetched += offset - end
+            fetched += length
+            end = offset + length
+        out.append({"chunk_bytes": sum(n for _, n in spans), "requests": requests, "fetched": fetched})
+    return out
 
 
 def test_window_fetches_exactly_the_intersecting_chunks(sample_store, sample_http):
@@ -47,11 +65,16 @@ def test_window_fetches_exactly_the_intersecting_chunks(sample_store, sample_htt
     store.zones["utm31"].read(2024, rows, cols)
     log = sample_http.requests()
     want, n_index = minimum_bytes(sample_store, "utm31", 0, rows, cols)
-    got = sum(r.bytes for r in log)
-    assert got == want, "no byte more than the chunks and indexes the window needs"
+    emb = planned_reads(sample_store, "utm31", "embeddings", 0, rows, cols)
+    scl = planned_reads(sample_store, "utm31", "scales", 0, rows, cols)
+    chunk_reads = [r for r in log if not r.range.startswith("bytes=-")]
+    assert sum(r.bytes for r in chunk_reads if "/embeddings/" in r.path) == sum(p["chunk_bytes"] for p in emb), \
+        "no embeddings byte more than the chunks the window needs"
+    assert sum(r.bytes for r in chunk_reads if "/scales/" in r.path) == sum(p["fetched"] for p in scl), \
+        "scales: the chunks, and only the small gaps between chunks close together"
+    assert sum(r.bytes for r in log) <= want * 1.02
+    assert len(chunk_reads) == sum(p["requests"] for p in emb + scl), "chunks close together share a request"
     assert sum(1 for r in log if r.range.startswith("bytes=-")) == n_index, "each shard index read once"
-    n_chunks = 2 * len(range(200 // 32, -(-330 // 32))) * len(range(100 // 32, -(-300 // 32)))
-    assert len(log) - n_index < n_chunks, "adjacent chunk ranges were merged"
     # Warm: the same window again makes no request at all.
     sample_http.reset()
     again = store.zones["utm31"].read(2024, rows, cols)
@@ -259,3 +282,77 @@ def test_a_pixel_hint_on_the_per_year_layout(per_year_store, range_server):
     url = f"{srv.url}/2024.zarr"
     lon, lat = 0.0, 52.2
     assert open_store(url, pixel=(lon, lat, 2024)).pixel(lon, lat, 2024) == open_store(url).pixel(lon, lat, 2024)
+
+
+def _waves(log, gap: float) -> list[list]:
+    """Requests grouped by arrival: a new wave starts after `gap` seconds without a request."""
+    waves: list[list] = []
+    for r in sorted(log, key=lambda r: r.arrived):
+        if waves and r.arrived - waves[-1][-1].arrived < gap:
+            waves[-1].append(r)
+        else:
+            waves.append([r])
+    return waves
+
+
+def test_a_cold_window_is_two_waves_and_a_warm_one_none(sample_store, range_server):
+    """Shard indexes of both arrays in one wave, then every chunk of both arrays in one wave:
+    no embeddings request waits for scales data (a round trip of 0.8 s makes any waiting
+    show as another wave)."""
+    srv = range_server(sample_store.parent, latency=0.8)
+    store = open_store(f"{srv.url}/{sample_store.name}")
+    zone = store.zones["utm31"]
+    srv.reset()
+    rows, cols = (200, 330), (100, 300)
+    win = zone.read(2024, rows, cols, bands=[1, 2, 3])
+    waves = _waves(srv.requests(), gap=0.5)
+    assert len(waves) == 2, [[(r.path.rsplit("/", 5)[-5:], r.range) for r in w] for w in waves]
+    first, second = waves
+    assert all(r.range.startswith("bytes=-") for r in first), "the first wave is shard indexes only"
+    assert {("/embeddings/" in r.path) for r in first} == {True, False}, "both arrays' indexes at once"
+    assert not any(r.range.startswith("bytes=-") for r in second)
+    assert {("/embeddings/" in r.path) for r in second} == {True, False}, "both arrays' chunks at once"
+    g = zarr.open_group(str(sample_store), mode="r")["utm31"]
+    np.testing.assert_array_equal(win.scales, g["scales"][0, 200:330, 100:300])
+    np.testing.assert_array_equal(win.q[:, win.valid], g["embeddings"][0, 0:3, 200:330, 100:300][:, win.valid])
+    srv.reset()
+    again = zone.read(2024, rows, cols, bands=[1, 2, 3])
+    assert srv.requests() == [], "a warm re-read makes no request"
+    np.testing.assert_array_equal(again.q, win.q)
+
+
+def test_scales_for_the_map_load_both_arrays_indexes_in_one_wave(sample_store, range_server):
+    """read_scales (the map layer's first step) fetches the embeddings' shard indexes with the
+    scales' (they say which pixels have no embedding): one wave of indexes, one of chunks."""
+    srv = range_server(sample_store.parent, latency=0.8)
+    zone = open_store(f"{srv.url}/{sample_store.name}").zones["utm31"]
+    srv.reset()
+    zone.read_scales(2024, (200, 330), (100, 300))
+    waves = _waves(srv.requests(), gap=0.5)
+    assert len(waves) == 2
+    assert {("/embeddings/" in r.path) for r in waves[0]} == {True, False}
+    assert all("/scales/" in r.path for r in waves[1])
+
+
+def test_scattered_pixels_are_two_waves(sample_store, range_server):
+    """read_pixels (a map view's source pixels, here one in every 7 x 7 over the zone): the
+    indexes of both arrays, then both arrays' chunks, each in one wave; no chunk without a
+    pixel is fetched."""
+    srv = range_server(sample_store.parent, latency=0.8)
+    zone = open_store(f"{srv.url}/{sample_store.name}").zones["utm31"]
+    rr, cc = np.mgrid[3:zone.shape[0]:70, 5:zone.shape[1]:70]
+    srv.reset()
+    q, s = zone.read_pixels(2024, rr.ravel(), cc.ravel())
+    waves = _waves(srv.requests(), gap=0.5)
+    assert len(waves) == 2
+    assert all(r.range.startswith("bytes=-") for r in waves[0])
+    assert {("/embeddings/" in r.path) for r in waves[1]} == {True, False}
+    want = 0
+    for cr, cc_ in {(r // 32, c // 32) for r, c in zip(rr.ravel(), cc.ravel())}:
+        path = sample_store / "utm31" / "embeddings" / "c" / "0" / "0" / str(cr // 8) / str(cc_ // 8)
+        offset, length = shard_index(path)[cr % 8, cc_ % 8]
+        want += int(length) if offset != 2**64 - 1 else 0
+    got = sum(r.bytes for r in waves[1] if "/embeddings/" in r.path)
+    assert got == want, "exactly the embeddings chunks holding a pixel"
+    g = zarr.open_group(str(sample_store), mode="r")["utm31"]
+    np.testing.assert_array_equal(s, g["scales"][0][rr.ravel(), cc.ravel()])

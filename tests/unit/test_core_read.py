@@ -187,3 +187,41 @@ def test_zoomed_out_grid_fetches_only_the_chunks_it_samples(sample_store, sample
     grid = read_grid(store, 2024, "EPSG:32631", t, 8, 12, bands=[1])
     assert np.isfinite(grid).mean() > 0.5
     assert 0 < emb_bytes() < 0.35 * everything
+
+
+@pytest.mark.parametrize("bands", [None, [128, 1, 64], [2, 3]])
+def test_scattered_pixels_equal_zarr(store, ref, bands):
+    """read_pixels (what a map view gathers) gives zarr-python's values at every pixel asked
+    for, inside and outside the zone's array, in the order asked for."""
+    rng = np.random.default_rng(7)
+    zone = store.zones["utm31"]
+    h, w = ref["utm31"].attrs["spatial:shape"]
+    rows = np.r_[rng.integers(0, h, 400), -3, h + 5, 10]
+    cols = np.r_[rng.integers(0, w, 400), 4, 7, w]
+    q, s = zone.read_pixels(2025, rows, cols, bands=bands)
+    g = ref["utm31"]
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    scales = np.full(len(rows), np.inf, np.float32)
+    scales[inside] = g["scales"].vindex[np.full(inside.sum(), 1), rows[inside], cols[inside]]
+    np.testing.assert_array_equal(s, scales)
+    b = list(range(128)) if bands is None else [x - 1 for x in bands]
+    want = np.zeros((len(b), len(rows)), np.int8)
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        if inside[i]:
+            want[:, i] = g["embeddings"][1, b, r, c]
+    valid = np.isfinite(scales)
+    assert valid.sum() > 200
+    np.testing.assert_array_equal(q[:, valid], want[:, valid])
+    assert (q[:, ~inside] == 0).all()
+
+
+def test_scattered_pixels_on_the_per_year_layout(per_year_store):
+    st = open_store(per_year_store / "2024.zarr")
+    zone = next(iter(st.zones.values()))
+    g = zarr.open_group(str(per_year_store / "2024.zarr"), mode="r")[zone.name]
+    rows, cols = np.array([0, 5, 17, 40]), np.array([3, 60, 9, 33])
+    q, s = zone.read_pixels(2024, rows, cols, bands=[1, 7])
+    np.testing.assert_array_equal(s, g["scales"][:41, :61][rows, cols])
+    valid = np.isfinite(s)
+    assert valid.any()
+    np.testing.assert_array_equal(q[:, valid], g["embeddings"][:41, :61, :][rows, cols][:, [0, 6]].T[:, valid])

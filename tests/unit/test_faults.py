@@ -60,16 +60,90 @@ def test_corrupted_bytes_are_reported_never_shown(range_server, sample_store):
         store.zones["utm30"].read(2024, *WINDOW)
 
 
-def test_missing_shards_are_nodata(sample_store, range_server, tmp_path):
+def _damaged_copy(sample_store, tmp_path):
+    """A copy of the sample with utm30's embeddings damaged, scales untouched: shard row 1 of
+    2024 deleted, and one inner chunk of shard (0, 0) removed from its shard (zarr-python
+    drops a chunk written with nothing but the fill value)."""
     import shutil
+
+    import zarr
 
     copy = tmp_path / "copy.zarr"
     shutil.copytree(sample_store, copy)
-    shutil.rmtree(copy / "utm30" / "embeddings" / "c" / "0" / "0" / "1")  # shard row 1 of year 0
+    shutil.rmtree(copy / "utm30" / "embeddings" / "c" / "0" / "0" / "1")
+    emb = zarr.open_array(str(copy / "utm30" / "embeddings"), mode="r+")
+    with zarr.config.set({"array.write_empty_chunks": False}):
+        emb[0, :, 96:128, 160:192] = 0
+    return copy
+
+
+def _stored_pixels(copy, tmp_path, t, rows, cols):
+    """zarr-python's view of which embeddings exist: the array opened with a fill value no
+    stored int8 takes (-128; the sample's values are within -127..127)."""
+    import json
+
+    import zarr
+
+    ref = tmp_path / "ref-embeddings"
+    ref.mkdir()
+    meta = json.loads((copy / "utm30" / "embeddings" / "zarr.json").read_text())
+    meta["fill_value"] = -128
+    (ref / "zarr.json").write_text(json.dumps(meta))
+    (ref / "c").symlink_to(copy / "utm30" / "embeddings" / "c")
+    band0 = zarr.open_array(str(ref), mode="r")[t, 0, rows[0]:rows[1], cols[0]:cols[1]]
+    return band0 != -128
+
+
+def test_pixels_without_stored_embeddings_are_nodata(sample_store, range_server, tmp_path, caplog):
+    """Issue 19, defect 2: a pixel whose embeddings chunk (a whole shard, or one inner chunk)
+    is not stored is nodata whatever its scale says, with one warning per missing object."""
+    import logging
+
+    import zarr
+
+    copy = _damaged_copy(sample_store, tmp_path)
+    rows, cols = (64, 320), (128, 200)  # across the missing inner chunk and into the missing shard
+    stored = _stored_pixels(copy, tmp_path, 0, rows, cols)
+    g = zarr.open_group(str(copy), mode="r")["utm30"]
+    scales = g["scales"][0, rows[0]:rows[1], cols[0]:cols[1]]
+    want_valid = np.isfinite(scales) & stored
+    assert (np.isfinite(scales) & ~stored).sum() > 1000, "the damage hides pixels that have scales"
+    assert want_valid.sum() > 1000
     srv = range_server(tmp_path)
-    win = open_store(f"{srv.url}/copy.zarr").zones["utm30"].read(2024, (250, 300), (0, 40))
-    assert (win.q[:, 6:, :] == 0).all(), "rows of the missing shard have no embedding values"
-    assert np.isfinite(win.scales[6:]).any(), "scales of those rows are still there"
+    store = open_store(f"{srv.url}/copy.zarr")
+    with caplog.at_level(logging.WARNING, logger="tessera_qgis"):
+        win = store.zones["utm30"].read(2024, rows, cols)
+        again = store.zones["utm30"].read(2024, rows, cols, bands=[5])
+    np.testing.assert_array_equal(win.valid, want_valid)
+    np.testing.assert_array_equal(again.valid, want_valid)
+    np.testing.assert_array_equal(win.scales[want_valid], scales[want_valid])
+    q = g["embeddings"][0, :, rows[0]:rows[1], cols[0]:cols[1]]
+    np.testing.assert_array_equal(win.q[:, want_valid], q[:, want_valid])
+    assert np.isnan(win.dequantised()[:, ~want_valid]).all(), "no zeros shown as data"
+    named = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(named) == 2, named
+    assert any("utm30/embeddings/c/0/0/1/0 (the whole shard)" in m for m in named)
+    assert any("utm30/embeddings/c/0/0/0/0 (inner chunk [0, 0, 3, 5])" in m for m in named)
+    # The pixel command and the grid path (the map layer) agree.
+    px = store.pixel(*_lonlat(g, 100, 170), 2024)
+    assert (px["row"], px["col"]) == (100, 170) and not px["valid"]
+    from tessera_qgis.core.region import read_grid_quantised
+
+    a, _, x0, _, e, y0 = g.attrs["spatial:transform"]
+    grid_t = (a, 0.0, x0 + a * cols[0], 0.0, e, y0 + e * rows[0])
+    _, s = read_grid_quantised(store, 2024, g.attrs["proj:code"], grid_t, cols[1] - cols[0], rows[1] - rows[0])
+    np.testing.assert_array_equal(np.isfinite(s), want_valid)
+    rr, cc = np.nonzero(np.ones(want_valid.shape, bool))
+    _, s_px = store.zones["utm30"].read_pixels(2024, rr + rows[0], cc + cols[0], bands=[1])
+    np.testing.assert_array_equal(np.isfinite(s_px), want_valid.ravel())
+
+
+def _lonlat(g, row, col):
+    from pyproj import Transformer
+
+    a, _, x0, _, e, y0 = g.attrs["spatial:transform"]
+    t = Transformer.from_crs(g.attrs["proj:code"], "EPSG:4326", always_xy=True)
+    return t.transform(x0 + a * (col + 0.5), y0 + e * (row + 0.5))
 
 
 def test_s3_slowdown_is_retried(sample_store, sample_s3, s3_server):

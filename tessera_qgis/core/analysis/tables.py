@@ -15,20 +15,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import Cancelled, ExportError
+from ..gdal_io import gdal_module
 
 ROWS = 512  # rows read at once
 
 
-def _gdal():
-    from osgeo import gdal  # GDAL: the core's readers and the oldest set run without it
-
-    gdal.UseExceptions()
-    return gdal
-
-
 def row_areas(ds) -> np.ndarray:
     """Hectares of one pixel in each row of a dataset (float64 (height,))."""
-    from osgeo import osr  # GDAL: see _gdal
+    from osgeo import osr  # GDAL is optional (see gdal_io): only reports read rasters back
 
     gt = ds.GetGeoTransform()
     srs = osr.SpatialReference()
@@ -59,7 +53,7 @@ def transitions(path_from: str, path_to: str, n_classes: int,
                 cancel: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(pixels, hectares), each (n_classes + 1, n_classes + 1): row = class in the first
     raster, column = class in the second (0 = no data), over two class rasters on one grid."""
-    gdal = _gdal()
+    gdal = gdal_module()
     a, b = gdal.Open(str(path_from)), gdal.Open(str(path_to))
     _same_grid(a, b, "class transitions")
     n = n_classes + 1
@@ -112,7 +106,7 @@ def change_table(distance_path: str, year_path: str, years: Sequence[int], thres
                  cancel: Callable[[], bool] | None = None) -> ChangeTable:
     """Changed area (distance >= threshold) per compared year, for the whole region and per
     class of `class_path` (any class raster, resampled onto the trajectory's grid, nearest)."""
-    gdal = _gdal()
+    gdal = gdal_module()
     dist = gdal.Open(str(distance_path))
     ychg = gdal.Open(str(year_path))
     _same_grid(dist, ychg, "the change report")

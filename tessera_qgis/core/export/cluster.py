@@ -31,7 +31,8 @@ from ..region import ZonePart
 from ..sources import StoreOptions
 from ..store import open_store
 from ..storeref import public_url
-from .geotiff import UMASK, class_style, cog_options, describe, gdal, remove, write
+from ..gdal_io import gdal_module
+from .geotiff import UMASK, class_style, cog_options, describe, remove, write
 from .products import products
 from .request import CLASS_KINDS, EXPORT_CHUNK_CACHE, Progress, blocks
 
@@ -466,6 +467,7 @@ def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps:
             progress, share: float, cancel) -> list[Path]:
     req = prep.req
     outputs, _ = products(prep.store, req, prep.bands, prep.pca)
+    gdal = gdal_module()
     finals: list[tuple[Path, Path]] = []  # (temporary, final)
     tiles_dir = out.with_name(out.name[: -len(out.suffix)] + ".tiles") if as_vrt else None
     jobs = [(i, target, o) for i, (target, _) in enumerate(prep.plans) for o in outputs]
@@ -505,7 +507,7 @@ def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps:
                     f"BLOCKXSIZE={req.block}", f"BLOCKYSIZE={req.block}",
                     "INTERLEAVE=BAND" if len(o.names) > 4 else "INTERLEAVE=PIXEL"]
             if req.compress in ("DEFLATE", "ZSTD"):
-                opts.append("PREDICTOR=3" if o.dtype == gdal.GDT_Float32 else "PREDICTOR=2")
+                opts.append("PREDICTOR=3" if o.dtype == "float32" else "PREDICTOR=2")
             gdal.Translate(str(tif), str(vrt), format="GTiff", callback=cb, creationOptions=opts)
         if cancel is not None and cancel():
             raise Cancelled("export cancelled")

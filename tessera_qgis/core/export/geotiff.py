@@ -11,35 +11,32 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
-from osgeo import gdal, osr
 
 from ..errors import ExportError
+from ..gdal_io import driver, gdal_module
 from ..memory import release_memory
 from ..storeref import public_url
 from .products import BandGroups, Output, products, read_block, year_reader
 from .request import ExportRequest, Progress, block_transform, blocks
 
-gdal.UseExceptions()
 UMASK = os.umask(0o022)
 os.umask(UMASK)
-GDAL_TYPES = {"float32": gdal.GDT_Float32, "uint8": gdal.GDT_Byte, "int8": gdal.GDT_Int8, "uint16": gdal.GDT_UInt16}
-GDAL_COLOURS = {"red": gdal.GCI_RedBand, "green": gdal.GCI_GreenBand, "blue": gdal.GCI_BlueBand,
-                "alpha": gdal.GCI_AlphaBand}
+
+
+def gdal_type(dtype: str) -> int:
+    gdal = gdal_module()
+    return {"float32": gdal.GDT_Float32, "uint8": gdal.GDT_Byte, "int8": gdal.GDT_Int8,
+            "uint16": gdal.GDT_UInt16}[dtype]
+
+
+def gdal_colour(name: str) -> int:
+    gdal = gdal_module()
+    return {"red": gdal.GCI_RedBand, "green": gdal.GCI_GreenBand, "blue": gdal.GCI_BlueBand,
+            "alpha": gdal.GCI_AlphaBand}[name]
 
 
 PALETTE = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf", "#999999",
            "#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494"]
-
-
-def driver(name: str):
-    """A GDAL driver; registered again if a host application (QGIS on exit) dropped them."""
-    drv = gdal.GetDriverByName(name)
-    if drv is None:
-        gdal.AllRegister()
-        drv = gdal.GetDriverByName(name)
-    if drv is None:
-        raise ExportError(f"GDAL has no {name} driver")
-    return drv
 
 
 def class_style(names: list[str]) -> str:
@@ -80,10 +77,12 @@ def create(path: Path, width, height, count, dtype, crs, transform, compress, bl
     if compress in ("DEFLATE", "ZSTD"):
         opts.append("PREDICTOR=3" if dtype == "float32" else "PREDICTOR=2")
     drv = driver("GTiff")
-    ds = drv.Create(str(path), width, height, count, GDAL_TYPES[dtype], options=opts)
+    ds = drv.Create(str(path), width, height, count, gdal_type(dtype), options=opts)
     if ds is None:
         raise ExportError(f"GDAL could not create {path}")
     ds.SetGeoTransform((transform[2], transform[0], transform[1], transform[5], transform[3], transform[4]))
+    from osgeo import osr  # with GDAL, on first use (see gdal_module)
+
     srs = osr.SpatialReference()
     srs.SetFromUserInput(crs)
     ds.SetProjection(srs.ExportToWkt())
@@ -103,7 +102,7 @@ def describe(ds, store, req: ExportRequest, out: Output) -> None:
         if out.nodata is not None:
             band.SetNoDataValue(out.nodata)
         if out.colours:
-            band.SetColorInterpretation(GDAL_COLOURS[out.colours[i]])
+            band.SetColorInterpretation(gdal_colour(out.colours[i]))
     if out.categories:
         ds.GetRasterBand(1).SetCategoryNames(out.categories)
 
@@ -185,11 +184,11 @@ def small_gdal_cache(step: int) -> None:
     restored after the last: dirty tiles then leave for the file early instead of piling up."""
     with _CACHE_LOCK:
         if step > 0 and _CACHE_USERS[0] == 0:
-            _CACHE_USERS[1] = gdal.GetCacheMax()
-            gdal.SetCacheMax(64 << 20)
+            _CACHE_USERS[1] = gdal_module().GetCacheMax()
+            gdal_module().SetCacheMax(64 << 20)
         _CACHE_USERS[0] += step
         if step < 0 and _CACHE_USERS[0] == 0:
-            gdal.SetCacheMax(_CACHE_USERS[1])
+            gdal_module().SetCacheMax(_CACHE_USERS[1])
 
 
 
@@ -221,7 +220,8 @@ def to_cog(src: Path, req: ExportRequest, prog: Progress, temps: list[Path], cou
     if overviews:
         build_overviews(src, req.block, count, cb)
         prog.check()
-    gdal.Translate(str(dst), str(src), format="COG", creationOptions=cog_options(req, count, overviews), callback=cb)
+    gdal_module().Translate(str(dst), str(src), format="COG", creationOptions=cog_options(req, count, overviews),
+                            callback=cb)
     prog.check()
     remove(src)
     return dst
@@ -232,6 +232,7 @@ def build_overviews(path: Path, block: int, count: int, cb) -> None:
     driver then copies. Left to the COG driver, 128 bands' overviews took memory in
     proportion to the region (1.0 GB for 1000 x 1000 px, 2.4 GB and 190 s for 2000 x 2000);
     this way 0.25 and 0.32 GB."""
+    gdal = gdal_module()
     ds = gdal.Open(str(path), gdal.GA_Update)
     try:
         factors, size = [], max(ds.RasterXSize, ds.RasterYSize)
