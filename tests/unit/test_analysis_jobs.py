@@ -309,6 +309,37 @@ def test_depth_reads_only_the_first_dimensions(sample_store, tmp_path):
                                                      "c.tif.aux.xml", "s.tif"]
 
 
+def test_depth_on_a_v2_store(v2_store, tmp_path):
+    """A v2 store (embeddings_d4 / embeddings_d16 beside embeddings): clusters at depth 16 and a
+    trajectory at depth 4 equal numpy on zarr-python's reads of the shallow arrays."""
+    st = open_store(v2_store)
+    assert st.depths == [4, 16, 128]
+    bounds = (-0.02, 52.19, -0.002, 52.205)  # utm30: the zone's own grid
+    g = zarr.open_group(str(v2_store), mode="r")
+    years = _years_of(g, "utm30")
+    res = jobs.cluster(st, ExportRequest(bounds, WGS84, 2024, str(tmp_path / "c.tif"), depth=16), k=3)
+    r0, c0, h, w = window_of(res.paths[0], v2_store)
+
+    def values(name, year):
+        q = np.asarray(g[f"utm30/{name}"][years.index(year), :, r0:r0 + h, c0:c0 + w]).astype(np.float64)
+        s = np.asarray(g["utm30/scales"][years.index(year), r0:r0 + h, c0:c0 + w]).astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            ok = (s > 0) & (s < 1)
+        return q * np.where(ok, s, np.nan)[None], ok
+
+    v, ok = values("embeddings_d16", 2024)
+    cent = res.model.centroids.astype(np.float64)
+    want = np.argmin(((v[None] - cent[:, :, None, None]) ** 2).sum(1), axis=0) + 1
+    got = read(res.paths[0])
+    assert (got[~ok] == 0).all() and (got[ok] == want[ok]).mean() > 0.9999
+    traj = jobs.trajectory(st, ExportRequest(bounds, WGS84, 2024, str(tmp_path / "t.tif"), depth=4), baseline=2024)
+    a, _ = values("embeddings_d4", 2024)
+    b, _ = values("embeddings_d4", 2025)
+    want = 1 - (a * b).sum(0) / (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0))
+    d = read(traj.paths[0])
+    assert np.array_equal(np.isnan(d), np.isnan(want)) and np.nanmax(np.abs(d - want)) < 1e-5
+
+
 # -- cancel --------------------------------------------------------------------------------------
 class CancelAt:
     """cancel() turns true once progress has passed `at` (0 = at once)."""
