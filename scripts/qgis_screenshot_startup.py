@@ -7,6 +7,8 @@ the checkout and go through the workshop as a user would, saving screenshots on 
 3. The style dock fits the PCA to the view (a message-bar line when done).
 4. A similarity layer, with the dock showing its threshold.
 5. Options > TESSERA (pixel budget, previews) and the export algorithm's dialog.
+6. Analysis: k-means clusters, a classification from labelled points and its accuracy report,
+   the year of the largest change, and the PCA layer following the time slider to 2025.
 
 Driven by scripts/screenshots.sh; the output folder comes from TESSERA_SHOTS.
 """
@@ -267,7 +269,151 @@ def export():
     dlg = processing.createAlgorithmDialog("tessera:export", params)
     dlg.show()
     state["alg_dialog"] = dlg
-    after(3000, lambda: save(dlg, "qgis-export-algorithm.png") or os._exit(0))
+    after(3000, lambda: save(dlg, "qgis-export-algorithm.png") or after(200, clusters))
+
+
+# -- 6. analysis: clusters, a classification and its report, a trajectory, the time slider ----------
+def work_dir():
+    import tempfile
+
+    if "work" not in state:
+        state["work"] = tempfile.mkdtemp(prefix="tessera-shots-")
+    return state["work"]
+
+
+def sample_path():
+    from tessera_qgis.core.layerspec import LayerSpec
+
+    return LayerSpec.from_uri(state["layer"].source()).url
+
+
+def view_extent():
+    return f"{VIEW[0]},{VIEW[2]},{VIEW[1]},{VIEW[3]} [EPSG:4326]"
+
+
+def show_only(*layers):
+    root = QgsProject.instance().layerTreeRoot()
+    for node in root.findLayers():
+        node.setItemVisibilityChecked(node.layer() in layers)
+    iface.mapCanvas().refresh()
+
+
+def clusters():
+    from qgis import processing
+
+    state["alg_dialog"].close()
+    clear_messages()
+    res = processing.run("tessera:cluster", {"STORE": sample_path(), "YEAR": 2024, "EXTENT": view_extent(), "K": 0,
+                                             "OUTPUT": os.path.join(work_dir(), "clusters.tif")})
+    layer = iface.addRasterLayer(res["OUTPUT"], f"Clusters 2024 (k-means, {res['CLUSTERS']} clusters)")
+    show_only(layer)
+    log(f"k-means chose {res['CLUSTERS']} clusters")
+    after(4000, lambda: save(iface.mainWindow(), "qgis-clusters.png") or after(200, classes))
+
+
+def labelled_points(per_class=15, seed=3):
+    """A point layer of `per_class` pixels of each land-cover class in the view (the sample's
+    ground truth), as a user would digitise them."""
+    import json
+
+    import numpy as np
+    import zarr
+    from pyproj import Transformer
+    from qgis.core import QgsFeature, QgsField, QgsGeometry, QgsVectorLayer
+    from qgis.PyQt.QtCore import QMetaType
+    from tessera_qgis.core.sample import CLASSES
+
+    layer = QgsVectorLayer("Point?crs=EPSG:4326", "Labelled points", "memory")
+    layer.dataProvider().addAttributes([QgsField("class", QMetaType.Type.QString)])
+    layer.updateFields()
+    g = zarr.open_group(sample_path(), mode="r")
+    rng = np.random.default_rng(seed)
+    for zone in ("utm30", "utm31"):
+        attrs = json.loads(open(os.path.join(sample_path(), zone, "zarr.json")).read())["attributes"]
+        a, _, x0, _, e, y0 = attrs["spatial:transform"]
+        lc = np.asarray(g[f"{zone}/sample_landcover"][0])
+        s = np.asarray(g[f"{zone}/scales"][0])
+        rows, cols = np.nonzero(np.isfinite(s) & (lc > 0))
+        lon, lat = Transformer.from_crs(attrs["proj:code"], "EPSG:4326", always_xy=True).transform(
+            x0 + a * (cols + 0.5), y0 + e * (rows + 0.5))
+        inside = (lon > VIEW[0]) & (lon < VIEW[2]) & (lat > VIEW[1]) & (lat < VIEW[3])
+        for code, name in CLASSES.items():
+            idx = np.nonzero(inside & (lc[rows, cols] == code))[0]
+            for i in rng.choice(idx, min(len(idx), per_class // 2 + 1), replace=False) if len(idx) else []:
+                f = QgsFeature(layer.fields())
+                f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(float(lon[i]), float(lat[i]))))
+                f.setAttributes([name])
+                layer.dataProvider().addFeature(f)
+    return layer
+
+
+def classes():
+    from qgis import processing
+    from tessera_qgis.core.analysis.models import sklearn_available
+
+    points = labelled_points()
+    QgsProject.instance().addMapLayer(points, False)  # into the legend above the classes, below
+    res = processing.run("tessera:classify", {
+        "INPUT": points, "CLASS_FIELD": "class", "STORE": sample_path(), "YEAR": 2024, "YEARS": "2025",
+        "EXTENT": view_extent(), "METHOD": 1 if sklearn_available() else 0,
+        "OUTPUT": os.path.join(work_dir(), "classes.tif"), "REPORT": os.path.join(work_dir(), "accuracy.html")})
+    state["classes"] = res["OUTPUT"]
+    state["report"] = res["REPORT"]
+    layer = iface.addRasterLayer(res["OUTPUT"], "Classes 2024")
+    QgsProject.instance().layerTreeRoot().insertLayer(0, points)
+    show_only(layer, points)
+    log(f"classified: accuracy {res['ACCURACY']:.3f} (stratified), {res['SPATIAL_ACCURACY']:.3f} (spatial)")
+    after(4000, lambda: save(iface.mainWindow(), "qgis-classes.png") or after(200, report))
+
+
+def report():
+    from qgis.PyQt.QtWidgets import QTextBrowser
+
+    view = QTextBrowser()
+    view.setWindowTitle("Classification accuracy")
+    view.setHtml(open(state["report"], encoding="utf-8").read())
+    view.resize(900, 780)
+    view.show()
+    view.verticalScrollBar().setValue(330)  # from "Accuracy": the figures side by side, a matrix
+    state["report_view"] = view
+    def grab():
+        save(view, "qgis-accuracy-report.png")
+        view.close()
+        after(200, trajectory)
+
+    after(1500, grab)
+
+
+def trajectory():
+    from qgis import processing
+
+    res = processing.run("tessera:trajectory", {"STORE": sample_path(), "EXTENT": view_extent(),
+                                                "CLASSES": state["classes"],
+                                                "OUTPUT": os.path.join(work_dir(), "trajectory.tif")})
+    years = iface.addRasterLayer(res["CHANGE_YEAR"], "Year of the largest change")
+    show_only(years, state["layer"])
+    iface.setActiveLayer(years)
+    after(4000, lambda: save(iface.mainWindow(), "qgis-trajectory.png") or after(200, slider))
+
+
+def slider():
+    from qgis.core import QgsDateTimeRange, QgsInterval, QgsTemporalNavigationObject
+    from qgis.PyQt.QtWidgets import QDockWidget
+    from tessera_qgis.temporal import year_range
+
+    show_only(state["layer"])
+    iface.setActiveLayer(state["layer"])
+    canvas = iface.mapCanvas()
+    nav = canvas.temporalController()
+    nav.setTemporalExtents(QgsDateTimeRange(year_range(2024).begin(), year_range(2025).end(), True, False))
+    nav.setFrameDuration(QgsInterval(1, 0, 0, 0, 0, 0, 0))  # one year a frame
+    nav.setNavigationMode(QgsTemporalNavigationObject.NavigationMode.Animated)
+    nav.setCurrentFrameNumber(1)  # 2025
+    for dock in iface.mainWindow().findChildren(QDockWidget):
+        if dock.objectName() == "TemporalControllerDock" or "Temporal Controller" in dock.windowTitle():
+            dock.show()
+            dock.raise_()
+    after(5000, lambda: save(iface.mainWindow(), "qgis-time-slider.png") or os._exit(0))
 
 
 after(3000, start)

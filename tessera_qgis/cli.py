@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the export as tasks on this Dask scheduler (workers read the store and write "
                         "COG tiles; an --out ending in .vrt keeps the tiles and a VRT, .tif mosaics them)")
     e.add_argument("--tile", type=int, help="pixels per task side for tiled exports (default: the shard size)")
+    e.add_argument("--depth", type=int, choices=[4, 16, 128],
+                   help="only the first N dimensions (Matryoshka depths of v2 stores), read from their own array")
     e.set_defaults(func=cmd_export)
 
     k = sub.add_parser("pack", parents=[common], help="take an area offline: a portable store of its chunks")
@@ -224,7 +226,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ValueError("--quantized exports all bands; drop --bands")
     req = ExportRequest(bounds=args.bbox, crs="EPSG:4326", year=args.year, out=args.out, kind=kind,
                         bands=args.bands, dst_crs=args.crs, per_zone=args.per_zone, cog=args.cog,
-                        compress=args.compress, block=args.block, dask=args.dask, tile=args.tile)
+                        compress=args.compress, block=args.block, dask=args.dask, tile=args.tile, depth=args.depth)
     for p in export(store, req, progress=_Progress()):
         print(p)
     return 0

@@ -20,6 +20,12 @@ REQUIRED = {
 }
 
 
+# Optional: never needed to start; import name -> (pip requirement, what it adds)
+OPTIONAL = {
+    "sklearn": ("scikit-learn>=1.3", "random forests in Classify from labelled points"),
+}
+
+
 def _version_tuple(text: str) -> tuple[int, ...]:
     out = []
     for part in text.split("."):
@@ -47,6 +53,19 @@ def problems() -> list[str]:
             continue
         if _version_tuple(version) < _version_tuple(minimum):
             out.append(f"{name} {version} is too old (need {minimum} or newer)")
+    return out
+
+
+def optional_missing() -> list[tuple[str, str]]:
+    """(pip requirement, what it adds) of each optional package that is not importable."""
+    out = []
+    for name, (req, purpose) in OPTIONAL.items():
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            out.append((req, purpose))
     return out
 
 

@@ -7,11 +7,11 @@ import time
 
 from qgis.core import Qgis, QgsMessageLog
 from qgis.PyQt.QtCore import QCoreApplication
-from qgis.PyQt.QtWidgets import QMessageBox
+from qgis.PyQt.QtWidgets import QCheckBox, QMessageBox
 
 from . import tasks
 from .core.errors import Cancelled
-from .dependencies import install_command
+from .dependencies import install_command, optional_missing
 
 INSTALL_TIMEOUT_S = 900
 
@@ -26,6 +26,8 @@ class MissingDependenciesPlugin:
         self.problems = problems
         self.box: QMessageBox | None = None
         self.task = None
+        self.optional = optional_missing()  # offered, never required
+        self.optional_box: QCheckBox | None = None
 
     def command_text(self) -> str:
         return " ".join(shlex.quote(part) for part in install_command())
@@ -34,11 +36,17 @@ class MissingDependenciesPlugin:
         text = tr("The TESSERA plugin needs Python packages that this QGIS does not have:\n\n  - {}\n\n"
                   "Install them with this command (then restart QGIS):\n\n{}").format(
             "\n  - ".join(self.problems), self.command_text())
+        if self.optional:
+            text += "\n\n" + tr("Optional, not needed to start:\n\n  - {}").format(
+                "\n  - ".join(f"{req}: {purpose}" for req, purpose in self.optional))
         QgsMessageLog.logMessage(text, "TESSERA", Qgis.MessageLevel.Warning)
         parent = self.iface.mainWindow() if self.iface is not None else None
         box = QMessageBox(QMessageBox.Icon.Warning, tr("TESSERA: packages missing"), text,
                           QMessageBox.StandardButton.Close, parent)
         self.install_button = box.addButton(tr("Install now"), QMessageBox.ButtonRole.AcceptRole)
+        if self.optional:
+            self.optional_box = QCheckBox(tr("Also install the optional packages"))
+            box.setCheckBox(self.optional_box)
         self.install_button.clicked.connect(self.install)
         box.setModal(False)
         box.show()  # not exec(): QGIS keeps running
@@ -47,6 +55,8 @@ class MissingDependenciesPlugin:
     def install(self) -> None:
         """Run the install command in a background task (Cancel stops pip); say how it went."""
         command = install_command()
+        if self.optional_box is not None and self.optional_box.isChecked():
+            command = command + [req for req, _ in self.optional]
 
         def work(cancel, _progress) -> None:
             run_pip(command, cancel)

@@ -37,6 +37,7 @@ from .project_paths import TesseraProviderMetadata
 from .settings import Settings
 from .store_access import forget_stores as _forget_pool
 from .store_access import opened_store, shared_store
+from .temporal import YearViews, declare, requested_year
 
 
 def tr(text: str) -> str:
@@ -68,6 +69,7 @@ class LayerState:
         self.spec = spec
         self.lock = threading.RLock()
         self._view: View | None = None
+        self.years = YearViews()  # the layer in other years (the Temporal Controller)
         self._saved_pca: PCA | None = decode_pca(spec.pca) if spec.pca and spec.pca.startswith("b64:") else None
         self.tiles: OrderedDict = OrderedDict()
         self.tile_locks: dict = {}
@@ -119,11 +121,13 @@ class LayerState:
     def set_pca(self, pca: PCA) -> None:
         with self.lock:
             self.view().set_pca(pca)
+            self.years.clear()
             self.tiles.clear()
 
-    def tile(self, extent: tuple, width: int, height: int, crs: str, cancel) -> np.ndarray:
-        """Provider bands (k, height, width) float32 for an extent; computed once per tile."""
-        key = (extent, width, height)
+    def tile(self, extent: tuple, width: int, height: int, crs: str, cancel, year: int | None = None) -> np.ndarray:
+        """Provider bands (k, height, width) float32 for an extent (in `year`, default the
+        layer's); computed once per tile."""
+        key = (extent, width, height, year)
         with self.lock:
             if key in self.tiles:
                 self.tiles.move_to_end(key)
@@ -133,7 +137,7 @@ class LayerState:
             with self.lock:
                 if key in self.tiles:
                     return self.tiles[key]
-            values = self._compute(extent, width, height, crs, cancel)
+            values = self._compute(extent, width, height, crs, cancel, year)
             release_memory(min_interval=1.0)  # decoding threads fragment the heap (see core/memory.py)
             with self.lock:
                 self.tiles[key] = values
@@ -142,13 +146,16 @@ class LayerState:
                     self.tiles.popitem(last=False)
             return values
 
-    def _compute(self, extent, width, height, crs, cancel) -> np.ndarray:
+    def _compute(self, extent, width, height, crs, cancel, year=None) -> np.ndarray:
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("forced failure inside the provider (test)")
         xmin, ymin, xmax, ymax = extent
         transform = ((xmax - xmin) / width, 0.0, xmin, 0.0, -(ymax - ymin) / height, ymax)
-        frame = self.view().render(crs, transform, width, height, cancel, self.previews)
+        view = self.view()
+        if year is not None and year != self.spec.year:
+            view = self.years.view(view, year, ((xmin, ymin, xmax, ymax), crs), cancel)
+        frame = view.render(crs, transform, width, height, cancel, self.previews)
         self.frame_kind, self.frame_label = frame.kind, frame.label
         return frame.values
 
@@ -206,6 +213,8 @@ class TesseraProvider(QgsRasterDataProvider):
                 self.state = state_for(uri)
             self._init_geometry()
             self._valid = True
+            store = self.state.opened_store  # the store's years when known (no network here)
+            declare(self, store.years if store is not None else [self.state.spec.year])
         except Exception as exc:  # an invalid layer with a message, never a crash
             self._error = redact_url(str(exc) if isinstance(exc, (TesseraError, ValueError))
                                      else f"{type(exc).__name__}: {exc}")
@@ -358,8 +367,13 @@ class TesseraProvider(QgsRasterDataProvider):
                 return feedback is not None and feedback.isCanceled()
 
             key = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
+            spec = self.state.spec
+            year = requested_year(self, self.state.store().years, spec.year)  # the time slider's
+            if year is None:  # the slider is on a year the store does not have
+                return self._nodata_block(width, height)
             try:
-                values = self.state.tile(key, width, height, self._crs.authid() or self._crs.toWkt(), cancel)
+                values = self.state.tile(key, width, height, self._crs.authid() or self._crs.toWkt(), cancel,
+                                         None if year == spec.year else year)
             except ExtentError as exc:
                 if "budget" in str(exc):
                     self.state.over_budget = True

@@ -20,6 +20,7 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayo
 
 from . import tasks
 from .core.layerspec import LayerSpec, encode_pca
+from .cluster_view import cluster_this_view
 from .layers import apply_ramp, apply_rgb, layer_title, retitle
 from .provider import PROVIDER_KEY, state_for
 from .tools import fit_pca_to
@@ -30,9 +31,9 @@ STRETCH_PROPERTY = "tessera/stretch"  # "view" or "fixed": how the layer's bands
 # The rows each mode shows (besides the layer's name): nothing else is visible.
 ROWS = {
     None: (),
-    "rgb": ("year", "mode", "bands", "stretch", "range", "apply"),
-    "ramp": ("year", "mode", "bands", "stretch", "range", "apply"),
-    "pca": ("year", "mode", "apply", "fit", "lock"),
+    "rgb": ("year", "mode", "bands", "stretch", "range", "apply", "cluster"),
+    "ramp": ("year", "mode", "bands", "stretch", "range", "apply", "cluster"),
+    "pca": ("year", "mode", "apply", "fit", "lock", "cluster"),
     "similarity": ("year", "range", "apply"),
 }
 
@@ -110,6 +111,9 @@ class StyleDock(QgsDockWidget):
         self._row("fitting", None, self._line(body, [self.fit_progress, self.fit_cancel]))
         self.lock = QCheckBox(tr("Lock PCA (kept in the project)"), body)
         self._row("lock", None, self.lock)
+        self.cluster_button = QPushButton(tr("Cluster this view"), body)
+        self.cluster_button.setToolTip(tr("k-means of the layer's year over the map view"))
+        self._row("cluster", None, self.cluster_button)
         self.column.addStretch(1)
         width = max([label.sizeHint().width() for label in self.labels]
                     + [self.range_label.fontMetrics().horizontalAdvance(tr("Threshold / top")) + 6])
@@ -119,6 +123,7 @@ class StyleDock(QgsDockWidget):
         self.apply_button.clicked.connect(self.apply)
         self.fit_button.clicked.connect(self.fit_pca)
         self.fit_cancel.clicked.connect(self.cancel_fit)
+        self.cluster_button.clicked.connect(self.cluster_view)
         self.lock.toggled.connect(self.set_locked)
         self.mode.currentIndexChanged.connect(self.show_controls)
         self.stretch.currentIndexChanged.connect(self.show_controls)
@@ -285,6 +290,12 @@ class StyleDock(QgsDockWidget):
         """A fit of the selected layer is running."""
         task = self.fit_task
         return task is not None and task.layer is self.layer and task.outcome is None and task in tasks.running()
+
+    def cluster_view(self) -> None:
+        """k-means (automatic k) of this layer's store and year over the map view: a task that
+        adds the styled clusters to the project."""
+        if self.layer is not None:
+            self.cluster_task = cluster_this_view(self.iface, self.layer)
 
     def fit_pca(self) -> None:
         """Fit the PCA to the view in a task: progress and Cancel in the dock, a message-bar

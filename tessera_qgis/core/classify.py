@@ -7,6 +7,8 @@ import numpy as np
 
 from .quant import valid_scales
 
+CHUNK_VALUES = 16_000_000  # similarities held at once while predicting a block (64 MB)
+
 
 @dataclass
 class KNNClassifier:
@@ -18,36 +20,53 @@ class KNNClassifier:
     k: int = 5
 
     @classmethod
-    def fit(cls, vectors, labels, k: int = 5) -> "KNNClassifier":
+    def fit(cls, vectors, labels, k: int = 5, names: list[str] | None = None) -> "KNNClassifier":
+        """Fit on vectors (n, dims) and their labels; `names` fixes the class list (and so
+        the codes, 1..n) when the labels may not show every class (a fold of a k-fold)."""
         v = np.asarray(vectors, dtype=np.float32)
         keep = np.isfinite(v).all(axis=1) & (np.linalg.norm(v, axis=1) > 0)
         v, labels = v[keep], [labels[i] for i in np.nonzero(keep)[0]]
         if len(v) == 0:
             raise ValueError("no labelled point has an embedding (all are nodata)")
-        names = sorted({str(lab) for lab in labels})
+        names = list(names) if names is not None else sorted({str(lab) for lab in labels})
         if len(names) > 255:
             raise ValueError("at most 255 classes")
         codes = np.array([names.index(str(lab)) + 1 for lab in labels], dtype=np.uint8)
         v = v / np.linalg.norm(v, axis=1, keepdims=True)
         return cls(v, codes, names, max(1, min(int(k), len(v))))
 
+    @property
+    def dims(self) -> int:
+        """Embedding dimensions the model reads (its depth)."""
+        return int(self.vectors.shape[1])
+
+    def predict_vectors(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(codes uint8 (n,), confidence float32 (n,)) of embeddings x (n, dims): the majority
+        class of the k most cosine-similar labelled embeddings, and the share that voted for it
+        (ties go to the lower code)."""
+        x = np.asarray(x, dtype=np.float32)
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        sims = x @ self.vectors.T  # (n, n_train)
+        nearest = np.argpartition(-sims, self.k - 1, axis=1)[:, :self.k]
+        votes = self.labels[nearest]
+        counts = np.stack([(votes == c).sum(axis=1) for c in range(1, len(self.names) + 1)], axis=1)
+        best = counts.argmax(axis=1)
+        return (best + 1).astype(np.uint8), (counts[np.arange(len(best)), best] / self.k).astype(np.float32)
+
     def predict(self, q: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(class codes uint8 (h, w), confidence float32 (h, w)): the majority class of the k
-        nearest labelled embeddings and the share of the k that voted for it."""
+        """(class codes uint8 (h, w), confidence float32 (h, w)) of a block: int8 q (bands,
+        h, w), of which the first `dims` are read; the per-pixel scale cancels in the cosine.
+        CHUNK pixels at a time, so a block's memory does not grow with the training set."""
         b, h, w = q.shape
         valid = valid_scales(scales).ravel()
         cls = np.zeros(h * w, dtype=np.uint8)
         conf = np.full(h * w, np.nan, dtype=np.float32)
-        if valid.any():
-            x = q.reshape(b, -1)[:, valid].T.astype(np.float32)
-            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-            sims = x @ self.vectors.T  # (n_px, n_train)
-            nearest = np.argpartition(-sims, self.k - 1, axis=1)[:, :self.k]
-            votes = self.labels[nearest]
-            counts = np.stack([(votes == c).sum(axis=1) for c in range(1, len(self.names) + 1)], axis=1)
-            best = counts.argmax(axis=1)
-            cls[valid] = (best + 1).astype(np.uint8)
-            conf[valid] = counts[np.arange(len(best)), best] / self.k
+        where = np.nonzero(valid)[0]
+        flat = q.reshape(b, -1)
+        step = max(1024, CHUNK_VALUES // max(len(self.vectors), 1))
+        for i in range(0, len(where), step):
+            idx = where[i:i + step]
+            cls[idx], conf[idx] = self.predict_vectors(flat[:self.dims, idx].T.astype(np.float32))
         return cls.reshape(h, w), conf.reshape(h, w)
 
 

@@ -4,8 +4,36 @@
 <context>
     <name>TesseraBrowser</name>
     <message>
-        <location filename="../browser.py" line="62"/>
+        <location filename="../browser.py" line="63"/>
         <source>All zones, in {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TesseraClusterView</name>
+    <message>
+        <location filename="../cluster_view.py" line="36"/>
+        <source>The map does not show the layer's area: pan to it first</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cluster_view.py" line="44"/>
+        <source>Choose a TESSERA layer to cluster</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cluster_view.py" line="62"/>
+        <source>Clusters {} ({} clusters)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cluster_view.py" line="65"/>
+        <source>{} clusters written to {}; centroids in {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cluster_view.py" line="68"/>
+        <source>Cluster this view</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -487,7 +515,7 @@
 <context>
     <name>TesseraLayers</name>
     <message>
-        <location filename="../layers.py" line="211"/>
+        <location filename="../layers.py" line="213"/>
         <source>Drawn from the {}: zoom in to see the embeddings.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -495,7 +523,7 @@
 <context>
     <name>TesseraMissing</name>
     <message>
-        <location filename="../missing.py" line="34"/>
+        <location filename="../missing.py" line="36"/>
         <source>The TESSERA plugin needs Python packages that this QGIS does not have:
 
   - {}
@@ -506,27 +534,39 @@ Install them with this command (then restart QGIS):
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../missing.py" line="39"/>
+        <location filename="../missing.py" line="40"/>
+        <source>Optional, not needed to start:
+
+  - {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../missing.py" line="44"/>
         <source>TESSERA: packages missing</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../missing.py" line="41"/>
+        <location filename="../missing.py" line="46"/>
         <source>Install now</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../missing.py" line="54"/>
+        <location filename="../missing.py" line="48"/>
+        <source>Also install the optional packages</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../missing.py" line="64"/>
         <source>Install TESSERA plugin packages</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../missing.py" line="60"/>
+        <location filename="../missing.py" line="70"/>
         <source>Packages installed: restart QGIS to use the TESSERA plugin.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../missing.py" line="62"/>
+        <location filename="../missing.py" line="72"/>
         <source>Installing the packages failed: {}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -842,52 +882,101 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraProcessing</name>
     <message>
-        <location filename="../processing/base.py" line="31"/>
+        <location filename="../processing/analysis.py" line="21"/>
+        <source>Depth: embedding dimensions to use (0 = all; 4 or 16 on stores with Matryoshka depths)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/analysis.py" line="67"/>
+        <source>Years are written like 2017-2020, 2024; got {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/analysis.py" line="75"/>
+        <source>Random forests need the optional package scikit-learn in QGIS's Python (k nearest neighbours work without it). Install it with: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/apply_model.py" line="20"/>
+        <source>Apply a saved model</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/apply_model.py" line="23"/>
+        <source>Applies a model file written by Classify from labelled points (k nearest neighbours or random forest: classes and confidence) or the centroids written by Cluster (k-means: clusters) to a region and year of a store. The model reads as many embedding dimensions as it was trained on.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/apply_model.py" line="28"/>
+        <source>Model file (JSON)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/apply_model.py" line="32"/>
+        <location filename="../processing/classify.py" line="62"/>
+        <source>Classes</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/apply_model.py" line="33"/>
+        <location filename="../processing/export.py" line="48"/>
+        <location filename="../processing/trajectory.py" line="54"/>
+        <source>All files written</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/apply_model.py" line="40"/>
+        <source>{} model, {} classes, {} dimensions (trained on {} {})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/base.py" line="32"/>
         <source>Give a store: a saved connection's name, a URL or a folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="50"/>
+        <location filename="../processing/base.py" line="51"/>
         <source>Embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="60"/>
+        <location filename="../processing/base.py" line="61"/>
+        <location filename="../processing/trajectory.py" line="34"/>
         <source>Store (a saved TESSERA connection, a URL or a folder)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="61"/>
+        <location filename="../processing/base.py" line="62"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="67"/>
+        <location filename="../processing/base.py" line="68"/>
         <source>Dask scheduler (e.g. tcp://host:8786; empty: this computer)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="70"/>
+        <location filename="../processing/base.py" line="71"/>
         <source>Run the export as tasks on a Dask cluster: the workers read the store and write Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder beside it) tied by a VRT; a .tif output is mosaicked from them.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="85"/>
+        <location filename="../processing/base.py" line="86"/>
         <source>A Dask cluster export needs the packages dask and distributed in QGIS's Python (and the same versions on the cluster). Install them with: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="91"/>
+        <location filename="../processing/base.py" line="92"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="97"/>
+        <location filename="../processing/base.py" line="98"/>
         <source>Give a region (an extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="104"/>
+        <location filename="../processing/base.py" line="105"/>
         <source>Cancelled: nothing was written</source>
         <translation type="unfinished"></translation>
     </message>
@@ -917,53 +1006,145 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/classify.py" line="19"/>
+        <location filename="../processing/classify.py" line="28"/>
         <source>Classify from labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/classify.py" line="22"/>
-        <source>The labelled points' embeddings train a k-nearest-neighbour classifier (cosine similarity); out come a class raster (class names in its QGIS style) and a confidence raster (the share of the k neighbours that agree).</source>
+        <location filename="../processing/classify.py" line="31"/>
+        <source>The labelled points' embeddings train a classifier: k nearest neighbours (cosine similarity) or a random forest (when the optional package scikit-learn is installed). Every run assesses it with a stratified k-fold and a spatial k-fold that holds out whole 1 km blocks (neighbouring pixels look alike, so this is the honest figure for new areas): confusion matrix, overall accuracy, kappa and per-class precision, recall and F1 in an HTML report (and CSV). The model is saved as a JSON file for Apply a saved model. Out come a class raster (class names in its QGIS style) and a confidence raster; with other years, one pair per year (NAME_YEAR.tif) and the class transitions between consecutive years (hectares) in the report.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/classify.py" line="27"/>
+        <location filename="../processing/classify.py" line="41"/>
         <source>Labelled points</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/classify.py" line="29"/>
+        <location filename="../processing/classify.py" line="43"/>
         <source>Class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/classify.py" line="32"/>
+        <location filename="../processing/classify.py" line="46"/>
+        <source>Classifier</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/classify.py" line="47"/>
         <source>Neighbours (k)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/classify.py" line="36"/>
-        <source>Classes</source>
+        <location filename="../processing/classify.py" line="50"/>
+        <source>Trees (random forest)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/classify.py" line="37"/>
+        <location filename="../processing/classify.py" line="52"/>
+        <source>Folds of the accuracy assessment</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/classify.py" line="58"/>
+        <source>Other years to classify (e.g. 2017-2023, 2025)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/classify.py" line="63"/>
+        <source>Accuracy report (HTML, a CSV beside it; empty: beside the classes)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/classify.py" line="64"/>
+        <location filename="../processing/trajectory.py" line="52"/>
+        <source>HTML files (*.html)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/classify.py" line="65"/>
+        <source>Model file (empty: beside the classes)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/classify.py" line="65"/>
+        <location filename="../processing/cluster.py" line="47"/>
+        <source>JSON files (*.json)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/classify.py" line="66"/>
         <source>Classes and confidence</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/classify.py" line="43"/>
+        <location filename="../processing/classify.py" line="67"/>
+        <source>Overall accuracy (stratified k-fold)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/classify.py" line="68"/>
+        <source>Overall accuracy (spatial k-fold)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/classify.py" line="69"/>
+        <source>Kappa (stratified k-fold)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/classify.py" line="75"/>
         <source>Give a point layer and its class field</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/classify.py" line="56"/>
-        <source>Need labelled points of at least two classes on valid pixels</source>
+        <location filename="../processing/classify.py" line="103"/>
+        <source>transitions {} to {}: {:.2f} ha changed class</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/classify.py" line="57"/>
-        <source>{} labelled pixels, {} classes</source>
+        <location filename="../processing/cluster.py" line="23"/>
+        <source>Cluster (k-means)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/cluster.py" line="26"/>
+        <source>Groups the pixels of a region by their embeddings, without labels. k-means runs on a random sample of at most 200,000 valid pixels (K = 0 chooses the number of clusters from 2 to 12 by the silhouette of a subsample), then every pixel takes its nearest centroid. Out come a class raster (cluster 1 is the largest; a paletted style beside it) and the centroids as a JSON model file that Apply a saved model uses on another year or area.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/cluster.py" line="35"/>
+        <source>Number of clusters (0 = automatic, 2 to 12)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/cluster.py" line="38"/>
+        <source>Pixels sampled for k-means (at most 200,000)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/cluster.py" line="45"/>
+        <source>Clusters</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/cluster.py" line="46"/>
+        <source>Centroids (model file; empty: beside the clusters)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/cluster.py" line="48"/>
+        <source>Number of clusters</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/cluster.py" line="64"/>
+        <source>silhouette by number of clusters: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/cluster.py" line="66"/>
+        <source>{} clusters from {} sampled pixels</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1014,11 +1195,6 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
     <message>
         <location filename="../processing/export.py" line="47"/>
         <source>Output GeoTIFF</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing/export.py" line="48"/>
-        <source>All files written</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1101,26 +1277,86 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <source>There is no embedding at the reference point (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="24"/>
+        <source>Change trajectory over years</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="27"/>
+        <source>For every pixel, the cosine distance of each year's embedding to a baseline: one year's embedding, or (baseline 0) the mean of the years before it. A pixel changed in a year where the distance reaches the threshold. Out come the distances (one band per year), the year of the largest change (NAME_year.tif; 0 where no year reaches the threshold) and a change report (HTML with a chart, and CSV): the area changed per year, and per class when a class raster is given.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="35"/>
+        <source>Years (e.g. 2017-2025; empty: all the store's)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="37"/>
+        <source>Baseline year (0 = the mean of the years before each year)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="41"/>
+        <source>Changed where the cosine distance is at least</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="46"/>
+        <source>Class raster for the report (optional)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="50"/>
+        <source>Distances to the baseline</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="51"/>
+        <source>Change report (HTML, a CSV beside it; empty: beside the distances)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="53"/>
+        <source>Year of the largest change</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="63"/>
+        <source>The mean of the years before needs at least two years</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="69"/>
+        <source>The class raster must be a file (a GeoTIFF, say)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/trajectory.py" line="80"/>
+        <source>{}: {:.2f} ha changed of {:.2f} ha with data</source>
+        <translation type="unfinished"></translation>
+    </message>
 </context>
 <context>
     <name>TesseraProvider</name>
     <message>
-        <location filename="../provider.py" line="165"/>
+        <location filename="../provider.py" line="173"/>
         <source>Store {}: zoom in for the embeddings.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="167"/>
+        <location filename="../provider.py" line="175"/>
         <source>Showing a coarse preview: zoom in for every pixel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="169"/>
+        <location filename="../provider.py" line="177"/>
         <source>Zoom in, or raise the budget in Options &gt; TESSERA.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="388"/>
+        <location filename="../provider.py" line="404"/>
         <source>Some of the layer could not be drawn: {}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1128,100 +1364,110 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraStyleDock</name>
     <message>
-        <location filename="../style_dock.py" line="66"/>
+        <location filename="../style_dock.py" line="67"/>
         <source>TESSERA style</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="77"/>
-        <location filename="../style_dock.py" line="186"/>
+        <location filename="../style_dock.py" line="78"/>
+        <location filename="../style_dock.py" line="191"/>
         <source>Select a TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="81"/>
+        <location filename="../style_dock.py" line="82"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="84"/>
+        <location filename="../style_dock.py" line="85"/>
         <source>3 bands as RGB</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="84"/>
+        <location filename="../style_dock.py" line="85"/>
         <source>1 band with a colour ramp</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="84"/>
+        <location filename="../style_dock.py" line="85"/>
         <source>PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="85"/>
+        <location filename="../style_dock.py" line="86"/>
         <source>Mode</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="90"/>
+        <location filename="../style_dock.py" line="91"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="92"/>
+        <location filename="../style_dock.py" line="93"/>
         <source>2-98 % of the view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="93"/>
+        <location filename="../style_dock.py" line="94"/>
         <source>fixed</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="94"/>
+        <location filename="../style_dock.py" line="95"/>
         <source>Stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="100"/>
-        <location filename="../style_dock.py" line="173"/>
+        <location filename="../style_dock.py" line="101"/>
+        <location filename="../style_dock.py" line="178"/>
         <source>Min / max</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="102"/>
+        <location filename="../style_dock.py" line="103"/>
         <source>Apply</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="104"/>
+        <location filename="../style_dock.py" line="105"/>
         <source>Fit PCA to this view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="108"/>
+        <location filename="../style_dock.py" line="109"/>
         <source>Fitting PCA… %p%</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="109"/>
+        <location filename="../style_dock.py" line="110"/>
         <source>Cancel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="111"/>
+        <location filename="../style_dock.py" line="112"/>
         <source>Lock PCA (kept in the project)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
+        <location filename="../style_dock.py" line="114"/>
+        <source>Cluster this view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../style_dock.py" line="115"/>
-        <location filename="../style_dock.py" line="173"/>
+        <source>k-means of the layer's year over the map view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="119"/>
+        <location filename="../style_dock.py" line="178"/>
         <source>Threshold / top</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="268"/>
+        <location filename="../style_dock.py" line="273"/>
         <source>Stretching colours to the view</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1229,12 +1475,12 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraTasks</name>
     <message>
-        <location filename="../tasks.py" line="70"/>
+        <location filename="../tasks.py" line="71"/>
         <source>{} cancelled</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tasks.py" line="77"/>
+        <location filename="../tasks.py" line="78"/>
         <source>{} failed: {}</source>
         <translation type="unfinished"></translation>
     </message>

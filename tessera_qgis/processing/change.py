@@ -4,6 +4,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingException, QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination
 
 from ..core.export import ExportRequest, export
+from .analysis import add_depth, depth
 from .base import TesseraAlgorithm, open_for, tr
 
 
@@ -25,6 +26,7 @@ class ChangeAlgorithm(TesseraAlgorithm):
                                                        minValue=1990, maxValue=2100))
         self.add_extent()
         self.add_dask()
+        add_depth(self)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Change")))
 
     def execute(self, parameters, context, feedback):
@@ -36,6 +38,6 @@ class ChangeAlgorithm(TesseraAlgorithm):
         progress, cancel = self.hooks(feedback)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         paths = export(store, ExportRequest(bounds, crs, year, out, kind="change", year2=year2,
-                                            dask=self.dask(parameters, context)),
+                                            dask=self.dask(parameters, context), depth=depth(self, parameters, context)),
                        progress=progress, cancel=cancel)
         return {"OUTPUT": str(paths[0])}

@@ -10,6 +10,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
 
 from ..core.classify import polygon_mask
 from ..core.export import ExportRequest, export
+from .analysis import add_depth, depth
 from .base import TesseraAlgorithm, open_for, tr
 
 KIND_NAMES = ["float32 embeddings", "PCA RGB", "int8 + scales"]
@@ -44,6 +45,7 @@ class ExportAlgorithm(TesseraAlgorithm):
         self.addParameter(QgsProcessingParameterBoolean("PER_ZONE", tr("One file per UTM zone"), False))
         self.addParameter(QgsProcessingParameterBoolean("COG", tr("Cloud Optimized GeoTIFF"), False))
         self.add_dask()
+        add_depth(self)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Output GeoTIFF")))
         self.addOutput(QgsProcessingOutputMultipleLayers("OUTPUTS", tr("All files written")))
 
@@ -62,7 +64,7 @@ class ExportAlgorithm(TesseraAlgorithm):
         common = dict(year=year, kind=kind, bands=bands, dst_crs=dst_crs,
                       per_zone=self.parameterAsBool(parameters, "PER_ZONE", context),
                       cog=self.parameterAsBool(parameters, "COG", context),
-                      dask=self.dask(parameters, context))
+                      dask=self.dask(parameters, context), depth=depth(self, parameters, context))
         jobs = []
         source = self.parameterAsSource(parameters, "POLYGONS", context)
         if source is not None:

@@ -5,14 +5,18 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..icons import icon as plugin_icon
+from .apply_model import ApplyModelAlgorithm
 from .change import ChangeAlgorithm
 from .classify import ClassifyAlgorithm
+from .cluster import ClusterAlgorithm
 from .export import ExportAlgorithm
 from .pack import PackAlgorithm
 from .sample import SampleAlgorithm
 from .similarity import SimilarityAlgorithm
+from .trajectory import TrajectoryAlgorithm
 
-ALGORITHMS = (ExportAlgorithm, SimilarityAlgorithm, SampleAlgorithm, ChangeAlgorithm, ClassifyAlgorithm, PackAlgorithm)
+ALGORITHMS = (ExportAlgorithm, SimilarityAlgorithm, SampleAlgorithm, ChangeAlgorithm, ClassifyAlgorithm, PackAlgorithm,
+              ClusterAlgorithm, ApplyModelAlgorithm, TrajectoryAlgorithm)
 
 
 class TesseraProcessingProvider(QgsProcessingProvider):

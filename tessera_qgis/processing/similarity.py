@@ -8,6 +8,7 @@ from qgis.core import (QgsCoordinateTransform, QgsGeometry, QgsProcessing, QgsPr
 
 from ..core.export import ExportRequest, export
 from ..core.view import mean_over_polygons
+from .analysis import add_depth, depth
 from .base import WGS84, TesseraAlgorithm, open_for, tr
 
 
@@ -30,6 +31,7 @@ class SimilarityAlgorithm(TesseraAlgorithm):
             optional=True))
         self.add_extent()
         self.add_dask()
+        add_depth(self)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", tr("Similarity")))
 
     def execute(self, parameters, context, feedback):
@@ -60,7 +62,8 @@ class SimilarityAlgorithm(TesseraAlgorithm):
         bounds, crs = self.region(parameters, context)
         progress, cancel = self.hooks(feedback)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        paths = export(store, ExportRequest(bounds, crs, year, out, kind="similarity", reference=list(reference),
-                                            dask=self.dask(parameters, context)),
+        dims = store.check_depth(depth(self, parameters, context))
+        paths = export(store, ExportRequest(bounds, crs, year, out, kind="similarity", reference=list(reference)[:dims],
+                                            dask=self.dask(parameters, context), depth=dims),
                        progress=progress, cancel=cancel)
         return {"OUTPUT": str(paths[0])}

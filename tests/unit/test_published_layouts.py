@@ -214,3 +214,54 @@ def test_a_depth_is_refused_on_stores_without_depths(v1_store):
 
     with pytest.raises(BandError, match="not ordered by importance"):
         View(open_store(v1_store), LayerSpec(store=StoreRef(str(v1_store)), year=2025, pca="global", depth=4))
+
+
+@pytest.mark.gdal
+@pytest.mark.parametrize("kind,depth,array", [("float32", None, "embeddings_d4"),
+                                              ("similarity", 16, "embeddings_d16"),
+                                              ("change", 4, "embeddings_d4")])
+def test_exports_read_only_the_depth_they_need(range_server, v2_store, tmp_path, kind, depth, array):
+    """Bands 1-3 (no depth given) come from embeddings_d4; a similarity at depth 16 from
+    embeddings_d16; a change at depth 4 from embeddings_d4; values against numpy on zarr."""
+    from osgeo import gdal
+
+    from tessera_qgis.core.export import ExportRequest, export
+
+    srv, url = served(range_server, v2_store)
+    st = open_store(url)
+    g = zarr.open_group(str(v2_store), mode="r")["utm31"]
+    ti = list(g["time"][:]).index(2025)
+    z = st.zones["utm31"]
+    r0, c0, n = 40, 60, 64
+    x0, y0 = z.transform[2] + 10 * c0, z.transform[5] - 10 * r0
+    bounds = (x0 + 1, y0 - 10 * n + 1, x0 + 10 * n - 1, y0 - 1)
+    q = np.asarray(g["embeddings"][ti, :, r0:r0 + n, c0:c0 + n]).astype(np.float64)
+    s = np.asarray(g["scales"][ti, r0:r0 + n, c0:c0 + n]).astype(np.float64)
+    valid = np.isfinite(s) & (s > 0) & (s < 1)
+    extra = {}
+    if kind == "float32":
+        extra = dict(bands=[1, 2, 3])
+    elif kind == "similarity":
+        extra = dict(reference=list((q[:depth] * s)[:, valid][:, 0]))
+    else:
+        extra = dict(year2=2024)
+    srv.reset()
+    out = export(st, ExportRequest(bounds, z.crs, 2025, str(tmp_path / "o.tif"), kind=kind, depth=depth, **extra))[0]
+    assert arrays_read(srv) == {array, "scales"}, arrays_read(srv)
+    got = gdal.Open(str(out)).ReadAsArray()
+    got = got if got.ndim == 3 else got[None]
+    if kind == "float32":
+        want = (q[:3] * np.where(valid, s, 0))[:, valid]
+    elif kind == "similarity":
+        v = q[:depth] * s
+        ref = np.array(extra["reference"])
+        want = (ref @ v[:, valid] / np.linalg.norm(ref) / np.linalg.norm(v[:, valid], axis=0))[None]
+    else:
+        ti2 = list(g["time"][:]).index(2024)
+        q2 = np.asarray(g["embeddings"][ti2, :depth, r0:r0 + n, c0:c0 + n]).astype(np.float64)
+        s2 = np.asarray(g["scales"][ti2, r0:r0 + n, c0:c0 + n]).astype(np.float64)
+        both = valid & np.isfinite(s2) & (s2 > 0) & (s2 < 1)
+        a, b = q[:depth][:, both], q2[:, both]
+        want = (1 - (a * b).sum(0) / np.linalg.norm(a, axis=0) / np.linalg.norm(b, axis=0))[None]
+        valid = both
+    np.testing.assert_allclose(got[:, valid], want, rtol=1e-4, atol=1e-5)

@@ -34,7 +34,7 @@ from ..storeref import public_url
 from ..gdal_io import gdal_module
 from .geotiff import UMASK, class_style, cog_options, describe, remove, write
 from .products import products
-from .request import EXPORT_CHUNK_CACHE, Progress, blocks
+from .request import CLASS_KINDS, EXPORT_CHUNK_CACHE, Progress, blocks
 
 INSTALL_HINT = ('a Dask cluster export needs the optional packages dask and distributed in this Python '
                 '(the same versions as on the cluster): python -m pip install "dask[distributed]"')
@@ -530,7 +530,7 @@ def _finish(prep, tiles: list[Tile], work: Path, out: Path, as_vrt: bool, temps:
         result.append(final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    if req.kind == "classify":
+    if req.kind in CLASS_KINDS:
         result[0].with_suffix(".qml").write_text(class_style(req.classifier.names), encoding="utf-8")
     if progress is not None:
         progress(1.0)

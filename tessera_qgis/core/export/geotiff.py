@@ -16,7 +16,7 @@ from ..errors import ExportError
 from ..gdal_io import driver, gdal_module
 from ..memory import release_memory
 from ..storeref import public_url
-from .products import BandGroups, Output, products, read_block
+from .products import BandGroups, Output, products, read_block, year_reader
 from .request import ExportRequest, Progress, block_transform, blocks
 
 UMASK = os.umask(0o022)
@@ -25,7 +25,8 @@ os.umask(UMASK)
 
 def gdal_type(dtype: str) -> int:
     gdal = gdal_module()
-    return {"float32": gdal.GDT_Float32, "uint8": gdal.GDT_Byte, "int8": gdal.GDT_Int8}[dtype]
+    return {"float32": gdal.GDT_Float32, "uint8": gdal.GDT_Byte, "int8": gdal.GDT_Int8,
+            "uint16": gdal.GDT_UInt16}[dtype]
 
 
 def gdal_colour(name: str) -> int:
@@ -132,10 +133,13 @@ def write(store, req, grid, bands, pca, target: Path, prog: Progress, temps: lis
             if req.kind == "change":
                 extra["year2"] = read_block(store, req, grid, r0, c0, r1 - r0, c1 - c0, prog.cancel,
                                              year=req.year2)
+            inside = None
             if req.mask is not None:  # pixels outside the polygons are nodata
                 inside = req.mask(block_transform(transform, r0, c0), c1 - c0, r1 - r0, crs)
                 scales = np.where(inside, scales, np.inf).astype(np.float32)
                 q = np.where(inside[None], q, 0).astype(np.int8)
+            # other years of the same block, read when a product asks (trajectories)
+            extra["read"] = year_reader(store, req, grid, r0, c0, r1 - r0, c1 - c0, prog.cancel, inside)
             for (ds, _, _), data in zip(datasets, compute(q, scales, extra)):
                 if isinstance(data, BandGroups):  # float32 a few bands at a time: 8x less memory
                     for first, values in data:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from .geotiff import class_style, remove, write
-from .request import Prepared, Progress
+from .request import CLASS_KINDS, Prepared, Progress
 
 
 def run_local(prep: Prepared, progress: Callable[[float], None] | None = None,
@@ -28,7 +28,7 @@ def run_local(prep: Prepared, progress: Callable[[float], None] | None = None,
             if aux.exists():
                 os.replace(aux, target.with_name(target.name + ".aux.xml"))
             final.append(target)
-        if req.kind == "classify":  # class names and colours as the default QGIS style
+        if req.kind in CLASS_KINDS:  # class names and colours as the default QGIS style
             final[0].with_suffix(".qml").write_text(class_style(req.classifier.names), encoding="utf-8")
         return final
     except BaseException:

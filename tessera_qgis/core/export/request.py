@@ -19,7 +19,8 @@ from ..region import plan
 from ..store import TesseraStore
 from ..view import choose_pca
 
-KINDS = ("float32", "pca", "int8", "similarity", "change", "classify")
+KINDS = ("float32", "pca", "int8", "similarity", "change", "classify", "cluster", "trajectory")
+CLASS_KINDS = ("classify", "cluster")  # a class raster made by `classifier`, with a QGIS style
 EXPORT_CHUNK_CACHE = 96 << 20
 
 
@@ -40,7 +41,9 @@ class ExportRequest:
     resolution: float | None = None  # metres (or dst CRS units); default 10
     reference: Sequence[float] | None = None  # "similarity": the reference embedding
     year2: int | None = None  # "change": the other year
-    classifier: object | None = None  # "classify": a KNNClassifier
+    # "classify" (classes and confidence) and "cluster" (classes): a model with names, dims
+    # and predict(q, scales) (core/analysis/models.py); small and picklable (cluster runs)
+    classifier: object | None = None
     # mask(transform, width, height, crs) -> bool (height, width): pixels to keep (polygons)
     mask: Callable | None = None
     max_pixels: int = 2_000_000_000  # refuse larger outputs (about 450 km square at 10 m)
@@ -48,6 +51,15 @@ class ExportRequest:
     # ("tcp://host:port"), or in local threads when the output ends in .vrt.
     dask: str | None = None
     tile: int | None = None  # pixels per task side; default: the store's shard size
+    # Matryoshka depth: products read only the first `depth` dimensions (stores declaring
+    # geoemb:depths); None = all of them
+    depth: int | None = None
+    # "trajectory": the years compared with the baseline (`year` is the first year read) and
+    # the baseline year (None: for each year, the mean of the years before it); a pixel has
+    # changed in a year where its cosine distance is at least `threshold`
+    years: Sequence[int] | None = None
+    baseline: int | None = None
+    threshold: float = 0.25
     extra: dict = field(default_factory=dict)
 
 
@@ -97,17 +109,29 @@ def prepare(store: TesseraStore, req: ExportRequest, cancel: Callable[[], bool] 
         if req.year2 is None:
             raise ExportError("a change export needs a second year")
         store.check_year(req.year2)
-    if req.kind == "similarity" and (req.reference is None or len(req.reference) != store.bands):
-        raise ExportError(f"a similarity export needs a reference embedding of {store.bands} values")
-    if req.kind == "classify" and req.classifier is None:
-        raise ExportError("a classification needs a trained classifier")
+    depth = store.check_depth(req.depth)
+    if req.kind == "similarity" and (req.reference is None or len(req.reference) != depth):
+        raise ExportError(f"a similarity export needs a reference embedding of {depth} values")
+    if req.kind in CLASS_KINDS:
+        if req.classifier is None:
+            raise ExportError("a classification needs a trained classifier")
+        if int(req.classifier.dims) != depth:
+            raise ExportError(f"the model reads {req.classifier.dims} embedding dimensions and this export "
+                              f"reads {depth}: use a depth of {req.classifier.dims} (a store declaring it) "
+                              "or a model trained at this depth")
+    if req.kind == "pca" and depth != store.bands:
+        raise ExportError(f"a PCA export reads all {store.bands} dimensions; leave the depth out")
+    if req.kind == "trajectory":
+        check_trajectory(store, req)
     # A private chunk cache: enough for the chunks that straddle two blocks, and no more,
     # so memory stays bounded whatever the region's size and whatever else uses the store.
     store = store.with_memory_cache(EXPORT_CHUNK_CACHE)
     bounds = check_bounds(req.bounds)
-    bands = store.check_bands(req.bands) if req.bands else list(range(1, store.bands + 1))
+    bands = store.check_bands(req.bands) if req.bands else list(range(1, depth + 1))
     if req.kind != "float32" and req.bands:
         raise ExportError("bands can only be chosen for float32 exports")
+    if max(bands) > depth:
+        raise ExportError(f"band {max(bands)} is deeper than the depth of {depth}")
     parts = [p for p in plan(store, bounds, req.crs) if req.year in p.zone.years]
     if not parts:
         raise ExtentError("the region does not intersect the store's data for that year")
@@ -133,6 +157,28 @@ def prepare(store: TesseraStore, req: ExportRequest, cancel: Callable[[], bool] 
     if req.kind == "pca":
         pca = choose_pca(store, req.year, pca if pca is not None else "global", (req.bounds, req.crs), cancel)
     return Prepared(store, req, bands, pca, plans)
+
+
+def check_trajectory(store: TesseraStore, req: ExportRequest) -> None:
+    """A trajectory's years: each in the store, `year` the earliest read, something to compare."""
+    years = sorted(set(int(y) for y in (req.years or [])))
+    for y in years + ([req.baseline] if req.baseline is not None else []):
+        store.check_year(y)
+    compared = [y for y in years if y != req.baseline] if req.baseline is not None else years[1:]
+    if not compared:
+        raise ExportError("a trajectory needs at least one year to compare with the baseline (with the mean "
+                          "of the years before as baseline: at least two years)")
+    first = min(years + ([req.baseline] if req.baseline is not None else []))
+    if req.year != first:
+        raise ExportError(f"a trajectory's year is the first year it reads ({first}), not {req.year}")
+    if not 0.0 < req.threshold <= 2.0:
+        raise ExportError("the change threshold is a cosine distance between 0 and 2")
+
+
+def trajectory_years(req: ExportRequest) -> list[int]:
+    """The years a trajectory compares with its baseline, in order: one output band each."""
+    years = sorted(set(int(y) for y in (req.years or [])))
+    return [y for y in years if y != req.baseline] if req.baseline is not None else years[1:]
 
 
 def grid_for(store, req, bounds, parts, zone_name):
