@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--width", type=int, default=1024, help="image width in pixels (default 1024)")
     r.add_argument("--depth", type=int, choices=[4, 16, 128],
                    help="PCA on the first N dimensions (Matryoshka depths of v2 stores)")
+    r.add_argument("--stretch", choices=["global", "cdf", "zone"], default="global",
+                   help="the store's published colours: its linear range (global), equalised by its CDF (cdf), "
+                        "or each zone's own (zone)")
     r.add_argument("--budget", type=int, default=4096 * 4096, metavar="PIXELS",
                    help="10 m pixels read at most; a larger area is drawn from the store's preview, "
                         "or a coarse one (default 4096 x 4096)")
@@ -211,7 +214,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     store = _open(args)
     info = render_png(store, args.bbox, args.year, args.out, width=args.width,
-                      bands=args.bands, pca=args.pca, depth=args.depth, budget=args.budget)
+                      bands=args.bands, pca=args.pca, depth=args.depth, budget=args.budget, stretch=args.stretch)
     print(f"wrote {info['path']} ({info['width']} x {info['height']} px, {info['mode']}, "
           f"{info['valid_fraction'] * 100:.0f} % with data)")
     return 0

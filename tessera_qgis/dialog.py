@@ -181,10 +181,13 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         self.zone = QComboBox(self)
         self.depth = QComboBox(self)
         self.depth.setToolTip(tr("Dimensions PCA uses (Matryoshka depths)"))
+        self.colours = QComboBox(self)
+        self.colours.setToolTip(tr("The store's published stretch"))
         form.addRow(tr("Year"), self.year)
         form.addRow(tr("Show"), self.mode)
         form.addRow(tr("Bands"), bands_row)
         form.addRow(tr("Depth"), self.depth)
+        form.addRow(tr("Colours"), self.colours)
         form.addRow(tr("Zone"), self.zone)
         layout.addLayout(form)
         self.add_button = QPushButton(tr("Add layer"), self)
@@ -398,6 +401,11 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         for d in sorted(info["depths"], reverse=True):  # all dimensions first
             self.depth.addItem(tr("{} dimensions").format(d), None if d == info["bands"] else d)
         self.depth.setEnabled(len(info["depths"]) > 1)
+        self.colours.clear()
+        self.colours.addItem(tr("the store's stretch"), None)
+        self.colours.addItem(tr("equalised (the store's CDF)"), "cdf")
+        self.colours.addItem(tr("each zone's own stretch"), "zone")
+        self.colours.setEnabled(bool(info["stretch"]))
         self.add_button.setEnabled(True)
 
     # -- add layer ---------------------------------------------------------------------------
@@ -426,6 +434,8 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
                 kwargs["depth"] = self.depth.currentData()
         else:
             kwargs["bands"] = [b.value() for b in self.bands[: 3 if mode == "rgb" else 1]]
+        if self.colours.currentData() is not None:
+            kwargs["colours"] = self.colours.currentData()
         bounds, crs = self.view_bounds()
         ref = self.ref
         self.add_button.setEnabled(False)

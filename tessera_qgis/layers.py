@@ -54,20 +54,22 @@ def prepare_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None 
                   view_crs: str = "EPSG:4326", zone: str | None = None,
                   stretch: Sequence[tuple[float, float]] | None = None, similarity=None, threshold: float = 0.5,
                   cancel=None, budget: int | None = None, detail: str = "", depth: int | None = None,
-                  **ref_options) -> PreparedLayer:
+                  colours: str | None = None, **ref_options) -> PreparedLayer:
     """The network part of making a layer (open the store, check year and bands, choose the
     CRS, the starting stretch): safe in a QgsTask. `build_layer()` then makes the layer on the
     main thread without touching the network. `store` is a StoreRef, or a URL with the
     connection's options as keywords (cache, authcfg, s3_endpoint, s3_region, anon). The
     layer's name is `name`, else layer_title() followed by " (`detail`)" when given.
-    `depth`: PCA and similarity on a Matryoshka prefix (4, 16) of a store that has depths."""
+    `depth`: PCA and similarity on a Matryoshka prefix (4, 16) of a store that has depths.
+    `colours`: the store's published stretch as is (None), equalised by its CDF ("cdf") or the
+    zone's own ("zone")."""
     ref = store if isinstance(store, StoreRef) else StoreRef(str(store), **ref_options)
     if bands is None and pca is None and similarity is None:
         pca = "global"
     spec = LayerSpec(store=ref, year=int(year), bands=tuple(bands) if bands else None,
                      pca=encode_pca(pca) if isinstance(pca, PCA) else pca,
                      similarity=encode_vector(similarity) if similarity is not None else None,
-                     budget=budget or DEFAULT_BUDGET, depth=depth)
+                     budget=budget or DEFAULT_BUDGET, depth=depth, stretch=colours)
     opened = shared_store(ref, cancel)
     View(opened, spec)  # checks the year, the bands and a reference's length
     crs = choose_crs(opened, view_bounds, view_crs, zone)

@@ -8,7 +8,8 @@
 
 Optional: crs (the layer's CRS), extent (xmin,ymin,xmax,ymax in that CRS, so a project
 opens without touching the network), zone, cache (folder), budget (source pixels a view
-may need), depth (a Matryoshka prefix for PCA and similarity: 4 or 16 on v2 stores), authcfg (a QGIS authentication configuration id for S3 keys), s3_endpoint,
+may need), depth (a Matryoshka prefix for PCA and similarity: 4 or 16 on v2 stores), stretch
+(the store's published colours: global, cdf equalised, or zone: the zone's own), authcfg (a QGIS authentication configuration id for S3 keys), s3_endpoint,
 s3_region, anon. A secret never goes into a URI. Qt-free, so it can be tested anywhere.
 """
 from __future__ import annotations
@@ -39,6 +40,7 @@ class LayerSpec:
     zone: str | None = None
     budget: int = DEFAULT_BUDGET
     depth: int | None = None  # a Matryoshka prefix (4, 16) for PCA and similarity; None: all dimensions
+    stretch: str | None = None  # the published stretch: None/"global", "cdf" (equalised), "zone" (the zone's own)
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -98,6 +100,8 @@ class LayerSpec:
             items.append(("budget", str(self.budget)))
         if self.depth is not None:
             items.append(("depth", str(self.depth)))
+        if self.stretch and self.stretch != "global":
+            items.append(("stretch", self.stretch))
         return urlencode(items, safe=",:/~")
 
     @classmethod
@@ -131,7 +135,8 @@ class LayerSpec:
         return cls(store=StoreRef.from_query(params), year=year, bands=bands, pca=params.get("pca") or None,
                    similarity=params.get("similarity") or None,
                    crs=params.get("crs") or None, extent=extent, zone=params.get("zone") or None,
-                   budget=int(params.get("budget") or DEFAULT_BUDGET), depth=_int_or_none(params, "depth"))
+                   budget=int(params.get("budget") or DEFAULT_BUDGET), depth=_int_or_none(params, "depth"),
+                   stretch=params.get("stretch") or None)
 
     def with_(self, **changes) -> "LayerSpec":
         return replace(self, **changes)

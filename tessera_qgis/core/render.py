@@ -28,17 +28,19 @@ def mercator_grid(bbox, width: int) -> tuple[tuple[float, ...], int, int]:
 
 def render_rgba(store, bbox, year: int, width: int = 1024, bands: Sequence[int] | None = None,
                 pca: bool | PCA = False, depth: int | None = None, budget: int | None = DEFAULT_BUDGET,
-                previews: str = "auto") -> tuple[np.ndarray, dict]:
+                previews: str = "auto", stretch: str | None = None) -> tuple[np.ndarray, dict]:
     """uint8 (4, h, w) RGBA of a lon/lat bbox in Web Mercator, and a description.
 
     As on the map: over `budget` source pixels the store's preview (or a coarse one) is
-    drawn instead (see View.render); `depth` runs PCA on a Matryoshka prefix."""
+    drawn instead (see View.render); `depth` runs PCA on a Matryoshka prefix; `stretch` picks
+    the store's published colours (see core.view.STRETCHES)."""
     if width < 1 or width > 20000:
         raise ValueError("width must be 1 to 20000 pixels")
     transform, width, height = mercator_grid(bbox, width)
     ref = StoreRef(store.url)
     if pca is not False and pca is not None:
-        view = View(store, LayerSpec(store=ref, year=year, pca="global", depth=depth, budget=budget))
+        view = View(store, LayerSpec(store=ref, year=year, pca="global", depth=depth, budget=budget,
+                                     stretch=stretch))
         if isinstance(pca, PCA):
             view.set_pca(pca)
         frame = view.render(WEB_MERCATOR, transform, width, height, previews=previews)
@@ -48,9 +50,9 @@ def render_rgba(store, bbox, year: int, width: int = 1024, bands: Sequence[int] 
         bands = store.check_bands(bands or [1, 2, 3])
         if len(bands) not in (1, 3):
             raise ValueError("render takes one band (grey) or three bands (RGB)")
-        view = View(store, LayerSpec(store=ref, year=year, bands=tuple(bands), budget=budget))
+        view = View(store, LayerSpec(store=ref, year=year, bands=tuple(bands), budget=budget, stretch=stretch))
         frame = view.render(WEB_MERCATOR, transform, width, height, previews=previews)
-        ranges = published_ranges(store, year, bands)
+        ranges = published_ranges(store, year, bands, view.entry)
         rgba = stretch_rgba(frame.values, ranges) if ranges else stretch_bands(frame.values)
         if len(bands) == 1:
             rgba = np.concatenate([rgba[:1], rgba[:1], rgba[:1], rgba[1:]])
@@ -71,7 +73,7 @@ def write_png(rgba: np.ndarray, path: str) -> None:
 
 
 def render_png(store, bbox, year: int, out: str, width: int = 1024, bands=None, pca: bool = False,
-               depth: int | None = None, budget: int | None = DEFAULT_BUDGET) -> dict:
-    rgba, info = render_rgba(store, bbox, year, width, bands, pca, depth, budget)
+               depth: int | None = None, budget: int | None = DEFAULT_BUDGET, stretch: str | None = None) -> dict:
+    rgba, info = render_rgba(store, bbox, year, width, bands, pca, depth, budget, stretch=stretch)
     write_png(rgba, out)
     return {"path": str(out), **info}

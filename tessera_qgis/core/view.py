@@ -114,6 +114,13 @@ class Similarity(Product):
         return np.array([ref @ v / max(float(np.linalg.norm(ref) * np.linalg.norm(v)), 1e-12)], dtype=np.float32)
 
 
+def zone_of_crs(crs: str | None) -> str | None:
+    """"utmNN" of a TESSERA zone CRS (EPSG:326NN), else None."""
+    if crs and crs.upper().startswith("EPSG:326") and crs[8:].isdigit():
+        return f"utm{int(crs[8:]):02d}"
+    return None
+
+
 def band_values(bands: Sequence[int]) -> BandValues:
     bands = tuple(int(b) for b in bands)
     return BandValues(tuple(f"A{b:03d}" for b in bands), bands)
@@ -129,11 +136,36 @@ def similarity_to(reference: Sequence[float]) -> Similarity:
 
 
 # -- rules -------------------------------------------------------------------------------------
-def global_pca(store: TesseraStore, year: int) -> PCA | None:
-    """The store's published PCA for a year (a stretch in "pca" mode), if it has one."""
-    if store.stretch_mode(year) != "pca":
+STRETCHES = ("global", "cdf", "zone")  # the store's stretch; equalised by its CDF; the zone's own
+
+
+def entry_mode(entry: dict | None) -> str | None:
+    """"pca" or "bands" for a published stretch entry, else None."""
+    if not isinstance(entry, dict):
         return None
-    return PCA.from_stretch(store.stretch(year))
+    mode = entry.get("mode")
+    if mode in ("pca", "bands"):
+        return mode
+    return "pca" if "pca_components" in entry else "bands"
+
+
+def stretch_entry(store: TesseraStore, year: int, which: str | None = None, zone: str | None = None) -> dict | None:
+    """The published stretch a view uses: the year's (`which` "global" or "cdf"), or with
+    "zone" that zone's own entry of `geoemb:stretch_zones` (the year's where it has none)."""
+    if which == "zone" and zone is not None:
+        entry = store.stretch(year, zone)
+        if entry is not None:
+            return entry
+    return store.stretch(year)
+
+
+def global_pca(store: TesseraStore, year: int, entry: dict | None = None) -> PCA | None:
+    """The store's published PCA for a year (a stretch in "pca" mode; `entry`: another
+    entry, a zone's), if it has one."""
+    entry = store.stretch(year) if entry is None else entry
+    if entry_mode(entry) != "pca":
+        return None
+    return PCA.from_stretch(entry)
 
 
 def choose_pca(store: TesseraStore, year: int, wanted: str | PCA | None = "global",
@@ -161,12 +193,13 @@ def choose_pca(store: TesseraStore, year: int, wanted: str | PCA | None = "globa
                    depth=depth if depth < store.bands else None)
 
 
-def published_ranges(store: TesseraStore, year: int, bands: Sequence[int]) -> list[tuple[float, float]] | None:
+def published_ranges(store: TesseraStore, year: int, bands: Sequence[int],
+                     entry: dict | None = None) -> list[tuple[float, float]] | None:
     """The store's own per-channel range for bands 1, 2, 3 of a year in "bands" mode (the
-    colours of the dataset's previews), else None."""
-    if store.stretch_mode(year) != "bands":
+    colours of the dataset's previews; `entry`: another entry, a zone's), else None."""
+    entry = store.stretch(year) if entry is None else entry
+    if entry_mode(entry) != "bands":
         return None
-    entry = store.stretch(year) or {}
     channels = list(entry.get("bands") or [1, 2, 3])
     try:
         lo = [float(v) for v in entry["min"]]
@@ -181,6 +214,48 @@ def published_ranges(store: TesseraStore, year: int, bands: Sequence[int]) -> li
         i = channels.index(b)
         out.append((lo[i], hi[i]))
     return out
+
+
+class Equalised(Product):
+    """A three-channel product whose values go through the published CDF: each channel's
+    value becomes lo + (its quantile in the CDF) * (hi - lo), so the layer's linear min..max
+    stretch draws the dataset's equalised colours."""
+
+    def __init__(self, inner: Product, cdf, lo, hi) -> None:
+        object.__setattr__(self, "names", inner.names)
+        object.__setattr__(self, "bands", inner.bands)
+        object.__setattr__(self, "inner", inner)
+        object.__setattr__(self, "cdf", [np.asarray(c, dtype=np.float64) for c in cdf])
+        object.__setattr__(self, "lo", [float(v) for v in lo])
+        object.__setattr__(self, "hi", [float(v) for v in hi])
+
+    def _map(self, values: np.ndarray) -> np.ndarray:
+        out = np.full(values.shape, np.nan, dtype=np.float32)
+        for c in range(values.shape[0]):
+            breaks = self.cdf[c]
+            u = np.interp(values[c], breaks, np.linspace(0.0, 1.0, len(breaks)))
+            out[c] = self.lo[c] + u * (self.hi[c] - self.lo[c])
+        out[~np.isfinite(values)] = np.nan
+        return out
+
+    def from_quantised(self, q, scales):
+        return self._map(self.inner.from_quantised(q, scales))
+
+    def from_values(self, v):
+        return self._map(self.inner.from_values(v)[:, None])[:, 0]
+
+
+def equalised(inner: Product, entry: dict | None) -> Product:
+    """`inner` through the entry's CDF where the entry has one (three channels), else `inner`."""
+    cdf = (entry or {}).get("cdf")
+    try:
+        cdf = [np.asarray(c, dtype=np.float64) for c in cdf]
+        ok = len(cdf) == 3 and all(c.ndim == 1 and len(c) >= 2 and np.all(np.diff(c) >= 0) for c in cdf)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or inner.count != 3:
+        return inner
+    return Equalised(inner, cdf, entry["min"], entry["max"])
 
 
 def mean_embedding(store: TesseraStore, year: int, bounds, crs: str, mask=None, max_pixels: int | None = None,
@@ -240,11 +315,14 @@ class View:
                 raise BandError(f"band {max(spec.bands)} lies beyond depth {self.depth}")
         self.store = store
         self.spec = spec
+        if spec.stretch not in (None, *STRETCHES):
+            raise ValueError(f"stretch= takes {', '.join(STRETCHES)}, got {spec.stretch!r}")
+        self.entry = stretch_entry(store, spec.year, spec.stretch, spec.zone or zone_of_crs(spec.crs))
         self._product: Product | None = None
         self.pca: PCA | None = None
         self._fit_lock = threading.Lock()
         if spec.bands is not None:
-            self._product = band_values(spec.bands)
+            self._product = self._published(band_values(spec.bands))
         elif spec.similarity is not None:
             ref = decode_vector(spec.similarity)
             if len(ref) not in (self.depth, store.bands):
@@ -252,7 +330,7 @@ class View:
             self._product = similarity_to(ref[:self.depth])
         elif spec.pca != "view":
             if spec.pca == "global":
-                pca = global_pca(store, spec.year) if self.depth == store.bands else None
+                pca = global_pca(store, spec.year, self.entry) if self.depth == store.bands else None
             else:
                 pca = choose_pca(store, spec.year, spec.pca, depth=self.depth)
             if pca is not None:
@@ -268,7 +346,20 @@ class View:
 
     def set_pca(self, pca: PCA) -> None:
         self.pca = pca
-        self._product = pca_values(pca)
+        self._product = self._published(pca_values(pca))
+
+    def _published(self, product: Product) -> Product:
+        """With stretch=cdf, a product that shows the published stretch's channels (its PCA,
+        or bands 1-3 of a "bands" stretch) equalised by its CDF."""
+        if self.spec.stretch == "cdf" and self._shows_published(product):
+            return equalised(product, self.entry)
+        return product
+
+    def _shows_published(self, product: Product) -> bool:
+        mode = entry_mode(self.entry)
+        if isinstance(product, PCAValues):
+            return mode == "pca" and self.pca is not None and self.pca.source == "global"
+        return isinstance(product, BandValues) and product.bands == (1, 2, 3) and mode == "bands"
 
     def product(self, region: tuple | None = None, cancel: Cancel = None) -> Product:
         """The product; a PCA still to be fitted is fitted on `region` ((bounds, crs))."""
@@ -333,6 +424,8 @@ class View:
     def _preview_ranges(self) -> list[tuple[float, float]] | None:
         """The ranges that turn the global preview's colours back into this view's values,
         or None where the preview does not show what this view shows."""
+        if self.spec.stretch in ("cdf", "zone"):
+            return None  # the preview was drawn with the year's linear stretch
         mode = self.store.stretch_mode(self.spec.year)
         if self.spec.pca is not None and mode == "pca" and self.pca is not None and self.pca.source == "global":
             return list(zip(self.pca.lo.tolist(), self.pca.hi.tolist()))
@@ -391,7 +484,7 @@ class View:
             if self.pca is None and bounds is not None:
                 self.product((bounds, crs), cancel)
             return list(zip(self.pca.lo.tolist(), self.pca.hi.tolist())) if self.pca is not None else []
-        published = published_ranges(self.store, spec.year, spec.bands)
+        published = published_ranges(self.store, spec.year, spec.bands, self.entry)
         if published is not None:
             return published
         if bounds is None:

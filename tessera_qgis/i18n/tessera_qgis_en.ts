@@ -166,226 +166,251 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="184"/>
-        <source>Year</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
         <location filename="../dialog.py" line="185"/>
-        <source>Show</source>
+        <source>The store's published stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../dialog.py" line="186"/>
-        <location filename="../dialog.py" line="373"/>
-        <source>Bands</source>
+        <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../dialog.py" line="187"/>
-        <source>Depth</source>
+        <source>Show</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../dialog.py" line="188"/>
-        <source>Zone</source>
+        <location filename="../dialog.py" line="376"/>
+        <source>Bands</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="189"/>
+        <source>Depth</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../dialog.py" line="190"/>
+        <source>Colours</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="191"/>
+        <source>Zone</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="193"/>
         <source>Add layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="196"/>
+        <location filename="../dialog.py" line="199"/>
         <source>Close</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="268"/>
+        <location filename="../dialog.py" line="271"/>
         <source>Export TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="274"/>
+        <location filename="../dialog.py" line="277"/>
         <source>Import TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="306"/>
+        <location filename="../dialog.py" line="309"/>
         <source>step {} of {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="307"/>
+        <location filename="../dialog.py" line="310"/>
         <source>Building the sample store (first use only): {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="316"/>
+        <location filename="../dialog.py" line="319"/>
         <source>Connecting to {}…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="317"/>
+        <location filename="../dialog.py" line="320"/>
         <source>Connecting to {}: reading what the store holds…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="333"/>
+        <location filename="../dialog.py" line="336"/>
         <source>Connected. Choose a year and what to show, then Add layer.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="342"/>
-        <location filename="../dialog.py" line="356"/>
+        <location filename="../dialog.py" line="345"/>
+        <location filename="../dialog.py" line="359"/>
         <source>Cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="344"/>
+        <location filename="../dialog.py" line="347"/>
         <source>Connect to {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="354"/>
-        <location filename="../dialog.py" line="454"/>
+        <location filename="../dialog.py" line="357"/>
+        <location filename="../dialog.py" line="464"/>
         <source>Cancelled: no layer added.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="362"/>
+        <location filename="../dialog.py" line="365"/>
         <source>Cannot reach the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="362"/>
+        <location filename="../dialog.py" line="365"/>
         <source>The store did not answer in time</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="362"/>
+        <location filename="../dialog.py" line="365"/>
         <source>Access denied (403)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="362"/>
+        <location filename="../dialog.py" line="365"/>
         <source>The server's certificate is not trusted</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="362"/>
+        <location filename="../dialog.py" line="365"/>
         <source>Nothing found at that address (404)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="362"/>
+        <location filename="../dialog.py" line="365"/>
         <source>Not a Zarr v3 store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="362"/>
+        <location filename="../dialog.py" line="365"/>
         <source>Not a TESSERA store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="362"/>
+        <location filename="../dialog.py" line="365"/>
         <source>Cannot open the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="364"/>
+        <location filename="../dialog.py" line="367"/>
         <source>In QGIS, add its certificate authority in Settings &gt; Options &gt; Authentication &gt; Certificate Manager (Authorities), or an SSL server exception for this host.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="371"/>
+        <location filename="../dialog.py" line="374"/>
         <source>Store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="371"/>
+        <location filename="../dialog.py" line="374"/>
         <source>Dataset</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="372"/>
+        <location filename="../dialog.py" line="375"/>
         <source>Model</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="372"/>
+        <location filename="../dialog.py" line="375"/>
         <source>Layout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="373"/>
+        <location filename="../dialog.py" line="376"/>
         <source>Years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="374"/>
+        <location filename="../dialog.py" line="377"/>
         <source>Global PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="374"/>
-        <location filename="../dialog.py" line="376"/>
+        <location filename="../dialog.py" line="377"/>
+        <location filename="../dialog.py" line="379"/>
         <source>none</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="375"/>
+        <location filename="../dialog.py" line="378"/>
         <source>Depths</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="376"/>
+        <location filename="../dialog.py" line="379"/>
         <source>Published stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="387"/>
+        <location filename="../dialog.py" line="390"/>
         <source>{} (partial)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="389"/>
+        <location filename="../dialog.py" line="392"/>
         <source>only in {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="394"/>
+        <location filename="../dialog.py" line="397"/>
         <source>automatic (from the map extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="399"/>
+        <location filename="../dialog.py" line="402"/>
         <source>{} dimensions</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="432"/>
+        <location filename="../dialog.py" line="405"/>
+        <source>the store's stretch</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="406"/>
+        <source>equalised (the store's CDF)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="407"/>
+        <source>each zone's own stretch</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../dialog.py" line="442"/>
         <source>Adding the layer: opening {} and sampling the map view for its colours…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="444"/>
+        <location filename="../dialog.py" line="454"/>
         <source>Added “{}” to the map. Add another, or close this window.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="456"/>
+        <location filename="../dialog.py" line="466"/>
         <source>Adding a TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="462"/>
+        <location filename="../dialog.py" line="472"/>
         <source>Add TESSERA embeddings layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="481"/>
+        <location filename="../dialog.py" line="491"/>
         <source>Add TESSERA embeddings (Zarr v3) layers</source>
         <translation type="unfinished"></translation>
     </message>
@@ -515,7 +540,7 @@
 <context>
     <name>TesseraLayers</name>
     <message>
-        <location filename="../layers.py" line="213"/>
+        <location filename="../layers.py" line="215"/>
         <source>Drawn from the {}: zoom in to see the embeddings.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -919,7 +944,7 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
     </message>
     <message>
         <location filename="../processing/apply_model.py" line="33"/>
-        <location filename="../processing/export.py" line="48"/>
+        <location filename="../processing/export.py" line="50"/>
         <location filename="../processing/trajectory.py" line="54"/>
         <source>All files written</source>
         <translation type="unfinished"></translation>
@@ -981,27 +1006,27 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/change.py" line="15"/>
+        <location filename="../processing/change.py" line="16"/>
         <source>Change between years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/change.py" line="18"/>
+        <location filename="../processing/change.py" line="19"/>
         <source>Per-pixel cosine distance between two years' embeddings (0: the same, up to 2: opposite); nodata where either year has no data. High values show where the land changed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/change.py" line="23"/>
+        <location filename="../processing/change.py" line="24"/>
         <source>Second year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/change.py" line="28"/>
+        <location filename="../processing/change.py" line="30"/>
         <source>Change</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/change.py" line="34"/>
+        <location filename="../processing/change.py" line="36"/>
         <source>Choose two different years</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1148,67 +1173,67 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="24"/>
+        <location filename="../processing/export.py" line="25"/>
         <source>Export embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="27"/>
+        <location filename="../processing/export.py" line="28"/>
         <source>Export a region of a TESSERA store to GeoTIFF: float32 embeddings (all bands or some), PCA RGB, or int8 plus a scales file. The region is an extent or polygons (pixels outside them are nodata), optionally one file per polygon. The native UTM zone grid is used unless an output CRS is given; a region across zones can also be written as one file per zone.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="36"/>
+        <location filename="../processing/export.py" line="37"/>
         <source>Polygons (instead of an extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="38"/>
+        <location filename="../processing/export.py" line="39"/>
         <source>One file per polygon</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="39"/>
+        <location filename="../processing/export.py" line="40"/>
         <source>Output</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="40"/>
+        <location filename="../processing/export.py" line="41"/>
         <source>Bands (e.g. 1,2,3; empty: all)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="42"/>
+        <location filename="../processing/export.py" line="43"/>
         <source>Output CRS (empty: the native UTM zone)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="44"/>
+        <location filename="../processing/export.py" line="45"/>
         <source>One file per UTM zone</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="45"/>
+        <location filename="../processing/export.py" line="46"/>
         <source>Cloud Optimized GeoTIFF</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="47"/>
+        <location filename="../processing/export.py" line="49"/>
         <source>Output GeoTIFF</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="58"/>
+        <location filename="../processing/export.py" line="60"/>
         <source>Bands must be numbers like 1,2,3</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="72"/>
+        <location filename="../processing/export.py" line="74"/>
         <source>The polygon layer has no (selected) features</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/export.py" line="91"/>
+        <location filename="../processing/export.py" line="93"/>
         <source>wrote {}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1238,42 +1263,42 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="19"/>
+        <location filename="../processing/similarity.py" line="20"/>
         <source>Similarity to a reference</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="22"/>
+        <location filename="../processing/similarity.py" line="23"/>
         <source>Cosine similarity between every pixel of a region and a reference embedding: the pixel at a point, or the average over polygons.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="27"/>
+        <location filename="../processing/similarity.py" line="28"/>
         <source>Reference point</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="29"/>
+        <location filename="../processing/similarity.py" line="30"/>
         <source>Reference polygons (average)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="33"/>
+        <location filename="../processing/similarity.py" line="35"/>
         <source>Similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="51"/>
+        <location filename="../processing/similarity.py" line="53"/>
         <source>The reference polygons hold no embedding (nodata)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="55"/>
+        <location filename="../processing/similarity.py" line="57"/>
         <source>Give a reference point or reference polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/similarity.py" line="58"/>
+        <location filename="../processing/similarity.py" line="60"/>
         <source>There is no embedding at the reference point (nodata)</source>
         <translation type="unfinished"></translation>
     </message>

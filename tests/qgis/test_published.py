@@ -10,6 +10,7 @@ from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCo
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor, QImage
 
+from support.qgis_helpers import wait_for
 from support.servers import RangeHTTPServer
 from support.stores import invalid_scale_pixels
 from tessera_qgis import provider as prov
@@ -128,5 +129,15 @@ def test_the_dialog_shows_the_depths_and_offers_them(v2_store, v1_store, qgis_if
             assert [w.depth.itemData(i) for i in range(w.depth.count())] == depths
             assert w.depth.isEnabled() == (len(depths) > 1)
             assert "Depths" in w.info.toPlainText()
+            assert w.colours.isEnabled() and [w.colours.itemData(i) for i in range(3)] == [None, "cdf", "zone"]
+        # bands 1-3 equalised by the store's CDF: the layer says so in its source
+        w.connections.setCurrentIndex(w.connections.findText("v2 here"))
+        w.connect_store()
+        wait_for(w.task)
+        w.mode.setCurrentIndex(w.mode.findData("rgb"))
+        w.colours.setCurrentIndex(w.colours.findData("cdf"))
+        w.addButtonClicked()
+        wait_for(w.add_task)
+        assert "stretch=cdf" in w.last_layer.source() and w.last_layer.isValid()
     finally:
         save_custom_connections([])

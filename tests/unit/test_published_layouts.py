@@ -265,3 +265,58 @@ def test_exports_read_only_the_depth_they_need(range_server, v2_store, tmp_path,
         want = (1 - (a * b).sum(0) / np.linalg.norm(a, axis=0) / np.linalg.norm(b, axis=0))[None]
         valid = both
     np.testing.assert_allclose(got[:, valid], want, rtol=1e-4, atol=1e-5)
+
+
+def _entry(store_path, year, zone=None):
+    attrs = json.loads((store_path / "zarr.json").read_text())["attributes"]
+    if zone:
+        return attrs["geoemb:stretch_zones"][str(year)][zone]
+    return attrs["geoemb:stretch"][str(year)]
+
+
+def test_stretch_zone_and_cdf_as_published(v2_store, v1_store):
+    """stretch=zone: the zone's own range (geoemb:stretch_zones); stretch=cdf: each value's
+    quantile in the published CDF, mapped onto the published range; for v2's bands 1-3 and
+    v1's global PCA; worked out here from the attributes and zarr-python's values."""
+    from tessera_qgis.core.layerspec import LayerSpec
+    from tessera_qgis.core.storeref import StoreRef
+    from tessera_qgis.core.view import View
+
+    st = open_store(v2_store)
+    z = st.zones["utm31"]
+    zone_entry, year_entry = _entry(v2_store, 2025, "utm31"), _entry(v2_store, 2025)
+    assert zone_entry["min"] != year_entry["min"], "the fixture's zones have their own ranges"
+    spec = LayerSpec(store=StoreRef(str(v2_store)), year=2025, bands=(1, 2, 3), crs=z.crs, stretch="zone")
+    assert LayerSpec.from_uri(spec.to_uri()).stretch == "zone"
+    assert View(st, spec).default_ranges() == list(zip(zone_entry["min"], zone_entry["max"]))
+    g = zarr.open_group(str(v2_store), mode="r")["utm31"]
+    ti = list(g["time"][:]).index(2025)
+    s = np.asarray(g["scales"][ti, 50:60, 60:70]).astype(np.float64)
+    q = np.asarray(g["embeddings"][ti, :3, 50:60, 60:70]).astype(np.float64)
+    ok = np.isfinite(s) & (s > 0) & (s < 1)
+    v = (q * s)[:, ok]
+    for path, mode, values in ((v2_store, dict(bands=(1, 2, 3)), v),):
+        entry = _entry(path, 2025)
+        view = View(st, LayerSpec(store=StoreRef(str(path)), year=2025, stretch="cdf", **mode))
+        got = view.product().from_quantised(q.reshape(3, -1).astype(np.int8), s.reshape(-1).astype(np.float32))
+        got = got.reshape(3, 10, 10)[:, ok]
+        for c in range(3):
+            u = np.interp(values[c], entry["cdf"][c], np.linspace(0, 1, len(entry["cdf"][c])))
+            want = entry["min"][c] + u * (entry["max"][c] - entry["min"][c])
+            np.testing.assert_allclose(got[c], want, rtol=1e-5, atol=1e-5)
+    # v1: the global PCA, equalised by its CDF
+    st1 = open_store(v1_store)
+    entry = _entry(v1_store, 2025)
+    view = View(st1, LayerSpec(store=StoreRef(str(v1_store)), year=2025, pca="global", stretch="cdf"))
+    g1 = zarr.open_group(str(v1_store), mode="r")["utm31"]
+    q1 = np.asarray(g1["embeddings"][ti, :, 50:60, 60:70]).astype(np.float64)
+    s1 = np.asarray(g1["scales"][ti, 50:60, 60:70]).astype(np.float64)
+    ok1 = np.isfinite(s1) & (s1 > 0) & (s1 < 1)
+    comps, mean = np.array(entry["pca_components"])[:3], np.array(entry["pca_mean"])
+    proj = comps @ ((q1 * s1)[:, ok1] - mean[:, None])
+    got = view.product().from_quantised(q1.reshape(128, -1).astype(np.int8), s1.reshape(-1).astype(np.float32))
+    got = got.reshape(3, 10, 10)[:, ok1]
+    for c in range(3):
+        u = np.interp(proj[c], entry["cdf"][c], np.linspace(0, 1, len(entry["cdf"][c])))
+        np.testing.assert_allclose(got[c], entry["min"][c] + u * (entry["max"][c] - entry["min"][c]),
+                                   rtol=1e-4, atol=1e-4)
