@@ -15,7 +15,7 @@ from .urls import redact_url
 
 GATEWAY = "https://data.source.coop/tessera/tessera/zarr/{dataset}"
 DIRECT = "https://s3.us-west-2.amazonaws.com/us-west-2.opendata.source.coop/tessera/tessera/zarr/{dataset}"
-DATASETS = ("v1.1-dclimate", "v1", "v1.1", "v2-2B-L~beta1", "v2-2B-L~beta2")
+DATASETS = ("v1", "v1.1", "v1.1-dclimate", "v2-2B-L~beta1")
 SAMPLE_NAME = "Sample data (offline)"
 SAMPLE_URL = "sample:"  # resolved to the bundled sample store, built on first use
 OLD_NAMES = {"endpoint_url": "s3_endpoint", "region": "s3_region"}

@@ -122,6 +122,7 @@ class Request:
     bytes: int
     arrived: float = 0.0  # time.monotonic() when the request reached the server
     fault: str | None = None  # the fault injected into its answer, if any
+    raw: str = ""  # the path exactly as the client sent it (percent-encoding kept)
 
     @property
     def time(self) -> float:  # the arrival time, by its other name
@@ -327,7 +328,8 @@ class RangeHTTPServer:
             size = 0 if request.method == "HEAD" else (response.content_length or 0)
             with self._lock:
                 self.log.append(Request(request.method, request.path, request.headers.get("Range"),
-                                        response.status, size, request.get("arrived", 0.0), request.get("fault")))
+                                        response.status, size, request.get("arrived", 0.0), request.get("fault"),
+                                        request.raw_path))
 
         app = web.Application(middlewares=[delay])
         app.on_response_prepare.append(record)
@@ -579,6 +581,7 @@ class ThrottlingS3Proxy(_ThreadedServer):
         self.target = target.rstrip("/")
         self.remaining = times
         self.throttled = 0
+        self.paths: list[str] = []  # request paths exactly as the client sent them
         self._lock = threading.Lock()
 
     def start(self) -> "ThrottlingS3Proxy":
@@ -598,6 +601,7 @@ class ThrottlingS3Proxy(_ThreadedServer):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 with proxy._lock:
+                    proxy.paths.append(self.path)
                     throttle = proxy.remaining is None or proxy.remaining > 0
                     if throttle:
                         proxy.throttled += 1
