@@ -101,7 +101,7 @@ def read_extent(store: TesseraStore, bounds, crs: str, year: int,
             if year in p.zone.years]
 
 
-STRIP_BYTES = 64 << 20  # embeddings held at once while gathering onto a grid
+REDUCE_PIXELS = 1 << 16  # pixels reduced at once (a 128-band block's float32 copy: 32 MB)
 
 
 def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: int, height: int,
@@ -115,8 +115,8 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
     indexes of both arrays, then the chunks holding those pixels, in one wave each; a
     zoomed-out view skips most chunks), every zone part at once, from the shallowest
     embeddings array holding `bands`; `reduce(q (bands, n) int8, scales (n,)) -> (k, n)`
-    turns each block of pixels into output values, so memory stays bounded by the output
-    size and STRIP_BYTES, whatever the view covers.
+    turns each block of REDUCE_PIXELS pixels into output values, so memory follows the
+    output size (its int8 source values, len(bands) bytes a pixel), whatever the view covers.
 
     Returns (out (k, height, width) of `dtype`, scales (height, width)); scales are NaN
     where the store says water / no source data and +inf where nothing is embedded or the
@@ -143,35 +143,28 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
         if inside.any():
             maps.append((zone, row, col, inside))
     filled = np.zeros((height, width), dtype=bool)
-    block = max(1 << 16, STRIP_BYTES // max(1, len(bands)))
+    block = REDUCE_PIXELS
 
     def gather(job):
-        """(q, scales) at the pixels of one zone part, in blocks of `block` pixels."""
+        """(q, scales) at the pixels of one zone part: one wave of requests for all of them."""
         zone, rr, cc = job
-        qs, ss = [], []
-        for b0 in range(0, len(rr), block):
-            q, sc = zone.read_pixels(year, rr[b0:b0 + block], cc[b0:b0 + block], bands, cancel, keep)
-            qs.append(q)
-            ss.append(sc)
-        if not qs:
-            return np.zeros((len(bands), 0), np.int8), np.zeros(0, np.float32)
-        return np.concatenate(qs, axis=1), np.concatenate(ss)
+        return zone.read_pixels(year, rr, cc, bands, cancel, keep)
 
     def fill_from(takes: list, shift: int) -> None:
-        """Gather every part's candidates at once, then the first valid pixel wins."""
+        """Gather every part's candidates at once, then the first valid pixel wins; values
+        are reduced a block of pixels at a time (the float temporaries stay small)."""
         jobs = [(maps[i][0], maps[i][1][take], maps[i][2][take] + shift) for i, take in takes]
         for (i, take), (q, sc) in zip(takes, TASK_POOL.map(gather, jobs)):
             ys, xs = np.nonzero(take)
             if not shift:  # water / source nodata (NaN) stays NaN unless another zone has data
                 nan = np.isnan(sc) & ~filled[ys, xs]
                 s_out[ys[nan], xs[nan]] = np.nan
-            ok = np.isfinite(sc) & ~filled[ys, xs]
-            if not ok.any():
-                continue
-            ys, xs = ys[ok], xs[ok]
-            s_out[ys, xs] = sc[ok]
-            filled[ys, xs] = True
-            out[:, ys, xs] = reduce(q[:, ok], sc[ok])
+            ok = np.nonzero(np.isfinite(sc) & ~filled[ys, xs])[0]
+            for b0 in range(0, len(ok), block):
+                sel = ok[b0:b0 + block]
+                out[:, ys[sel], xs[sel]] = reduce(q[:, sel], sc[sel])
+            s_out[ys[ok], xs[ok]] = sc[ok]
+            filled[ys[ok], xs[ok]] = True
 
     fill_from([(i, m[3]) for i, m in enumerate(maps)], 0)
     if len(maps) > 1:

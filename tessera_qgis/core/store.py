@@ -340,7 +340,7 @@ class Zone:
         t, *_ = self._clip(year, (0, 1), (0, 1))
         idx = self._band_index(bands)
         nb = self.bands if idx is None else len(idx)
-        q = np.zeros((nb, len(rows)), dtype=np.int8)
+        q = np.zeros((len(rows), nb), dtype=np.int8).T  # (bands, n) over pixel-major memory
         s = np.full(len(rows), np.inf, dtype=np.float32)
         inside = np.nonzero((rows >= 0) & (rows < self.shape[0]) & (cols >= 0) & (cols < self.shape[1]))[0]
         if len(inside) == 0:
@@ -472,10 +472,23 @@ class _PixelGather:
         if self.bi is None:
             self.out[pix] = arr[tuple(at[a] for a in axes)]
             return
-        arr = np.moveaxis(arr, axes.index("band"), 0)  # (band, then y and x in their order)
-        rest = [a for a in axes if a != "band"]
-        vals = arr[(slice(None),) + tuple(at[a] for a in rest)]  # (bands of the chunk, pixels)
         base = coords[self.bi] * n[self.bi]
+        rest = [a for a in axes if a != "band"]
+        if self.sel is None and self.out.T.flags.c_contiguous:
+            # Pixel-major output (read_pixels): each pixel's bands are one contiguous row, so
+            # the chunk's values go in row by row instead of scattered across the bands.
+            band_major = np.moveaxis(arr, axes.index("band"), 0)  # (band, y/x in their order)
+            k, ny, nx = band_major.shape
+            lin = at[rest[0]] * nx + at[rest[1]]
+            rows_of = np.ascontiguousarray(band_major).reshape(k, ny * nx).T  # a row of bands per pixel
+            out = self.out.T
+            if base == 0 and k == out.shape[1]:
+                out[pix] = rows_of[lin]
+            else:
+                out[pix, base:base + k] = rows_of[lin]
+            return
+        arr = np.moveaxis(arr, axes.index("band"), 0)  # (band, then y and x in their order)
+        vals = arr[(slice(None),) + tuple(at[a] for a in rest)]  # (bands of the chunk, pixels)
         if self.sel is None:
             self.out[base:base + vals.shape[0], pix] = vals
             return

@@ -161,7 +161,7 @@ def test_band_selection_and_strips_equal_the_full_read(store, monkeypatch):
     np.testing.assert_array_equal(some, full.q[[2, 76, 127]])
     t = (10.0, 0.0, store.zones["utm31"].transform[2] + 500, 0.0, -10.0, store.zones["utm31"].transform[5] - 1000)
     whole = read_grid(store, 2024, "EPSG:32631", t, 200, 150)
-    monkeypatch.setattr(region, "STRIP_BYTES", 1)  # force 32-row strips
+    monkeypatch.setattr(region, "REDUCE_PIXELS", 7)  # force tiny blocks
     stripped = read_grid(store, 2024, "EPSG:32631", t, 200, 150)
     np.testing.assert_array_equal(stripped, whole)
     pca = PCA.from_stretch(store.stretch(2024))
