@@ -23,7 +23,7 @@ import numpy as np
 from .arrays import ArrayReader
 from .errors import ReadError
 from .geo import grid_bounds, grid_coords
-from .region import ZonePart, plan
+from .region import REDUCE_PIXELS, ZonePart, plan
 from .sources import TASK_POOL
 from .store import TesseraStore
 
@@ -244,36 +244,20 @@ def coarse_values(store: TesseraStore, year: int, crs: str, transform, width: in
         cy, cx = sample.counts
         iy = np.clip(np.round((row[inside] // chunk_px - sample.origin[0]) / sample.step), 0, cy - 1).astype(int)
         ix = np.clip(np.round((col[inside] // chunk_px - sample.origin[1]) / sample.step), 0, cx - 1).astype(int)
-        wanted = sorted(set(zip(iy.tolist(), ix.tolist())))
-        jobs = []
-        for ky, kx in wanted:
-            r0 = (sample.origin[0] + ky * sample.step) * chunk_px
-            c0 = (sample.origin[1] + kx * sample.step) * chunk_px
-            r0 = min(max(r0, part.rows[0]), part.rows[1] - 1)
-            c0 = min(max(c0, part.cols[0]), part.cols[1] - 1)
-            r0, c0 = r0 // chunk_px * chunk_px, c0 // chunk_px * chunk_px
-            jobs.append(((ky, kx), (max(r0, part.rows[0]), min(r0 + chunk_px, part.rows[1])),
-                         (max(c0, part.cols[0]), min(c0 + chunk_px, part.cols[1]))))
-
-        def read(job):
-            _, rows, cols = job
-            win = zone.read(year, rows, cols, cancel=cancel, bands=list(bands))
-            return job, win
-
-        got = {}
-        for (key, rows, cols), win in TASK_POOL.map(read, jobs):
-            got[key] = (rows, cols, win)
+        # The sampled chunk's box (clipped to the part), then the output pixel's source pixel
+        # clamped into it: one wave of requests for every sampled pixel (Zone.read_pixels).
+        r0 = (sample.origin[0] + iy * sample.step) * chunk_px
+        c0 = (sample.origin[1] + ix * sample.step) * chunk_px
+        r0 = np.clip(r0, part.rows[0], part.rows[1] - 1) // chunk_px * chunk_px
+        c0 = np.clip(c0, part.cols[0], part.cols[1] - 1) // chunk_px * chunk_px
+        lo_r, hi_r = np.maximum(r0, part.rows[0]), np.minimum(r0 + chunk_px, part.rows[1]) - 1
+        lo_c, hi_c = np.maximum(c0, part.cols[0]), np.minimum(c0 + chunk_px, part.cols[1]) - 1
+        rr = np.clip(row[inside], lo_r, hi_r)
+        cc = np.clip(col[inside], lo_c, hi_c)
         ys, xs = np.nonzero(inside)
-        rr, cc = row[inside], col[inside]
-        keys = np.array(list(zip(iy, ix)))
-        for (ky, kx), (rows, cols, win) in got.items():
-            sel = (keys[:, 0] == ky) & (keys[:, 1] == kx)
-            if not sel.any():
-                continue
-            r = np.clip(rr[sel], rows[0], rows[1] - 1) - rows[0]
-            c = np.clip(cc[sel], cols[0], cols[1] - 1) - cols[0]
-            q = win.q[:, r, c]
-            s = win.scales[r, c]
-            out[:, ys[sel], xs[sel]] = reduce(q, s)
+        q, sc = zone.read_pixels(year, rr, cc, list(bands), cancel)
+        for b0 in range(0, len(ys), REDUCE_PIXELS):  # small float temporaries
+            b = slice(b0, b0 + REDUCE_PIXELS)
+            out[:, ys[b], xs[b]] = reduce(q[:, b], sc[b])
         filled[ys, xs] = True
     return out
