@@ -262,6 +262,8 @@ class ArrayReader:
             self.per_shard = tuple(s // c for s, c in zip(self.shard_shape, self.chunk_shape))
             self._index_bytes = 16 * int(np.prod(self.per_shard)) + (4 if self._index_crc else 0)
         self.dimension_names = tuple(meta.get("dimension_names") or ())
+        # applied to each decoded chunk once, before it is cached (the scales: invalid -> NaN)
+        self.after_decode: Callable[[np.ndarray], np.ndarray] | None = None
 
     def with_caches(self, caches: StoreCaches) -> "ArrayReader":
         import copy
@@ -344,11 +346,11 @@ class ArrayReader:
         try:
             for codec in self._decoders:
                 data = codec.decode(data)
-            arr = np.frombuffer(data, dtype=self.dtype.newbyteorder(self._endian))
-            return arr.reshape(self.chunk_shape)
+            arr = np.frombuffer(data, dtype=self.dtype.newbyteorder(self._endian)).reshape(self.chunk_shape)
         except Exception as exc:
             raise ReadError(f"{where}: cannot decode chunk ({type(exc).__name__}: {exc}); "
                             "the stored data is corrupt", "corrupt") from None
+        return self.after_decode(arr) if self.after_decode is not None else arr
 
     # -- reading ------------------------------------------------------------------------------
     def chunk_range(self, box: tuple[tuple[int, int], ...]) -> list[tuple[int, ...]]:

@@ -289,8 +289,8 @@ class Zone:
         else:
             s = self.scales.read(self._box(self.scl_axes, t, (r0, r1), (c0, c1), self.bands), cancel=cancel,
                                  keep=keep)
-            s_view[...] = _to_yx(s, self.scl_axes)
-        return sanitise_scales(out)
+            s_view[...] = sanitise_scales(_to_yx(s, self.scl_axes))  # (the fast path's chunks come clean)
+        return out
 
     def read_embeddings(self, year: int, rows, cols, bands: Sequence[int] | None = None,
                         wanted: np.ndarray | None = None, cancel=None, keep: bool = True) -> np.ndarray:
@@ -351,7 +351,7 @@ class Zone:
             win = self.read(year, (r0, r1), (c0, c1), cancel=cancel, keep=keep, bands=bands)
             q[:, inside] = win.q[:, rows[inside] - r0, cols[inside] - c0]
             s[inside] = win.scales[rows[inside] - r0, cols[inside] - c0]
-            return q, sanitise_scales(s)
+            return q, s
         scl = _PixelGather(self.scales, self.scl_axes, t, rows, cols, inside, None, s)
         scl_req = ChunkRequest(self.scales, scl.coords, scl.paste, keep)
         emb = _PixelGather(self.embeddings, self.emb_axes, t, rows, cols, inside, idx, q)
@@ -372,7 +372,7 @@ class Zone:
             if len(valid):
                 s[valid] = np.nan
                 self._warn_missing(coords, len(valid))
-        return q, sanitise_scales(s)
+        return q, s
 
     def read(self, year: int, rows: tuple[int, int], cols: tuple[int, int],
              cancel: Callable[[], bool] | None = None, skip_nodata: bool = True,
@@ -408,8 +408,7 @@ class Zone:
                 s_view[...] = self.read_scales(year, (r0, r1), (c0, c1), cancel, keep)
                 wanted = np.isfinite(s_view) if skip_nodata else None
                 q_view[...] = self.read_embeddings(year, (r0, r1), (c0, c1), bands, wanted, cancel, keep)
-        return WindowData(self, year, rows[0], cols[0], q, sanitise_scales(s),
-                          tuple(bands) if bands is not None else ())
+        return WindowData(self, year, rows[0], cols[0], q, s, tuple(bands) if bands is not None else ())
 
 
 class _PixelGather:
@@ -602,6 +601,7 @@ class TesseraStore:
                                  "it does not look like a TESSERA store")
             emb, emb_axes = self._reader(metas, f"{g}/{full}", bands_attr)
             scl, scl_axes = self._reader(metas, f"{g}/{scale_name}", bands_attr)
+            scl.after_decode = sanitise_scales  # once per decoded chunk, not on every read
             if "band" not in emb_axes:
                 raise NotTessera(f"{g}/{full} has no band axis")
             bands = emb.shape[emb_axes.index("band")]
