@@ -413,7 +413,60 @@ def slider():
         if dock.objectName() == "TemporalControllerDock" or "Temporal Controller" in dock.windowTitle():
             dock.show()
             dock.raise_()
-    after(5000, lambda: save(iface.mainWindow(), "qgis-time-slider.png") or os._exit(0))
+    after(5000, lambda: save(iface.mainWindow(), "qgis-time-slider.png") or after(200, depth4))
+
+
+def depth4():
+    """Bands 1-3 of the v2 sample: read from its depth-4 array, in the store's own colours."""
+    from qgis.PyQt.QtWidgets import QDockWidget
+    from tessera_qgis.layers import make_layer
+
+    for dock in iface.mainWindow().findChildren(QDockWidget):
+        if dock.objectName() == "TemporalControllerDock" or "Temporal Controller" in dock.windowTitle():
+            dock.hide()
+    canvas = iface.mapCanvas()
+    canvas.temporalController().setNavigationMode(canvas.temporalController().NavigationMode.NavigationOff)
+    clear_messages()
+    path = sample_path()
+    # the last shots: only their own layers, and a Layers panel wide enough to read the legend
+    QgsProject.instance().removeAllMapLayers()
+    from qgis.PyQt.QtCore import Qt
+
+    for dock in iface.mainWindow().findChildren(QDockWidget):
+        if dock.objectName() == "Browser":
+            dock.hide()
+        if dock.objectName() == "Layers":
+            dock.show()
+            iface.mainWindow().resizeDocks([dock], [330], Qt.Orientation.Horizontal)
+    state["sample"] = path
+    layer = make_layer(path, 2025, bands=[1, 2, 3])
+    QgsProject.instance().addMapLayer(layer)
+    state["depth4"] = layer
+    show_only(layer)
+    iface.setActiveLayer(layer)
+    canvas.setExtent(QgsRectangle(to_map(VIEW[0], VIEW[1]), to_map(VIEW[2], VIEW[3])))
+    canvas.refresh()
+    after(5000, lambda: save(iface.mainWindow(), "qgis-depth4.png") or after(200, preview))
+
+
+def preview():
+    """Zoomed out past the layer's pixel budget: the store's global preview, said in the
+    legend and once in the message bar."""
+    from tessera_qgis.layers import make_layer
+
+    clear_messages()
+    layer = make_layer(state["sample"], 2025, bands=[1, 2, 3], budget=50_000,
+                       name="TESSERA sample 2025 bands 1,2,3 (budget 50,000 px)")
+    QgsProject.instance().addMapLayer(layer)
+    show_only(layer)
+    iface.setActiveLayer(layer)
+    canvas = iface.mapCanvas()
+    lon, lat = (VIEW[0] + VIEW[2]) / 2, (VIEW[1] + VIEW[3]) / 2
+    canvas.setExtent(QgsRectangle(to_map(lon - 0.25, lat - 0.12), to_map(lon + 0.25, lat + 0.12)))
+    canvas.refresh()
+    view = iface.layerTreeView()
+    after(4000, lambda: view.expandAll())
+    after(7000, lambda: save(iface.mainWindow(), "qgis-preview.png") or os._exit(0))
 
 
 after(3000, start)

@@ -14,7 +14,7 @@ from .core.pca import PCA
 from .core.region import data_extent
 from .core.storeref import StoreRef
 from .core.utm import zone_of_lon
-from .core.view import View
+from .core.view import View, published_ranges
 from .log import notifier
 from .provider import PROVIDER_KEY, register, state_for
 from .store_access import shared_store
@@ -22,6 +22,9 @@ from .store_access import shared_store
 
 def tr(text: str) -> str:
     return QCoreApplication.translate("TesseraLayers", text)
+
+
+STRETCH_PROPERTY = "tessera/stretch"  # how a layer's bands are stretched: "store", "view" or "fixed"
 
 
 def choose_crs(store, view_bounds=None, view_crs: str = "EPSG:4326", zone: str | None = None) -> str:
@@ -47,6 +50,7 @@ class PreparedLayer:
     style: str  # "rgb", "ramp", "similarity" or "pca"
     ranges: list = field(default_factory=list)
     threshold: float = 0.5
+    stretch: str = "view"  # where the bands' ranges came from: "store" (published), "view", "fixed"
 
 
 def prepare_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None = None,
@@ -86,7 +90,10 @@ def prepare_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None 
         ranges = view.default_ranges(spec.extent, spec.crs, cancel, threshold)
     title = name or layer_title(opened, spec) + (f" ({detail})" if detail else "")
     style = {"similarity": "similarity", "pca": "pca"}.get(spec.mode) or ("rgb" if len(spec.bands) == 3 else "ramp")
-    return PreparedLayer(uri, title, style, ranges, threshold)
+    source = "fixed" if stretch else "view"
+    if spec.bands is not None and not stretch and published_ranges(opened, spec.year, spec.bands, view.entry):
+        source = "store"
+    return PreparedLayer(uri, title, style, ranges, threshold, source)
 
 
 def build_layer(prepared: PreparedLayer) -> QgsRasterLayer:
@@ -96,6 +103,8 @@ def build_layer(prepared: PreparedLayer) -> QgsRasterLayer:
     if not layer.isValid():
         provider = layer.dataProvider()
         raise ValueError("the TESSERA layer is not valid: " + (provider.lastError() if provider else ""))
+    if prepared.style in ("rgb", "ramp"):
+        layer.setCustomProperty(STRETCH_PROPERTY, prepared.stretch)
     if prepared.style == "similarity":
         apply_ramp(layer, prepared.threshold, 1.0, clip=True)
     elif prepared.style in ("pca", "rgb") and len(prepared.ranges) == 3:

@@ -21,13 +21,12 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayo
 from . import tasks
 from .core.layerspec import LayerSpec, encode_pca
 from .cluster_view import cluster_this_view
-from .layers import apply_ramp, apply_rgb, layer_title, retitle
+from .layers import STRETCH_PROPERTY, apply_ramp, apply_rgb, layer_title, retitle
 from .provider import PROVIDER_KEY, state_for
 from .tools import fit_pca_to
 
 MODE_CHOICES = (("rgb", "3 bands as RGB"), ("ramp", "1 band with a colour ramp"), ("pca", "PCA"))
 MODES = tuple(key for key, _text in MODE_CHOICES)
-STRETCH_PROPERTY = "tessera/stretch"  # "view" or "fixed": how the layer's bands were stretched
 # The rows each mode shows (besides the layer's name): nothing else is visible.
 ROWS = {
     None: (),
@@ -91,6 +90,7 @@ class StyleDock(QgsDockWidget):
         self._row("bands", tr("Bands"), self._line(body, self.bands))
         self.stretch = QComboBox(body)
         self.stretch.addItem(tr("2-98 % of the view"), "view")
+        self.stretch.addItem(tr("the store's range"), "store")
         self.stretch.addItem(tr("fixed"), "fixed")
         self._row("stretch", tr("Stretch"), self.stretch)
         self.lo, self.hi = QDoubleSpinBox(body), QDoubleSpinBox(body)
@@ -259,6 +259,11 @@ class StyleDock(QgsDockWidget):
         layer.setCustomProperty(STRETCH_PROPERTY, self.stretch.currentData())
         if self.stretch.currentData() == "fixed":
             self._apply_ranges([(self.lo.value(), self.hi.value())] * n)
+            return
+        if self.stretch.currentData() == "store":  # the published range (else a sample of the layer)
+            self.last_task = tasks.start(tr("Stretching colours to the store's range"),
+                                         lambda cancel, _progress: state.view().default_ranges(cancel=cancel),
+                                         lambda ranges: self._apply_ranges(ranges, layer))
             return
         canvas = self.iface.mapCanvas()
         extent = canvas.mapSettings().visibleExtent()

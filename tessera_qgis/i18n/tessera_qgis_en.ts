@@ -540,7 +540,7 @@
 <context>
     <name>TesseraLayers</name>
     <message>
-        <location filename="../layers.py" line="215"/>
+        <location filename="../layers.py" line="224"/>
         <source>Drawn from the {}: zoom in to see the embeddings.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1389,49 +1389,54 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
 <context>
     <name>TesseraStyleDock</name>
     <message>
-        <location filename="../style_dock.py" line="67"/>
+        <location filename="../style_dock.py" line="66"/>
         <source>TESSERA style</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="78"/>
+        <location filename="../style_dock.py" line="77"/>
         <location filename="../style_dock.py" line="191"/>
         <source>Select a TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="82"/>
+        <location filename="../style_dock.py" line="81"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="85"/>
+        <location filename="../style_dock.py" line="84"/>
         <source>3 bands as RGB</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="85"/>
+        <location filename="../style_dock.py" line="84"/>
         <source>1 band with a colour ramp</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="85"/>
+        <location filename="../style_dock.py" line="84"/>
         <source>PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="86"/>
+        <location filename="../style_dock.py" line="85"/>
         <source>Mode</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="91"/>
+        <location filename="../style_dock.py" line="90"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="93"/>
+        <location filename="../style_dock.py" line="92"/>
         <source>2-98 % of the view</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="93"/>
+        <source>the store's range</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -1492,7 +1497,12 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../style_dock.py" line="273"/>
+        <location filename="../style_dock.py" line="264"/>
+        <source>Stretching colours to the store's range</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../style_dock.py" line="278"/>
         <source>Stretching colours to the view</source>
         <translation type="unfinished"></translation>
     </message>

@@ -141,3 +141,21 @@ def test_the_dialog_shows_the_depths_and_offers_them(v2_store, v1_store, qgis_if
         assert "stretch=cdf" in w.last_layer.source() and w.last_layer.isValid()
     finally:
         save_custom_connections([])
+
+
+def test_the_style_dock_says_a_v2_layer_starts_from_the_stores_range(v2_store, qgis_iface):
+    import json
+
+    from tessera_qgis.style_dock import StyleDock
+
+    layer = make_layer(str(v2_store), 2025, bands=[1, 2, 3])
+    entry = json.loads((v2_store / "zarr.json").read_text())["attributes"]["geoemb:stretch"]["2025"]
+    red = layer.renderer().redContrastEnhancement()
+    assert (red.minimumValue(), red.maximumValue()) == pytest.approx((entry["min"][0], entry["max"][0]), rel=1e-6)
+    dock = StyleDock(qgis_iface)
+    dock.set_layer(layer)
+    assert dock.stretch.currentData() == "store"
+    assert (dock.lo.value(), dock.hi.value()) == pytest.approx((entry["min"][0], entry["max"][0]), abs=1e-3)
+    other = make_layer(str(v2_store), 2025, bands=[5, 6, 7])  # no published range for these
+    dock.set_layer(other)
+    assert dock.stretch.currentData() == "view"

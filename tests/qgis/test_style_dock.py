@@ -64,7 +64,7 @@ def test_bands_mode_and_stretch(sample_http, qgis_canvas, qgis_iface):
     assert lo == pytest.approx(dock.lo.value(), abs=1e-3) and lo < 0
     # one band with a ramp and a fixed stretch
     dock.mode.setCurrentIndex(MODES.index("ramp"))
-    dock.stretch.setCurrentIndex(1)
+    dock.stretch.setCurrentIndex(dock.stretch.findData("fixed"))
     dock.lo.setValue(-1.0)
     dock.hi.setValue(1.5)
     dock.apply()
