@@ -28,7 +28,8 @@ def classFactory(iface):  # noqa: N802 (QGIS's name)
     """Called by QGIS to create the plugin; `iface` is the QgisInterface.
 
     With a required package missing, a stand-in plugin shows one dialog with the install
-    command instead of a traceback."""
+    command instead of a traceback. The imports wait until here: the plugin's modules need
+    those packages, and QGIS imports this file to read the plugin's metadata."""
     from .dependencies import problems
 
     missing = problems()

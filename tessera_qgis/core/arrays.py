@@ -9,6 +9,7 @@ and an optional disk cache keeps the raw bytes so an area seen once works offlin
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import threading
@@ -19,6 +20,7 @@ from itertools import product
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numcodecs
 import numpy as np
 
 from .errors import Cancelled, ReadError
@@ -195,23 +197,19 @@ class StoreCaches:
         return other
 
 
+try:  # zarr 3.4 brings google-crc32c, zarr 3.0 the crc32c package: whichever is installed
+    from google_crc32c import value as _crc32c
+except ImportError:
+    from crc32c import crc32c as _crc32c
+
+
 def crc32c(data: bytes) -> int:
-    """CRC-32C as zarr's crc32c codec computes it (zarr 3.4 uses google-crc32c, zarr 3.0 the
-    crc32c package; either is there with zarr)."""
-    try:
-        import google_crc32c
-
-        return google_crc32c.value(bytes(data))
-    except ImportError:
-        from crc32c import crc32c as _crc
-
-        return _crc(bytes(data))
+    """CRC-32C as zarr's crc32c codec computes it."""
+    return _crc32c(bytes(data))
 
 
 def _numcodec(conf: dict):
     """numcodecs codec for a Zarr v3 bytes-to-bytes codec entry, or None if unknown."""
-    import numcodecs
-
     name = conf["name"]
     cfg = conf.get("configuration", {}) or {}
     if name == "blosc":
@@ -266,8 +264,6 @@ class ArrayReader:
         self.after_decode: Callable[[np.ndarray], np.ndarray] | None = None
 
     def with_caches(self, caches: StoreCaches) -> "ArrayReader":
-        import copy
-
         other = copy.copy(self)
         other.caches = caches
         return other

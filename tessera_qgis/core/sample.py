@@ -30,6 +30,7 @@ position (the pixel noise), so the same arguments always give the same bytes.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from pyproj import Transformer
 
 from .utm import zone_epsg, zone_group, zone_lon_bounds, zone_of_lon
 
@@ -266,8 +268,6 @@ def valid_scales(scale: np.ndarray) -> np.ndarray:
 
 def _zone_grid(spec: SampleSpec, zone: int):
     """Pixel grid (x0, y0, H, W) of a zone's part of the bbox, padded to whole shards."""
-    from pyproj import Transformer
-
     w, s, e, n = spec.bbox
     zw, ze = zone_lon_bounds(zone)
     pw, pe = max(w, zw), min(e, ze)
@@ -362,7 +362,7 @@ class _ZoneWriter:
 
     def __init__(self, root, gname: str, attrs: dict, spec: SampleSpec, years: list[int],
                  height: int, width: int, x0: float, y0: float, per_year: bool) -> None:
-        from zarr.codecs import BloscCodec
+        from zarr.codecs import BloscCodec  # zarr: the generator only, not the plugin's start-up
 
         blosc = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
         g = root.create_group(gname, attributes=attrs)
@@ -433,8 +433,6 @@ class _ZoneWriter:
 def _sort_consolidated(path: Path) -> None:
     """Consolidated metadata in key order, so the same spec gives the same bytes (zarr 3.0
     lists children in whatever order they are found)."""
-    import json
-
     meta = json.loads(path.read_text())
     cm = meta.get("consolidated_metadata") or {}
     if "metadata" in cm:
@@ -503,9 +501,7 @@ def generate(out: str | Path, spec: SampleSpec = SampleSpec(),
     With ``spec.layout == "per-year"`` `out` holds one store per year (``2024.zarr``, ...)
     in the earlier layout; otherwise `out` is one store in the layout named.
     """
-    import zarr
-    from pyproj import Transformer
-
+    import zarr  # the generator only: the plugin's start-up does not pay for it
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
@@ -665,7 +661,7 @@ def _write_global_rgb(root, spec: SampleSpec, year: int, entry: dict) -> dict:
     (nearest source pixel of each preview pixel's centre; alpha 255 where the scale is
     valid), each coarser level the 2 x 2 mean of the one below (floored, all four channels).
     Only the chunks over the sample area are written."""
-    from zarr.codecs import BloscCodec
+    from zarr.codecs import BloscCodec  # zarr: the generator only, not the plugin's start-up
 
     g = root.create_group("global_rgb", attributes=_preview_attrs(spec, year, entry))
     levels = []
@@ -756,8 +752,6 @@ def _preview_chunk(root, year: int, entry: dict, r0: int, r1: int, c0: int, c1: 
 def _preview_pixels(g, year: int, entry: dict, lon: np.ndarray, lat: np.ndarray, shift: int = 0) -> np.ndarray:
     """RGBA (n, 4) of the zone group's pixels under the points, or `shift` columns east of
     them (alpha 0 where the pixel is not valid)."""
-    from pyproj import Transformer
-
     out = np.zeros((len(lon), 4), dtype=np.uint8)
     x0, y0 = g.attrs["spatial:transform"][2], g.attrs["spatial:transform"][5]
     h, w = g.attrs["spatial:shape"]

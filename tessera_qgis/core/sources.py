@@ -13,16 +13,22 @@ import asyncio
 import atexit
 import errno
 import functools
+import hashlib
 import os
 import queue
 import random
 import ssl
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 from urllib.parse import unquote, urlparse
+
+import aiohttp
+import fsspec.asyn
+from fsspec.implementations.http import HTTPFileSystem
 
 from .errors import Cancelled, ReadError, StoreNotFound
 
@@ -198,16 +204,13 @@ def ca_bundle_file(ca_pem: str) -> str:
     """A CA bundle file for botocore (which takes a path, and then trusts only that file):
     the default bundle botocore uses plus `ca_pem`. Written once per set of CAs to a private
     (0600) temporary file that lives as long as the process."""
-    import hashlib
-    import tempfile
-
     digest = hashlib.sha256(ca_pem.encode()).hexdigest()
     with _SSL_LOCK:
         path = _CA_BUNDLES.get(digest)
         if path and os.path.exists(path):
             return path
         try:
-            from botocore.httpsession import where
+            from botocore.httpsession import where  # botocore comes with s3fs, imported for S3 only
 
             system = Path(where()).read_text(encoding="utf-8", errors="replace")
         except Exception:  # no botocore bundle: the extra CAs alone
@@ -362,8 +365,6 @@ class FsspecSource(Source):
     def speculate(self, keys: list[str]) -> None:
         """Start fetching objects that will probably be asked for soon (one round trip saved
         when they are); get() takes them. A guess that misses costs one small request."""
-        import asyncio
-
         for key in keys:
             if key not in self._speculative:
                 self._speculative[key] = asyncio.run_coroutine_threadsafe(self._cat(key, None, None), self.fs.loop)
@@ -377,8 +378,6 @@ class FsspecSource(Source):
         return f"{self.root}/{key}"
 
     def _sync(self, coro_fn, *args):
-        import fsspec.asyn
-
         return fsspec.asyn.sync(self.fs.loop, coro_fn, *args)
 
     def get(self, key: str) -> bytes:
@@ -716,9 +715,6 @@ def open_source(url: str, options: StoreOptions) -> Source:
     if scheme in ("http", "https"):
         if not parsed.netloc:
             raise StoreNotFound(f"malformed URL (no host): {text}")
-        import aiohttp
-        from fsspec.implementations.http import HTTPFileSystem
-
         # aiohttp ignores proxy environment variables unless told to trust them; the QGIS
         # side passes QGIS's own proxy explicitly instead.
         kwargs: dict = {}
@@ -738,7 +734,7 @@ def open_source(url: str, options: StoreOptions) -> Source:
     if scheme == "s3":
         if not parsed.netloc:
             raise StoreNotFound(f"malformed S3 URL (no bucket): {text}")
-        import s3fs
+        import s3fs  # s3:// only: s3fs and botocore take a second to import, not worth it otherwise
 
         kw: dict = {"skip_instance_cache": True}
         # s3://KEY:SECRET@bucket/...: the URL's own keys (never part of the bucket name, which
@@ -793,8 +789,6 @@ def _env_matters() -> bool:
 async def _http_client(connections: int, **kwargs):
     """aiohttp's session with as many connections as requests may be in flight (its default
     of 100 would hold back the end of a wave)."""
-    import aiohttp
-
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections, limit_per_host=0), **kwargs)
 
 

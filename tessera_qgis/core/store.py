@@ -8,7 +8,9 @@ year, embeddings (y, x, band)) are read.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -691,7 +693,7 @@ class TesseraStore:
 
     def _zarr_array(self, path: str):
         """zarr-python's own array, for codec chains the fast path does not handle."""
-        import zarr
+        import zarr  # only for codec chains the fast path does not know: no start-up cost otherwise
 
         return zarr.open_array(self.url, path=path, mode="r", storage_options=self._storage_options())
 
@@ -713,8 +715,6 @@ class TesseraStore:
         """This store with a private, smaller LRU of decoded chunks (shard indexes, the disk
         cache and the connection are shared): for an export, whose memory must stay bounded
         whatever else is using the store."""
-        import copy
-
         other = copy.copy(self)
         other.caches = self.caches.with_chunk_lru(max_bytes)
         other.zones = {name: z.with_caches(other.caches) for name, z in self.zones.items()}
@@ -885,8 +885,6 @@ def _project(lon: float, lat: float, crs: str) -> tuple[str, float, float]:
 def _cache_folder(options: StoreOptions, url: str) -> Path | None:
     if not options.cache_dir:
         return None
-    import hashlib
-
     return Path(options.cache_dir).expanduser() / hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
@@ -974,9 +972,7 @@ def open_store(url: "str | Path | StoreRef", options: StoreOptions | None = None
         meta = _parse_root(raw, url)
         disk = None
         if folder is not None:
-            import hashlib
-
-            disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}", options.cache_limit_bytes,
+                    disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}", options.cache_limit_bytes,
                              Path(options.cache_dir).expanduser())
         store = TesseraStore(url, options, source, meta, disk, pixel_hint=pixel, pixel_xy=pixel_xy, cancel=cancel)
     finally:

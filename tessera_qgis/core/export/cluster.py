@@ -264,7 +264,7 @@ class _Canceller:
     def __call__(self) -> bool:
         now = time.monotonic()
         if not self.value and now - self.last > 0.5:
-            from distributed import Event
+            from distributed import Event  # optional: cluster exports only
 
             self.last = now
             if self.event is None:
@@ -289,7 +289,7 @@ class _Reporter:
             return
         self.last = now
         try:
-            from distributed import get_worker
+            from distributed import get_worker  # optional: cluster exports only
 
             get_worker().log_event(self.topic, {"tile": self.name, "fraction": float(frac)})
         except Exception:  # progress is a nicety: never fail a task over it
@@ -333,7 +333,7 @@ def _secrets_plugin(token: str, secrets: dict):
 def connect(address: str, timeout: float | None = None):
     """A dask.distributed Client for a scheduler address, with a clear message on failure."""
     try:
-        from distributed import Client
+        from distributed import Client  # optional: cluster exports only
     except ImportError:
         raise ExportError(INSTALL_HINT) from None
     try:
@@ -349,7 +349,7 @@ def _run_dask(prep, tiles: list[Tile], work: Path, token: str, tile_progress, re
     address = prep.req.dask
     client = address if not isinstance(address, str) else connect(address)
     try:
-        from distributed import Event
+        from distributed import Event  # optional: cluster exports only
 
         def cannot_import() -> str:  # sent by value: it must run where our package is missing
             try:
