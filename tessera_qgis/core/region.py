@@ -102,6 +102,86 @@ def read_extent(store: TesseraStore, bounds, crs: str, year: int,
 
 
 REDUCE_PIXELS = 1 << 16  # pixels reduced at once (a 128-band block's float32 copy: 32 MB)
+# Pixels of a zone part that fill at least 1/DENSE_RATIO of their bounding window are read as
+# that window (see grid_reduce): up to this many source pixels read and reduced for each pixel
+# used. A view near the store's own resolution is at most a little over 1.
+DENSE_RATIO = 1.5
+DENSE_VALUES_BYTES = 64 << 20  # a dense window is reduced whole when its values take at most this (or its int8)
+
+
+def _reduce_window(win: WindowData, reduce, k: int, dtype) -> np.ndarray:
+    """A window's values (k, h * w), reduced a block of pixels at a time; pixels without a
+    valid scale are reduced too (their values are never used)."""
+    q, sc = win.q.reshape(win.q.shape[0], -1), win.scales.reshape(-1)
+    vals = np.empty((k, q.shape[1]), dtype=dtype)
+    with np.errstate(all="ignore"):
+        for b0 in range(0, q.shape[1], REDUCE_PIXELS):
+            vals[:, b0:b0 + REDUCE_PIXELS] = reduce(q[:, b0:b0 + REDUCE_PIXELS], sc[b0:b0 + REDUCE_PIXELS])
+    return vals
+
+
+def _reduced_fits(k: int, dtype, bands: int, pixels: int) -> bool:
+    """Whether a window of `pixels` is reduced whole (its values take at most as much memory
+    as its int8 embeddings, or DENSE_VALUES_BYTES)."""
+    return k * np.dtype(dtype).itemsize * pixels <= max(bands * pixels, DENSE_VALUES_BYTES)
+
+
+def _axis_map(start: float, step: float, n: int, origin: float, size: float, lo: int, hi: int):
+    """Source pixel numbers of n output pixel centres along one axis, and which of them fall
+    in [lo, hi)."""
+    idx = np.floor((start + step * (np.arange(n) + 0.5) - origin) / size).astype(np.int64)
+    return idx, (idx >= lo) & (idx < hi)
+
+
+def _aligned_window(part: ZonePart, year: int, dst_crs: str, transform, width: int, height: int, reduce, k: int,
+                    dtype, fill, bands, cancel, keep, out: np.ndarray, s_out: np.ndarray) -> bool:
+    """A north-up grid in the zone's own CRS near the store's resolution (the usual map view
+    of a one-zone layer): output rows come from source rows and columns from columns, so the
+    view is one window read, reduced whole and picked by row and column, with no per-pixel
+    geometry. False (nothing done) for any other grid."""
+    zone = part.zone
+    a, b, c, d, e, f = transform
+    if dst_crs != zone.crs or b != 0 or d != 0 or a <= 0 or e >= 0:
+        return False
+    za, _, zx0, _, ze, zy0 = zone.transform
+    rows, r_in = _axis_map(f, e, height, zy0, ze, *part.rows)
+    cols, c_in = _axis_map(c, a, width, zx0, za, *part.cols)
+    if not r_in.any() or not c_in.any():
+        return True  # nothing of the zone under the grid: all nodata
+    oy = np.flatnonzero(r_in)
+    ox = np.flatnonzero(c_in)
+    rr, cc = rows[oy], cols[ox]
+    r0, r1, c0, c1 = int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1
+    pixels = (r1 - r0) * (c1 - c0)
+    if pixels > DENSE_RATIO * len(oy) * len(ox) or not _reduced_fits(k, dtype, len(bands), pixels):
+        return False
+    wanted = None
+    if len(np.unique(rr)) < r1 - r0 or len(np.unique(cc)) < c1 - c0:  # zoomed out a little
+        wanted = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+        wanted[np.ix_(rr - r0, cc - c0)] = True
+    win = zone.read(year, (r0, r1), (c0, c1), cancel=cancel, keep=keep, bands=bands, wanted=wanted)
+    vals = _reduce_window(win, reduce, k, dtype).reshape(k, r1 - r0, c1 - c0)
+    # the output pixels under the zone are one rectangle (the maps are monotonic)
+    dst = (slice(int(oy[0]), int(oy[-1]) + 1), slice(int(ox[0]), int(ox[-1]) + 1))
+    pick_r = slice(int(rr[0]) - r0, int(rr[-1]) - r0 + 1) if np.all(np.diff(rr) == 1) else rr - r0
+    pick_c = slice(int(cc[0]) - c0, int(cc[-1]) - c0 + 1) if np.all(np.diff(cc) == 1) else cc - c0
+    sc = win.scales[pick_r][:, pick_c]
+    ok = np.isfinite(sc)
+    out[(slice(None),) + dst] = np.where(ok, vals[:, pick_r][:, :, pick_c], fill)
+    s_out[dst] = sc
+    return True
+
+
+def _dense_window(zone: Zone, rows: np.ndarray, cols: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The bounding window of pixels (rows, cols of the zone's grid, all inside it) if they
+    fill enough of it to be read as a window, else None."""
+    if len(rows) == 0:
+        return None
+    r0, r1 = int(rows.min()), int(rows.max()) + 1
+    c0, c1 = int(cols.min()), int(cols.max()) + 1
+    if (r1 - r0) * (c1 - c0) > DENSE_RATIO * len(rows):
+        return None
+    return (r0, r1), (c0, c1)
 
 
 def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: int, height: int,
@@ -131,6 +211,9 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
     if max_source_pixels is not None and need > max_source_pixels:
         raise ExtentError(f"this view needs {need:,} source pixels, more than the budget of "
                           f"{max_source_pixels:,}; zoom in or raise the budget")
+    if len(parts) == 1 and _aligned_window(parts[0], year, dst_crs, transform, width, height, reduce, k, dtype,
+                                           fill, bands, cancel, keep, out, s_out):
+        return out, s_out
     # 1. Where each output pixel comes from, in each zone part (geometry only).
     maps = []
     for part in parts:
@@ -143,28 +226,54 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
         if inside.any():
             maps.append((zone, row, col, inside))
     filled = np.zeros((height, width), dtype=bool)
+    filled_any = [False]
     block = REDUCE_PIXELS
 
     def gather(job):
-        """(q, scales) at the pixels of one zone part: one wave of requests for all of them."""
+        """The pixels of one zone part in one wave of requests: (values, scales) where the
+        values are (k, n) already reduced, or (q (bands, n), scales) with reduced False."""
         zone, rr, cc = job
-        return zone.read_pixels(year, rr, cc, bands, cancel, keep)
+        window = _dense_window(zone, rr, cc)
+        if window is None:
+            return zone.read_pixels(year, rr, cc, bands, cancel, keep), False
+        # The pixels fill most of their bounding window (a view near the store's own
+        # resolution): read that window, only its chunks that hold some of the pixels, reduce
+        # it whole, then pick the pixels' values. Much less CPU than gathering each pixel's
+        # bands from its chunk (0.2 s for a 1000 x 1000 px view of 3 bands, 1 s of 128).
+        (r0, r1), (c0, c1) = window
+        wanted = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+        wanted[rr - r0, cc - c0] = True
+        win = zone.read(year, (r0, r1), (c0, c1), cancel=cancel, keep=keep, bands=bands, wanted=wanted)
+        sc = win.scales.reshape(-1)
+        lin = (rr - r0) * (c1 - c0) + (cc - c0)
+        if not _reduced_fits(k, dtype, win.q.shape[0], len(sc)):  # many values a pixel (every band)
+            return (win.q.reshape(win.q.shape[0], -1)[:, lin], sc[lin]), False
+        return (_reduce_window(win, reduce, k, dtype), lin, sc[lin]), True
 
     def fill_from(takes: list, shift: int) -> None:
         """Gather every part's candidates at once, then the first valid pixel wins; values
         are reduced a block of pixels at a time (the float temporaries stay small)."""
         jobs = [(maps[i][0], maps[i][1][take], maps[i][2][take] + shift) for i, take in takes]
-        for (i, take), (q, sc) in zip(takes, TASK_POOL.map(gather, jobs)):
-            ys, xs = np.nonzero(take)
+        out_flat, s_flat, filled_flat = out.reshape(k, -1), s_out.reshape(-1), filled.reshape(-1)
+        for (i, take), (got, reduced) in zip(takes, TASK_POOL.map(gather, jobs)):
+            at = np.flatnonzero(take)  # output pixels of this part, in the order gathered
+            sc = got[-1]
+            free = ~filled_flat[at] if filled_any[0] else True
             if not shift:  # water / source nodata (NaN) stays NaN unless another zone has data
-                nan = np.isnan(sc) & ~filled[ys, xs]
-                s_out[ys[nan], xs[nan]] = np.nan
-            ok = np.nonzero(np.isfinite(sc) & ~filled[ys, xs])[0]
-            for b0 in range(0, len(ok), block):
-                sel = ok[b0:b0 + block]
-                out[:, ys[sel], xs[sel]] = reduce(q[:, sel], sc[sel])
-            s_out[ys[ok], xs[ok]] = sc[ok]
-            filled[ys[ok], xs[ok]] = True
+                s_flat[at[np.isnan(sc) & free]] = np.nan
+            ok = np.flatnonzero(np.isfinite(sc) & free)
+            dst = at[ok]
+            if reduced:
+                vals, lin, _ = got
+                out_flat[:, dst] = vals[:, lin[ok]]
+            else:
+                q = got[0]
+                for b0 in range(0, len(ok), block):
+                    sel = ok[b0:b0 + block]
+                    out_flat[:, at[sel]] = reduce(q[:, sel], sc[sel])
+            s_flat[dst] = sc[ok]
+            filled_flat[dst] = True
+            filled_any[0] = filled_any[0] or len(dst) > 0
 
     fill_from([(i, m[3]) for i, m in enumerate(maps)], 0)
     if len(maps) > 1:

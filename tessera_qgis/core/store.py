@@ -168,10 +168,13 @@ class Zone:
         spans = {"time": (t, t + 1) if t is not None else None, "band": (0, bands), "y": rows, "x": cols}
         return tuple(spans[a] for a in axes)
 
-    def _chunk_need(self, rows, cols, wanted: np.ndarray) -> Callable:
-        """need(chunk) for the embeddings: does the chunk hold a wanted pixel of the window?"""
-        yi, xi = self.emb_axes.index("y"), self.emb_axes.index("x")
-        ch, cw = self.embeddings.chunk_shape[yi], self.embeddings.chunk_shape[xi]
+    def _chunk_need(self, rows, cols, wanted: np.ndarray, reader: ArrayReader | None = None,
+                    axes: tuple[str, ...] | None = None) -> Callable:
+        """need(chunk) of an array (the embeddings unless said): does the chunk hold a wanted
+        pixel of the window [rows) x [cols) (`wanted`: its (h, w) mask)?"""
+        reader, axes = (reader, axes) if reader is not None else (self.embeddings, self.emb_axes)
+        yi, xi = axes.index("y"), axes.index("x")
+        ch, cw = reader.chunk_shape[yi], reader.chunk_shape[xi]
 
         def need(coords: tuple[int, ...]) -> bool:
             r0, c0 = coords[yi] * ch, coords[xi] * cw
@@ -199,13 +202,14 @@ class Zone:
         return idx
 
     # -- one wave: requests for the chunks of a window ----------------------------------------
-    def _scales_request(self, t, rows, cols, s_view: np.ndarray, keep: bool) -> ChunkRequest:
+    def _scales_request(self, t, rows, cols, s_view: np.ndarray, keep: bool,
+                        need: Callable | None = None) -> ChunkRequest:
         """Scales of the window [rows) x [cols) (inside the array) pasted into s_view (h, w)."""
         box = self._box(self.scl_axes, t, rows, cols, self.bands)
         squeeze = self.scl_axes.index("time") if "time" in self.scl_axes else None
         out = s_view if [a for a in self.scl_axes if a != "time"] == ["y", "x"] else s_view.T
         return ChunkRequest(self.scales, self.scales.chunk_range(box), self.scales.paster(box, out, squeeze=squeeze),
-                            keep)
+                            keep, need)
 
     def _embeddings_request(self, t, rows, cols, q_view: np.ndarray, idx: list[int] | None, keep: bool,
                             need: Callable | None = None) -> ChunkRequest:
@@ -378,7 +382,8 @@ class Zone:
 
     def read(self, year: int, rows: tuple[int, int], cols: tuple[int, int],
              cancel: Callable[[], bool] | None = None, skip_nodata: bool = True,
-             keep: bool = True, bands: Sequence[int] | None = None) -> WindowData:
+             keep: bool = True, bands: Sequence[int] | None = None,
+             wanted: np.ndarray | None = None) -> WindowData:
         """Quantised window [rows) x [cols) for a year; pixels outside the zone are nodata.
 
         One wave: the shard indexes of embeddings and scales together, then the chunks of
@@ -388,10 +393,12 @@ class Zone:
         is nodata (scale NaN) whatever its scale says. `keep=False` does not keep decoded
         chunks in memory (streamed exports). `bands` (from 1) limits the bands read, from the
         shallowest Matryoshka array that holds them all. Scales that are not valid (see
-        core.quant) come out as NaN."""
+        core.quant) come out as NaN. `wanted`, a (h, w) mask of the window: chunks holding
+        no wanted pixel are not fetched (their pixels read as nodata, +inf) unless already in
+        memory."""
         zone = self._at(bands)
         if zone is not self:
-            win = zone.read(year, rows, cols, cancel, skip_nodata, keep, bands)
+            win = zone.read(year, rows, cols, cancel, skip_nodata, keep, bands, wanted)
             return dataclasses.replace(win, zone=self)
         t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
         idx = self._band_index(bands)
@@ -401,8 +408,14 @@ class Zone:
         if any_:
             q_view, s_view = q[(slice(None),) + dst], s[dst]
             if self._fast():
-                scl = self._scales_request(t, (r0, r1), (c0, c1), s_view, keep)
+                held = wanted_s = None
+                if wanted is not None:
+                    held = self._chunk_need((r0, r1), (c0, c1), wanted[dst])
+                    wanted_s = self._chunk_need((r0, r1), (c0, c1), wanted[dst], self.scales, self.scl_axes)
+                scl = self._scales_request(t, (r0, r1), (c0, c1), s_view, keep, wanted_s)
                 need = self._known_nodata(t, (r0, r1), (c0, c1), scl, s_view) if skip_nodata else None
+                if held is not None:
+                    need = held if need is None else (lambda c, a=held, b=need: a(c) and b(c))
                 emb = self._embeddings_request(t, (r0, r1), (c0, c1), q_view, idx, keep, need)
                 read_wave([scl, emb], cancel)
                 self._invalidate_missing(emb.missing, (r0, r1), (c0, c1), s_view)

@@ -225,3 +225,84 @@ def test_scattered_pixels_on_the_per_year_layout(per_year_store):
     valid = np.isfinite(s)
     assert valid.any()
     np.testing.assert_array_equal(q[:, valid], g["embeddings"][:41, :61, :][rows, cols][:, [0, 6]].T[:, valid])
+
+
+def _expected_grid(ref, zone, year_index, crs, transform, width, height, bands):
+    """Nearest source pixel of each output pixel centre, worked out with pyproj and read with
+    zarr-python: (q (bands, h, w), scales (h, w)); +inf outside the zone's array."""
+    g = ref[zone.name]
+    a, _, c, _, e, f = transform
+    xs, ys = np.meshgrid(c + a * (np.arange(width) + 0.5), f + e * (np.arange(height) + 0.5))
+    zx, zy = Transformer.from_crs(crs, zone.crs, always_xy=True).transform(xs, ys)
+    za, _, zx0, _, ze, zy0 = g.attrs["spatial:transform"]
+    col = np.floor((zx - zx0) / za).astype(int)
+    row = np.floor((zy - zy0) / ze).astype(int)
+    h, w = g.attrs["spatial:shape"]
+    inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
+    r0, r1, c0, c1 = row[inside].min(), row[inside].max() + 1, col[inside].min(), col[inside].max() + 1
+    emb = g["embeddings"][year_index, :, r0:r1, c0:c1]
+    scl = g["scales"][year_index, r0:r1, c0:c1]
+    s = np.full((height, width), np.inf, np.float32)
+    q = np.zeros((len(bands), height, width), np.int8)
+    s[inside] = scl[row[inside] - r0, col[inside] - c0]
+    q[:, inside] = emb[[b - 1 for b in bands]][:, row[inside] - r0, col[inside] - c0]
+    return q, s
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("crs,res", [("EPSG:32631", 10.0), ("EPSG:3857", 16.0), ("EPSG:32631", 7.0),
+                                     ("EPSG:32631", 12.0)])
+def test_grids_near_the_store_resolution_equal_zarr_whichever_path(store, ref, monkeypatch, crs, res, dense):
+    """A grid near the store's own resolution is read as a window (the dense path: pixels fill
+    their bounding window), others pixel by pixel; both give each output pixel its nearest
+    source pixel exactly, as pyproj and zarr-python place and read it."""
+    import tessera_qgis.core.region as region
+
+    if not dense:
+        monkeypatch.setattr(region, "DENSE_RATIO", 0.0)  # every part pixel by pixel
+    zone = store.zones["utm31"]
+    x0, y1 = zone.transform[2] + 1234.0, zone.transform[5] - 987.0
+    if crs != zone.crs:
+        x0, y1 = Transformer.from_crs(zone.crs, crs, always_xy=True).transform(x0, y1)
+    t, w, h = (res, 0.0, x0, 0.0, -res, y1), 180, 140
+    calls = []
+    monkeypatch.setattr(type(zone), "read_pixels",
+                        lambda self, *a, _orig=type(zone).read_pixels, **k: calls.append(1) or _orig(self, *a, **k))
+    bands = [2, 1, 77]
+    q, s = read_grid_quantised(store, 2025, crs, t, w, h, bands=bands)
+    assert bool(calls) is not dense, "the path under test was taken"
+    want_q, want_s = _expected_grid(ref, zone, 1, crs, t, w, h, bands)
+    np.testing.assert_array_equal(s, want_s)
+    valid = np.isfinite(want_s)
+    assert valid.mean() > 0.5
+    np.testing.assert_array_equal(q[:, valid], want_q[:, valid])
+    vals = read_grid(store, 2025, crs, t, w, h, bands=[77])
+    np.testing.assert_array_equal(np.isnan(vals[0]), ~valid)
+    np.testing.assert_allclose(vals[0][valid], want_q[2][valid].astype(np.float32) * want_s[valid])
+
+
+def test_a_window_read_fetches_only_the_chunks_holding_wanted_pixels(sample_http, ref):
+    """Zone.read(wanted=mask): chunks holding no wanted pixel are neither fetched nor read;
+    the wanted pixels equal zarr-python's."""
+    store = open_store(sample_http.store_url)
+    zone = store.zones["utm31"]
+    ch = zone.embeddings.chunk_shape[zone.emb_axes.index("y")]
+    h, w = zone.shape
+    r0, c0 = (h // 2 // ch) * ch + ch // 2, (w // 2 // ch) * ch + ch // 2  # mid-zone, on land
+    rows, cols = (r0, r0 + 3 * ch), (c0, c0 + 3 * ch)  # over 4 x 4 chunks
+    wanted = np.zeros((3 * ch, 3 * ch), bool)
+    wanted[:4, :4] = True  # only in the first chunk
+    sample_http.reset()
+    win = zone.read(2024, rows, cols, wanted=wanted, bands=[1, 2, 3])
+    got = [r for r in sample_http.requests() if "/embeddings" in r.path and not r.range.startswith("bytes=-")]
+    fetched = sum(r.bytes for r in got)
+    g = ref["utm31"]
+    assert np.isfinite(win.scales[:4, :4]).all()
+    np.testing.assert_array_equal(win.scales[:4, :4], g["scales"][0, rows[0]:rows[0] + 4, cols[0]:cols[0] + 4])
+    np.testing.assert_array_equal(win.q[:, :4, :4], g["embeddings"][0, :3, rows[0]:rows[0] + 4, cols[0]:cols[0] + 4])
+    assert np.isposinf(win.scales[-4:, -4:]).all(), "a chunk without wanted pixels is not read"
+    sample_http.reset()
+    open_store(sample_http.store_url).zones["utm31"].read(2024, rows, cols, bands=[1, 2, 3])
+    everything = sum(r.bytes for r in sample_http.requests()
+                     if "/embeddings" in r.path and not r.range.startswith("bytes=-"))
+    assert 0 < fetched <= everything / 8  # 1 chunk of the 16 (the same depth either way)
