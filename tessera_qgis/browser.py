@@ -13,6 +13,7 @@ from .core.connections import Connection
 from .core.layerspec import LayerSpec
 from .core.region import data_extent
 from .core.storeref import StoreRef
+from .credentials import has_password
 from .icons import icon
 from .layers import layer_title
 from .core.urls import redact_url
@@ -40,6 +41,9 @@ class ConnectionItem(QgsDataCollectionItem):
         self.setIcon(icon())
 
     def createChildren(self):  # noqa: N802
+        if has_password(self.conn.url):  # saved before passwords left saved URLs; moved on Connect
+            return [QgsErrorItem(self, tr("The URL holds a password: press Connect on it in the TESSERA dialog "
+                                          "to keep it in QGIS's authentication database."), self.path() + "/error")]
         try:
             ref = self.conn.ref(resolve_url(self.conn))
             store = shared_store(ref)

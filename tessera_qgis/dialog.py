@@ -19,6 +19,7 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox
 from . import tasks
 from .core.connections import Connection, describe_failure, from_xml, to_xml
 from .core.store import describe_years
+from .credentials import has_password, secure_connection
 from .fieldkit import open_folder_store
 from .icons import icon
 from .layers import build_layer, prepare_layer
@@ -59,6 +60,7 @@ class ConnectionEditor(QDialog):
     def __init__(self, parent=None, conn: Connection | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(tr("TESSERA connection"))
+        self.result_connection: Connection | None = None  # what OK saved (a URL's password moved out)
         form = QFormLayout(self)
         self.name = QLineEdit(conn.name if conn else "", self)
         self.url = QLineEdit(conn.url if conn else "", self)
@@ -101,11 +103,16 @@ class ConnectionEditor(QDialog):
                           authcfg=self.auth.configId())
 
     def _accept(self) -> None:
+        """A password typed into the URL goes into QGIS's authentication database here (the
+        connection keeps the configuration's id); if it cannot, the dialog stays open."""
         try:
-            self.connection()
+            self.result_connection = secure_connection(self.connection())
         except ValueError as exc:
             QMessageBox.warning(self, tr("TESSERA connection"), str(exc))
             return
+        if self.result_connection.authcfg != self.auth.configId():
+            self.url.setText(self.result_connection.url)
+            self.auth.setConfigId(self.result_connection.authcfg)
         self.accept()
 
 
@@ -240,7 +247,7 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
     def new_connection(self) -> None:
         editor = ConnectionEditor(self)
         if editor.exec():
-            conn = editor.connection()
+            conn = editor.result_connection
             upsert_connection(conn)
             self.reload_connections(conn.name)
 
@@ -250,7 +257,7 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
             return
         editor = ConnectionEditor(self, c)
         if editor.exec():
-            conn = editor.connection()
+            conn = editor.result_connection
             upsert_connection(conn, old_name=c.name)
             self.reload_connections(conn.name)
 
@@ -283,7 +290,11 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
             self.show_failure("error", f"{path}: {exc}")
             return
         names = {c.name for c in new}
-        save_custom_connections([c for c in custom_connections() if c.name not in names] + new)
+        try:
+            save_custom_connections([c for c in custom_connections() if c.name not in names] + new)
+        except ValueError as exc:  # a password in a URL that QGIS's authentication database cannot keep
+            self.show_failure("error", f"{path}: {exc}")
+            return
         self.reload_connections(new[0].name if new else None)
 
     # -- connect -----------------------------------------------------------------------------
@@ -313,6 +324,15 @@ class TesseraSourceWidget(QgsAbstractDataSourceWidget):
         conn = self.current()
         if conn is None:
             return
+        if conn.editable and has_password(conn.url):  # saved before passwords left saved URLs
+            try:
+                secured = secure_connection(conn)
+                upsert_connection(secured, old_name=conn.name)
+            except ValueError as exc:
+                self.show_failure("error", str(exc))
+                return
+            self.reload_connections(secured.name)
+            conn = secured
         self.store = None
         self.add_button.setEnabled(False)
         self.last_failure = None

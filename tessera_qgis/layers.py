@@ -15,6 +15,7 @@ from .core.region import data_extent
 from .core.storeref import StoreRef
 from .core.utm import zone_of_lon
 from .core.view import View, published_ranges
+from .credentials import has_password, store_password
 from .log import notifier
 from .provider import PROVIDER_KEY, register, state_for
 from .store_access import shared_store
@@ -126,6 +127,13 @@ def make_layer(store: StoreRef | str, year: int, bands: Sequence[int] | None = N
     build_layer() after. `options`: budget, and with a URL cache, authcfg, s3_endpoint,
     s3_region, anon."""
     register()
+    if has_password(store.url if isinstance(store, StoreRef) else str(store)):
+        # the URL's password into QGIS's authentication database: never into the layer's URI
+        if isinstance(store, StoreRef):
+            url, authcfg = store_password(store.url, store.authcfg)
+            store = store.with_(url=url, authcfg=authcfg)
+        else:
+            store, options["authcfg"] = store_password(str(store), options.get("authcfg"))
     return build_layer(prepare_layer(store, year, bands, pca, name, view_bounds, view_crs, zone, stretch,
                                      similarity, threshold, **options))
 

@@ -21,6 +21,7 @@ from .core.sample import SampleSpec, generate
 from .core.sources import StoreOptions, host_port
 from .core.storeref import StoreRef
 from .core.utm import zone_of_lon
+from .credentials import secure_connection
 from .log import log
 
 PREFIX = "tessera/"
@@ -159,7 +160,10 @@ def custom_connections() -> list[Connection]:
 
 
 def save_custom_connections(conns: list[Connection]) -> None:
-    QgsSettings().setValue(PREFIX + "connections", json.dumps([c.to_dict() for c in conns if c.editable]))
+    """Saved in QgsSettings (plain text): a password in a URL is moved into QGIS's
+    authentication database first (ValueError, and nothing saved, where it cannot be)."""
+    safe = [secure_connection(c) for c in conns if c.editable]
+    QgsSettings().setValue(PREFIX + "connections", json.dumps([c.to_dict() for c in safe]))
 
 
 def all_connections() -> list[Connection]:

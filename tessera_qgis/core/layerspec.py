@@ -10,7 +10,7 @@ Optional: crs (the layer's CRS), extent (xmin,ymin,xmax,ymax in that CRS, so a p
 opens without touching the network), zone, cache (folder), budget (source pixels a view
 may need), depth (a Matryoshka prefix for PCA and similarity: 4 or 16 on v2 stores), stretch
 (the store's published colours: global, cdf equalised, or zone: the zone's own), authcfg (a QGIS authentication configuration id for S3 keys), s3_endpoint,
-s3_region, anon. A secret never goes into a URI. Qt-free, so it can be tested anywhere.
+s3_region, anon. A secret never goes into a URI, nor does a password inside url=. Qt-free, so it can be tested anywhere.
 """
 from __future__ import annotations
 
@@ -23,9 +23,12 @@ import numpy as np
 
 from .pca import PCA
 from .storeref import StoreRef
+from .urls import split_password
 
 DEFAULT_BUDGET = 4096 * 4096
 FORBIDDEN = {"key", "secret", "password", "token", "aws_secret_access_key", "aws_access_key_id"}
+URL_PASSWORD = ("a password in the store URL does not belong in a layer URI (the project would keep it): "
+                "keep it in a QGIS authentication configuration (authcfg=)")
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class LayerSpec:
         return "similarity" if self.similarity else "pca" if self.pca else "bands"
 
     def to_uri(self) -> str:
+        if split_password(self.store.url)[2] is not None:
+            raise ValueError(URL_PASSWORD)
         items: list[tuple[str, str]] = [self.store.query_items()[0], ("year", str(self.year))]
         if self.bands is not None:
             items.append(("bands", ",".join(map(str, self.bands))))
@@ -113,6 +118,8 @@ class LayerSpec:
                              "configuration (authcfg=)")
         if not params.get("url"):
             raise ValueError("a TESSERA layer needs url=")
+        if split_password(params["url"])[2] is not None:
+            raise ValueError(URL_PASSWORD)
         try:
             year = int(params["year"])
         except (KeyError, ValueError):

@@ -29,7 +29,7 @@ from .quant import dequantise, sanitise_scales
 from .errors import BandError, Cancelled, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
 from .sources import TASK_POOL, Source, StoreOptions, open_source
 from .storeref import StoreRef
-from .urls import redact_url
+from .urls import redact_url, with_credentials
 from .utm import zone_of_lon
 
 _LOG = logging.getLogger(__name__)
@@ -969,6 +969,8 @@ def open_store(url: "str | Path | StoreRef", options: StoreOptions | None = None
     options = options or StoreOptions()
     url = str(url).strip()
     url = url.rstrip("/") if len(url) > 1 else url
+    # an HTTP user name and password from a QGIS authentication configuration: Basic auth
+    url = with_credentials(url, options.key, options.secret)
     source = open_source(url, options)
     pixel_xy = None
     if pixel is not None and math.isfinite(pixel[0]) and math.isfinite(pixel[1]):

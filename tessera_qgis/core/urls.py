@@ -7,6 +7,7 @@ place that shows a URL, or a text that may contain one, passes it through `redac
 from __future__ import annotations
 
 import re
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -34,4 +35,32 @@ def redact_url(text) -> str:
     return text
 
 
-__all__ = ["redact_url", "MASK"]
+def split_password(url: str) -> tuple[str, str | None, str | None]:
+    """(the URL without its user info, user, password) for a URL that carries a password
+    (``http://alice:hunter2@host/x.zarr`` gives ``("http://host/x.zarr", "alice", "hunter2")``);
+    (url, None, None) for any other. Such a password belongs in a QGIS authentication
+    configuration, not in a saved connection or a layer URI."""
+    text = str(url)
+    if "://" not in text or "@" not in text:
+        return text, None, None
+    parts = urlsplit(text)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    if ":" not in userinfo:
+        return text, None, None
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), unquote(user), unquote(password)
+
+
+def with_credentials(url: str, user: str | None, password: str | None) -> str:
+    """An http(s) URL with `user` and `password` as its user info, for the HTTP client (Basic
+    authentication) when they come from elsewhere (a QGIS authentication configuration); any
+    other URL, or one that has user info already, unchanged. Never for text meant for people."""
+    text = str(url)
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or "@" in parts.netloc or not (user or password):
+        return text
+    userinfo = quote(user or "", safe="") + ":" + quote(password or "", safe="")
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
+
+
+__all__ = ["redact_url", "split_password", "with_credentials", "MASK"]

@@ -4,7 +4,12 @@
 <context>
     <name>TesseraBrowser</name>
     <message>
-        <location filename="../browser.py" line="63"/>
+        <location filename="../browser.py" line="45"/>
+        <source>The URL holds a password: press Connect on it in the TESSERA dialog to keep it in QGIS's authentication database.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../browser.py" line="67"/>
         <source>All zones, in {}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -38,379 +43,392 @@
     </message>
 </context>
 <context>
+    <name>TesseraCredentials</name>
+    <message>
+        <location filename="../credentials.py" line="36"/>
+        <source>The URL holds a password and a QGIS authentication configuration is chosen too: remove the password from the URL.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../credentials.py" line="45"/>
+        <source>The password in the URL was not saved: QGIS's authentication database is not available (Settings &gt; Options &gt; Authentication).</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
     <name>TesseraDialog</name>
     <message>
-        <location filename="../dialog.py" line="61"/>
-        <location filename="../dialog.py" line="107"/>
+        <location filename="../dialog.py" line="62"/>
+        <location filename="../dialog.py" line="111"/>
         <source>TESSERA connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="66"/>
+        <location filename="../dialog.py" line="68"/>
         <source>Folder…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="71"/>
+        <location filename="../dialog.py" line="73"/>
         <source>S3 settings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="73"/>
+        <location filename="../dialog.py" line="75"/>
         <source>Anonymous (public bucket)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="76"/>
+        <location filename="../dialog.py" line="78"/>
         <source>default AWS; or an S3-compatible endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="82"/>
+        <location filename="../dialog.py" line="84"/>
         <source>Endpoint URL</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="83"/>
+        <location filename="../dialog.py" line="85"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="84"/>
+        <location filename="../dialog.py" line="86"/>
         <source>Credentials</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="85"/>
+        <location filename="../dialog.py" line="87"/>
         <source>Name</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="86"/>
+        <location filename="../dialog.py" line="88"/>
         <source>URL or folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="94"/>
+        <location filename="../dialog.py" line="96"/>
         <source>TESSERA store folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="136"/>
+        <location filename="../dialog.py" line="143"/>
         <source>Connect</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="137"/>
+        <location filename="../dialog.py" line="144"/>
         <source>Connection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="142"/>
+        <location filename="../dialog.py" line="149"/>
         <source>New</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="143"/>
+        <location filename="../dialog.py" line="150"/>
         <source>Edit</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="144"/>
+        <location filename="../dialog.py" line="151"/>
         <source>Remove</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="145"/>
+        <location filename="../dialog.py" line="152"/>
         <source>Import…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="146"/>
+        <location filename="../dialog.py" line="153"/>
         <source>Export…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="147"/>
+        <location filename="../dialog.py" line="154"/>
         <source>Open folder…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="162"/>
+        <location filename="../dialog.py" line="169"/>
         <source>Cancel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="174"/>
+        <location filename="../dialog.py" line="181"/>
         <source>PCA (the store's global PCA)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="174"/>
+        <location filename="../dialog.py" line="181"/>
         <source>PCA fitted to the view</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="174"/>
+        <location filename="../dialog.py" line="181"/>
         <source>3 bands as RGB</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="174"/>
+        <location filename="../dialog.py" line="181"/>
         <source>1 band with a colour ramp</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="183"/>
+        <location filename="../dialog.py" line="190"/>
         <source>Dimensions PCA uses (Matryoshka depths)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="185"/>
+        <location filename="../dialog.py" line="192"/>
         <source>The store's published stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="186"/>
+        <location filename="../dialog.py" line="193"/>
         <source>Year</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="187"/>
+        <location filename="../dialog.py" line="194"/>
         <source>Show</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="188"/>
-        <location filename="../dialog.py" line="376"/>
+        <location filename="../dialog.py" line="195"/>
+        <location filename="../dialog.py" line="396"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="189"/>
+        <location filename="../dialog.py" line="196"/>
         <source>Depth</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="190"/>
+        <location filename="../dialog.py" line="197"/>
         <source>Colours</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="191"/>
+        <location filename="../dialog.py" line="198"/>
         <source>Zone</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="193"/>
+        <location filename="../dialog.py" line="200"/>
         <source>Add layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="199"/>
+        <location filename="../dialog.py" line="206"/>
         <source>Close</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="271"/>
+        <location filename="../dialog.py" line="278"/>
         <source>Export TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="277"/>
+        <location filename="../dialog.py" line="284"/>
         <source>Import TESSERA connections</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="309"/>
+        <location filename="../dialog.py" line="320"/>
         <source>step {} of {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="310"/>
+        <location filename="../dialog.py" line="321"/>
         <source>Building the sample store (first use only): {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="319"/>
+        <location filename="../dialog.py" line="339"/>
         <source>Connecting to {}…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="320"/>
+        <location filename="../dialog.py" line="340"/>
         <source>Connecting to {}: reading what the store holds…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="336"/>
+        <location filename="../dialog.py" line="356"/>
         <source>Connected. Choose a year and what to show, then Add layer.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="345"/>
-        <location filename="../dialog.py" line="359"/>
+        <location filename="../dialog.py" line="365"/>
+        <location filename="../dialog.py" line="379"/>
         <source>Cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="347"/>
+        <location filename="../dialog.py" line="367"/>
         <source>Connect to {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="357"/>
-        <location filename="../dialog.py" line="464"/>
+        <location filename="../dialog.py" line="377"/>
+        <location filename="../dialog.py" line="484"/>
         <source>Cancelled: no layer added.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="365"/>
+        <location filename="../dialog.py" line="385"/>
         <source>Cannot reach the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="365"/>
+        <location filename="../dialog.py" line="385"/>
         <source>The store did not answer in time</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="365"/>
+        <location filename="../dialog.py" line="385"/>
         <source>Access denied (403)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="365"/>
+        <location filename="../dialog.py" line="385"/>
         <source>The server's certificate is not trusted</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="365"/>
+        <location filename="../dialog.py" line="385"/>
         <source>Nothing found at that address (404)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="365"/>
+        <location filename="../dialog.py" line="385"/>
         <source>Not a Zarr v3 store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="365"/>
+        <location filename="../dialog.py" line="385"/>
         <source>Not a TESSERA store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="365"/>
+        <location filename="../dialog.py" line="385"/>
         <source>Cannot open the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="367"/>
+        <location filename="../dialog.py" line="387"/>
         <source>In QGIS, add its certificate authority in Settings &gt; Options &gt; Authentication &gt; Certificate Manager (Authorities), or an SSL server exception for this host.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="374"/>
+        <location filename="../dialog.py" line="394"/>
         <source>Store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="374"/>
+        <location filename="../dialog.py" line="394"/>
         <source>Dataset</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="375"/>
+        <location filename="../dialog.py" line="395"/>
         <source>Model</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="375"/>
+        <location filename="../dialog.py" line="395"/>
         <source>Layout</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="376"/>
+        <location filename="../dialog.py" line="396"/>
         <source>Years</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="377"/>
+        <location filename="../dialog.py" line="397"/>
         <source>Global PCA</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="377"/>
-        <location filename="../dialog.py" line="379"/>
+        <location filename="../dialog.py" line="397"/>
+        <location filename="../dialog.py" line="399"/>
         <source>none</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="378"/>
+        <location filename="../dialog.py" line="398"/>
         <source>Depths</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="379"/>
+        <location filename="../dialog.py" line="399"/>
         <source>Published stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="390"/>
+        <location filename="../dialog.py" line="410"/>
         <source>{} (partial)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="392"/>
+        <location filename="../dialog.py" line="412"/>
         <source>only in {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="397"/>
+        <location filename="../dialog.py" line="417"/>
         <source>automatic (from the map extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="402"/>
+        <location filename="../dialog.py" line="422"/>
         <source>{} dimensions</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="405"/>
+        <location filename="../dialog.py" line="425"/>
         <source>the store's stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="406"/>
+        <location filename="../dialog.py" line="426"/>
         <source>equalised (the store's CDF)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="407"/>
+        <location filename="../dialog.py" line="427"/>
         <source>each zone's own stretch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="442"/>
+        <location filename="../dialog.py" line="462"/>
         <source>Adding the layer: opening {} and sampling the map view for its colours…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="454"/>
+        <location filename="../dialog.py" line="474"/>
         <source>Added “{}” to the map. Add another, or close this window.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="466"/>
+        <location filename="../dialog.py" line="486"/>
         <source>Adding a TESSERA layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="472"/>
+        <location filename="../dialog.py" line="492"/>
         <source>Add TESSERA embeddings layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../dialog.py" line="491"/>
+        <location filename="../dialog.py" line="511"/>
         <source>Add TESSERA embeddings (Zarr v3) layers</source>
         <translation type="unfinished"></translation>
     </message>
@@ -540,7 +558,7 @@
 <context>
     <name>TesseraLayers</name>
     <message>
-        <location filename="../layers.py" line="224"/>
+        <location filename="../layers.py" line="232"/>
         <source>Drawn from the {}: zoom in to see the embeddings.</source>
         <translation type="unfinished"></translation>
     </message>

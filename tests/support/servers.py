@@ -4,6 +4,7 @@ and an S3 API server (moto). Used by the pytest fixtures, the benchmarks and the
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import struct
 import threading
@@ -259,6 +260,7 @@ class RangeHTTPServer:
         self.latency = latency
         self.faults = faults
         self.deny = deny  # path prefixes answered with 403 Forbidden
+        self.basic_auth: tuple[str, str] | None = None  # (user, password): 401 for requests without them
         self.log: list[Request] = []
         self.arrived: list[tuple[float, str]] = []  # (time.monotonic() on arrival, path)
         self._lock = threading.Lock()
@@ -311,6 +313,10 @@ class RangeHTTPServer:
                 await asyncio.sleep(self.latency)
             if any(request.path.startswith(p) for p in self.deny):
                 raise web.HTTPForbidden()
+            if self.basic_auth is not None:
+                want = "Basic " + base64.b64encode(":".join(self.basic_auth).encode()).decode()
+                if request.headers.get("Authorization") != want:
+                    raise web.HTTPUnauthorized()
             kind = self.faults.take(request.path, "Range" in request.headers, request.headers.get("Range")) \
                 if self.faults is not None else None
             request["fault"] = kind

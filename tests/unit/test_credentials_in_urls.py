@@ -120,3 +120,56 @@ def test_exported_metadata_masks_the_password(sample_store, sample_http, tmp_pat
     ds = gdal.Open(str(out))
     assert ds.GetMetadata()["TESSERA_STORE"] == sample_http.store_url.replace("http://", "http://alice:***@")
     assert PASSWORD not in gdal.Info(str(out)) and PASSWORD.encode() not in out.read_bytes()
+
+
+# -- a password in a URL never goes into a layer URI; HTTP Basic from the options -------------
+@pytest.mark.parametrize("url,want", [
+    ("http://alice:hunter2@127.0.0.1:9/x.zarr", ("http://127.0.0.1:9/x.zarr", "alice", "hunter2")),
+    ("https://alice:p%40ss@h.example/x.zarr", ("https://h.example/x.zarr", "alice", "p@ss")),
+    ("http://alice:p@ss@host/x.zarr", ("http://host/x.zarr", "alice", "p@ss")),
+    ("s3://AKIA1:s3cr3t@bucket/x.zarr", ("s3://bucket/x.zarr", "AKIA1", "s3cr3t")),
+    ("http://alice@host/x.zarr", ("http://alice@host/x.zarr", None, None)),  # a user name alone
+    ("/data/a@b:c/x.zarr", ("/data/a@b:c/x.zarr", None, None)),  # a folder
+])
+def test_split_password(url, want):
+    from tessera_qgis.core.urls import split_password
+
+    assert split_password(url) == want
+
+
+def test_with_credentials_puts_them_into_http_urls_only():
+    from tessera_qgis.core.urls import with_credentials
+
+    assert with_credentials("http://h:8/x.zarr", "alice", "p@ss:w/rd") == "http://alice:p%40ss%3Aw%2Frd@h:8/x.zarr"
+    assert with_credentials("s3://bucket/x.zarr", "AKIA1", "s") == "s3://bucket/x.zarr"  # S3 keys go elsewhere
+    assert with_credentials("http://bob:x@h/x.zarr", "alice", "y") == "http://bob:x@h/x.zarr"
+    assert with_credentials("http://h/x.zarr", None, None) == "http://h/x.zarr"
+
+
+def test_a_layer_uri_never_holds_a_password_from_the_url(sample_store):
+    from tessera_qgis.core.layerspec import LayerSpec
+
+    spec = LayerSpec.of(f"http://alice:{PASSWORD}@127.0.0.1:9/x.zarr", 2024, bands=(1, 2, 3))
+    with pytest.raises(ValueError, match="password in the store URL does not belong in a layer URI") as err:
+        spec.to_uri()
+    assert PASSWORD not in str(err.value)
+    with pytest.raises(ValueError, match="authcfg") as err:
+        LayerSpec.from_uri(f"url=http://alice:{PASSWORD}@127.0.0.1:9/x.zarr&year=2024&bands=1")
+    assert PASSWORD not in str(err.value)
+    ok = LayerSpec.of("http://alice@127.0.0.1:9/x.zarr", 2024, bands=(1,), authcfg="abc1234")
+    assert LayerSpec.from_uri(ok.to_uri()) == ok, "a user name alone, and an authcfg, are fine"
+
+
+def test_http_basic_credentials_from_the_options(range_server, sample_store):
+    """User name and password given apart from the URL (as a QGIS authentication configuration
+    gives them) reach a server that wants HTTP Basic; without them it refuses."""
+    srv = range_server(sample_store.parent)
+    srv.basic_auth = ("alice", PASSWORD)
+    url = f"{srv.url}/{sample_store.name}"
+    with pytest.raises(TesseraError) as err:
+        open_store(url, StoreOptions(timeout=5, retries=0))
+    assert "access denied" in str(err.value), str(err.value)
+    store = open_store(url, StoreOptions(timeout=5, key="alice", secret=PASSWORD))
+    assert store.years == [2024, 2025]
+    assert PASSWORD not in store.info()["url"] and PASSWORD not in repr(store.info())
+    assert all(r.status in (200, 206) for r in srv.requests()[1:]), "every request after the refusal had them"

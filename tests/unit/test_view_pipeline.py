@@ -69,6 +69,9 @@ def test_store_ref_hides_secrets_and_keeps_them_out_of_layer_uris():
                    secret="s3cr3t", authcfg="abc")
     assert "s3cr3t" not in repr(ref) and "AKIA1" not in repr(ref)
     assert ref.public_url == "https://alice:***@127.0.0.1:9/x.zarr"
+    with pytest.raises(ValueError, match="password in the store URL"):  # the QGIS side moves it to authcfg
+        LayerSpec(store=ref, year=2024, bands=(1,)).to_uri()
+    ref = ref.with_(url="https://alice@127.0.0.1:9/x.zarr")
     uri = LayerSpec(store=ref, year=2024, bands=(1,)).to_uri()
     assert "s3cr3t" not in uri and "AKIA1" not in uri
     back = LayerSpec.from_uri(uri).store
