@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Container, Iterable, Sequence
 
 import numcodecs
 import numpy as np
@@ -500,7 +500,7 @@ class ChunkRequest:
     decode thread as its bytes arrive). `need(coords)`, asked only for chunks that are not
     cached, may say a chunk is not worth fetching. After the wave, `missing` lists the
     chunks the store does not hold (their part of the output keeps its fill value) and
-    `cached` those that came from the memory cache."""
+    `cached` those that came from the memory cache (answers `in` and bool())."""
 
     reader: ArrayReader
     coords: list[tuple[int, ...]]
@@ -508,7 +508,23 @@ class ChunkRequest:
     keep: bool = True
     need: Callable[[tuple[int, ...]], bool] | None = None
     missing: list[tuple[int, ...]] = field(default_factory=list)
-    cached: set[tuple[int, ...]] = field(default_factory=set)
+    cached: Container = field(default_factory=frozenset)  # see _CachedCoords
+
+
+class _CachedCoords:
+    """The coords of the chunks a wave took from memory, as a set would answer `in` and
+    bool() (a warm window has thousands: no set is built)."""
+
+    __slots__ = ("path", "keys")
+
+    def __init__(self, path: str, keys: dict) -> None:
+        self.path, self.keys = path, keys
+
+    def __contains__(self, coords) -> bool:
+        return (self.path, coords) in self.keys
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
 
 
 def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = None,
@@ -532,7 +548,7 @@ def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = 
             on_chunk = req.on_chunk
             for key, arr in cached.items():
                 on_chunk(key[1], arr)
-            req.cached.update(k[1] for k in cached)
+            req.cached = _CachedCoords(path, cached)
             if req.need is not None:
                 skipped = [k for k in mine if not req.need(k[1])]
                 for key in skipped:
