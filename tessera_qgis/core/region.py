@@ -7,6 +7,8 @@ Parts outside the data are nodata, not errors.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -102,6 +104,7 @@ def read_extent(store: TesseraStore, bounds, crs: str, year: int,
 
 
 REDUCE_PIXELS = 1 << 16  # pixels reduced at once (a 128-band block's float32 copy: 32 MB)
+REDUCE_POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="tessera-reduce")
 # Pixels of a zone part that fill at least 1/DENSE_RATIO of their bounding window are read as
 # that window (see grid_reduce): up to this many source pixels read and reduced for each pixel
 # used. A view near the store's own resolution is at most a little over 1.
@@ -114,9 +117,13 @@ def _reduce_window(win: WindowData, reduce, k: int, dtype) -> np.ndarray:
     valid scale are reduced too (their values are never used)."""
     q, sc = win.q.reshape(win.q.shape[0], -1), win.scales.reshape(-1)
     vals = np.empty((k, q.shape[1]), dtype=dtype)
-    with np.errstate(all="ignore"):
-        for b0 in range(0, q.shape[1], REDUCE_PIXELS):
+
+    def one(b0: int) -> None:
+        with np.errstate(all="ignore"):
             vals[:, b0:b0 + REDUCE_PIXELS] = reduce(q[:, b0:b0 + REDUCE_PIXELS], sc[b0:b0 + REDUCE_PIXELS])
+
+    # numpy lets go of the GIL in the conversions and products: blocks on every core
+    list(REDUCE_POOL.map(one, range(0, q.shape[1], REDUCE_PIXELS)))
     return vals
 
 
