@@ -1,21 +1,27 @@
 """The published layouts in QGIS (#13): the global preview when zoomed out (said in the
 legend, the tooltip and once in the message bar; nothing under embeddings or scales read),
-depth-4 views, the dialog's depths, and invalid scales identified as nodata."""
+depth-4 views, the dialog's depths, invalid scales identified as nodata, and observation counts in
+the pixel inspector."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import zarr
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
                        QgsMapRendererParallelJob, QgsMapSettings, QgsPointXY, QgsProject, QgsRectangle)
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor, QImage
+from qgis.PyQt.QtWidgets import QApplication
 
 from support.qgis_helpers import wait_for
 from support.servers import RangeHTTPServer
 from support.stores import invalid_scale_pixels
 from tessera_qgis import provider as prov
+from tessera_qgis.core.geo import transformer
+from tessera_qgis.inspector import InspectorDock
 from tessera_qgis.layers import FrameLabels, make_layer
 from tessera_qgis.log import notifier
+from tessera_qgis.tools import InspectorController
 
 
 @pytest.fixture(autouse=True)
@@ -159,3 +165,33 @@ def test_the_style_dock_says_a_v2_layer_starts_from_the_stores_range(v2_store, q
     other = make_layer(str(v2_store), 2025, bands=[5, 6, 7])  # no published range for these
     dock.set_layer(other)
     assert dock.stretch.currentData() == "view"
+
+
+def test_the_pixel_inspector_shows_the_observation_counts(dclimate_store, qgis_iface, qgis_canvas):
+    """v1.1-dclimate: a clicked pixel's observation counts (zarr-python's values) in its row,
+    its tooltip and the CSV; a store without them shows none."""
+    g = zarr.open_group(str(dclimate_store), mode="r")["utm31"]
+    ti = list(g["time"][:]).index(2024)
+    s = np.asarray(g["scales"][ti])
+    rows, cols = np.nonzero(np.isfinite(s) & (s > 0) & (s < 1))
+    r, c = int(rows[len(rows) // 3]), int(cols[len(cols) // 3])
+    x0, y0 = g.attrs["spatial:transform"][2], g.attrs["spatial:transform"][5]
+    lon, lat = transformer(g.attrs["proj:code"], "EPSG:4326").transform(x0 + 10 * (c + 0.5), y0 - 10 * (r + 0.5))
+    counts = [int(g[n][ti, r, c]) for n in ("s1_asc_obs_count", "s1_desc_obs_count", "s2_obs_count")]
+    layer = make_layer(str(dclimate_store), 2024, bands=[1, 2, 3])
+    QgsProject.instance().addMapLayer(layer)
+    qgis_canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    qgis_iface.setActiveLayer(layer)
+    dock = InspectorDock()
+    ctl = InspectorController(qgis_iface, dock)
+    ctl.start(QgsPointXY(lon, lat))
+    wait_for(ctl.last_task)
+    assert len(dock.clicks) == 1 and (dock.clicks[0]["row"], dock.clicks[0]["col"]) == (r, c)
+    want = "S1 asc {}, S1 desc {}, S2 {}".format(*counts)
+    assert want in dock.list.item(0).text() and want in dock.list.item(0).toolTip(), dock.list.item(0).text()
+    dock.copy_csv.click()
+    head, row = (line.split(",") for line in QApplication.clipboard().text().splitlines())
+    assert head[-3:] == ["s1_asc_obs_count", "s1_desc_obs_count", "s2_obs_count"]
+    assert row[-3:] == [str(n) for n in counts] and len(row) == 8 + 128 + 3
+    dock.add(dict(dock.clicks[0], observations=None))  # a store without counts: nothing said
+    assert "observed" not in dock.list.item(1).text()
