@@ -191,6 +191,9 @@ def cmd_pixel(args: argparse.Namespace) -> int:
         vals = " ".join(f"{v:.4f}" for v in res["embedding"])
         print(f"{res['zone']} ({res['crs']}) row {res['row']} col {res['col']} year {res['year']} "
               f"scale {res['scale']:.6g}\n{vals}")
+    if not args.json and res.get("observations"):  # v1.1-dclimate: how well the pixel was observed
+        print("observations: " + ", ".join(f"{name} {'-' if n is None else n}"
+                                          for name, n in res["observations"].items()))
     return 0
 
 

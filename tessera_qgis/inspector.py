@@ -1,8 +1,9 @@
 """The pixel inspector dock: each clicked pixel's 128 values, kept for comparison.
 
 A plot (band numbers on x, values on y, a zero line, a legend per pixel, the values under
-the mouse in a tooltip), a per-band table to select and copy from, one short row per pixel,
-and the whole as CSV or JSON.
+the mouse in a tooltip), a per-band table to select and copy from, one short row per pixel
+(with its observation counts where the store has them: v1.1-dclimate), and the whole as CSV
+or JSON.
 """
 from __future__ import annotations
 
@@ -24,9 +25,21 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("TesseraInspector", text)
 
 
+# Per-pixel observation counts (v1.1-dclimate) by their short names in the dock.
+OBSERVATION_NAMES = {"s1_asc_obs_count": "S1 asc", "s1_desc_obs_count": "S1 desc", "s2_obs_count": "S2"}
+
+
+def observed(c: dict) -> str:
+    """A pixel's observation counts, "S1 asc 35, S1 desc 30, S2 11" ("" where the store has
+    none; "-" for a count outside its array)."""
+    obs = c.get("observations") or {}
+    return ", ".join(f"{OBSERVATION_NAMES.get(k, k)} {'-' if n is None else n}" for k, n in obs.items())
+
+
 def as_csv(clicks: list[dict]) -> str:
+    counts = list(dict.fromkeys(k for c in clicks for k in (c.get("observations") or {})))
     head = ["lon", "lat", "year", "zone", "row", "col", "valid", "scale"] + [f"A{i:03d}" for i in range(1, 129)]
-    lines = [",".join(head)]
+    lines = [",".join(head + counts)]
     for c in clicks:
         emb = c.get("embedding") or [""] * 128
         row = [f"{c['lon']:.6f}", f"{c['lat']:.6f}", str(c["year"]), str(c.get("zone") or ""),
@@ -34,6 +47,8 @@ def as_csv(clicks: list[dict]) -> str:
                str(c.get("col") if c.get("col") is not None else ""), str(bool(c["valid"])).lower(),
                "" if c.get("scale") is None else f"{c['scale']:.8g}"]
         row += [v if v == "" else f"{v:.6g}" for v in emb]
+        obs = c.get("observations") or {}
+        row += ["" if obs.get(k) is None else str(obs[k]) for k in counts]
         lines.append(",".join(row))
     return "\n".join(lines) + "\n"
 
@@ -295,12 +310,16 @@ class InspectorDock(QgsDockWidget):
         """A short row, the pixel's name first: "#1 2024  -0.0300, 52.2000  utm30" (the rest
         in its tooltip)."""
         where = c["zone"] if c.get("valid") else tr("no data")
-        return f"{pixel_label(i, c)}  {c['lon']:.4f}, {c['lat']:.4f}  {where}"
+        text = f"{pixel_label(i, c)}  {c['lon']:.4f}, {c['lat']:.4f}  {where}"
+        return text + "  " + tr("observed: {}").format(observed(c)) if observed(c) else text
 
     @staticmethod
     def row_tooltip(c: dict) -> str:
         where = tr("{} row {} col {}").format(c["zone"], c["row"], c["col"]) if c.get("valid") else tr("no data")
-        return f"{c['lon']:.6f}, {c['lat']:.6f}  {c['year']}  {where}"
+        text = f"{c['lon']:.6f}, {c['lat']:.6f}  {c['year']}  {where}"
+        if observed(c):
+            text += "\n" + tr("Observations that fed this embedding: {}").format(observed(c))
+        return text
 
     def refresh(self) -> None:
         self.list.clear()

@@ -65,6 +65,11 @@ class StoreRef:
         if not self.url:
             raise ValueError("no store URL given")
 
+    def __repr__(self) -> str:  # the URL's password masked; keys and secrets left out
+        shown = [f"url={self.public_url!r}"]
+        shown += [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr and f.name != "url"]
+        return f"StoreRef({', '.join(shown)})"
+
     @property
     def public_url(self) -> str:
         return public_url(self.url)

@@ -494,64 +494,74 @@
 <context>
     <name>TesseraInspector</name>
     <message>
-        <location filename="../inspector.py" line="137"/>
+        <location filename="../inspector.py" line="152"/>
         <source>band {} (A{:03d})</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="159"/>
+        <location filename="../inspector.py" line="174"/>
         <source>Click a pixel with the inspector tool</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="196"/>
+        <location filename="../inspector.py" line="211"/>
         <source>band</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="253"/>
+        <location filename="../inspector.py" line="268"/>
         <source>TESSERA pixel inspector</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="261"/>
+        <location filename="../inspector.py" line="276"/>
         <source>Plot</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="262"/>
+        <location filename="../inspector.py" line="277"/>
         <source>Table</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="268"/>
+        <location filename="../inspector.py" line="283"/>
         <source>Copy CSV</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="269"/>
+        <location filename="../inspector.py" line="284"/>
         <source>Copy JSON</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="270"/>
+        <location filename="../inspector.py" line="285"/>
         <source>Copy table</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="271"/>
+        <location filename="../inspector.py" line="286"/>
         <source>Clear</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="297"/>
-        <location filename="../inspector.py" line="302"/>
+        <location filename="../inspector.py" line="312"/>
+        <location filename="../inspector.py" line="318"/>
         <source>no data</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="302"/>
+        <location filename="../inspector.py" line="314"/>
+        <source>observed: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="318"/>
         <source>{} row {} col {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="321"/>
+        <source>Observations that fed this embedding: {}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

@@ -1,21 +1,30 @@
 """The published layouts in QGIS (#13): the global preview when zoomed out (said in the
 legend, the tooltip and once in the message bar; nothing under embeddings or scales read),
-depth-4 views, the dialog's depths, and invalid scales identified as nodata."""
+depth-4 views, the dialog's depths, invalid scales identified as nodata, and observation counts in
+the pixel inspector."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
+import zarr
+from osgeo import gdal
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
                        QgsMapRendererParallelJob, QgsMapSettings, QgsPointXY, QgsProject, QgsRectangle)
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor, QImage
+from qgis.PyQt.QtWidgets import QApplication
 
 from support.qgis_helpers import wait_for
 from support.servers import RangeHTTPServer
 from support.stores import invalid_scale_pixels
 from tessera_qgis import provider as prov
+from tessera_qgis.core.geo import transformer
+from tessera_qgis.inspector import InspectorDock
 from tessera_qgis.layers import FrameLabels, make_layer
 from tessera_qgis.log import notifier
+from tessera_qgis.tools import InspectorController
 
 
 @pytest.fixture(autouse=True)
@@ -159,3 +168,69 @@ def test_the_style_dock_says_a_v2_layer_starts_from_the_stores_range(v2_store, q
     other = make_layer(str(v2_store), 2025, bands=[5, 6, 7])  # no published range for these
     dock.set_layer(other)
     assert dock.stretch.currentData() == "view"
+
+
+def test_the_pixel_inspector_shows_the_observation_counts(dclimate_store, qgis_iface, qgis_canvas):
+    """v1.1-dclimate: a clicked pixel's observation counts (zarr-python's values) in its row,
+    its tooltip and the CSV; a store without them shows none."""
+    g = zarr.open_group(str(dclimate_store), mode="r")["utm31"]
+    ti = list(g["time"][:]).index(2024)
+    s = np.asarray(g["scales"][ti])
+    rows, cols = np.nonzero(np.isfinite(s) & (s > 0) & (s < 1))
+    r, c = int(rows[len(rows) // 3]), int(cols[len(cols) // 3])
+    x0, y0 = g.attrs["spatial:transform"][2], g.attrs["spatial:transform"][5]
+    lon, lat = transformer(g.attrs["proj:code"], "EPSG:4326").transform(x0 + 10 * (c + 0.5), y0 - 10 * (r + 0.5))
+    counts = [int(g[n][ti, r, c]) for n in ("s1_asc_obs_count", "s1_desc_obs_count", "s2_obs_count")]
+    layer = make_layer(str(dclimate_store), 2024, bands=[1, 2, 3])
+    QgsProject.instance().addMapLayer(layer)
+    qgis_canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    qgis_iface.setActiveLayer(layer)
+    dock = InspectorDock()
+    ctl = InspectorController(qgis_iface, dock)
+    ctl.start(QgsPointXY(lon, lat))
+    wait_for(ctl.last_task)
+    assert len(dock.clicks) == 1 and (dock.clicks[0]["row"], dock.clicks[0]["col"]) == (r, c)
+    want = "S1 asc {}, S1 desc {}, S2 {}".format(*counts)
+    assert want in dock.list.item(0).text() and want in dock.list.item(0).toolTip(), dock.list.item(0).text()
+    dock.copy_csv.click()
+    head, row = (line.split(",") for line in QApplication.clipboard().text().splitlines())
+    assert head[-3:] == ["s1_asc_obs_count", "s1_desc_obs_count", "s2_obs_count"]
+    assert row[-3:] == [str(n) for n in counts] and len(row) == 8 + 128 + 3
+    dock.add(dict(dock.clicks[0], observations=None))  # a store without counts: nothing said
+    assert "observed" not in dock.list.item(1).text()
+
+
+def test_processing_exports_read_only_the_depth_they_need(processing, v2_http, v2_store, tmp_path):
+    """tessera:export over HTTP: bands 1-3 from embeddings_d4 (values against zarr-python on
+    the zone grid), a PCA at DEPTH 4 from embeddings_d4 too (request log)."""
+    g = zarr.open_group(str(v2_store), mode="r")["utm31"]
+    ti = list(g["time"][:]).index(2025)
+    x0, y0 = g.attrs["spatial:transform"][2], g.attrs["spatial:transform"][5]
+    r0, c0, n = 40, 60, 64  # east of the meridian: only utm31 has data
+    extent = f"{x0 + 10 * c0 + 1},{x0 + 10 * (c0 + n) - 1},{y0 - 10 * (r0 + n) + 1},{y0 - 10 * r0 - 1} [EPSG:32631]"
+    v2_http.reset()
+    res = processing.run("tessera:export", {"STORE": v2_http.store_url, "YEAR": 2025, "EXTENT": extent, "KIND": 0,
+                                            "BANDS": "1,2,3", "OUTPUT": str(tmp_path / "b.tif")})
+    assert arrays_read(v2_http) - {"time"} == {"embeddings_d4", "scales"}, arrays_read(v2_http)
+    got = gdal.Open(res["OUTPUT"]).ReadAsArray()
+    s = np.asarray(g["scales"][ti, r0:r0 + n, c0:c0 + n]).astype(np.float32)
+    valid = np.isfinite(s) & (s > 0) & (s < 1)
+    want = np.asarray(g["embeddings"][ti, :3, r0:r0 + n, c0:c0 + n]).astype(np.float32) * np.where(valid, s, 0)
+    assert got.shape == (3, n, n) and valid.sum() > 100
+    np.testing.assert_allclose(got[:, valid], want[:, valid], rtol=1e-6)
+    assert np.isnan(got[:, ~valid]).all()
+    v2_http.reset()
+    res = processing.run("tessera:export", {"STORE": v2_http.store_url, "YEAR": 2025, "EXTENT": extent, "KIND": 1,
+                                            "DEPTH": 4, "OUTPUT": str(tmp_path / "p.tif")})
+    assert arrays_read(v2_http) - {"time"} == {"embeddings_d4", "scales"}, arrays_read(v2_http)
+    ds = gdal.Open(res["OUTPUT"])
+    basis = json.loads(ds.GetMetadataItem("TESSERA_PCA_BASIS"))
+    assert ds.GetMetadataItem("TESSERA_PCA") == "fit" and len(basis["pca_mean"]) == 4
+    assert np.array(basis["pca_components"]).shape == (3, 4)
+    # the first component of each valid pixel, from zarr's first four dimensions, orders the
+    # pixels as the red channel does (the stretch is monotonic)
+    v = (np.asarray(g["embeddings"][ti, :4, r0:r0 + n, c0:c0 + n]).astype(np.float64) * s)[:, valid]
+    pc1 = np.array(basis["pca_components"])[0] @ (v - np.array(basis["pca_mean"])[:, None])
+    red = ds.GetRasterBand(1).ReadAsArray()[valid].astype(np.float64)
+    assert (ds.GetRasterBand(4).ReadAsArray()[valid] == 255).all()
+    assert np.corrcoef(np.argsort(np.argsort(pc1)), np.argsort(np.argsort(red)))[0, 1] > 0.95

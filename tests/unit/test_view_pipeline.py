@@ -68,6 +68,8 @@ def test_store_ref_hides_secrets_and_keeps_them_out_of_layer_uris():
     ref = StoreRef("https://alice:hunter2@127.0.0.1:9/x.zarr", s3_endpoint="http://127.0.0.1:1", key="AKIA1",
                    secret="s3cr3t", authcfg="abc")
     assert "s3cr3t" not in repr(ref) and "AKIA1" not in repr(ref)
+    shown = repr(LayerSpec(store=ref, year=2024, bands=(1,)))  # what a log line or a traceback would show
+    assert "hunter2" not in shown and "s3cr3t" not in shown and "alice:***@127.0.0.1:9" in shown, shown
     assert ref.public_url == "https://alice:***@127.0.0.1:9/x.zarr"
     with pytest.raises(ValueError, match="password in the store URL"):  # the QGIS side moves it to authcfg
         LayerSpec(store=ref, year=2024, bands=(1,)).to_uri()

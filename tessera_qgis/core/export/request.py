@@ -119,8 +119,6 @@ def prepare(store: TesseraStore, req: ExportRequest, cancel: Callable[[], bool] 
             raise ExportError(f"the model reads {req.classifier.dims} embedding dimensions and this export "
                               f"reads {depth}: use a depth of {req.classifier.dims} (a store declaring it) "
                               "or a model trained at this depth")
-    if req.kind == "pca" and depth != store.bands:
-        raise ExportError(f"a PCA export reads all {store.bands} dimensions; leave the depth out")
     if req.kind == "trajectory":
         check_trajectory(store, req)
     # A private chunk cache: enough for the chunks that straddle two blocks, and no more,
@@ -155,7 +153,12 @@ def prepare(store: TesseraStore, req: ExportRequest, cancel: Callable[[], bool] 
                           f"{req.max_pixels:,}; choose a smaller region (or one file per zone)")
     pca = req.pca
     if req.kind == "pca":
-        pca = choose_pca(store, req.year, pca if pca is not None else "global", (req.bounds, req.crs), cancel)
+        # At a Matryoshka depth: a PCA fitted on the region's first `depth` dimensions (the
+        # store's global PCA covers all of them), as a layer or `render --depth` does.
+        pca = choose_pca(store, req.year, pca if pca is not None else "global", (req.bounds, req.crs), cancel,
+                         depth=depth)
+        if pca.mean.shape[0] != depth:
+            raise ExportError(f"the PCA has {pca.mean.shape[0]} dimensions and this export reads {depth}")
     return Prepared(store, req, bands, pca, plans)
 
 
