@@ -284,6 +284,11 @@ def test_a_pixel_hint_on_the_per_year_layout(per_year_store, range_server):
     assert open_store(url, pixel=(lon, lat, 2024)).pixel(lon, lat, 2024) == open_store(url).pixel(lon, lat, 2024)
 
 
+# Waves are told apart by a long round trip: requests of one wave go out together (well within
+# WAVE_GAP of each other even on a busy machine), the next wave a round trip later.
+WAVE_RTT, WAVE_GAP = 1.5, 1.0
+
+
 def _waves(log, gap: float) -> list[list]:
     """Requests grouped by arrival: a new wave starts after `gap` seconds without a request."""
     waves: list[list] = []
@@ -297,15 +302,15 @@ def _waves(log, gap: float) -> list[list]:
 
 def test_a_cold_window_is_two_waves_and_a_warm_one_none(sample_store, range_server):
     """Shard indexes of both arrays in one wave, then every chunk of both arrays in one wave:
-    no embeddings request waits for scales data (a round trip of 0.8 s makes any waiting
+    no embeddings request waits for scales data (a round trip of WAVE_RTT makes any waiting
     show as another wave)."""
-    srv = range_server(sample_store.parent, latency=0.8)
+    srv = range_server(sample_store.parent, latency=WAVE_RTT)
     store = open_store(f"{srv.url}/{sample_store.name}")
     zone = store.zones["utm31"]
     srv.reset()
     rows, cols = (200, 330), (100, 300)
     win = zone.read(2024, rows, cols, bands=[1, 2, 3])
-    waves = _waves(srv.requests(), gap=0.5)
+    waves = _waves(srv.requests(), gap=WAVE_GAP)
     assert len(waves) == 2, [[(r.path.rsplit("/", 5)[-5:], r.range) for r in w] for w in waves]
     first, second = waves
     assert all(r.range.startswith("bytes=-") for r in first), "the first wave is shard indexes only"
@@ -324,11 +329,11 @@ def test_a_cold_window_is_two_waves_and_a_warm_one_none(sample_store, range_serv
 def test_scales_for_the_map_load_both_arrays_indexes_in_one_wave(sample_store, range_server):
     """read_scales (the map layer's first step) fetches the embeddings' shard indexes with the
     scales' (they say which pixels have no embedding): one wave of indexes, one of chunks."""
-    srv = range_server(sample_store.parent, latency=0.8)
+    srv = range_server(sample_store.parent, latency=WAVE_RTT)
     zone = open_store(f"{srv.url}/{sample_store.name}").zones["utm31"]
     srv.reset()
     zone.read_scales(2024, (200, 330), (100, 300))
-    waves = _waves(srv.requests(), gap=0.5)
+    waves = _waves(srv.requests(), gap=WAVE_GAP)
     assert len(waves) == 2
     assert {("/embeddings/" in r.path) for r in waves[0]} == {True, False}
     assert all("/scales/" in r.path for r in waves[1])
@@ -338,12 +343,12 @@ def test_scattered_pixels_are_two_waves(sample_store, range_server):
     """read_pixels (a map view's source pixels, here one in every 7 x 7 over the zone): the
     indexes of both arrays, then both arrays' chunks, each in one wave; no chunk without a
     pixel is fetched."""
-    srv = range_server(sample_store.parent, latency=0.8)
+    srv = range_server(sample_store.parent, latency=WAVE_RTT)
     zone = open_store(f"{srv.url}/{sample_store.name}").zones["utm31"]
     rr, cc = np.mgrid[3:zone.shape[0]:70, 5:zone.shape[1]:70]
     srv.reset()
     q, s = zone.read_pixels(2024, rr.ravel(), cc.ravel())
-    waves = _waves(srv.requests(), gap=0.5)
+    waves = _waves(srv.requests(), gap=WAVE_GAP)
     assert len(waves) == 2
     assert all(r.range.startswith("bytes=-") for r in waves[0])
     assert {("/embeddings/" in r.path) for r in waves[1]} == {True, False}
