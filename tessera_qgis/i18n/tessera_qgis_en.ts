@@ -962,26 +962,26 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
     </message>
     <message>
         <location filename="../processing/base.py" line="71"/>
-        <source>Run the export as tasks on a Dask cluster: the workers read the store and write Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder beside it) tied by a VRT; a .tif output is mosaicked from them.</source>
+        <source>Write the output rasters as tasks on a Dask cluster: the workers read the store and write Cloud Optimized GeoTIFF tiles (learning, reports and model files stay on this computer). An output ending in .vrt keeps the tiles (in a folder beside it) tied by a VRT; a .tif output is mosaicked from them.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="86"/>
+        <location filename="../processing/base.py" line="87"/>
         <source>A Dask cluster export needs the packages dask and distributed in QGIS's Python (and the same versions on the cluster). Install them with: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="92"/>
+        <location filename="../processing/base.py" line="93"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="98"/>
+        <location filename="../processing/base.py" line="99"/>
         <source>Give a region (an extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="105"/>
+        <location filename="../processing/base.py" line="106"/>
         <source>Cancelled: nothing was written</source>
         <translation type="unfinished"></translation>
     </message>
