@@ -725,127 +725,107 @@ Install them with this command (then restart QGIS):
 <context>
     <name>TesseraPack</name>
     <message>
-        <location filename="../processing/pack.py" line="36"/>
+        <location filename="../processing/pack.py" line="35"/>
         <source>Years must be numbers like 2024,2025</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="38"/>
+        <location filename="../processing/pack.py" line="37"/>
         <source>Give the years to take, e.g. 2024,2025</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="47"/>
+        <location filename="../processing/pack.py" line="46"/>
         <source>Take an area offline (pack)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="50"/>
+        <location filename="../processing/pack.py" line="49"/>
         <source>Embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="59"/>
+        <location filename="../processing/pack.py" line="58"/>
         <source>Copies the embeddings of an area (an extent, or the bounding boxes of polygons) and the years asked for into a new folder: a TESSERA store that QGIS, zarr-python and GDAL open like the original, without a network. Only the chunks of the area are fetched, as they are stored. The log says first how many bytes it will fetch and how long that takes at the measured speed. A stopped pack stays in OUTPUT.part: run again with the same output to resume it; only what is missing is fetched. Each chunk is checked before the folder gets its name.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="68"/>
+        <location filename="../processing/pack.py" line="67"/>
         <source>Store (a saved TESSERA connection, a URL or a folder)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="69"/>
+        <location filename="../processing/pack.py" line="68"/>
         <source>Area</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="71"/>
+        <location filename="../processing/pack.py" line="70"/>
         <source>Polygons (instead of an extent: the area around each)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="73"/>
+        <location filename="../processing/pack.py" line="72"/>
         <source>Years (e.g. 2024,2025)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="75"/>
-        <source>Depth</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing/pack.py" line="75"/>
-        <source>Every depth the store has</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing/pack.py" line="75"/>
-        <source>4 dimensions</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing/pack.py" line="75"/>
-        <source>16 dimensions</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
         <location filename="../processing/pack.py" line="76"/>
-        <source>128 dimensions</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../processing/pack.py" line="78"/>
-        <source>Only estimate the size and time (write nothing)</source>
+        <source>Depth: keep only the array of 4, 16 or 128 dimensions (0 = every depth the store has)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../processing/pack.py" line="79"/>
-        <source>Pack (a new folder)</source>
+        <source>Only estimate the size and time (write nothing)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../processing/pack.py" line="80"/>
-        <source>Bytes fetched (or to fetch)</source>
+        <source>Pack (a new folder)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../processing/pack.py" line="81"/>
+        <source>Bytes fetched (or to fetch)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../processing/pack.py" line="82"/>
         <source>Seconds taken (or estimated)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="96"/>
+        <location filename="../processing/pack.py" line="97"/>
         <source>The polygon layer has no (selected) features</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="100"/>
+        <location filename="../processing/pack.py" line="101"/>
         <source>Give an area: an extent or polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="121"/>
+        <location filename="../processing/pack.py" line="123"/>
         <source>, about {} s left</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="122"/>
+        <location filename="../processing/pack.py" line="124"/>
         <source>{:.1f} of {:.1f} MB{}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="129"/>
+        <location filename="../processing/pack.py" line="131"/>
         <source>Cancelled</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="132"/>
+        <location filename="../processing/pack.py" line="134"/>
         <source>{} chunks checked; {:.1f} MB on disk</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/pack.py" line="139"/>
+        <location filename="../processing/pack.py" line="141"/>
         <source>{}: the unfinished pack is kept in {}; run again with the same output to resume it</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1010,26 +990,26 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
     </message>
     <message>
         <location filename="../processing/base.py" line="71"/>
-        <source>Run the export as tasks on a Dask cluster: the workers read the store and write Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder beside it) tied by a VRT; a .tif output is mosaicked from them.</source>
+        <source>Write the output rasters as tasks on a Dask cluster: the workers read the store and write Cloud Optimized GeoTIFF tiles (learning, reports and model files stay on this computer). An output ending in .vrt keeps the tiles (in a folder beside it) tied by a VRT; a .tif output is mosaicked from them.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="86"/>
+        <location filename="../processing/base.py" line="87"/>
         <source>A Dask cluster export needs the packages dask and distributed in QGIS's Python (and the same versions on the cluster). Install them with: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="92"/>
+        <location filename="../processing/base.py" line="93"/>
         <source>Region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="98"/>
+        <location filename="../processing/base.py" line="99"/>
         <source>Give a region (an extent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../processing/base.py" line="105"/>
+        <location filename="../processing/base.py" line="106"/>
         <source>Cancelled: nothing was written</source>
         <translation type="unfinished"></translation>
     </message>

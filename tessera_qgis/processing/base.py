@@ -68,9 +68,10 @@ class TesseraAlgorithm(QgsProcessingAlgorithm):
             "DASK", tr("Dask scheduler (e.g. tcp://host:8786; empty: this computer)"), _default_scheduler(),
             optional=True)
         dask.setFlags(dask.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
-        dask.setHelp(tr("Run the export as tasks on a Dask cluster: the workers read the store and write "
-                        "Cloud Optimized GeoTIFF tiles. An output ending in .vrt keeps the tiles (in a folder "
-                        "beside it) tied by a VRT; a .tif output is mosaicked from them."))
+        dask.setHelp(tr("Write the output rasters as tasks on a Dask cluster: the workers read the store and "
+                        "write Cloud Optimized GeoTIFF tiles (learning, reports and model files stay on this "
+                        "computer). An output ending in .vrt keeps the tiles (in a folder beside it) tied by a VRT; "
+                        "a .tif output is mosaicked from them."))
         self.addParameter(dask)
 
     def dask(self, parameters, context) -> str | None:

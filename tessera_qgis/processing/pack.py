@@ -11,9 +11,9 @@ from pathlib import Path
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry, QgsProcessing,
                        QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputNumber,
-                       QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterExtent,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterFolderDestination,
-                       QgsProcessingParameterString)
+                       QgsProcessingParameterNumber, QgsProcessingParameterString)
 from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core.errors import Cancelled, TesseraError
@@ -22,7 +22,6 @@ from ..store_access import shared_store
 from .base import ref_for
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
-DEPTHS = [None, 4, 16, 128]
 
 
 def tr(text: str) -> str:
@@ -71,9 +70,11 @@ class PackAlgorithm(QgsProcessingAlgorithm):
             "POLYGONS", tr("Polygons (instead of an extent: the area around each)"),
             [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterString("YEARS", tr("Years (e.g. 2024,2025)"), "2024"))
-        self.addParameter(QgsProcessingParameterEnum(
-            "DEPTH", tr("Depth"), [tr("Every depth the store has"), tr("4 dimensions"), tr("16 dimensions"),
-                                   tr("128 dimensions")], defaultValue=0))
+        # An integer, as DEPTH is in the analysis algorithms and --depth on the command line:
+        # DEPTH=16 means 16 dimensions everywhere (qgis_process, models, scripts).
+        self.addParameter(QgsProcessingParameterNumber(
+            "DEPTH", tr("Depth: keep only the array of 4, 16 or 128 dimensions (0 = every depth the store has)"),
+            QgsProcessingParameterNumber.Type.Integer, 0, optional=True, minValue=0, maxValue=1024))
         self.addParameter(QgsProcessingParameterBoolean(
             "ESTIMATE_ONLY", tr("Only estimate the size and time (write nothing)"), False))
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT", tr("Pack (a new folder)")))
@@ -104,7 +105,8 @@ class PackAlgorithm(QgsProcessingAlgorithm):
 
         ref = ref_for(self.parameterAsString(parameters, "STORE", context))
         years = parse_years(self.parameterAsString(parameters, "YEARS", context))
-        depth = DEPTHS[self.parameterAsEnum(parameters, "DEPTH", context)]
+        depth = (self.parameterAsInt(parameters, "DEPTH", context)
+                 if parameters.get("DEPTH") not in (None, "") else 0) or None
         out = Path(self.parameterAsString(parameters, "OUTPUT", context))
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # Processing may have made the (temporary) folder already

@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
-from qgis.core import (QgsFeature, QgsGeometry, QgsProcessingException, QgsProcessingFeedback, QgsRectangle,
-                       QgsVectorLayer)
+from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsMapRendererSequentialJob,
+                       QgsMapSettings, QgsProcessingException, QgsProcessingFeedback, QgsRectangle, QgsVectorLayer)
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor, QImage
 
 from tessera_qgis.fieldkit import describe_folder, folder_connection, pack_parameters
+from tessera_qgis.layers import make_layer
 from tessera_qgis.processing.pack import PackAlgorithm
 from tessera_qgis.settings import custom_connections
 
@@ -34,6 +37,44 @@ def test_the_algorithm_packs_an_extent_over_http(processing, sample_store, sampl
     np.testing.assert_array_equal(np.asarray(got["utm31"]["embeddings"][0, :, 100:180, 0:60]),
                                   np.asarray(src["utm31"]["embeddings"][1, :, 100:180, 0:60]))
     assert "a pack of utm30, utm31, years 2025" in describe_folder(out)
+
+
+def render(layer, rect: QgsRectangle) -> np.ndarray:
+    """The layer drawn by QGIS in its own CRS (no resampling across grids)."""
+    ms = QgsMapSettings()
+    ms.setLayers([layer])
+    ms.setDestinationCrs(layer.crs())
+    ms.setExtent(rect)
+    ms.setOutputSize(QSize(120, 80))
+    ms.setBackgroundColor(QColor(0, 0, 0, 0))
+    job = QgsMapRendererSequentialJob(ms)
+    job.start()
+    job.waitForFinished()
+    img = job.renderedImage().convertToFormat(QImage.Format.Format_RGBA8888)
+    ptr = img.constBits()
+    ptr.setsize(img.sizeInBytes())
+    return np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[:, :img.width()].copy()
+
+
+def test_depth_is_a_number_of_dimensions_and_the_plugin_draws_a_depth_16_pack(processing, v2_store, tmp_path):
+    """DEPTH=16 (as in the analysis algorithms and --depth) keeps only embeddings_d16 and the
+    scales; the plugin opens that pack and draws bands 1-3 exactly as from the source."""
+    out = tmp_path / "d16.zarr"
+    area = "-0.015,0.015,52.192,52.203 [EPSG:4326]"
+    processing.run(PackAlgorithm(), {"STORE": str(v2_store), "EXTENT": area, "YEARS": "2025", "DEPTH": 16,
+                                     "OUTPUT": str(out)})
+    got = zarr.open_group(str(out), mode="r")
+    assert got.attrs["geoemb:depths"] == [{"dimensions": 16, "array": "embeddings_d16"}]
+    assert "embeddings_d16" in got["utm30"] and "embeddings" not in got["utm30"] and "embeddings_d4" not in got["utm30"]
+    ranges = [(-2.5, 2.5)] * 3
+    packed = make_layer(str(out), 2025, bands=[1, 2, 3], stretch=ranges)
+    source = make_layer(str(v2_store), 2025, bands=[1, 2, 3], stretch=ranges)
+    assert packed.isValid(), packed.error().summary()
+    assert packed.crs().authid() == source.crs().authid() == "EPSG:32630"
+    rect = QgsRectangle(704400, 5786800, 705600, 5787600)  # inside the area, on the 10 m grid
+    a, b = render(packed, rect), render(source, rect)
+    assert (a[..., 3] > 0).mean() > 0.5, "the pack draws"
+    assert np.array_equal(a, b)
 
 
 def test_estimate_only_writes_nothing(processing, sample_http, tmp_path):
@@ -63,7 +104,7 @@ def test_polygons_pack_the_area_around_each(processing, sample_store, tmp_path):
 
 def test_bad_input_and_cancel_say_what_to_do(processing, sample_store, tmp_path):
     with pytest.raises(QgsProcessingException, match="single depth"):
-        processing.run(PackAlgorithm(), {"STORE": str(sample_store), "EXTENT": EXTENT, "YEARS": "2024", "DEPTH": 1,
+        processing.run(PackAlgorithm(), {"STORE": str(sample_store), "EXTENT": EXTENT, "YEARS": "2024", "DEPTH": 4,
                                          "OUTPUT": str(tmp_path / "d.zarr")})
     with pytest.raises(QgsProcessingException, match="Years must be numbers"):
         processing.run(PackAlgorithm(), {"STORE": str(sample_store), "EXTENT": EXTENT, "YEARS": "last year",
@@ -77,9 +118,6 @@ def test_bad_input_and_cancel_say_what_to_do(processing, sample_store, tmp_path)
 
 
 def test_region_tool_parameters_and_a_folder_connection(sample_store, tmp_path, no_saved_connections):
-    from tessera_qgis.layers import make_layer
-    from qgis.core import QgsCoordinateReferenceSystem
-
     layer = make_layer(str(sample_store), 2025, bands=[1, 2, 3])
     params = pack_parameters(layer, QgsRectangle(-0.03, 52.19, 0.03, 52.21), QgsCoordinateReferenceSystem("EPSG:4326"))
     assert params == {"STORE": str(sample_store), "YEARS": "2025",
