@@ -142,7 +142,9 @@ class SimilarityController:
             store = shared_store(spec.store, cancel)
             vector, n = _reference(store, spec.year, r, p, cancel)
             where = f"{p.x():.5f}, {p.y():.5f}" if p is not None else f"{n} px area"
-            return prepare_layer(spec.store, spec.year, similarity=vector, detail=where, budget=spec.budget)
+            # on the clicked layer's Matryoshka prefix, if it has one (a depth-4 PCA: 4 dimensions)
+            return prepare_layer(spec.store, spec.year, similarity=vector, detail=where, budget=spec.budget,
+                                 depth=spec.depth, cancel=cancel)
 
         def done(prepared) -> None:
             new = build_layer(prepared)

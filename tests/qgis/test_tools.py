@@ -161,3 +161,40 @@ def test_export_parameters_are_prefilled_from_the_layer_and_region(sample_http):
                       "EXTENT": "1.0,3.0,2.0,4.0 [EPSG:3857]"}
     whole = export_parameters(layer, None, None)
     assert whole["EXTENT"].endswith(f"[{layer.crs().authid()}]")
+
+
+def test_similarity_from_a_depth_4_layer_compares_4_dimensions(v2_store, qgis_canvas, qgis_iface):
+    """A click on a depth-4 layer makes a depth-4 similarity layer: the cosine of each pixel's
+    first 4 dimensions with the clicked pixel's, worked out from zarr-python's values."""
+    root = zarr.open_group(str(v2_store), mode="r")
+    assert 4 in [d["dimensions"] for d in root.attrs["geoemb:depths"]]
+    name = sorted(k for k in root.group_keys() if k.startswith("utm"))[0]
+    g = root[name]
+    h, w = g.attrs["spatial:shape"]
+    a, _, x0, _, e, y0 = g.attrs["spatial:transform"]
+    to_lonlat = QgsCoordinateTransform(QgsCoordinateReferenceSystem(g.attrs["proj:code"]),
+                                       QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
+    centre = to_lonlat.transform(QgsPointXY(x0 + a * (w // 2 + 0.5), y0 + e * (h // 2 + 0.5)))
+    lon, lat = centre.x(), centre.y()
+    layer = make_layer(str(v2_store), 2024, pca="global", depth=4, name="tessera layer")
+    setup_canvas(qgis_canvas, qgis_iface, layer, lon - 0.01, lat - 0.008, lon + 0.01, lat + 0.008)
+    ctl = SimilarityController(qgis_iface)
+    click(qgis_canvas, ctl.tool, screen_point(qgis_canvas, lon, lat))
+    wait_for(ctl.last_task)
+    spec = LayerSpec.from_uri(ctl.last_layer.source())
+    assert spec.depth == 4
+    px = open_store(v2_store).pixel(lon, lat, 2024)
+    assert px["valid"] and px["zone"] == name
+    t = list(root[name]["time"][:]).index(2024)
+    r0, c0, n = px["row"] - 20, px["col"] - 20, 40
+    block = ctl.last_layer.dataProvider().block(1, QgsRectangle(x0 + a * c0, y0 + e * (r0 + n), x0 + a * (c0 + n),
+                                                                y0 + e * r0), n, n)
+    got = np.frombuffer(bytes(block.data()), np.float32).reshape(n, n)
+    q = g["embeddings"][t, :4, r0:r0 + n, c0:c0 + n].astype(np.float64)
+    s = g["scales"][t, r0:r0 + n, c0:c0 + n]
+    ref = q[:, 20, 20]  # the clicked pixel (its scale cancels out of the cosine)
+    want = np.tensordot(ref, q, axes=(0, 0)) / (np.linalg.norm(ref) * np.linalg.norm(q, axis=0))
+    valid = np.isfinite(s) & (s > 0) & (s < 1)
+    assert valid.mean() > 0.5
+    np.testing.assert_allclose(got[valid], want[valid], atol=1e-5)
+    assert np.isnan(got[~valid]).all()
