@@ -108,6 +108,29 @@ def test_cancel_frees_the_dialog_at_once(qgis_iface, range_server, sample_store)
     assert w.store is None and w.last_failure is None and "Cancelled" in w.info.toPlainText()
 
 
+def test_cancel_stops_a_connect_within_a_second(qgis_iface, range_server, sample_store):
+    """Cancel while the store's first object is on its way (1.5 s a request): the connect
+    asks for nothing more (a connect that went on would ask for the years 1.5 s in)."""
+    import time
+
+    srv = range_server(sample_store.parent, latency=1.5)
+    w = widget_for(qgis_iface, Connection("slow", f"{srv.url}/{sample_store.name}"))
+    w.connect_button.click()
+    t0 = time.monotonic()
+    while not srv.arrivals():
+        QgsApplication.processEvents()
+        assert time.monotonic() - t0 < 10, "the connect made no request"
+        time.sleep(0.01)
+    cancelled_at = time.monotonic()
+    w.cancel_button.click()
+    while time.monotonic() < cancelled_at + 4.0:  # past the first answer and two more round trips
+        QgsApplication.processEvents()
+        time.sleep(0.01)
+    late = [(round(t - cancelled_at, 2), path) for t, path in srv.arrivals() if t > cancelled_at + 1.0]
+    assert not late, f"requests after Cancel: {late}"
+    assert w.task.outcome == "cancelled" and w.store is None
+
+
 def test_cancel_from_qgis_task_list_frees_the_dialog_too(qgis_iface, range_server, sample_store):
     srv = range_server(sample_store.parent, latency=1.0)
     w = widget_for(qgis_iface, Connection("slow", f"{srv.url}/{sample_store.name}"))
