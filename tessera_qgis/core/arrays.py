@@ -24,7 +24,7 @@ import numcodecs
 import numpy as np
 
 from .errors import Cancelled, ReadError
-from .sources import WHOLE, Range, Source
+from .sources import WHOLE, Batch, Range, Source
 
 MISSING = np.uint64(2**64 - 1)
 ChunkKey = tuple[str, tuple[int, ...]]
@@ -509,6 +509,9 @@ class ChunkRequest:
     need: Callable[[tuple[int, ...]], bool] | None = None
     missing: list[tuple[int, ...]] = field(default_factory=list)
     cached: Container = field(default_factory=frozenset)  # see _CachedCoords
+    # on_chunk of the chunks in memory runs in the decode threads while the rest is fetched
+    # (for costly on_chunk; never for an array whose pasted values a `need` reads)
+    defer_cached: bool = False
 
 
 class _CachedCoords:
@@ -541,13 +544,17 @@ def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = 
     lru = requests[0].reader.caches.chunks
     claimed: list[tuple[ChunkRequest, list[ChunkKey]]] = []
     waits: list[tuple[ChunkRequest, ChunkKey, Future]] = []
+    deferred: list[tuple[ChunkRequest, dict]] = []
     try:
         for req in requests:
             path = req.reader.path
             cached, mine, waiting = lru.claim([(path, c) for c in req.coords])
             on_chunk = req.on_chunk
-            for key, arr in cached.items():
-                on_chunk(key[1], arr)
+            if req.defer_cached and cached:
+                deferred.append((req, cached))
+            else:
+                for key, arr in cached.items():
+                    on_chunk(key[1], arr)
             req.cached = _CachedCoords(path, cached)
             if req.need is not None:
                 skipped = [k for k in mine if not req.need(k[1])]
@@ -563,7 +570,20 @@ def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = 
             for key in mine:
                 lru.settle(key, error=exc)
         raise
-    _fetch_claimed(claimed, cancel, list(indexes_too))
+    batch = None
+    if deferred:  # in the decode threads: beside the fetch, and on every core
+        batch = Batch()
+        for req, cached in deferred:
+            for key, arr in cached.items():
+                batch.add(req.on_chunk, key[1], arr)
+    try:
+        _fetch_claimed(claimed, cancel, list(indexes_too))
+    except BaseException:
+        if batch is not None:  # the deferred work still writes into the caller's arrays
+            batch.wait_quietly()
+        raise
+    if batch is not None:
+        batch.wait()
     for req, key, fut in waits:
         try:
             arr = fut.result()

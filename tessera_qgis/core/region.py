@@ -112,19 +112,40 @@ DENSE_RATIO = 1.5
 DENSE_VALUES_BYTES = 64 << 20  # a dense window is reduced whole when its values take at most this (or its int8)
 
 
-def _reduce_window(win: WindowData, reduce, k: int, dtype) -> np.ndarray:
-    """A window's values (k, h * w), reduced a block of pixels at a time; pixels without a
-    valid scale are reduced too (their values are never used)."""
-    q, sc = win.q.reshape(win.q.shape[0], -1), win.scales.reshape(-1)
-    vals = np.empty((k, q.shape[1]), dtype=dtype)
+def _blockwise(f, args: tuple[np.ndarray, ...], k: int, dtype) -> np.ndarray:
+    """f(*args) -> (k, n) over the last axis of args, a block of pixels at a time, the blocks
+    on every core (numpy lets go of the GIL in conversions and products); pixels without a
+    valid scale are worked out too (their values are never used)."""
+    n = args[0].shape[-1]
+    vals = np.empty((k, n), dtype=dtype)
 
     def one(b0: int) -> None:
         with np.errstate(all="ignore"):
-            vals[:, b0:b0 + REDUCE_PIXELS] = reduce(q[:, b0:b0 + REDUCE_PIXELS], sc[b0:b0 + REDUCE_PIXELS])
+            vals[:, b0:b0 + REDUCE_PIXELS] = f(*[a[..., b0:b0 + REDUCE_PIXELS] for a in args])
 
-    # numpy lets go of the GIL in the conversions and products: blocks on every core
-    list(REDUCE_POOL.map(one, range(0, q.shape[1], REDUCE_PIXELS)))
+    list(REDUCE_POOL.map(one, range(0, n, REDUCE_PIXELS)))
     return vals
+
+
+def _window_values(zone: Zone, year: int, window, wanted, bands, reduce, k: int, dtype, cancel, keep,
+                   split) -> tuple[np.ndarray, np.ndarray] | None:
+    """A window's values (k, h * w) and scales (h * w), or None where they would take more
+    memory than its int8 embeddings (see _reduced_fits). With `split`, the partial values are
+    worked out chunk by chunk as they arrive (Zone.read_reduced) and finished at the end."""
+    (r0, r1), (c0, c1) = window
+    pixels = (r1 - r0) * (c1 - c0)
+    if not _reduced_fits(k, dtype, len(bands), pixels):
+        return None
+    if split is not None and _reduced_fits(split[1], np.float32, len(bands), pixels):
+        partial, parts, finish = split
+        got = zone.read_reduced(year, (r0, r1), (c0, c1), bands, partial, parts, cancel, keep, wanted)
+        if got is not None:
+            values, sc = got
+            sc = sc.reshape(-1)
+            return _blockwise(finish, (values.reshape(parts, -1), sc), k, dtype), sc
+    win = zone.read(year, (r0, r1), (c0, c1), cancel=cancel, keep=keep, bands=bands, wanted=wanted)
+    sc = win.scales.reshape(-1)
+    return _blockwise(reduce, (win.q.reshape(win.q.shape[0], -1), sc), k, dtype), sc
 
 
 def _reduced_fits(k: int, dtype, bands: int, pixels: int) -> bool:
@@ -141,7 +162,7 @@ def _axis_map(start: float, step: float, n: int, origin: float, size: float, lo:
 
 
 def _aligned_window(part: ZonePart, year: int, dst_crs: str, transform, width: int, height: int, reduce, k: int,
-                    dtype, fill, bands, cancel, keep, out: np.ndarray, s_out: np.ndarray) -> bool:
+                    dtype, fill, bands, cancel, keep, out: np.ndarray, s_out: np.ndarray, split=None) -> bool:
     """A north-up grid in the zone's own CRS near the store's resolution (the usual map view
     of a one-zone layer): output rows come from source rows and columns from columns, so the
     view is one window read, reduced whole and picked by row and column, with no per-pixel
@@ -166,13 +187,13 @@ def _aligned_window(part: ZonePart, year: int, dst_crs: str, transform, width: i
     if len(np.unique(rr)) < r1 - r0 or len(np.unique(cc)) < c1 - c0:  # zoomed out a little
         wanted = np.zeros((r1 - r0, c1 - c0), dtype=bool)
         wanted[np.ix_(rr - r0, cc - c0)] = True
-    win = zone.read(year, (r0, r1), (c0, c1), cancel=cancel, keep=keep, bands=bands, wanted=wanted)
-    vals = _reduce_window(win, reduce, k, dtype).reshape(k, r1 - r0, c1 - c0)
+    vals, sc = _window_values(zone, year, ((r0, r1), (c0, c1)), wanted, bands, reduce, k, dtype, cancel, keep, split)
+    vals, sc = vals.reshape(k, r1 - r0, c1 - c0), sc.reshape(r1 - r0, c1 - c0)
     # the output pixels under the zone are one rectangle (the maps are monotonic)
     dst = (slice(int(oy[0]), int(oy[-1]) + 1), slice(int(ox[0]), int(ox[-1]) + 1))
     pick_r = slice(int(rr[0]) - r0, int(rr[-1]) - r0 + 1) if np.all(np.diff(rr) == 1) else rr - r0
     pick_c = slice(int(cc[0]) - c0, int(cc[-1]) - c0 + 1) if np.all(np.diff(cc) == 1) else cc - c0
-    sc = win.scales[pick_r][:, pick_c]
+    sc = sc[pick_r][:, pick_c]
     ok = np.isfinite(sc)
     out[(slice(None),) + dst] = np.where(ok, vals[:, pick_r][:, :, pick_c], fill)
     s_out[dst] = sc
@@ -194,7 +215,8 @@ def _dense_window(zone: Zone, rows: np.ndarray, cols: np.ndarray) -> tuple[tuple
 def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: int, height: int,
                 reduce: Callable[[np.ndarray, np.ndarray], np.ndarray], k: int, dtype, fill,
                 bands: Sequence[int] | None = None, cancel: Callable[[], bool] | None = None,
-                max_source_pixels: int | None = None, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                max_source_pixels: int | None = None, keep: bool = True,
+                split: tuple[Callable, int, Callable] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Gather embeddings onto any output grid and reduce them as they arrive.
 
     Each output pixel takes its nearest source pixel (embeddings are never blended). Only
@@ -208,6 +230,9 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
     Returns (out (k, height, width) of `dtype`, scales (height, width)); scales are NaN
     where the store says water / no source data and +inf where nothing is embedded or the
     grid is outside the store. Where zones overlap at a seam, the first valid pixel wins.
+    `split` = (partial, parts, finish) with reduce(q, s) == finish(partial(q), s) (a
+    Product's split()): a view read as a window then works out partial() chunk by chunk as
+    the chunks arrive, and only finish() after the last one.
     """
     store.check_year(year)
     bands = store.check_bands(bands) if bands is not None else list(range(1, store.bands + 1))
@@ -219,7 +244,7 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
         raise ExtentError(f"this view needs {need:,} source pixels, more than the budget of "
                           f"{max_source_pixels:,}; zoom in or raise the budget")
     if len(parts) == 1 and _aligned_window(parts[0], year, dst_crs, transform, width, height, reduce, k, dtype,
-                                           fill, bands, cancel, keep, out, s_out):
+                                           fill, bands, cancel, keep, out, s_out, split):
         return out, s_out
     # 1. Where each output pixel comes from, in each zone part (geometry only).
     maps = []
@@ -250,12 +275,13 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
         (r0, r1), (c0, c1) = window
         wanted = np.zeros((r1 - r0, c1 - c0), dtype=bool)
         wanted[rr - r0, cc - c0] = True
-        win = zone.read(year, (r0, r1), (c0, c1), cancel=cancel, keep=keep, bands=bands, wanted=wanted)
-        sc = win.scales.reshape(-1)
         lin = (rr - r0) * (c1 - c0) + (cc - c0)
-        if not _reduced_fits(k, dtype, win.q.shape[0], len(sc)):  # many values a pixel (every band)
-            return (win.q.reshape(win.q.shape[0], -1)[:, lin], sc[lin]), False
-        return (_reduce_window(win, reduce, k, dtype), lin, sc[lin]), True
+        got = _window_values(zone, year, window, wanted, bands, reduce, k, dtype, cancel, keep, split)
+        if got is None:  # many values a pixel (every band): the int8 values, reduced block by block
+            win = zone.read(year, (r0, r1), (c0, c1), cancel=cancel, keep=keep, bands=bands, wanted=wanted)
+            return (win.q.reshape(win.q.shape[0], -1)[:, lin], win.scales.reshape(-1)[lin]), False
+        vals, sc = got
+        return (vals, lin, sc[lin]), True
 
     def fill_from(takes: list, shift: int) -> None:
         """Gather every part's candidates at once, then the first valid pixel wins; values

@@ -72,6 +72,10 @@ class Batch:
         if self.error is not None:
             raise self.error
 
+    def wait_quietly(self) -> None:
+        """Wait, without raising (the caller is raising already)."""
+        self._done.wait()
+
 
 class _Decoders:
     """A few daemon threads running Batch work (decoding chunks as their bytes arrive)."""

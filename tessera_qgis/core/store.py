@@ -426,6 +426,65 @@ class Zone:
         return WindowData(self, year, rows[0], cols[0], q, s, tuple(bands) if bands is not None else ())
 
 
+    def read_reduced(self, year: int, rows: tuple[int, int], cols: tuple[int, int], bands: Sequence[int] | None,
+                     partial: Callable[[np.ndarray], np.ndarray], parts: int,
+                     cancel: Callable[[], bool] | None = None, keep: bool = True,
+                     wanted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """A window as `partial(q (bands, n) int8) -> (parts, n)` of each pixel's embedding,
+        worked out chunk by chunk as the chunks arrive (in the decode threads, while the rest
+        is still on its way), with its scales: (float32 (parts, h, w), scales (h, w)), as
+        read() gives them (`wanted` too). Where a chunk is missing the values are 0 (its
+        scales say nodata). None where a chunk does not hold every band of its pixels (then
+        read the window)."""
+        zone = self._at(bands)
+        if zone is not self:
+            return zone.read_reduced(year, rows, cols, bands, partial, parts, cancel, keep, wanted)
+        axes = self.emb_axes
+        bi, yi, xi = axes.index("band"), axes.index("y"), axes.index("x")
+        if not self._fast() or self.embeddings.chunk_shape[bi] != self.bands:
+            return None
+        t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
+        idx = self._band_index(bands)
+        h, w = max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)
+        values = np.zeros((parts, h, w), dtype=np.float32)
+        s = np.full((h, w), np.inf, dtype=np.float32)
+        if not any_:
+            return values, s
+        s_view, v_view = s[dst], values[(slice(None),) + dst]
+        held = wanted_s = None
+        if wanted is not None:
+            held = self._chunk_need((r0, r1), (c0, c1), wanted[dst])
+            wanted_s = self._chunk_need((r0, r1), (c0, c1), wanted[dst], self.scales, self.scl_axes)
+        scl = self._scales_request(t, (r0, r1), (c0, c1), s_view, keep, wanted_s)
+        need = self._known_nodata(t, (r0, r1), (c0, c1), scl, s_view)
+        if held is not None:
+            need = (lambda c, a=held, b=need: a(c) and b(c))
+        n = self.embeddings.chunk_shape
+        ti = axes.index("time") if "time" in axes else None
+        order = [a for a in axes if a != "time"]
+        to_byx = [order.index("band"), order.index("y"), order.index("x")]
+
+        def on_chunk(coords: tuple[int, ...], arr: np.ndarray) -> None:
+            y0, x0 = coords[yi] * n[yi], coords[xi] * n[xi]
+            ya, yb, xa, xb = max(y0, r0), min(y0 + n[yi], r1), max(x0, c0), min(x0 + n[xi], c1)
+            index = [slice(None)] * arr.ndim
+            if ti is not None:
+                index[ti] = t - coords[ti] * n[ti]
+            index[yi], index[xi] = slice(ya - y0, yb - y0), slice(xa - x0, xb - x0)
+            sub = arr[tuple(index)].transpose(to_byx)
+            if idx is not None:
+                sub = sub[idx]
+            v_view[:, ya - r0:yb - r0, xa - c0:xb - c0] = \
+                partial(sub.reshape(sub.shape[0], -1)).reshape(parts, yb - ya, xb - xa)
+
+        box = self._box(axes, t, (r0, r1), (c0, c1), self.bands)
+        emb = ChunkRequest(self.embeddings, self.embeddings.chunk_range(box), on_chunk, keep, need,
+                           defer_cached=True)
+        read_wave([scl, emb], cancel)
+        self._invalidate_missing(emb.missing, (r0, r1), (c0, c1), s_view)
+        return values, s
+
+
 class _PixelGather:
     """Scattered pixels of one array grouped by the chunk holding them, and a paste that
     copies each arriving chunk's values at those pixels into `out` ((bands, n) or (n,))."""

@@ -65,19 +65,40 @@ class Product:
         return len(self.names)
 
     def from_quantised(self, q: np.ndarray, scales: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        return self.finish(self.partial(q), scales)
 
     def from_values(self, v: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    # from_quantised in two steps, so that the part needing only a chunk's embeddings runs as
+    # each chunk arrives (Zone.read_reduced): partial(q) -> (parts, n) float32, then
+    # finish(partial, scales) -> (count, n) once the scales are in.
+    def partial(self, q: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def parts(self) -> int:
+        """How many values partial() gives a pixel."""
+        raise NotImplementedError
+
+    def split(self) -> tuple[Callable, int, Callable]:
+        """(partial, parts, finish) for grid_reduce."""
+        return self.partial, self.parts, self.finish
 
 
 @dataclass(frozen=True)
 class BandValues(Product):
     """Dequantised embedding values of some bands."""
 
-    def from_quantised(self, q, scales):
-        out = q.astype(np.float32) * np.where(valid_scales(scales), scales, np.nan).astype(np.float32)[None]
-        return out
+    @property
+    def parts(self) -> int:
+        return len(self.bands)
+
+    def partial(self, q):
+        return q.astype(np.float32)
+
+    def finish(self, p, scales):
+        return p * np.where(valid_scales(scales), scales, np.nan).astype(np.float32)[None]
 
     def from_values(self, v):
         return np.asarray(v, dtype=np.float32)
@@ -89,11 +110,15 @@ class PCAValues(Product):
 
     pca: PCA = None  # type: ignore[assignment]
 
-    def from_quantised(self, q, scales):
-        comps = self.pca.components.astype(np.float32)
+    parts = 3
+
+    def partial(self, q):
+        return self.pca.components.astype(np.float32) @ q.astype(np.float32)
+
+    def finish(self, p, scales):
         offset = (self.pca.components @ self.pca.mean).astype(np.float32)
         s = np.where(valid_scales(scales), scales, np.nan).astype(np.float32)
-        return (comps @ q.astype(np.float32)) * s[None] - offset[:, None]
+        return p * s[None] - offset[:, None]
 
     def from_values(self, v):
         return (self.pca.components @ (np.asarray(v, dtype=np.float64) - self.pca.mean)).astype(np.float32)
@@ -105,8 +130,20 @@ class Similarity(Product):
 
     reference: np.ndarray = None  # type: ignore[assignment]
 
+    parts = 2
+
     def from_quantised(self, q, scales):
         return cosine(q, unit(self.reference)[:, None], valid_scales(scales))[None]
+
+    def partial(self, q):  # the dot product with the unit reference, and the norm
+        qf = q.astype(np.float32)
+        return np.stack([(qf * unit(self.reference)[:, None]).sum(axis=0), np.linalg.norm(qf, axis=0)])
+
+    def finish(self, p, scales):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = p[0] / p[1]
+        out[~valid_scales(scales) | (p[1] == 0)] = np.nan
+        return out.astype(np.float32)[None]
 
     def from_values(self, v):
         v = np.asarray(v, dtype=np.float64)
@@ -240,6 +277,16 @@ class Equalised(Product):
 
     def from_quantised(self, q, scales):
         return self._map(self.inner.from_quantised(q, scales))
+
+    @property
+    def parts(self) -> int:
+        return self.inner.parts
+
+    def partial(self, q):
+        return self.inner.partial(q)
+
+    def finish(self, p, scales):
+        return self._map(self.inner.finish(p, scales))
 
     def from_values(self, v):
         return self._map(self.inner.from_values(v)[:, None])[:, 0]
@@ -388,7 +435,8 @@ class View:
             return self.pca.project(raw)
         product = self._product
         out, _ = grid_reduce(self.store, self.spec.year, crs, transform, width, height, product.from_quantised,
-                             product.count, np.float32, np.nan, list(product.bands), cancel, budget)
+                             product.count, np.float32, np.nan, list(product.bands), cancel, budget,
+                             split=product.split())
         return out
 
     def source_pixels(self, crs: str, transform, width: int, height: int) -> int:

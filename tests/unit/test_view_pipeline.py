@@ -257,3 +257,37 @@ def test_depths_come_from_the_store_and_a_prefix_is_refused_without_them(sample_
     assert v2.check_depth(16) == 16
     with pytest.raises(BandError, match="depth 8 is not in this store"):
         v2.check_depth(8)
+
+
+@pytest.mark.parametrize("mode", ["bands", "pca", "similarity"])
+def test_a_map_view_on_the_zone_grid_equals_numpy_on_zarr_values_cold_and_panned(sample_store, ref, mode):
+    """A view on the zone's own grid is worked out chunk by chunk as the chunks arrive
+    (Zone.read_reduced); panned by half a view, half its chunks come from memory (done beside
+    the fetch). Both equal the mode's formula applied to zarr-python's values."""
+    store = open_store(sample_store)  # a store of its own: nothing in memory yet
+    zone = store.zones["utm31"]
+    g = ref["utm31"]
+    attrs = ref.attrs.asdict()[f"geoemb:stretch.{YEAR}"]
+    comps, mean = np.array(attrs["pca_components"])[:3], np.array(attrs["pca_mean"])
+    reference = np.linspace(-1, 1, 128)
+    modes = {"bands": dict(bands=(5, 10, 100)), "pca": dict(pca="global"),
+             "similarity": dict(similarity=encode_vector(reference))}
+    view = View(store, spec(store, **modes[mode]))
+    r0, c0, h, w = 100, 90, 70, 80
+    for dc in (0, w // 2):  # the view, then panned right by half of it
+        x0, y0 = zone.transform[2] + 10 * (c0 + dc), zone.transform[5] - 10 * r0
+        got = view.values(zone.crs, (10.0, 0.0, x0, 0.0, -10.0, y0), w, h)
+        q = g["embeddings"][0, :, r0:r0 + h, c0 + dc:c0 + dc + w].astype(np.float64)
+        s = g["scales"][0, r0:r0 + h, c0 + dc:c0 + dc + w].astype(np.float64)
+        valid = np.isfinite(s) & (s > 0) & (s < 1)
+        assert valid.mean() > 0.5
+        v = q * s
+        if mode == "bands":
+            want = v[[4, 9, 99]]
+        elif mode == "pca":
+            want = np.tensordot(comps, v - mean[:, None, None], axes=(1, 0))
+        else:
+            want = (np.tensordot(reference, v, axes=(0, 0)) / np.linalg.norm(reference)
+                    / np.linalg.norm(v, axis=0))[None]
+        np.testing.assert_allclose(got[:, valid], want[:, valid], rtol=1e-4, atol=1e-4, err_msg=f"{mode} {dc}")
+        assert np.isnan(got[:, ~valid]).all()
