@@ -267,7 +267,7 @@ class RangeHTTPServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner = None
         self._thread: threading.Thread | None = None
-        self.port = 0
+        self.port = 0  # set before start() to serve on a given port (a server started again)
 
     @property
     def url(self) -> str:
@@ -342,7 +342,7 @@ class RangeHTTPServer:
         app.router.add_static("/", self.root, follow_symlinks=False)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0, ssl_context=self.ssl_context)
+        site = web.TCPSite(self._runner, HOST, self.port, ssl_context=self.ssl_context)  # 0: any free port
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 

@@ -17,6 +17,8 @@ from tessera_qgis.core.pack import PackError, plan_pack, run_pack
 from tessera_qgis.core.sources import StoreOptions
 from tessera_qgis.core.store import open_store
 
+from support.servers import RangeHTTPServer
+
 AREA = (-0.036, 52.178, 0.037, 52.222)  # about 5 x 5 km, across utm30 and utm31
 ZONES = ("utm30", "utm31")
 
@@ -235,22 +237,6 @@ def test_gdal_opens_the_pack_with_its_georeferencing(sample_store, http_pack):
 
 
 # -- resuming ------------------------------------------------------------------------------------
-class FailAfter:
-    """Server faults: every request for a chunk object after the first `n` gets a 503."""
-
-    def __init__(self, n: int) -> None:
-        import threading
-
-        self.n, self.seen, self.lock, self.stall = n, 0, threading.Lock(), 0
-
-    def take(self, path: str, has_range: bool = True) -> str | None:
-        if "/c/" not in path:
-            return None
-        with self.lock:
-            self.seen += 1
-            return "503" if self.seen > self.n else None
-
-
 def ranges_of(log) -> list[tuple[str, int, int]]:
     out = []
     for r in log:
@@ -260,15 +246,43 @@ def ranges_of(log) -> list[tuple[str, int, int]]:
     return out
 
 
-def test_an_interrupted_pack_resumes_and_fetches_only_what_is_missing(sample_store, range_server, tmp_path):
-    srv = range_server(sample_store.parent, latency=0.03)
-    url = f"{srv.url}/{sample_store.name}"
+class KillAfter:
+    """The server killed half-way: the request for a chunk object after the first `n` has its
+    connection reset while the server stops (every later connection is refused)."""
+
+    def __init__(self, n: int, server) -> None:
+        import threading
+
+        self.n, self.seen, self.lock, self.server, self.stall = n, 0, threading.Lock(), server, 0
+
+    def take(self, path: str, has_range: bool = True, rng: str | None = None) -> str | None:
+        import threading
+
+        if "/c/" not in path:
+            return None
+        with self.lock:
+            self.seen += 1
+            if self.seen == self.n + 1:  # stopped from another thread: this one is the server's
+                threading.Thread(target=self.server.stop, daemon=True).start()
+            return "reset" if self.seen > self.n else None
+
+
+def test_an_interrupted_pack_resumes_and_fetches_only_what_is_missing(sample_store, range_server, tmp_path,
+                                                                     request):
+    first = range_server(sample_store.parent, latency=0.03)
+    url = f"{first.url}/{sample_store.name}"
     out = tmp_path / "area.zarr"
     opts = StoreOptions(retries=0)
     plan = plan_pack(url, AREA, [2024, 2025], out, options=opts)
-    srv.faults = FailAfter(plan.requests // 2)
+    first.faults = KillAfter(plan.requests // 2, first)
     with pytest.raises(ReadError):
         run_pack(plan)
+    first._thread.join(60)  # the killed server is gone (its port is free)
+    assert not first._thread.is_alive()
+    srv = RangeHTTPServer(sample_store.parent, latency=0.03)  # the server back, at the same address
+    srv.port = first.port
+    srv.start()
+    request.addfinalizer(srv.stop)
     part = tmp_path / "area.zarr.part"
     assert part.is_dir() and not out.exists(), "an interrupted pack is not renamed into place"
     # What the first run stored, from the .part folder itself; what the area needs, from the source.
@@ -286,8 +300,6 @@ def test_an_interrupted_pack_resumes_and_fetches_only_what_is_missing(sample_sto
     assert stored and set(stored) < set(needed), "the first run stopped half-way"
     missing = {k: v for k, v in needed.items() if k not in stored}
 
-    srv.faults = None
-    srv.reset()
     again = plan_pack(url, AREA, [2024, 2025], out, options=opts)
     assert again.resumed_bytes >= sum(stored.values())
     summary = run_pack(again)
