@@ -359,6 +359,7 @@ def classes():
         "OUTPUT": os.path.join(work_dir(), "classes.tif"), "REPORT": os.path.join(work_dir(), "accuracy.html")})
     state["classes"] = res["OUTPUT"]
     state["report"] = res["REPORT"]
+    state["confidence"] = next((p for p in res["OUTPUTS"] if "confidence" in os.path.basename(p)), None)
     layer = iface.addRasterLayer(res["OUTPUT"], "Classes 2024")
     QgsProject.instance().layerTreeRoot().insertLayer(0, points)
     show_only(layer, points)
@@ -379,9 +380,21 @@ def report():
     def grab():
         save(view, "qgis-accuracy-report.png")
         view.close()
-        after(200, trajectory)
+        after(200, confidence)
 
     after(1500, grab)
+
+
+def confidence():
+    """The classifier's confidence per pixel (the share of votes for the class it chose)."""
+    if state.get("confidence"):
+        layer = iface.addRasterLayer(state["confidence"], "Confidence 2024")
+        show_only(layer)
+        iface.setActiveLayer(layer)
+        after(4000, lambda: save(iface.mainWindow(), "qgis-confidence.png") or after(200, trajectory))
+    else:
+        log("no confidence raster in the classifier's outputs")
+        after(200, trajectory)
 
 
 def trajectory():
@@ -391,9 +404,72 @@ def trajectory():
                                                 "CLASSES": state["classes"],
                                                 "OUTPUT": os.path.join(work_dir(), "trajectory.tif")})
     years = iface.addRasterLayer(res["CHANGE_YEAR"], "Year of the largest change")
+    state["change_report"] = res["REPORT"]
     show_only(years, state["layer"])
     iface.setActiveLayer(years)
-    after(4000, lambda: save(iface.mainWindow(), "qgis-trajectory.png") or after(200, slider))
+    after(4000, lambda: save(iface.mainWindow(), "qgis-trajectory.png") or after(200, change_report))
+
+
+def change_report():
+    """The trajectory's change report (HTML: area changed per year and per class, a chart)."""
+    from qgis.PyQt.QtWidgets import QTextBrowser
+
+    import re
+
+    from qgis.PyQt.QtCore import QByteArray
+    from qgis.PyQt.QtGui import QImage, QPainter
+    from qgis.PyQt.QtSvg import QSvgRenderer
+
+    view = QTextBrowser()
+    view.setWindowTitle("Change report")
+    path = state["change_report"]
+    html = open(path, encoding="utf-8").read()
+
+    def as_image(match):  # a browser draws the report's inline SVG chart; QTextBrowser cannot
+        renderer = QSvgRenderer(QByteArray(match.group(0).encode()))
+        size = renderer.defaultSize()
+        img = QImage(size, QImage.Format.Format_ARGB32)
+        img.fill(0xFFFFFFFF)
+        painter = QPainter(img)
+        renderer.render(painter)
+        painter.end()
+        png = os.path.join(work_dir(), f"chart{match.start()}.png")
+        img.save(png)
+        return f'<br><img src="{png}">'
+
+    view.setHtml(re.sub(r"<svg.*?</svg>", as_image, html, flags=re.S))
+    view.resize(900, 780)
+    view.show()
+    state["change_view"] = view
+
+    def grab():
+        save(view, "qgis-change-report.png")
+        view.close()
+        after(200, cluster_view)
+
+    after(1500, grab)
+
+
+def cluster_view():
+    """The style dock's *Cluster this view* on the PCA layer: k-means of the view, added styled."""
+    plugin = state["plugin"]
+    show_only(state["layer"])
+    iface.setActiveLayer(state["layer"])
+    plugin.show_style_dock()
+    dock = plugin.style_dock
+    dock.set_layer(state["layer"])
+    before = set(QgsProject.instance().mapLayers())
+    dock.cluster_button.click()
+    task = dock.cluster_task
+
+    def added():
+        new = [lyr for k, lyr in QgsProject.instance().mapLayers().items() if k not in before]
+        if new:
+            show_only(new[0])
+            iface.setActiveLayer(new[0])
+        after(4000, lambda: save(iface.mainWindow(), "qgis-cluster-view.png") or after(200, slider))
+
+    wait_until(lambda: task is None or task.outcome is not None, added, what="Cluster this view")
 
 
 def slider():
