@@ -21,11 +21,11 @@ setup:
 test: setup lint
 	$(ENV) run $(PYTEST) -p no:pytest_qgis -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)
 	$(ENV) run $(PYTEST) tests/qgis $(PYTEST_ARGS)
-	$(ENV) oldest $(PYTEST) -p no:cacheprovider -m "not gdal" -W ignore::DeprecationWarning -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)
+	$(ENV) oldest $(PYTEST) -p no:cacheprovider -m "not gdal and not sklearn" -W ignore::DeprecationWarning -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)
 
 # The core's unit tests with the oldest dependency set (numpy 1.26, zarr 3.0.10, Python 3.11).
 test-oldest:
-	$(ENV) oldest $(PYTEST) -p no:cacheprovider -m "not gdal" -W ignore::DeprecationWarning -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)
+	$(ENV) oldest $(PYTEST) -p no:cacheprovider -m "not gdal and not sklearn" -W ignore::DeprecationWarning -W ignore::pytest.PytestConfigWarning tests/unit $(PYTEST_ARGS)
 
 lint: setup
 	$(ENV) run flake8 tessera_qgis tests scripts

@@ -6,6 +6,7 @@ import warnings
 import pytest
 
 from support.servers import RangeHTTPServer, S3Server
+from support.system import why_no_mounts
 from support.stores import cached_sample
 from tessera_qgis.core.sample import SampleSpec
 
@@ -131,3 +132,23 @@ def sample_https(sample_store, loopback_ca, tmp_path_factory):
     srv.store_url = f"{srv.url}/{sample_store.name}"
     yield srv
     srv.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `mounts` need root in a private mount namespace (the test environment,
+    where they always run); as a user (TESSERA_QGIS_ENV=host) they are left out, and the run's
+    summary says why."""
+    why = why_no_mounts()
+    if why is None:
+        return
+    left = [item for item in items if item.get_closest_marker("mounts")]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = [item for item in items if not item.get_closest_marker("mounts")]
+        config._tessera_left_out = (len(left), why)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    left = getattr(config, "_tessera_left_out", None)
+    if left:
+        terminalreporter.write_line(f"{left[0]} tests that mount a tmpfs were left out: {left[1]}")

@@ -84,10 +84,8 @@ def test_qgis_process_cluster_matches_the_land_cover(qgis_process, sample_store,
     assert results["CENTROIDS"] == str(tmp_path / "clusters_centroids.json") and (tmp_path / "clusters.qml").exists()
 
 
-@pytest.mark.parametrize("method", [0, 1], ids=["knn", "random_forest"])
+@pytest.mark.parametrize("method", [0, 1], ids=["knn", "random_forest"])  # scikit-learn: requirements-test.txt
 def test_qgis_process_classify_from_20_points_per_class(qgis_process, sample_store, tmp_path, method):
-    if method == 1:
-        pytest.importorskip("sklearn", reason="scikit-learn (optional) is not installed: random forests are off")
     pts = points_geojson(labelled_points(sample_store, 20, zone="utm31", bounds=TOWN_BOUNDS), tmp_path / "pts.geojson")
     out = tmp_path / "classes.tif"
     stdout, results = qgis_process("classify", INPUT=pts, CLASS_FIELD="class", STORE=sample_store, YEAR=2024,

@@ -300,7 +300,7 @@ def test_a_long_message_shows_one_line_and_the_rest_under_show_more():
     bridge = MessageBarBridge(shown)
     try:
         long = ("Some of the layer could not be drawn: timed out reading "
-                "https://example.org/store.zarr/utm30/embeddings/c/0/0/3/4 (after 5 attempts)")
+                "https://127.0.0.1:9/store.zarr/utm30/embeddings/c/0/0/3/4 (after 5 attempts)")
         notifier.message.emit("TESSERA", long, 1)
         QgsApplication.processEvents()
         item = shown.items()[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 
-def mount_skip_reason() -> str | None:
+def why_no_mounts() -> str | None:
     """Why tmpfs tests cannot run here, or None when they can (then they must)."""
     if os.geteuid() != 0:
         return ("needs root to mount a tmpfs: runs in the default test environment (root, a private mount "

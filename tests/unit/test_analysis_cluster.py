@@ -8,8 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-# GDAL first: the oldest-dependencies run has none, and the modules below need it
-gdal = pytest.importorskip("osgeo.gdal", reason="GDAL is not installed (the oldest-dependencies run)")
+from osgeo import gdal  # the oldest-dependencies run has no GDAL: it leaves this module out (conftest)
 
 from support.analysis import EXTENT_BOUNDS, TOWN_BOUNDS, labelled_points
 from tessera_qgis.core.analysis import jobs
@@ -52,10 +51,8 @@ def test_cluster_and_apply_model_on_dask(store, dask_cluster, tmp_path):
     same(jobs.apply_model(store, a, la.model)[0], jobs.apply_model(store, b, la.model)[0])
 
 
-@pytest.mark.parametrize("method", ["knn", "random_forest"])
+@pytest.mark.parametrize("method", ["knn", pytest.param("random_forest", marks=pytest.mark.sklearn)])
 def test_classify_on_dask(store, sample_store, dask_cluster, tmp_path, method):
-    if method == "random_forest":
-        pytest.importorskip("sklearn", reason="scikit-learn (optional) is not installed: random forests are off")
     pts = labelled_points(sample_store, 20, zone="utm31", bounds=TOWN_BOUNDS)
     a, b = pair(tmp_path, "k", dask_cluster.scheduler_address, TOWN_BOUNDS)
     la = jobs.classify(store, a, pts, "EPSG:4326", method, other_years=[2025], report_path=tmp_path / "l.html")

@@ -10,8 +10,7 @@ import json
 import numpy as np
 import pytest
 
-# GDAL first: the oldest-dependencies run has none, and the modules below need it
-gdal = pytest.importorskip("osgeo.gdal", reason="GDAL is not installed (the oldest-dependencies run)")
+from osgeo import gdal  # the oldest-dependencies run has no GDAL: it leaves this module out (conftest)
 import zarr
 
 from support.analysis import (EXTENT_BOUNDS, NAMES, TOWN_BOUNDS, ari, declare_depths, iou, labelled_points, truth,
@@ -115,10 +114,8 @@ def test_centroids_apply_to_another_year(store, sample_store, tmp_path):
 
 
 # -- classification ----------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["knn", "random_forest"])
+@pytest.mark.parametrize("method", ["knn", pytest.param("random_forest", marks=pytest.mark.sklearn)])
 def test_classification_from_20_points_per_class(store, sample_store, tmp_path, method):
-    if method == "random_forest":
-        pytest.importorskip("sklearn", reason="scikit-learn (optional) is not installed: random forests are off")
     pts = labelled_points(sample_store, 20, zone="utm31", bounds=TOWN_BOUNDS)
     said = []
     res = jobs.classify(store, req(tmp_path / "k.tif", bounds=TOWN_BOUNDS), pts, WGS84, method,

@@ -127,8 +127,8 @@ def test_block_prediction_in_small_chunks_equals_one_go(monkeypatch):
     assert whole[0].shape == (33, 21)
 
 
+@pytest.mark.sklearn
 def test_random_forest_as_numpy_trees_equals_scikit_learn():
-    pytest.importorskip("sklearn", reason="scikit-learn (optional) is not installed: random forests are off")
     from sklearn.ensemble import RandomForestClassifier
 
     rng = np.random.default_rng(9)
@@ -155,7 +155,7 @@ def test_random_forest_as_numpy_trees_equals_scikit_learn():
     assert set(np.unique(model2.predict_vectors(test)[0]).tolist()) <= {1, 3}
 
 
-@pytest.mark.parametrize("kind", ["knn", "kmeans", "random_forest"])
+@pytest.mark.parametrize("kind", ["knn", "kmeans", pytest.param("random_forest", marks=pytest.mark.sklearn)])
 def test_model_files_round_trip(tmp_path, kind):
     rng = np.random.default_rng(10)
     x = rng.normal(0, 1, (60, 16)).astype(np.float32)
@@ -165,7 +165,6 @@ def test_model_files_round_trip(tmp_path, kind):
     elif kind == "kmeans":
         model = KMeansModel(rng.normal(0, 1, (4, 16)))
     else:
-        pytest.importorskip("sklearn", reason="scikit-learn (optional) is not installed: random forests are off")
         model = models.fit_forest(x, labels, trees=7)
     path = save_model(model, tmp_path / "m.json", {"year": 2024})
     doc = json.loads(path.read_text())

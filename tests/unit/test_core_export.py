@@ -10,7 +10,6 @@ from osgeo import gdal
 
 from tessera_qgis.core.errors import BandError, Cancelled, ExportError, ExtentError, YearNotFound
 from support.reference import is_cog, within
-from support.system import mount_skip_reason
 from tessera_qgis.core.export import ExportRequest, export
 
 gdal.UseExceptions()
@@ -158,12 +157,10 @@ def test_export_leaves_the_shared_memory_cache_alone(store, tmp_path):
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 2 MB tmpfs: exports into it run out of space. The tests run as root in a private
-    mount namespace (the test environment), where mounting is allowed."""
+    mount namespace (the test environment), where mounting is allowed (tests using it are
+    marked `mounts`)."""
     import subprocess
 
-    reason = mount_skip_reason()
-    if reason:
-        pytest.skip(reason)
     disk = tmp_path / "tiny"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
@@ -171,6 +168,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", str(disk)], check=True)
 
 
+@pytest.mark.mounts
 def test_a_full_disk_fails_clearly_and_leaves_nothing(store, tiny_disk):
     (tiny_disk / "old.tif").write_bytes(b"keep")
     req = ExportRequest((-0.06, 52.17, 0.0, 52.23), "EPSG:4326", 2024, str(tiny_disk / "old.tif"),
@@ -211,14 +209,12 @@ def test_two_exports_to_the_same_path_at_once(store, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["same.tif"], "one complete file, no temporaries"
 
 
+@pytest.mark.mounts
 def test_an_unwritable_folder_is_refused_before_anything_is_written(store, tmp_path):
     """Root ignores permission bits, so the folder is a read-only file system (a tmpfs mounted
     read-only in the test environment's private mount namespace)."""
     import subprocess
 
-    reason = mount_skip_reason()
-    if reason:
-        pytest.skip(reason)
     ro = tmp_path / "ro"
     ro.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
