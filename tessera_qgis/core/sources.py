@@ -399,12 +399,16 @@ class FsspecSource(Source):
         return self._sync(self._cat, key, -nbytes, None)
 
     async def _cat(self, key: str, start: int | None, end: int | None) -> bytes:
-        """One request, retried on transient failures (5xx, 429, resets, timeouts, short or
+        """One request, retried on transient failures (see _retried)."""
+        return await self._retried(lambda: self._cat_once(key, start, end))
+
+    async def _retried(self, once):
+        """await once(), again on transient failures (5xx, 429, resets, timeouts, short or
         wrong bodies) with bounded exponential backoff and jitter; then a clear ReadError."""
         attempt = 0
         while True:
             try:
-                return await self._cat_once(key, start, end)
+                return await once()
             except ReadError as exc:
                 if not _transient(exc) or attempt >= self.retries:
                     if attempt:
@@ -511,22 +515,8 @@ class FsspecSource(Source):
     async def _stream(self, group: list[Range], deliver) -> None:
         """One request for a group of adjacent ranges, each range handed on as soon as its
         bytes are in. Transient failures are retried (like _cat) for the ranges not yet in."""
-        todo = list(group)
-        attempt = 0
-        while True:
-            try:
-                await self._stream_once(todo, deliver)
-                return
-            except ReadError as exc:
-                if not _transient(exc) or attempt >= self.retries:
-                    if attempt:
-                        raise ReadError(f"{exc} (after {attempt + 1} attempts)", exc.kind) from None
-                    raise
-                delay = min(self.backoff_max, self.backoff * (2 ** attempt)) * random.uniform(0.5, 1.0)
-                attempt += 1
-                with self.stats.lock:
-                    self.stats.retries += 1
-                await asyncio.sleep(delay)
+        todo = list(group)  # _stream_once takes out each range handed on: a retry asks for the rest
+        await self._retried(lambda: self._stream_once(todo, deliver))
 
     async def _stream_once(self, todo: list[Range], deliver) -> None:
         key, start, end = todo[0].key, todo[0].start, todo[-1].end

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
-from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsMapRendererSequentialJob,
-                       QgsMapSettings, QgsProcessingException, QgsProcessingFeedback, QgsRectangle, QgsVectorLayer)
-from qgis.PyQt.QtCore import QSize
-from qgis.PyQt.QtGui import QColor, QImage
+from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsProcessingException,
+                       QgsProcessingFeedback, QgsRectangle, QgsVectorLayer)
 
+from support.qgis_helpers import render_rgba
 from tessera_qgis.fieldkit import describe_folder, folder_connection, pack_parameters
 from tessera_qgis.layers import make_layer
 from tessera_qgis.processing.pack import PackAlgorithm
@@ -39,23 +38,6 @@ def test_the_algorithm_packs_an_extent_over_http(processing, sample_store, sampl
     assert "a pack of utm30, utm31, years 2025" in describe_folder(out)
 
 
-def render(layer, rect: QgsRectangle) -> np.ndarray:
-    """The layer drawn by QGIS in its own CRS (no resampling across grids)."""
-    ms = QgsMapSettings()
-    ms.setLayers([layer])
-    ms.setDestinationCrs(layer.crs())
-    ms.setExtent(rect)
-    ms.setOutputSize(QSize(120, 80))
-    ms.setBackgroundColor(QColor(0, 0, 0, 0))
-    job = QgsMapRendererSequentialJob(ms)
-    job.start()
-    job.waitForFinished()
-    img = job.renderedImage().convertToFormat(QImage.Format.Format_RGBA8888)
-    ptr = img.constBits()
-    ptr.setsize(img.sizeInBytes())
-    return np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[:, :img.width()].copy()
-
-
 def test_depth_is_a_number_of_dimensions_and_the_plugin_draws_a_depth_16_pack(processing, v2_store, tmp_path):
     """DEPTH=16 (as in the analysis algorithms and --depth) keeps only embeddings_d16 and the
     scales; the plugin opens that pack and draws bands 1-3 exactly as from the source."""
@@ -72,7 +54,7 @@ def test_depth_is_a_number_of_dimensions_and_the_plugin_draws_a_depth_16_pack(pr
     assert packed.isValid(), packed.error().summary()
     assert packed.crs().authid() == source.crs().authid() == "EPSG:32630"
     rect = QgsRectangle(704400, 5786800, 705600, 5787600)  # inside the area, on the 10 m grid
-    a, b = render(packed, rect), render(source, rect)
+    a, b = render_rgba(packed, rect, 120, 80), render_rgba(source, rect, 120, 80)
     assert (a[..., 3] > 0).mean() > 0.5, "the pack draws"
     assert np.array_equal(a, b)
 

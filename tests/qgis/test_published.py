@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 import zarr
 from osgeo import gdal
-from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
-                       QgsMapRendererParallelJob, QgsMapSettings, QgsPointXY, QgsProject, QgsRectangle)
-from qgis.PyQt.QtCore import QSize
-from qgis.PyQt.QtGui import QColor, QImage
+from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY,
+                       QgsProject, QgsRectangle)
 from qgis.PyQt.QtWidgets import QApplication
 
-from support.qgis_helpers import wait_for
-from support.servers import RangeHTTPServer
+from support.qgis_helpers import render_rgba, wait_for
+from support.servers import RangeHTTPServer, arrays_read
 from support.stores import invalid_scale_pixels
 from tessera_qgis import provider as prov
 from tessera_qgis.core.geo import transformer
@@ -45,31 +43,6 @@ def v2_http(v2_store):
     srv.stop()
 
 
-def render(layer, extent: QgsRectangle, size: int = 300) -> np.ndarray:
-    ms = QgsMapSettings()
-    ms.setLayers([layer])
-    ms.setDestinationCrs(layer.crs())
-    ms.setExtent(extent)
-    ms.setOutputSize(QSize(size, size))
-    ms.setBackgroundColor(QColor(0, 0, 0, 0))
-    job = QgsMapRendererParallelJob(ms)
-    job.start()
-    job.waitForFinished()
-    img = job.renderedImage().convertToFormat(QImage.Format.Format_RGBA8888)
-    ptr = img.constBits()
-    ptr.setsize(img.sizeInBytes())
-    return np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[:, :img.width()].copy()
-
-
-def arrays_read(srv) -> set[str]:
-    out = set()
-    for r in srv.requests():
-        parts = r.path.split("/")
-        if "c" in parts:
-            out.add(parts[parts.index("c") - 1])
-    return out
-
-
 def test_zoomed_out_the_layer_draws_the_global_preview_and_says_so(v2_http, qgis_iface):
     messages = []
     notifier.message.connect(lambda title, text, level: messages.append(text))
@@ -80,7 +53,7 @@ def test_zoomed_out_the_layer_draws_the_global_preview_and_says_so(v2_http, qgis
         prov.forget_stores()
         v2_http.reset()
         ext = layer.extent()
-        img = render(layer, ext)
+        img = render_rgba(layer, ext, 300, 300)
         assert (img[..., 3] > 0).mean() > 0.2, "a picture, not a blank map"
         assert arrays_read(v2_http) == {"rgb"}, arrays_read(v2_http)
         QgsApplication.processEvents()
@@ -89,7 +62,7 @@ def test_zoomed_out_the_layer_draws_the_global_preview_and_says_so(v2_http, qgis
         assert "preview (2025)" in layer.dataProvider().generateBandName(1)
         # zoomed in (20 x 20 source pixels, under the budget): the embeddings, and the labels go
         c = ext.center()
-        render(layer, QgsRectangle(c.x() - 100, c.y() - 100, c.x() + 100, c.y() + 100), 20)
+        render_rgba(layer, QgsRectangle(c.x() - 100, c.y() - 100, c.x() + 100, c.y() + 100), 20, 20)
         QgsApplication.processEvents()
         assert layer.metadata().abstract() == "" and "preview" not in layer.dataProvider().generateBandName(1)
         assert "embeddings_d4" in arrays_read(v2_http), "bands 1-3 come from the depth-4 array"
@@ -102,7 +75,7 @@ def test_a_depth_4_pca_layer_reads_only_the_depth_4_array(v2_http):
     assert "d4" in layer.name() and "depth=4" in layer.source()
     prov.forget_stores()
     v2_http.reset()
-    img = render(layer, layer.extent())
+    img = render_rgba(layer, layer.extent(), 300, 300)
     assert (img[..., 3] > 0).mean() > 0.2
     assert arrays_read(v2_http) <= {"embeddings_d4", "scales"}, arrays_read(v2_http)
 

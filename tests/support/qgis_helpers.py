@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import time
 
-from qgis.core import QgsApplication, QgsRasterInterface, QgsTask
+import numpy as np
+from qgis.core import (QgsApplication, QgsMapRendererParallelJob, QgsMapSettings, QgsRasterInterface,
+                       QgsRectangle, QgsTask)
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor, QImage
 
 
 def wait_for(task: QgsTask | None, timeout: float = 60) -> None:
@@ -71,3 +75,21 @@ def projected_blocks(provider, src_crs, dst_crs: str, extent, width: int, height
     asked = set(recorder.asked)
     assert len(asked) == 1, asked
     return np.array(out), asked.pop()
+
+
+def render_rgba(layer, extent: QgsRectangle, width: int, height: int) -> np.ndarray:
+    """The layer drawn by QGIS in its own CRS over `extent`: RGBA uint8 (height, width, 4),
+    transparent background."""
+    ms = QgsMapSettings()
+    ms.setLayers([layer])
+    ms.setDestinationCrs(layer.crs())
+    ms.setExtent(extent)
+    ms.setOutputSize(QSize(width, height))
+    ms.setBackgroundColor(QColor(0, 0, 0, 0))
+    job = QgsMapRendererParallelJob(ms)
+    job.start()
+    job.waitForFinished()
+    img = job.renderedImage().convertToFormat(QImage.Format.Format_RGBA8888)
+    ptr = img.constBits()
+    ptr.setsize(img.sizeInBytes())
+    return np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[:, :img.width()].copy()

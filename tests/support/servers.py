@@ -641,3 +641,13 @@ class ThrottlingS3Proxy(_ThreadedServer):
 
         self._serve(Handler, "s3-throttle")
         return self
+
+
+def arrays_read(srv: "RangeHTTPServer", leave_out=()) -> set[str]:
+    """The arrays whose chunks or shard indexes the server was asked for, but `leave_out`."""
+    out = set()
+    for r in srv.requests():
+        parts = r.path.split("/")
+        if "c" in parts:
+            out.add(parts[parts.index("c") - 1])
+    return out - set(leave_out)

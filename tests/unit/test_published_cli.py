@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
+from support.servers import arrays_read
 from tessera_qgis.core.geo import transformer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,18 +32,8 @@ def served(range_server, path):
     return srv, f"{srv.url}/{path.name}"
 
 
-COORDINATES = {"time", "x", "y", "band", "band_d4", "band_d16"}  # opening a store reads `time`
-
-
-def arrays_read(srv) -> set[str]:
-    """The data arrays whose chunks or shard indexes the server was asked for (a fresh
-    process opens the store, which reads the zones' `time` coordinate: left out)."""
-    out = set()
-    for r in srv.requests():
-        parts = r.path.split("/")
-        if "c" in parts:
-            out.add(parts[parts.index("c") - 1])
-    return out - COORDINATES
+# what a fresh process reads to open the store (the zones' `time`), left out of arrays_read
+COORDINATES = {"time", "x", "y", "band", "band_d4", "band_d16"}
 
 
 def root_attrs(store: Path) -> dict:
@@ -74,7 +65,7 @@ def test_render_reads_the_shallowest_array_holding_the_bands(range_server, v2_st
               "--out", tmp_path / "b.png")
     assert res.returncode == 0, res.stderr
     assert f"bands {bands}" in res.stdout and "preview" not in res.stdout, res.stdout
-    assert arrays_read(srv) == {array, "scales"}, arrays_read(srv)
+    assert arrays_read(srv, COORDINATES) == {array, "scales"}, arrays_read(srv, COORDINATES)
 
 
 @pytest.mark.gdal
@@ -85,14 +76,14 @@ def test_render_of_a_large_area_draws_the_preview_from_global_rgb_only(range_ser
               "--out", tmp_path / "p.png")
     assert res.returncode == 0, res.stderr
     assert f"preview ({year})" in res.stdout and "coarse" not in res.stdout, res.stdout
-    assert arrays_read(srv) == {"rgb"}, arrays_read(srv)
+    assert arrays_read(srv, COORDINATES) == {"rgb"}, arrays_read(srv, COORDINATES)
     # bands the preview does not show: a coarse preview, from a sample of chunks, no global_rgb
     srv.reset()
     res = cli("render", url, "--bbox", AREA, "--year", 2025, "--bands", "5,9,12", "--budget", 1000, "--width", 200,
               "--out", tmp_path / "c.png")
     assert res.returncode == 0, res.stderr
     assert "coarse preview" in res.stdout, res.stdout
-    assert arrays_read(srv) == {"embeddings_d16", "scales"}, arrays_read(srv)
+    assert arrays_read(srv, COORDINATES) == {"embeddings_d16", "scales"}, arrays_read(srv, COORDINATES)
 
 
 @pytest.mark.gdal
@@ -103,7 +94,7 @@ def test_a_depth_reads_its_array_and_is_refused_where_dimensions_are_not_ordered
               "--out", tmp_path / "d4.png")
     assert res.returncode == 0, res.stderr
     assert "depth 4" in res.stdout, res.stdout
-    assert arrays_read(srv) == {"embeddings_d4", "scales"}, arrays_read(srv)
+    assert arrays_read(srv, COORDINATES) == {"embeddings_d4", "scales"}, arrays_read(srv, COORDINATES)
     res = cli("render", v1_store, "--bbox", AREA, "--year", 2025, "--pca", "--depth", 4, "--out", tmp_path / "x.png")
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 1 and len(lines) == 1 and "not ordered by importance" in lines[0], res.stderr

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
+from support.servers import arrays_read
 from support.stores import invalid_scale_pixels
 from tessera_qgis.core.errors import BandError, Cancelled
 from tessera_qgis.core.store import OBSERVATIONS, open_store
@@ -22,16 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 def served(range_server, path):
     srv = range_server(path.parent)
     return srv, f"{srv.url}/{path.name}"
-
-
-def arrays_read(srv) -> set[str]:
-    """The arrays whose chunks or shard indexes the server was asked for."""
-    out = set()
-    for r in srv.requests():
-        parts = r.path.split("/")
-        if "c" in parts:
-            out.add(parts[parts.index("c") - 1])
-    return out
 
 
 @pytest.mark.parametrize("bands,array", [([1, 2, 3], "embeddings_d4"), ([5, 9, 12], "embeddings_d16"),

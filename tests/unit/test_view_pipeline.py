@@ -5,12 +5,12 @@ by hand (never from the pipeline's own helpers)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from support.analysis import with_root_attrs
 from tessera_qgis.core.geo import transformer
 from tessera_qgis.core.layerspec import LayerSpec, encode_vector
 from tessera_qgis.core.pca import PCA
@@ -25,19 +25,6 @@ YEAR = 2024
 
 def spec(store, **mode) -> LayerSpec:
     return LayerSpec(store=StoreRef(store.url), year=YEAR, **mode)
-
-
-def with_root_attrs(src: Path, dst: Path, change) -> Path:
-    """A store whose root attributes are changed by `change(attrs)`: the root zarr.json is
-    rewritten, the zone groups are symlinks to the source store's."""
-    dst.mkdir()
-    meta = json.loads((src / "zarr.json").read_text())
-    change(meta["attributes"])
-    (dst / "zarr.json").write_text(json.dumps(meta))
-    for child in src.iterdir():
-        if child.is_dir():
-            os.symlink(child, dst / child.name)
-    return dst
 
 
 def ref_pixel(ref_group, zone: str, row: int, col: int, t: int = 0) -> tuple[np.ndarray, float]:
