@@ -258,16 +258,17 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
         if inside.any():
             maps.append((zone, row, col, inside))
     filled = np.zeros((height, width), dtype=bool)
-    filled_any = [False]
     block = REDUCE_PIXELS
 
     def gather(job):
-        """The pixels of one zone part in one wave of requests: (values, scales) where the
-        values are (k, n) already reduced, or (q (bands, n), scales) with reduced False."""
+        """The pixels of one zone part in one wave of requests: (values, pick, scales of the
+        pixels). With `pick`, values are already reduced, (k, window pixels), and pick gives
+        each pixel's place in them; without, they are the pixels' int8 (bands, n)."""
         zone, rr, cc = job
         window = _dense_window(zone, rr, cc)
         if window is None:
-            return zone.read_pixels(year, rr, cc, bands, cancel, keep), False
+            q, sc = zone.read_pixels(year, rr, cc, bands, cancel, keep)
+            return q, None, sc
         # The pixels fill most of their bounding window (a view near the store's own
         # resolution): read that window, only its chunks that hold some of the pixels, reduce
         # it whole, then pick the pixels' values. Much less CPU than gathering each pixel's
@@ -279,34 +280,30 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
         got = _window_values(zone, year, window, wanted, bands, reduce, k, dtype, cancel, keep, split)
         if got is None:  # many values a pixel (every band): the int8 values, reduced block by block
             win = zone.read(year, (r0, r1), (c0, c1), cancel=cancel, keep=keep, bands=bands, wanted=wanted)
-            return (win.q.reshape(win.q.shape[0], -1)[:, lin], win.scales.reshape(-1)[lin]), False
+            return win.q.reshape(win.q.shape[0], -1)[:, lin], None, win.scales.reshape(-1)[lin]
         vals, sc = got
-        return (vals, lin, sc[lin]), True
+        return vals, lin, sc[lin]
 
     def fill_from(takes: list, shift: int) -> None:
         """Gather every part's candidates at once, then the first valid pixel wins; values
         are reduced a block of pixels at a time (the float temporaries stay small)."""
         jobs = [(maps[i][0], maps[i][1][take], maps[i][2][take] + shift) for i, take in takes]
         out_flat, s_flat, filled_flat = out.reshape(k, -1), s_out.reshape(-1), filled.reshape(-1)
-        for (i, take), (got, reduced) in zip(takes, TASK_POOL.map(gather, jobs)):
+        for (i, take), (values, pick, sc) in zip(takes, TASK_POOL.map(gather, jobs)):
             at = np.flatnonzero(take)  # output pixels of this part, in the order gathered
-            sc = got[-1]
-            free = ~filled_flat[at] if filled_any[0] else True
+            free = ~filled_flat[at]
             if not shift:  # water / source nodata (NaN) stays NaN unless another zone has data
                 s_flat[at[np.isnan(sc) & free]] = np.nan
             ok = np.flatnonzero(np.isfinite(sc) & free)
             dst = at[ok]
-            if reduced:
-                vals, lin, _ = got
-                out_flat[:, dst] = vals[:, lin[ok]]
+            if pick is not None:
+                out_flat[:, dst] = values[:, pick[ok]]
             else:
-                q = got[0]
                 for b0 in range(0, len(ok), block):
                     sel = ok[b0:b0 + block]
-                    out_flat[:, at[sel]] = reduce(q[:, sel], sc[sel])
+                    out_flat[:, at[sel]] = reduce(values[:, sel], sc[sel])
             s_flat[dst] = sc[ok]
             filled_flat[dst] = True
-            filled_any[0] = filled_any[0] or len(dst) > 0
 
     fill_from([(i, m[3]) for i, m in enumerate(maps)], 0)
     if len(maps) > 1:

@@ -245,6 +245,22 @@ class Zone:
 
         return need
 
+    def _scales_and_need(self, t, rows, cols, s_view: np.ndarray, keep: bool, wanted: np.ndarray | None,
+                         skip_nodata: bool = True) -> tuple[ChunkRequest, Callable | None]:
+        """The scales request of a window, and need(chunk) for its embeddings: only chunks
+        holding a `wanted` pixel (a mask of the window; None: all), and (`skip_nodata`) not
+        those whose cached scales say every pixel is nodata."""
+        if wanted is None:
+            scl = self._scales_request(t, rows, cols, s_view, keep)
+            return scl, (self._known_nodata(t, rows, cols, scl, s_view) if skip_nodata else None)
+        held = self._chunk_need(rows, cols, wanted)
+        scl = self._scales_request(t, rows, cols, s_view, keep,
+                                   self._chunk_need(rows, cols, wanted, self.scales, self.scl_axes))
+        if not skip_nodata:
+            return scl, held
+        known = self._known_nodata(t, rows, cols, scl, s_view)
+        return scl, (lambda c: held(c) and known(c))
+
     def _invalidate_missing(self, missing: Iterable[tuple[int, ...]], rows, cols, s_view: np.ndarray) -> None:
         """Pixels whose embeddings chunk is not stored are nodata whatever their scale says
         (a damaged store): their valid scales become NaN, and a warning names the missing
@@ -408,14 +424,8 @@ class Zone:
         if any_:
             q_view, s_view = q[(slice(None),) + dst], s[dst]
             if self._fast():
-                held = wanted_s = None
-                if wanted is not None:
-                    held = self._chunk_need((r0, r1), (c0, c1), wanted[dst])
-                    wanted_s = self._chunk_need((r0, r1), (c0, c1), wanted[dst], self.scales, self.scl_axes)
-                scl = self._scales_request(t, (r0, r1), (c0, c1), s_view, keep, wanted_s)
-                need = self._known_nodata(t, (r0, r1), (c0, c1), scl, s_view) if skip_nodata else None
-                if held is not None:
-                    need = held if need is None else (lambda c, a=held, b=need: a(c) and b(c))
+                scl, need = self._scales_and_need(t, (r0, r1), (c0, c1), s_view, keep,
+                                                  None if wanted is None else wanted[dst], skip_nodata)
                 emb = self._embeddings_request(t, (r0, r1), (c0, c1), q_view, idx, keep, need)
                 read_wave([scl, emb], cancel)
                 self._invalidate_missing(emb.missing, (r0, r1), (c0, c1), s_view)
@@ -451,14 +461,8 @@ class Zone:
         if not any_:
             return values, s
         s_view, v_view = s[dst], values[(slice(None),) + dst]
-        held = wanted_s = None
-        if wanted is not None:
-            held = self._chunk_need((r0, r1), (c0, c1), wanted[dst])
-            wanted_s = self._chunk_need((r0, r1), (c0, c1), wanted[dst], self.scales, self.scl_axes)
-        scl = self._scales_request(t, (r0, r1), (c0, c1), s_view, keep, wanted_s)
-        need = self._known_nodata(t, (r0, r1), (c0, c1), scl, s_view)
-        if held is not None:
-            need = (lambda c, a=held, b=need: a(c) and b(c))
+        scl, need = self._scales_and_need(t, (r0, r1), (c0, c1), s_view, keep,
+                                          None if wanted is None else wanted[dst])
         n = self.embeddings.chunk_shape
         ti = axes.index("time") if "time" in axes else None
         order = [a for a in axes if a != "time"]

@@ -23,7 +23,7 @@ from .errors import BandError, ExtentError
 from .geo import check_bounds, grid_bounds, grid_for, reproject_bounds, transformer
 from .layerspec import LayerSpec, decode_pca, decode_vector
 from .pca import MAX_FIT_SAMPLES, PCA, percent_ranges, sample_valid
-from .quant import cosine, unit, valid_scales
+from .quant import unit, valid_scales
 from .preview import coarse_values, global_preview
 from .region import fit_pca, grid_reduce, plan
 from .store import TesseraStore
@@ -132,10 +132,7 @@ class Similarity(Product):
 
     parts = 2
 
-    def from_quantised(self, q, scales):
-        return cosine(q, unit(self.reference)[:, None], valid_scales(scales))[None]
-
-    def partial(self, q):  # the dot product with the unit reference, and the norm
+    def partial(self, q):  # the dot product with the unit reference, and the norm (as quant.cosine)
         qf = q.astype(np.float32)
         return np.stack([(qf * unit(self.reference)[:, None]).sum(axis=0), np.linalg.norm(qf, axis=0)])
 
@@ -274,9 +271,6 @@ class Equalised(Product):
             out[c] = self.lo[c] + u * (self.hi[c] - self.lo[c])
         out[~np.isfinite(values)] = np.nan
         return out
-
-    def from_quantised(self, q, scales):
-        return self._map(self.inner.from_quantised(q, scales))
 
     @property
     def parts(self) -> int:
