@@ -364,7 +364,10 @@ class TesseraProvider(QgsRasterDataProvider):
         """One band of a tile; never raises (an exception here would abort QGIS)."""
         try:
             def cancel() -> bool:
-                return feedback is not None and feedback.isCanceled()
+                try:
+                    return feedback is not None and feedback.isCanceled()
+                except RuntimeError:  # QGIS deleted the feedback: the job that asked is gone
+                    return True
 
             key = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
             spec = self.state.spec
