@@ -47,6 +47,10 @@ class ChunkLRU:
                 self._items.move_to_end(key)
             return arr
 
+    def has(self, key: ChunkKey) -> bool:
+        """Whether a chunk is in memory now (no lock, no use counted: a hint)."""
+        return key in self._items
+
     def put(self, key: ChunkKey, arr: np.ndarray) -> None:
         with self.lock:
             self._put(key, arr)
@@ -256,6 +260,10 @@ class ArrayReader:
             inner = codecs
         self._decoders, self._endian = _parse_chain(inner)
         self.fast = self._decoders is not None
+        self._chunk_bytes = int(np.prod(self.chunk_shape)) * self.dtype.itemsize
+        # the one codec that can decode straight into a given buffer (blosc), if that is the chain
+        self._into = self._decoders[0] if self.fast and len(self._decoders) == 1 and \
+            isinstance(self._decoders[0], numcodecs.Blosc) else None
         if self.shard_shape:
             self.per_shard = tuple(s // c for s, c in zip(self.shard_shape, self.chunk_shape))
             self._index_bytes = 16 * int(np.prod(self.per_shard)) + (4 if self._index_crc else 0)
@@ -338,11 +346,22 @@ class ArrayReader:
         return out
 
     # -- decoding -----------------------------------------------------------------------------
-    def _decode_chunk(self, data: bytes, where: str) -> np.ndarray:
+    def _decode_chunk(self, data: bytes, where: str, subset: tuple[int, tuple[int, ...]] | None = None
+                      ) -> np.ndarray:
+        """A chunk's array from its stored bytes; with `subset=(axis, indices)` only those
+        indices of that axis, decoded through a buffer each thread reuses (no fresh memory
+        for the whole chunk)."""
         try:
-            for codec in self._decoders:
-                data = codec.decode(data)
+            scratch = _scratch(self._chunk_bytes) if subset is not None and self._into is not None else None
+            if scratch is not None:
+                self._into.decode(data, out=scratch)
+                data = scratch
+            else:
+                for codec in self._decoders:
+                    data = codec.decode(data)
             arr = np.frombuffer(data, dtype=self.dtype.newbyteorder(self._endian)).reshape(self.chunk_shape)
+            if subset is not None:
+                arr = np.take(arr, subset[1], axis=subset[0])
         except Exception as exc:
             raise ReadError(f"{where}: cannot decode chunk ({type(exc).__name__}: {exc}); "
                             "the stored data is corrupt", "corrupt") from None
@@ -358,15 +377,17 @@ class ArrayReader:
         return tuple((max(a, c * n), min(b, (c + 1) * n)) for c, n, (a, b) in zip(coords, self.chunk_shape, box))
 
     def paster(self, box, out: np.ndarray, select: tuple[int, Sequence[int]] | None = None,
-               squeeze: int | None = None) -> Callable[[tuple[int, ...], np.ndarray], None]:
+               squeeze: int | None = None, chunk_shape: tuple[int, ...] | None = None
+               ) -> Callable[[tuple[int, ...], np.ndarray], None]:
         """paste(coords, chunk): copy the part of a decoded chunk inside `box` into `out`.
 
         `out` has the box's shape, except that the `squeeze` axis (one index wide) is left
         out and the `select=(axis, indices)` axis holds only those indices. Chunks fill
         disjoint parts of `out`, so decode threads may paste at the same time. The source
         and destination of every chunk position along every axis are worked out once here:
-        a warm window is thousands of pastes."""
-        n = self.chunk_shape
+        a warm window is thousands of pastes. `chunk_shape`: that of the arrays pasted, where
+        they are not whole chunks (see requests())."""
+        n = chunk_shape or self.chunk_shape
         sel_axis = select[0] if select is not None else None
         sel = np.asarray(select[1], dtype=np.int64) if select is not None else None
         los, tables, fancy = [], [], False
@@ -465,9 +486,43 @@ class ArrayReader:
             data = self._read_with_zarr(box)
             return data if select is None else np.take(data, [i - box[select[0]][0] for i in select[1]],
                                                        axis=select[0])
-        coords = [c for c in self.chunks_for_select(box, select) if need is None or need(c)]
-        read_wave([ChunkRequest(self, coords, self.paster(box, out, select), keep)], cancel)
+        requests = self.requests(box, out, select, None, keep)
+        if need is not None:
+            for req in requests:
+                req.coords = [c for c in req.coords if need(c)]
+        read_wave(requests, cancel)
         return out
+
+    def requests(self, box, out: np.ndarray, select: tuple[int, Sequence[int]] | None = None,
+                 squeeze: int | None = None, keep: bool = True,
+                 need: Callable[[tuple[int, ...]], bool] | None = None) -> list["ChunkRequest"]:
+        """The chunk requests that paste `box` into `out` (see paster()).
+
+        Where `select` keeps some of the indices of an axis that each chunk holds whole (a
+        few bands of 128-band chunks), each chunk fetched is decoded through a reused buffer
+        and only those indices are kept, and cached under a key of their own: a cold 3-band
+        window then takes 3/128 of the fresh memory (on these machines faulting in fresh
+        pages costs more than decoding into them), and its chunks hold 3/128 of the cache.
+        Chunks already in memory whole are pasted from there."""
+        coords = self.chunks_for_select(box, select)
+        if select is None or select[0] == squeeze or self.chunk_shape[select[0]] != self.shape[select[0]] or \
+                len({int(i) for i in select[1]}) == self.shape[select[0]]:
+            return [ChunkRequest(self, coords, self.paster(box, out, select, squeeze), keep, need)]
+        axis = select[0]
+        kept = tuple(sorted({int(i) for i in select[1]}))
+        lru = self.caches.chunks
+        whole = [c for c in coords if lru.has((self.path, c))]
+        if whole:
+            held = set(whole)
+            coords = [c for c in coords if c not in held]
+        position = {b: j for j, b in enumerate(kept)}
+        shape = tuple(len(kept) if i == axis else n for i, n in enumerate(self.chunk_shape))
+        sub_box = tuple((0, len(kept)) if i == axis else ab for i, ab in enumerate(box))
+        sub_paste = self.paster(sub_box, out, (axis, [position[int(b)] for b in select[1]]), squeeze, shape)
+        out_requests = [ChunkRequest(self, coords, sub_paste, keep, need, subset=(axis, kept))]
+        if whole:
+            out_requests.append(ChunkRequest(self, whole, self.paster(box, out, select, squeeze), keep, need))
+        return out_requests
 
     def _read_with_zarr(self, box) -> np.ndarray:
         """Fallback for codec chains the fast path does not know: zarr-python's array API."""
@@ -484,12 +539,12 @@ class ArrayReader:
 # Waves: the shard indexes of every array at once, then every chunk of every array at once
 # ---------------------------------------------------------------------------------------------
 
-MERGE_MAX_BYTES = 8 << 20
+MERGE_MAX_BYTES = 8 << 20  # adjacent chunks merged into one request up to this size
 # Chunks this close are fetched with the bytes between them: small chunks (scales, about
 # 4 KB) sit among other chunks of their shard (Morton order), and a window's scales then
 # cost about 20 requests instead of 90, for 0.4 % more bytes.
 MERGE_GAP_BYTES = 16 << 10
-WARM_CONNECTIONS = 8  # about as many as the index wave opens (one per shard index)  # adjacent chunks merged into one request up to this size
+WARM_CONNECTIONS = 8  # about as many as the index wave opens (one per shard index)
 
 
 @dataclass(eq=False)
@@ -512,6 +567,15 @@ class ChunkRequest:
     # on_chunk of the chunks in memory runs in the decode threads while the rest is fetched
     # (for costly on_chunk; never for an array whose pasted values a `need` reads)
     defer_cached: bool = False
+    # (axis, indices): on_chunk gets only these indices of each chunk (see ArrayReader.requests)
+    subset: tuple[int, tuple[int, ...]] | None = None
+
+    @property
+    def cache_path(self) -> str:
+        """The path in this request's chunk keys: the array's, or one of its own for a subset."""
+        if self.subset is None:
+            return self.reader.path
+        return f"{self.reader.path}#{self.subset[0]}:{','.join(map(str, self.subset[1]))}"
 
 
 class _CachedCoords:
@@ -547,7 +611,7 @@ def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = 
     deferred: list[tuple[ChunkRequest, dict]] = []
     try:
         for req in requests:
-            path = req.reader.path
+            path = req.cache_path
             cached, mine, waiting = lru.claim([(path, c) for c in req.coords])
             on_chunk = req.on_chunk
             if req.defer_cached and cached:
@@ -588,7 +652,7 @@ def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = 
         try:
             arr = fut.result()
         except Cancelled:  # the other reader gave up (or skipped it); this one still wants it
-            again = ChunkRequest(req.reader, [key[1]], req.on_chunk, req.keep)
+            again = ChunkRequest(req.reader, [key[1]], req.on_chunk, req.keep, subset=req.subset)
             read_wave([again], cancel)
             req.missing += again.missing
             continue
@@ -677,7 +741,7 @@ def _fetch_and_decode(claimed, cancel, indexes_too, settle) -> None:
                 req.missing.append(key[1])
                 settle(key, None)
                 continue
-            arr = req.reader._decode_chunk(data, f"{r.key}@{r.start}")
+            arr = req.reader._decode_chunk(data, f"{r.key}@{r.start}", req.subset)
             req.on_chunk(key[1], arr)
             settle(key, arr, keep=req.keep)
 
@@ -709,6 +773,20 @@ def _fetch_and_decode(claimed, cancel, indexes_too, settle) -> None:
     if first:
         groups = groups[-first:] + groups[:-first]
     source.fetch_many(groups, done, cancel)
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """This thread's reusable buffer of `nbytes` (a decode thread decodes one chunk at a time)."""
+    buffers = getattr(_SCRATCH, "buffers", None)
+    if buffers is None:
+        buffers = _SCRATCH.buffers = {}
+    buf = buffers.get(nbytes)
+    if buf is None:
+        buf = buffers[nbytes] = np.empty(nbytes, dtype=np.uint8)
+    return buf
 
 
 def _disk_name(r: Range) -> str:

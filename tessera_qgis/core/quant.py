@@ -11,6 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 MAX_VALID_SCALE = 1.0
+# float32 bit patterns, read as unsigned integers, keep the order of positive floats; negative
+# floats, +inf and NaN come after every finite positive one. So a float32 scale is valid when
+# its bits lie in [_LOWEST_VALID, _PAST_VALID).
+_LOWEST_VALID = 1  # the smallest positive float32
+_PAST_VALID = int(np.float32(MAX_VALID_SCALE).view(np.uint32))
 
 
 def valid_scales(scales: np.ndarray) -> np.ndarray:
@@ -24,6 +29,10 @@ def sanitise_scales(scales: np.ndarray) -> np.ndarray:
     """Scales with every finite but invalid value replaced by NaN (in place when writable);
     +inf (never written) and NaN (water, source nodata) stay as they are."""
     s = np.asarray(scales)
+    if s.dtype == np.float32 and s.size and s.flags.c_contiguous:
+        bits = s.view(np.uint32)  # every scale valid (the usual chunk): two reductions, no masks
+        if bits.min() >= _LOWEST_VALID and bits.max() < _PAST_VALID:
+            return s
     bad = np.isfinite(s) & ~valid_scales(s)
     if bad.any():
         if not s.flags.writeable:

@@ -537,29 +537,42 @@ class FsspecSource(Source):
                 if not first.isdigit() or int(first) != start:
                     raise ReadError(f"{key}: asked for bytes from {start} and the server sent {got or 'no range'}",
                                     "short")
-                # Bytes as they come (each joined once), every range handed on as soon as
-                # it is complete, as a slice of what arrived (no further copy).
-                pending: list[bytes] = []
-                pos, have = start, 0  # file offset of pending's first byte, bytes pending
+                # Each range is handed on as soon as its last byte is in: a view of the
+                # piece that holds it (no copy), or the bytes of the pieces it spans joined.
+                # Copies made here hold the GIL, which the decode threads need too.
+                pieces: list[memoryview] = []  # arrived, not handed on; pieces[0] starts at pos
+                pos, have = start, 0
                 while todo:
                     chunk = await r.content.readany()
                     if not chunk:
                         raise ReadError(f"{key}: the response ended {end - pos - have} bytes early "
                                         f"(bytes {start}-{end - 1})", "short")
-                    pending.append(chunk)
+                    pieces.append(memoryview(chunk))
                     have += len(chunk)
                     self.stats.add(len(chunk), requests=0)
-                    if todo[0].end > pos + have:
-                        continue
-                    buf = pending[0] if len(pending) == 1 else b"".join(pending)
-                    view = memoryview(buf)
-                    done_to = pos
                     while todo and todo[0].end <= pos + have:
                         piece = todo.pop(0)
-                        deliver(piece, view[piece.start - pos: piece.end - pos])
-                        done_to = piece.end
-                    rest = buf[done_to - pos:]
-                    pending, pos, have = ([rest] if rest else []), done_to, len(rest)
+                        a, b = piece.start - pos, piece.end - pos  # in the bytes not handed on
+                        head = pieces[0]
+                        if b <= len(head):
+                            deliver(piece, head[a:b])
+                        else:
+                            parts, at = [], 0
+                            for p in pieces:
+                                if at >= b:
+                                    break
+                                if at + len(p) > a:
+                                    parts.append(p[max(a - at, 0):b - at])
+                                at += len(p)
+                            deliver(piece, parts[0] if len(parts) == 1 else b"".join(parts))
+                        while pieces and len(pieces[0]) <= b:  # drop what is handed on
+                            b -= len(pieces[0])
+                            pos += len(pieces[0])
+                            have -= len(pieces.pop(0))
+                        if b:
+                            pieces[0] = pieces[0][b:]
+                            pos += b
+                            have -= b
         except (FileNotFoundError, ReadError):
             raise
         except Exception as exc:  # aiohttp errors, OSErrors, timeouts

@@ -211,16 +211,15 @@ class Zone:
         return ChunkRequest(self.scales, self.scales.chunk_range(box), self.scales.paster(box, out, squeeze=squeeze),
                             keep, need)
 
-    def _embeddings_request(self, t, rows, cols, q_view: np.ndarray, idx: list[int] | None, keep: bool,
-                            need: Callable | None = None) -> ChunkRequest:
+    def _embeddings_requests(self, t, rows, cols, q_view: np.ndarray, idx: list[int] | None, keep: bool,
+                             need: Callable | None = None) -> list[ChunkRequest]:
         """Embeddings of the window (bands `idx`, None = all) pasted into q_view (bands, h, w)."""
         box = self._box(self.emb_axes, t, rows, cols, self.bands)
         squeeze = self.emb_axes.index("time") if "time" in self.emb_axes else None
         rest = [a for a in self.emb_axes if a != "time"]
         out = q_view.transpose([("band", "y", "x").index(a) for a in rest])
         select = None if idx is None else (self.emb_axes.index("band"), idx)
-        return ChunkRequest(self.embeddings, self.embeddings.chunks_for_select(box, select),
-                            self.embeddings.paster(box, out, select, squeeze), keep, need)
+        return self.embeddings.requests(box, out, select, squeeze, keep, need)
 
     def _pixel_rect(self, coords: tuple[int, ...], rows, cols) -> tuple[slice, slice]:
         """The part of the window [rows) x [cols) inside an embeddings chunk, window-relative."""
@@ -333,7 +332,7 @@ class Zone:
             need = self._chunk_need((r0, r1), (c0, c1), wanted[dst])
         q_view = out[(slice(None),) + dst]
         if self._fast():
-            read_wave([self._embeddings_request(t, (r0, r1), (c0, c1), q_view, idx, keep, need)], cancel)
+            read_wave(self._embeddings_requests(t, (r0, r1), (c0, c1), q_view, idx, keep, need), cancel)
         else:
             box = self._box(self.emb_axes, t, (r0, r1), (c0, c1), self.bands)
             select = None if idx is None else (self.emb_axes.index("band"), idx)
@@ -426,9 +425,9 @@ class Zone:
             if self._fast():
                 scl, need = self._scales_and_need(t, (r0, r1), (c0, c1), s_view, keep,
                                                   None if wanted is None else wanted[dst], skip_nodata)
-                emb = self._embeddings_request(t, (r0, r1), (c0, c1), q_view, idx, keep, need)
-                read_wave([scl, emb], cancel)
-                self._invalidate_missing(emb.missing, (r0, r1), (c0, c1), s_view)
+                emb = self._embeddings_requests(t, (r0, r1), (c0, c1), q_view, idx, keep, need)
+                read_wave([scl, *emb], cancel)
+                self._invalidate_missing([c for r in emb for c in r.missing], (r0, r1), (c0, c1), s_view)
             else:
                 s_view[...] = self.read_scales(year, (r0, r1), (c0, c1), cancel, keep)
                 wanted = np.isfinite(s_view) if skip_nodata else None

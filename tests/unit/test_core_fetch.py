@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
+from support.servers import Link, RangeHTTPServer
 from tessera_qgis.core.errors import ReadError
 from tessera_qgis.core.sources import StoreOptions
 from tessera_qgis.core.store import open_store
@@ -361,3 +362,29 @@ def test_scattered_pixels_are_two_waves(sample_store, range_server):
     assert got == want, "exactly the embeddings chunks holding a pixel"
     g = zarr.open_group(str(sample_store), mode="r")["utm31"]
     np.testing.assert_array_equal(s, g["scales"][0][rr.ravel(), cc.ravel()])
+
+
+def test_responses_arriving_in_small_pieces_are_cut_into_the_same_chunks(sample_store, ref, monkeypatch):
+    """Bytes arrive in pieces of any size: a chunk inside one piece is handed on as a view of
+    it, a chunk across several pieces joined, gaps between the chunks of one request skipped.
+    Pieces of 700 bytes (a paced link sending small slices) against chunks of kilobytes and
+    requests of many chunks (the scales' are merged across gaps): zarr-python's values."""
+    monkeypatch.setattr(Link, "SLICE", 700)
+    srv = RangeHTTPServer(sample_store.parent, link=Link(rtt=0.0, mbit=400, burst=700)).start()
+    try:
+        zone = open_store(f"{srv.url}/{sample_store.name}").zones["utm31"]
+        rows, cols = (40, 140), (30, 120)
+        win = zone.read(2024, rows, cols, bands=[1, 2, 3, 40, 128])
+        g = ref["utm31"]
+        want_s = g["scales"][0, rows[0]:rows[1], cols[0]:cols[1]]
+        with np.errstate(invalid="ignore"):
+            keep = (want_s > 0) & (want_s < 1) | ~np.isfinite(want_s)
+        np.testing.assert_array_equal(win.scales, np.where(keep, want_s, np.nan))
+        valid = np.isfinite(win.scales)
+        assert valid.mean() > 0.5
+        want_q = g["embeddings"][0][[0, 1, 2, 39, 127], rows[0]:rows[1], cols[0]:cols[1]]
+        np.testing.assert_array_equal(win.q[:, valid], want_q[:, valid])
+        assert sum(1 for r in srv.requests() if "/scales" in r.path and not r.range.startswith("bytes=-")) < \
+            len(zone.scales.chunk_range(((0, 1), rows, cols))), "scales chunks share requests"
+    finally:
+        srv.stop()

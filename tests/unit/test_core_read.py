@@ -306,3 +306,43 @@ def test_a_window_read_fetches_only_the_chunks_holding_wanted_pixels(sample_http
     everything = sum(r.bytes for r in sample_http.requests()
                      if "/embeddings" in r.path and not r.range.startswith("bytes=-"))
     assert 0 < fetched <= everything / 8  # 1 chunk of the 16 (the same depth either way)
+
+
+def test_a_few_bands_of_a_chunk_are_all_that_is_kept_and_whole_chunks_serve_them(sample_http, ref):
+    """bands= of 128-band chunks: each chunk fetched is decoded and only those bands are kept
+    in memory (under a key of their own); the values equal zarr-python's in the order asked
+    for; a warm re-read makes no request; a read of every band fetches the chunks whole,
+    and a read of other bands after it is pasted from those without a request."""
+    store = open_store(sample_http.store_url)
+    zone = store.zones["utm31"]
+    g = ref["utm31"]
+    rows, cols = (100, 300), (50, 260)
+    lru = zone.embeddings.caches.chunks
+    band_axis = zone.emb_axes.index("band")
+
+    def data_requests():
+        return [r for r in sample_http.requests() if "/embeddings" in r.path and not r.range.startswith("bytes=-")]
+
+    def expect(bands):
+        return g["embeddings"][0][[b - 1 for b in bands], rows[0]:rows[1], cols[0]:cols[1]]
+
+    bands = [77, 5, 20]  # beyond 16: the 128-band array, whatever depths the store has
+    sample_http.reset()
+    win = zone.read(2024, rows, cols, bands=bands)
+    valid = np.isfinite(win.scales)
+    assert valid.mean() > 0.5 and data_requests()
+    np.testing.assert_array_equal(win.q[:, valid], expect(bands)[:, valid])
+    kept = [a for key, a in lru._items.items() if key[0].startswith(zone.embeddings.path)]
+    assert kept and {a.shape[band_axis] for a in kept} == {3}
+
+    sample_http.reset()
+    np.testing.assert_array_equal(zone.read(2024, rows, cols, bands=bands).q, win.q)
+    assert not data_requests(), "a warm re-read is served from memory"
+
+    full = zone.read(2024, rows, cols)
+    assert data_requests(), "the kept bands cannot serve every band: whole chunks are fetched"
+    np.testing.assert_array_equal(full.q[:, valid], expect(range(1, 129))[:, valid])
+    sample_http.reset()
+    other = zone.read(2024, rows, cols, bands=[128, 2, 2])
+    assert not data_requests(), "bands of chunks held whole come from memory"
+    np.testing.assert_array_equal(other.q[:, valid], expect([128, 2, 2])[:, valid])

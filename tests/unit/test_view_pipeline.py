@@ -5,6 +5,7 @@ by hand (never from the pipeline's own helpers)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,24 @@ def test_only_scales_strictly_between_0_and_1_are_valid():
     assert out[0, 0] == pytest.approx(5.0) and np.isnan(out[:, 2:]).all()
     clean = sanitise_scales(s.copy())
     assert np.isposinf(clean[7]) and np.isnan(clean[2:7]).all() and clean[0] == np.float32(0.5)
+
+
+@pytest.mark.parametrize("odd", [1e-45, np.nextafter(np.float32(1), np.float32(0)), 1.0, 0.0, -0.0, -1e-45,
+                                 -0.5, 2.0, 3e38, np.inf, -np.inf, np.nan])
+def test_one_scale_at_the_edge_of_validity_in_an_otherwise_valid_chunk(odd):
+    """A chunk of valid scales is passed through as it is (a quick check): one value at or
+    past either edge, anywhere in it, must still be caught. Expected: Python's own floats."""
+    for where in (0, 517, 1023):
+        chunk = np.full((1, 32, 32), 0.25, dtype=np.float32)
+        chunk.flat[where] = np.float32(odd)
+        x = float(np.float32(odd))
+        out = sanitise_scales(chunk.copy())
+        if math.isfinite(x) and not 0 < x < 1:
+            assert math.isnan(out.flat[where]), (odd, where)
+        else:
+            assert out.flat[where] == chunk.flat[where] or (math.isnan(x) and math.isnan(out.flat[where]))
+        rest = np.delete(out.ravel(), where)
+        assert (rest == np.float32(0.25)).all()
 
 
 # -- products against zarr-python ---------------------------------------------------------------------
