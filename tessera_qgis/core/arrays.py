@@ -722,18 +722,7 @@ def _fetch_and_decode(claimed, cancel, indexes_too, settle) -> None:
                     req.missing.append(key[1])
                     settle(key, None)
                 continue
-            obj = rd._object_key(shard)
-            for run in _runs(rd, index, skeys, req, settle):
-                group = []
-                for key, start, end in run:
-                    r = Range(obj, start, end)
-                    if r in targets:  # two index entries pointing at the same bytes: fetched once
-                        targets[r].append((req, key))
-                        continue
-                    targets[r] = [(req, key)]
-                    group.append(r)
-                if group:
-                    groups.append(group)
+            groups += _runs(rd, index, skeys, req, settle, rd._object_key(shard), targets)
 
     def decoded(r: Range, data) -> None:
         for req, key in targets[r]:
@@ -804,11 +793,13 @@ def _split_adjacent(ranges: list[Range]) -> list[list[Range]]:
     return out
 
 
-def _runs(rd: ArrayReader, index: np.ndarray, keys: list[ChunkKey], req: ChunkRequest, settle):
-    """The chunks of one shard as runs of byte ranges ((key, start, end) lists) at most
-    MERGE_GAP_BYTES apart, each run at most MERGE_MAX_BYTES (a single larger chunk on its
-    own); missing chunks are reported and settled. Vectorised: a window has thousands of
-    chunks."""
+def _runs(rd: ArrayReader, index: np.ndarray, keys: list[ChunkKey], req: ChunkRequest, settle, obj: str,
+          targets: dict[Range, list]) -> list[list[Range]]:
+    """The chunks of one shard (object `obj`) as runs of byte ranges at most MERGE_GAP_BYTES
+    apart, each run at most MERGE_MAX_BYTES (a single larger chunk on its own); each range's
+    (request, key) goes into `targets` (two index entries pointing at the same bytes: one
+    range, fetched once); missing chunks are reported and settled. Vectorised where it can
+    be: a window has thousands of chunks."""
     local = np.array([k[1] for k in keys], dtype=np.int64) % np.array(rd.per_shard, dtype=np.int64)
     flat = np.ravel_multi_index(tuple(local.T), rd.per_shard)
     entries = index.reshape(-1, 2)[flat]
@@ -823,14 +814,24 @@ def _runs(rd: ArrayReader, index: np.ndarray, keys: list[ChunkKey], req: ChunkRe
     ends = starts + entries[present, 1].astype(np.int64)
     order = np.argsort(starts, kind="stable")
     present, starts, ends = present[order], starts[order], ends[order]
-    runs, run, run_start = [], [], 0
-    for i, a, b in zip(present.tolist(), starts.tolist(), ends.tolist()):
-        if run and (not 0 <= a - run[-1][2] <= MERGE_GAP_BYTES or b - run_start > MERGE_MAX_BYTES):
+    gap = starts[1:] - ends[:-1]
+    apart = np.r_[True, (gap < 0) | (gap > MERGE_GAP_BYTES)].tolist()
+    runs: list[list[Range]] = []
+    run: list[Range] = []
+    run_start = 0
+    for i, a, b, first in zip(present.tolist(), starts.tolist(), ends.tolist(), apart):
+        r = Range(obj, a, b)
+        hit = targets.get(r)
+        if hit is not None:
+            hit.append((req, keys[i]))
+            continue
+        targets[r] = [(req, keys[i])]
+        if run and (first or b - run_start > MERGE_MAX_BYTES):
             runs.append(run)
             run = []
         if not run:
             run_start = a
-        run.append((keys[i], a, b))
+        run.append(r)
     if run:
         runs.append(run)
     return runs

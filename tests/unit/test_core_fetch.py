@@ -1,6 +1,7 @@
 """How the core fetches: request counts and bytes from the server's own log."""
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -386,5 +387,42 @@ def test_responses_arriving_in_small_pieces_are_cut_into_the_same_chunks(sample_
         np.testing.assert_array_equal(win.q[:, valid], want_q[:, valid])
         assert sum(1 for r in srv.requests() if "/scales" in r.path and not r.range.startswith("bytes=-")) < \
             len(zone.scales.chunk_range(((0, 1), rows, cols))), "scales chunks share requests"
+    finally:
+        srv.stop()
+
+
+def test_two_index_entries_pointing_at_the_same_bytes_are_fetched_once(tmp_path):
+    """A shard whose index gives two chunks the same bytes (a writer that stores identical
+    chunks once): both read as those bytes decode, as zarr-python reads them, and the bytes
+    are asked for once."""
+    from tessera_qgis.core.arrays import ArrayReader, ChunkLRU, StoreCaches, crc32c
+    from tessera_qgis.core.sources import open_source
+
+    path = tmp_path / "dup.zarr"
+    a = zarr.create_array(str(path), shape=(64, 64), chunks=(16, 16), shards=(64, 64), dtype="int16",
+                          fill_value=0, zarr_format=3)
+    a[:] = np.arange(64 * 64, dtype="int16").reshape(64, 64)
+    shard = path / "c" / "0" / "0"
+    raw = bytearray(shard.read_bytes())
+    nidx = 16 * 16 + 4
+    index = np.frombuffer(bytes(raw[-nidx:-4]), "<u8").reshape(4, 4, 2).copy()
+    index[2, 3] = index[0, 1]  # chunk (2, 3) now holds chunk (0, 1)'s bytes
+    raw[-nidx:] = index.tobytes() + crc32c(index.tobytes()).to_bytes(4, "little")
+    shard.write_bytes(bytes(raw))
+    want = zarr.open_array(str(path), mode="r")[:]
+    np.testing.assert_array_equal(want[32:48, 48:64], want[0:16, 16:32])  # zarr-python agrees
+
+    srv = RangeHTTPServer(tmp_path).start()
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+        source = open_source(f"{srv.url}/dup.zarr", StoreOptions())
+        reader = ArrayReader(source, "", meta, StoreCaches(ChunkLRU(1 << 20)))
+        srv.reset()
+        got = reader.read(((0, 64), (0, 64)))
+        np.testing.assert_array_equal(got, want)
+        data = [r for r in srv.requests() if not r.range.startswith("bytes=-")]
+        offset = int(index[0, 1, 0])
+        spans = [tuple(int(v) for v in r.range[6:].split("-")) for r in data]
+        assert sum(1 for lo, hi in spans if lo <= offset <= hi) == 1, spans
     finally:
         srv.stop()
