@@ -429,6 +429,11 @@ class ArrayReader:
                     b, y, x = t1[c[1] - l1], t2[c[2] - l2], t3[c[3] - l3]
                     out[b[1], y[1], x[1]] = arr[t0[c[0] - l0], b[0], y[0], x[0]]
 
+                def paste_row4(head: tuple[int, ...], row: np.ndarray, xs: tuple[slice, slice]) -> None:
+                    b, y = t1[head[1] - l1], t2[head[2] - l2]
+                    out[b[1], y[1], xs[1]] = row[t0[head[0] - l0], b[0], y[0], xs[0]]
+
+                paste4.many = _row_paste(paste4, paste_row4, t3, l3, n[3])
                 return paste4
             (l0, l1, l2), (_, t1, t2) = los, tables
 
@@ -436,6 +441,11 @@ class ArrayReader:
                 y, x = t1[c[1] - l1], t2[c[2] - l2]
                 out[y[1], x[1]] = arr[t0[c[0] - l0], y[0], x[0]]
 
+            def paste_row3(head: tuple[int, ...], row: np.ndarray, xs: tuple[slice, slice]) -> None:
+                y = t1[head[1] - l1]
+                out[y[1], xs[1]] = row[t0[head[0] - l0], y[0], xs[0]]
+
+            paste3.many = _row_paste(paste3, paste_row3, t2, l2, n[2])
             return paste3
 
         if not fancy:  # basic indexing only: the squeezed axis is an int in the source index
@@ -547,6 +557,32 @@ MERGE_GAP_BYTES = 16 << 10
 WARM_CONNECTIONS = 8  # about as many as the index wave opens (one per shard index)
 
 
+def _row_paste(paste, paste_row, xtable: list, xlo: int, width: int):
+    """many(items): paste many (coords, chunk) at once, the usual case of a window whose
+    chunks are all in memory (thousands of them): chunks side by side along the last axis
+    are joined into one row and pasted with one copy, instead of one paste each."""
+    def many(items) -> None:
+        rows: dict[tuple[int, ...], list] = {}
+        for c, arr in items:
+            rows.setdefault(c[:-1], []).append((c[-1], arr))
+        for head, row in rows.items():
+            row.sort(key=lambda item: item[0])
+            start = 0
+            for i in range(1, len(row) + 1):
+                if i < len(row) and row[i][0] == row[i - 1][0] + 1:
+                    continue
+                run, start = row[start:i], i
+                if len(run) < 3:
+                    for x, arr in run:
+                        paste(head + (x,), arr)
+                    continue
+                first, last = xtable[run[0][0] - xlo], xtable[run[-1][0] - xlo]
+                joined = np.concatenate([arr for _, arr in run], axis=-1)
+                paste_row(head, joined, (slice(first[0].start, (len(run) - 1) * width + last[0].stop),
+                                         slice(first[1].start, last[1].stop)))
+    return many
+
+
 @dataclass(eq=False)
 class ChunkRequest:
     """One array's part of a wave of reads: the chunks wanted and what becomes of each.
@@ -616,6 +652,8 @@ def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = 
             on_chunk = req.on_chunk
             if req.defer_cached and cached:
                 deferred.append((req, cached))
+            elif len(cached) > 8 and hasattr(on_chunk, "many"):
+                on_chunk.many([(key[1], arr) for key, arr in cached.items()])
             else:
                 for key, arr in cached.items():
                     on_chunk(key[1], arr)

@@ -346,3 +346,25 @@ def test_a_few_bands_of_a_chunk_are_all_that_is_kept_and_whole_chunks_serve_them
     other = zone.read(2024, rows, cols, bands=[128, 2, 2])
     assert not data_requests(), "bands of chunks held whole come from memory"
     np.testing.assert_array_equal(other.q[:, valid], expect([128, 2, 2])[:, valid])
+
+
+@pytest.mark.parametrize("bands", [None, [2, 1], [100, 3, 50]])
+def test_a_window_partly_in_memory_equals_zarr(sample_store, ref, bands):
+    """Chunks in memory are pasted row by row (joined along x), the rest fetched: a window
+    over two earlier ones (their chunks in memory, in broken rows, with gaps and single
+    chunks) gives zarr-python's values; so does reading it again, all from memory."""
+    zone = open_store(sample_store).zones["utm31"]
+    g = ref["utm31"]
+    zone.read(2024, (37, 101), (5, 200), bands=bands)      # a band of rows, many chunks wide
+    zone.read(2024, (150, 170), (90, 125), bands=bands)    # a little block further down
+    zone.read(2024, (200, 215), (61, 70), bands=bands)     # a single chunk
+    rows, cols = (30, 230), (3, 211)
+    idx = list(range(128)) if bands is None else [b - 1 for b in bands]
+    want_q = g["embeddings"][0][idx, rows[0]:rows[1], cols[0]:cols[1]]
+    want_s = g["scales"][0, rows[0]:rows[1], cols[0]:cols[1]]
+    for _ in range(2):
+        win = zone.read(2024, rows, cols, bands=bands)
+        valid = np.isfinite(win.scales)
+        assert valid.mean() > 0.5
+        np.testing.assert_array_equal(win.scales[valid], want_s[valid])
+        np.testing.assert_array_equal(win.q[:, valid], want_q[:, valid])
