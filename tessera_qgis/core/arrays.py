@@ -433,7 +433,7 @@ class ArrayReader:
                     b, y = t1[head[1] - l1], t2[head[2] - l2]
                     out[b[1], y[1], xs[1]] = row[t0[head[0] - l0], b[0], y[0], xs[0]]
 
-                paste4.many = _row_paste(paste4, paste_row4, t3, l3, n[3])
+                paste4.many = _row_paste(paste_row4, t3, l3, n[3])
                 return paste4
             (l0, l1, l2), (_, t1, t2) = los, tables
 
@@ -445,7 +445,7 @@ class ArrayReader:
                 y = t1[head[1] - l1]
                 out[y[1], xs[1]] = row[t0[head[0] - l0], y[0], xs[0]]
 
-            paste3.many = _row_paste(paste3, paste_row3, t2, l2, n[2])
+            paste3.many = _row_paste(paste_row3, t2, l2, n[2])
             return paste3
 
         if not fancy:  # basic indexing only: the squeezed axis is an int in the source index
@@ -557,10 +557,12 @@ MERGE_GAP_BYTES = 16 << 10
 WARM_CONNECTIONS = 8  # about as many as the index wave opens (one per shard index)
 
 
-def _row_paste(paste, paste_row, xtable: list, xlo: int, width: int):
+def _row_paste(paste_row, xtable: list, xlo: int, width: int):
     """many(items): paste many (coords, chunk) at once, the usual case of a window whose
     chunks are all in memory (thousands of them): chunks side by side along the last axis
-    are joined into one row and pasted with one copy, instead of one paste each."""
+    are joined into one row and pasted with one copy, instead of one paste each. (It must
+    not refer to the paste it is hung on: that cycle would keep the output array alive
+    after the read, until Python's cycle collector ran.)"""
     def many(items) -> None:
         rows: dict[tuple[int, ...], list] = {}
         for c, arr in items:
@@ -574,7 +576,7 @@ def _row_paste(paste, paste_row, xtable: list, xlo: int, width: int):
                 run, start = row[start:i], i
                 if len(run) < 3:
                     for x, arr in run:
-                        paste(head + (x,), arr)
+                        paste_row(head, arr, xtable[x - xlo])
                     continue
                 first, last = xtable[run[0][0] - xlo], xtable[run[-1][0] - xlo]
                 joined = np.concatenate([arr for _, arr in run], axis=-1)

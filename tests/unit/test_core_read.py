@@ -368,3 +368,22 @@ def test_a_window_partly_in_memory_equals_zarr(sample_store, ref, bands):
         assert valid.mean() > 0.5
         np.testing.assert_array_equal(win.scales[valid], want_s[valid])
         np.testing.assert_array_equal(win.q[:, valid], want_q[:, valid])
+
+
+def test_a_read_leaves_nothing_holding_its_output(sample_store):
+    """Once the caller lets go of a window, its arrays are freed at once, cold or warm (a
+    reference cycle through the read's paste functions kept each window's output alive
+    until Python's cycle collector ran: an export of 7 GB then peaked at 870 MB, not 340)."""
+    import gc
+    import weakref
+
+    zone = open_store(sample_store).zones["utm31"]
+    gc.disable()
+    try:
+        for bands in (None, [5, 40, 77], None):  # cold, cold (a few bands), warm
+            win = zone.read(2024, (3, 170), (9, 160), bands=bands)
+            refs = [weakref.ref(win.q), weakref.ref(win.scales)]
+            del win
+            assert [r() for r in refs] == [None, None], bands
+    finally:
+        gc.enable()
