@@ -121,10 +121,10 @@ def saved_config(authcfg: str) -> tuple[str, str]:
 
 def test_a_connections_password_goes_to_the_auth_database_not_the_settings_or_project(
         qgis_iface, sample_store, range_server, tmp_path):
-    """A connection saved with http://alice:hunter2@... keeps the URL without the password and
-    a QGIS authentication configuration holding it; connecting to a server that wants HTTP
-    Basic works with it, the layer added, the project and the exported connections hold
-    no password."""
+    """A connection saved with a user name and password in its URL keeps the URL without the
+    password and a QGIS authentication configuration holding it; connecting to a server that
+    wants HTTP Basic works with it, the layer added, the project and the exported connections
+    hold no password."""
     srv = range_server(sample_store.parent)
     srv.basic_auth = ("alice", PASSWORD)
     clean = f"{srv.url}/{sample_store.name}"

@@ -115,7 +115,7 @@ def test_remote_stores_and_other_items_are_left_as_they_are():
     meta = QgsProviderRegistry.instance().providerMetadata("tessera")
     ctx = QgsReadWriteContext()
     ctx.setPathResolver(QgsPathResolver("/home/me/kits/field.qgz"))
-    remote = "url=https://data.example/tessera/v2-2B-L~beta1&year=2024&pca=global&crs=EPSG:32630"
+    remote = "url=http://127.0.0.1:9/tessera/v2-2B-L~beta1&year=2024&pca=global&crs=EPSG:32630"  # never fetched
     assert meta.absoluteToRelativeUri(remote, ctx) == remote
     assert meta.relativeToAbsoluteUri(remote, ctx) == remote
     local = "url=/home/me/kits/data/a.zarr&year=2024&pca=b64:eJx-_A==&crs=EPSG:32630&cache=/tmp/c"

@@ -8,10 +8,7 @@ import time
 import numpy as np
 import pytest
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
-                       QgsMapRendererParallelJob, QgsMapSettings, QgsPointXY, QgsProject, QgsRasterLayer,
-                       QgsRectangle)
-from qgis.PyQt.QtCore import QSize
-from qgis.PyQt.QtGui import QColor, QImage
+                       QgsMapSettings, QgsPointXY, QgsProject, QgsRasterLayer, QgsRectangle)
 
 from tessera_qgis import provider as prov
 from tessera_qgis.core.layerspec import LayerSpec
@@ -22,6 +19,7 @@ from tessera_qgis.layers import make_layer
 from tessera_qgis.log import notifier
 from tessera_qgis.store_access import shared_store
 from support.qgis_helpers import projected_blocks
+from support.qgis_helpers import render_layers as render
 from support.reference import within
 
 
@@ -32,23 +30,6 @@ def fresh_provider_state():
     yield
     prov.forget_stores()
     prov.unregister()
-
-
-def render(layers, crs: str, extent: QgsRectangle, size=(400, 300)) -> tuple[np.ndarray, QgsMapSettings, list]:
-    ms = QgsMapSettings()
-    ms.setLayers(layers)
-    ms.setDestinationCrs(QgsCoordinateReferenceSystem(crs))
-    ms.setOutputSize(QSize(*size))
-    ms.setExtent(extent)
-    ms.setBackgroundColor(QColor(0, 0, 0, 0))  # so nodata shows as transparent
-    job = QgsMapRendererParallelJob(ms)
-    job.start()
-    job.waitForFinished()
-    img = job.renderedImage().convertToFormat(QImage.Format.Format_RGBA8888)
-    ptr = img.constBits()
-    ptr.setsize(img.sizeInBytes())
-    arr = np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[:, :img.width()]
-    return arr.copy(), ms, list(job.errors())
 
 
 def quiet_for(srv, seconds: float, timeout: float = 30.0) -> None:

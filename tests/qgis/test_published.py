@@ -15,10 +15,10 @@ from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCo
 from qgis.PyQt.QtWidgets import QApplication
 
 from support.qgis_helpers import render_rgba, wait_for
+from support.reference import valid_pixel_lonlat
 from support.servers import RangeHTTPServer, arrays_read
 from support.stores import invalid_scale_pixels
 from tessera_qgis import provider as prov
-from tessera_qgis.core.geo import transformer
 from tessera_qgis.inspector import InspectorDock
 from tessera_qgis.layers import FrameLabels, make_layer
 from tessera_qgis.log import notifier
@@ -147,12 +147,7 @@ def test_the_pixel_inspector_shows_the_observation_counts(dclimate_store, qgis_i
     """v1.1-dclimate: a clicked pixel's observation counts (zarr-python's values) in its row,
     its tooltip and the CSV; a store without them shows none."""
     g = zarr.open_group(str(dclimate_store), mode="r")["utm31"]
-    ti = list(g["time"][:]).index(2024)
-    s = np.asarray(g["scales"][ti])
-    rows, cols = np.nonzero(np.isfinite(s) & (s > 0) & (s < 1))
-    r, c = int(rows[len(rows) // 3]), int(cols[len(cols) // 3])
-    x0, y0 = g.attrs["spatial:transform"][2], g.attrs["spatial:transform"][5]
-    lon, lat = transformer(g.attrs["proj:code"], "EPSG:4326").transform(x0 + 10 * (c + 0.5), y0 - 10 * (r + 0.5))
+    ti, r, c, lon, lat = valid_pixel_lonlat(g, 2024, nth=3)
     counts = [int(g[n][ti, r, c]) for n in ("s1_asc_obs_count", "s1_desc_obs_count", "s2_obs_count")]
     layer = make_layer(str(dclimate_store), 2024, bands=[1, 2, 3])
     QgsProject.instance().addMapLayer(layer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from qgis.core import (QgsApplication, QgsMapRendererParallelJob, QgsMapSettings, QgsRasterInterface,
+from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsMapRendererParallelJob, QgsMapSettings, QgsRasterInterface,
                        QgsRectangle, QgsTask)
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor, QImage
@@ -77,14 +77,15 @@ def projected_blocks(provider, src_crs, dst_crs: str, extent, width: int, height
     return np.array(out), asked.pop()
 
 
-def render_rgba(layer, extent: QgsRectangle, width: int, height: int) -> np.ndarray:
-    """The layer drawn by QGIS in its own CRS over `extent`: RGBA uint8 (height, width, 4),
-    transparent background."""
+def render_layers(layers, crs, extent: QgsRectangle, size=(400, 300)) -> tuple[np.ndarray, QgsMapSettings, list]:
+    """The layers drawn by QGIS in `crs` (an authid or a CRS) over `extent`: RGBA uint8
+    (height, width, 4) on a transparent background (nodata shows as transparent), the map
+    settings and the render job's errors."""
     ms = QgsMapSettings()
-    ms.setLayers([layer])
-    ms.setDestinationCrs(layer.crs())
+    ms.setLayers(layers)
+    ms.setDestinationCrs(crs if isinstance(crs, QgsCoordinateReferenceSystem) else QgsCoordinateReferenceSystem(crs))
     ms.setExtent(extent)
-    ms.setOutputSize(QSize(width, height))
+    ms.setOutputSize(QSize(*size))
     ms.setBackgroundColor(QColor(0, 0, 0, 0))
     job = QgsMapRendererParallelJob(ms)
     job.start()
@@ -92,4 +93,11 @@ def render_rgba(layer, extent: QgsRectangle, width: int, height: int) -> np.ndar
     img = job.renderedImage().convertToFormat(QImage.Format.Format_RGBA8888)
     ptr = img.constBits()
     ptr.setsize(img.sizeInBytes())
-    return np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[:, :img.width()].copy()
+    arr = np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[:, :img.width()]
+    return arr.copy(), ms, list(job.errors())
+
+
+def render_rgba(layer, extent: QgsRectangle, width: int, height: int) -> np.ndarray:
+    """The layer drawn by QGIS in its own CRS over `extent`: RGBA uint8 (height, width, 4),
+    transparent background."""
+    return render_layers([layer], layer.crs(), extent, (width, height))[0]

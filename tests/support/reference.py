@@ -181,6 +181,18 @@ class StoreReference:
         return np.nan_to_num(rgb)
 
 
+def valid_pixel_lonlat(group, year: int, nth: int = 2) -> tuple[int, int, int, float, float]:
+    """(time index, row, col, lon, lat) of a valid pixel (0 < scale < 1) of a zone group read
+    with zarr-python: the one len // nth into its valid pixels, lon/lat at its centre (pyproj)."""
+    ti = list(group["time"][:]).index(year)
+    s = np.asarray(group["scales"][ti])
+    rows, cols = np.nonzero(np.isfinite(s) & (s > 0) & (s < 1))
+    r, c = int(rows[len(rows) // nth]), int(cols[len(cols) // nth])
+    px, _, x0, _, py, y0 = group.attrs["spatial:transform"]
+    lon, lat = _transformer(group.attrs["proj:code"], "EPSG:4326").transform(x0 + px * (c + 0.5), y0 + py * (r + 0.5))
+    return ti, r, c, lon, lat
+
+
 def within(got: np.ndarray, want: np.ndarray, tol: float) -> np.ndarray:
     """Element-wise |got - want| <= tol over the first axis, both NaN counting as equal."""
     g, w = got.astype(np.float64), want.astype(np.float64)

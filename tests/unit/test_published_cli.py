@@ -10,12 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import zarr
 
+from support.reference import valid_pixel_lonlat
 from support.servers import arrays_read
-from tessera_qgis.core.geo import transformer
 
 REPO = Path(__file__).resolve().parents[2]
 AREA = "-0.015,52.192,0.015,52.203"  # inside the published-layout fixtures (both zones)
@@ -103,12 +102,7 @@ def test_a_depth_reads_its_array_and_is_refused_where_dimensions_are_not_ordered
 
 def test_pixel_json_gives_the_observation_counts_where_the_zone_has_them(dclimate_store, v2_store):
     g = zarr.open_group(str(dclimate_store), mode="r")["utm31"]
-    ti = list(g["time"][:]).index(2024)
-    s = np.asarray(g["scales"][ti])
-    rows, cols = np.nonzero(np.isfinite(s) & (s > 0) & (s < 1))
-    r, c = int(rows[len(rows) // 2]), int(cols[len(cols) // 2])
-    x0, y0 = g.attrs["spatial:transform"][2], g.attrs["spatial:transform"][5]
-    lon, lat = transformer(g.attrs["proj:code"], "EPSG:4326").transform(x0 + 10 * (c + 0.5), y0 - 10 * (r + 0.5))
+    ti, r, c, lon, lat = valid_pixel_lonlat(g, 2024)
     res = cli("pixel", dclimate_store, "--lon", lon, "--lat", lat, "--year", 2024, "--json")
     assert res.returncode == 0, res.stderr
     px = json.loads(res.stdout)
