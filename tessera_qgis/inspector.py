@@ -311,14 +311,16 @@ class InspectorDock(QgsDockWidget):
         in its tooltip)."""
         where = c["zone"] if c.get("valid") else tr("no data")
         text = f"{pixel_label(i, c)}  {c['lon']:.4f}, {c['lat']:.4f}  {where}"
-        return text + "  " + tr("observed: {}").format(observed(c)) if observed(c) else text
+        counts = observed(c)
+        return text + "  " + tr("observed: {}").format(counts) if counts else text
 
     @staticmethod
     def row_tooltip(c: dict) -> str:
         where = tr("{} row {} col {}").format(c["zone"], c["row"], c["col"]) if c.get("valid") else tr("no data")
         text = f"{c['lon']:.6f}, {c['lat']:.6f}  {c['year']}  {where}"
-        if observed(c):
-            text += "\n" + tr("Observations that fed this embedding: {}").format(observed(c))
+        counts = observed(c)
+        if counts:
+            text += "\n" + tr("Observations that fed this embedding: {}").format(counts)
         return text
 
     def refresh(self) -> None:

@@ -515,11 +515,11 @@ class ArrayReader:
         128 KiB chunk adds about 40 % to its decoding), and its chunks hold 3/128 of the cache.
         Chunks already in memory whole are pasted from there."""
         coords = self.chunks_for_select(box, select)
-        if select is None or select[0] == squeeze or self.chunk_shape[select[0]] != self.shape[select[0]] or \
-                len({int(i) for i in select[1]}) == self.shape[select[0]]:
+        axis = select[0] if select is not None else None
+        kept = tuple(sorted({int(i) for i in select[1]})) if select is not None else ()
+        if axis is None or axis == squeeze or self.chunk_shape[axis] != self.shape[axis] or \
+                len(kept) == self.shape[axis]:
             return [ChunkRequest(self, coords, self.paster(box, out, select, squeeze), keep, need)]
-        axis = select[0]
-        kept = tuple(sorted({int(i) for i in select[1]}))
         lru = self.caches.chunks
         whole = [c for c in coords if lru.has((self.path, c))]
         if whole:

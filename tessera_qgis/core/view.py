@@ -76,6 +76,9 @@ class Product:
     def partial(self, q: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def finish(self, p: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     @property
     def parts(self) -> int:
         """How many values partial() gives a pixel."""
@@ -84,6 +87,11 @@ class Product:
     def split(self) -> tuple[Callable, int, Callable]:
         """(partial, parts, finish) for grid_reduce."""
         return self.partial, self.parts, self.finish
+
+
+def _scales_or_nan(scales: np.ndarray) -> np.ndarray:
+    """float32 scales, NaN where not valid (a pixel's values then come out NaN)."""
+    return np.where(valid_scales(scales), scales, np.nan).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,7 @@ class BandValues(Product):
         return q.astype(np.float32)
 
     def finish(self, p, scales):
-        return p * np.where(valid_scales(scales), scales, np.nan).astype(np.float32)[None]
+        return p * _scales_or_nan(scales)[None]
 
     def from_values(self, v):
         return np.asarray(v, dtype=np.float32)
@@ -117,8 +125,7 @@ class PCAValues(Product):
 
     def finish(self, p, scales):
         offset = (self.pca.components @ self.pca.mean).astype(np.float32)
-        s = np.where(valid_scales(scales), scales, np.nan).astype(np.float32)
-        return p * s[None] - offset[:, None]
+        return p * _scales_or_nan(scales)[None] - offset[:, None]
 
     def from_values(self, v):
         return (self.pca.components @ (np.asarray(v, dtype=np.float64) - self.pca.mean)).astype(np.float32)

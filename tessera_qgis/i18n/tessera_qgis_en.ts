@@ -545,22 +545,22 @@
     </message>
     <message>
         <location filename="../inspector.py" line="312"/>
-        <location filename="../inspector.py" line="318"/>
+        <location filename="../inspector.py" line="319"/>
         <source>no data</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="314"/>
+        <location filename="../inspector.py" line="315"/>
         <source>observed: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="318"/>
+        <location filename="../inspector.py" line="319"/>
         <source>{} row {} col {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="321"/>
+        <location filename="../inspector.py" line="323"/>
         <source>Observations that fed this embedding: {}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1389,7 +1389,7 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../provider.py" line="404"/>
+        <location filename="../provider.py" line="407"/>
         <source>Some of the layer could not be drawn: {}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1532,47 +1532,47 @@ TESSERA embeddings as Zarr v3 stores, streamed onto the map.</source>
     <name>TesseraTools</name>
     <message>
         <location filename="../tools.py" line="132"/>
-        <location filename="../tools.py" line="169"/>
+        <location filename="../tools.py" line="171"/>
         <source>Add a TESSERA layer first, then click on it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="153"/>
+        <location filename="../tools.py" line="155"/>
         <source>TESSERA similarity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="183"/>
+        <location filename="../tools.py" line="185"/>
         <source>TESSERA pixel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="199"/>
+        <location filename="../tools.py" line="201"/>
         <source>Fit PCA colours to this region</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="200"/>
+        <location filename="../tools.py" line="202"/>
         <source>Export this region…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="201"/>
+        <location filename="../tools.py" line="203"/>
         <source>Take this area offline…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="209"/>
+        <location filename="../tools.py" line="211"/>
         <source>Select a TESSERA PCA layer, then drag a region.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="260"/>
+        <location filename="../tools.py" line="262"/>
         <source>PCA colours fitted to the region.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../tools.py" line="264"/>
+        <location filename="../tools.py" line="266"/>
         <source>Fitting PCA colours to a region</source>
         <translation type="unfinished"></translation>
     </message>
