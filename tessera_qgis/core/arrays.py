@@ -429,11 +429,11 @@ class ArrayReader:
                     b, y, x = t1[c[1] - l1], t2[c[2] - l2], t3[c[3] - l3]
                     out[b[1], y[1], x[1]] = arr[t0[c[0] - l0], b[0], y[0], x[0]]
 
-                def paste_row4(head: tuple[int, ...], row: np.ndarray, xs: tuple[slice, slice]) -> None:
+                def row4(head: tuple[int, ...]) -> tuple[tuple, np.ndarray]:
                     b, y = t1[head[1] - l1], t2[head[2] - l2]
-                    out[b[1], y[1], xs[1]] = row[t0[head[0] - l0], b[0], y[0], xs[0]]
+                    return (t0[head[0] - l0], b[0], y[0]), out[b[1], y[1]]
 
-                paste4.many = _row_paste(paste_row4, t3, l3, n[3])
+                paste4.many = _row_paste(row4, t3, l3)
                 return paste4
             (l0, l1, l2), (_, t1, t2) = los, tables
 
@@ -441,11 +441,11 @@ class ArrayReader:
                 y, x = t1[c[1] - l1], t2[c[2] - l2]
                 out[y[1], x[1]] = arr[t0[c[0] - l0], y[0], x[0]]
 
-            def paste_row3(head: tuple[int, ...], row: np.ndarray, xs: tuple[slice, slice]) -> None:
+            def row3(head: tuple[int, ...]) -> tuple[tuple, np.ndarray]:
                 y = t1[head[1] - l1]
-                out[y[1], xs[1]] = row[t0[head[0] - l0], y[0], xs[0]]
+                return (t0[head[0] - l0], y[0]), out[y[1]]
 
-            paste3.many = _row_paste(paste_row3, t2, l2, n[2])
+            paste3.many = _row_paste(row3, t2, l2)
             return paste3
 
         if not fancy:  # basic indexing only: the squeezed axis is an int in the source index
@@ -557,31 +557,32 @@ MERGE_GAP_BYTES = 16 << 10
 WARM_CONNECTIONS = 8  # about as many as the index wave opens (one per shard index)
 
 
-def _row_paste(paste_row, xtable: list, xlo: int, width: int):
+def _row_paste(row_of, xtable: list, xlo: int):
     """many(items): paste many (coords, chunk) at once, the usual case of a window whose
-    chunks are all in memory (thousands of them): chunks side by side along the last axis
-    are joined into one row and pasted with one copy, instead of one paste each. (It must
-    not refer to the paste it is hung on: that cycle would keep the output array alive
-    after the read, until Python's cycle collector ran.)"""
+    chunks are all in memory (thousands of them). Chunks side by side along the last axis
+    (consecutive in `items`, as a window's coords come) are copied straight into their
+    row of the output with one np.concatenate: one copy, no temporary. `row_of(head)`
+    gives, for the coords before the last axis, the index into a chunk before its last
+    axis and the output's row (a view). (It must not refer to the paste it is hung on:
+    that cycle would keep the output array alive after the read, until Python's cycle
+    collector ran.)"""
+    def flush(head, run: list) -> None:
+        src, dst = row_of(head)
+        first, last = xtable[run[0][0] - xlo], xtable[run[-1][0] - xlo]
+        np.concatenate([arr[src + (xtable[x - xlo][0],)] for x, arr in run], axis=-1,
+                       out=dst[..., first[1].start:last[1].stop])
+
     def many(items) -> None:
-        rows: dict[tuple[int, ...], list] = {}
+        head, run = None, []
         for c, arr in items:
-            rows.setdefault(c[:-1], []).append((c[-1], arr))
-        for head, row in rows.items():
-            row.sort(key=lambda item: item[0])
-            start = 0
-            for i in range(1, len(row) + 1):
-                if i < len(row) and row[i][0] == row[i - 1][0] + 1:
-                    continue
-                run, start = row[start:i], i
-                if len(run) < 3:
-                    for x, arr in run:
-                        paste_row(head, arr, xtable[x - xlo])
-                    continue
-                first, last = xtable[run[0][0] - xlo], xtable[run[-1][0] - xlo]
-                joined = np.concatenate([arr for _, arr in run], axis=-1)
-                paste_row(head, joined, (slice(first[0].start, (len(run) - 1) * width + last[0].stop),
-                                         slice(first[1].start, last[1].stop)))
+            h, x = c[:-1], c[-1]
+            if h != head or x != run[-1][0] + 1:
+                if run:
+                    flush(head, run)
+                head, run = h, []
+            run.append((x, arr))
+        if run:
+            flush(head, run)
     return many
 
 
