@@ -35,7 +35,7 @@ MODES = (("pca", "PCA (the store's global PCA)"), ("view", "PCA fitted to the vi
 FAILURE_TITLES = {
     "unreachable": "Cannot reach the store",
     "timeout": "The store did not answer in time",
-    "forbidden": "Access denied (403)",
+    "forbidden": "Access denied",
     "certificate": "The server's certificate is not trusted",
     "not found": "Nothing found at that address (404)",
     "not zarr v3": "Not a Zarr v3 store",

@@ -657,8 +657,12 @@ def _network_error(key: str, exc: BaseException) -> ReadError:
     elif status == 407:
         err = ReadError(f"the proxy refused the user name or password (HTTP 407) reading {key}: check the proxy "
                         "settings (in QGIS: Settings > Options > Network)", "http", 407)
-    elif status in (401, 403) or isinstance(exc, PermissionError) or "AccessDenied" in text:
-        err = ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials", "forbidden")
+    elif status == 401:
+        err = ReadError(f"access denied (HTTP 401: the server wants a user name and password, or refused "
+                        f"those given) reading {key}: check the credentials", "forbidden", 401)
+    elif status == 403 or isinstance(exc, PermissionError) or "AccessDenied" in text:
+        err = ReadError(f"access denied (HTTP 403) reading {key}: check the URL and credentials", "forbidden",
+                        403 if status == 403 else 0)
     elif isinstance(status, int) and status >= 400:
         err = ReadError(f"HTTP {status} reading {key}", "http", status)
     elif _certificate_problem(exc):

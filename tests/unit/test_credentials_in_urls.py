@@ -167,8 +167,20 @@ def test_http_basic_credentials_from_the_options(range_server, sample_store):
     url = f"{srv.url}/{sample_store.name}"
     with pytest.raises(TesseraError) as err:
         open_store(url, StoreOptions(timeout=5, retries=0))
-    assert "access denied" in str(err.value), str(err.value)
+    assert "access denied (HTTP 401" in str(err.value), str(err.value)
+    with pytest.raises(TesseraError) as err:
+        open_store(url, StoreOptions(timeout=5, retries=0, key="alice", secret="wrong"))
+    assert "HTTP 401" in str(err.value) and "wrong" not in str(err.value), str(err.value)
     store = open_store(url, StoreOptions(timeout=5, key="alice", secret=PASSWORD))
     assert store.years == [2024, 2025]
     assert PASSWORD not in store.info()["url"] and PASSWORD not in repr(store.info())
-    assert all(r.status in (200, 206) for r in srv.requests()[1:]), "every request after the refusal had them"
+    assert all(r.status in (200, 206) for r in srv.requests()[2:]), "every request after the refusals had them"
+
+
+def test_a_refusal_says_which(range_server, sample_store):
+    """A server that refuses a path outright (403) is told apart from one that wants
+    credentials (401, above)."""
+    srv = range_server(sample_store.parent, deny=("/",))
+    with pytest.raises(TesseraError) as err:
+        open_store(f"{srv.url}/{sample_store.name}", StoreOptions(timeout=5, retries=0))
+    assert "access denied (HTTP 403)" in str(err.value) and err.value.kind == "forbidden", str(err.value)
