@@ -94,7 +94,7 @@ def grid_coords(transform, width: int, height: int, src: str, dst: str) -> tuple
     """Output pixel centres in `dst`; coarse exact grid, bilinear in between (< 0.1 px error
     at these scales), as GDAL's approximate transformer does."""
     a, _, c, _, e, f = transform
-    step = 1 if width * height <= 65536 else 16
+    step = 1 if width * height <= 65536 or min(width, height) < 2 else 16
     cols = np.unique(np.append(np.arange(0, width, step), width - 1)).astype(float)
     rows = np.unique(np.append(np.arange(0, height, step), height - 1)).astype(float)
     gx, gy = np.meshgrid(c + a * (cols + 0.5), f + e * (rows + 0.5))
@@ -105,18 +105,25 @@ def grid_coords(transform, width: int, height: int, src: str, dst: str) -> tuple
         tx, ty = np.asarray(tx), np.asarray(ty)
     if step == 1:
         return tx, ty
-    full_c, full_r = np.arange(width, dtype=float), np.arange(height, dtype=float)
+    # bilinear between the exact points: each output column (row) between two grid columns
+    # (rows), weighted by its distance to them; whole arrays at once (a 1000 x 1000 view in
+    # a few ms, where a np.interp per column took 50)
+    ci, cw = _between(cols, width)
+    ri, rw = _between(rows, height)
 
     def interp(v: np.ndarray) -> np.ndarray:
-        tmp = np.empty((len(rows), width))
-        for i in range(len(rows)):
-            tmp[i] = np.interp(full_c, cols, v[i])
-        out = np.empty((height, width))
-        for j in range(width):
-            out[:, j] = np.interp(full_r, rows, tmp[:, j])
-        return out
+        across = v[:, ci] * (1.0 - cw) + v[:, ci + 1] * cw  # (grid rows, width)
+        return across[ri] * (1.0 - rw)[:, None] + across[ri + 1] * rw[:, None]
 
     return interp(tx), interp(ty)
+
+
+def _between(grid: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For 0..n-1: the index of the grid point at or before each, and its weight towards
+    the next one (grid: increasing, from 0 to n-1, at least two points)."""
+    full = np.arange(n, dtype=float)
+    i = np.clip(np.searchsorted(grid, full, side="right") - 1, 0, len(grid) - 2)
+    return i, (full - grid[i]) / (grid[i + 1] - grid[i])
 
 
 def is_geographic(crs: str) -> bool:

@@ -232,18 +232,26 @@ def coarse_values(store: TesseraStore, year: int, crs: str, transform, width: in
     filled = np.zeros((height, width), dtype=bool)
     for sample in _plan_samples(parts, chunk_px, index_bytes, chunk_bytes, shard_px, budget):
         part, zone = sample.part, sample.part.zone
-        zx, zy = grid_coords(transform, width, height, crs, zone.crs)
+        # the zone's row and column of each output pixel, worked out in place (a million
+        # pixels: every pass over them counts), compared as floats (NaN is never inside)
+        col, row = grid_coords(transform, width, height, crs, zone.crs)
         a, _, x0, _, e, y0 = zone.transform
-        col = np.floor((zx - x0) / a).astype(np.int64)
-        row = np.floor((y0 - zy) / -e).astype(np.int64)
+        col -= x0
+        col /= a
+        np.floor(col, out=col)
+        row -= y0
+        row /= e
+        np.floor(row, out=row)
         inside = (row >= part.rows[0]) & (row < part.rows[1]) & (col >= part.cols[0]) & (col < part.cols[1])
         inside &= ~filled
-        if not inside.any():
+        flat = np.flatnonzero(inside)  # the output pixels of this part, not yet filled
+        if not len(flat):
             continue
+        rows_in, cols_in = row.ravel()[flat].astype(np.int64), col.ravel()[flat].astype(np.int64)
         # The nearest sampled chunk of each output pixel, then its nearest pixel in that chunk.
         cy, cx = sample.counts
-        iy = np.clip(np.round((row[inside] // chunk_px - sample.origin[0]) / sample.step), 0, cy - 1).astype(int)
-        ix = np.clip(np.round((col[inside] // chunk_px - sample.origin[1]) / sample.step), 0, cx - 1).astype(int)
+        iy = np.clip(np.round((rows_in // chunk_px - sample.origin[0]) / sample.step), 0, cy - 1).astype(int)
+        ix = np.clip(np.round((cols_in // chunk_px - sample.origin[1]) / sample.step), 0, cx - 1).astype(int)
         # The sampled chunk's box (clipped to the part), then the output pixel's source pixel
         # clamped into it: one wave of requests for every sampled pixel (Zone.read_pixels).
         r0 = (sample.origin[0] + iy * sample.step) * chunk_px
@@ -252,12 +260,12 @@ def coarse_values(store: TesseraStore, year: int, crs: str, transform, width: in
         c0 = np.clip(c0, part.cols[0], part.cols[1] - 1) // chunk_px * chunk_px
         lo_r, hi_r = np.maximum(r0, part.rows[0]), np.minimum(r0 + chunk_px, part.rows[1]) - 1
         lo_c, hi_c = np.maximum(c0, part.cols[0]), np.minimum(c0 + chunk_px, part.cols[1]) - 1
-        rr = np.clip(row[inside], lo_r, hi_r)
-        cc = np.clip(col[inside], lo_c, hi_c)
-        ys, xs = np.nonzero(inside)
+        rr = np.clip(rows_in, lo_r, hi_r)
+        cc = np.clip(cols_in, lo_c, hi_c)
         q, sc = zone.read_pixels(year, rr, cc, list(bands), cancel)
-        for b0 in range(0, len(ys), REDUCE_PIXELS):  # small float temporaries
+        flat_out = out.reshape(count, -1)  # a view: `out` is C-contiguous
+        for b0 in range(0, len(flat), REDUCE_PIXELS):  # small float temporaries
             b = slice(b0, b0 + REDUCE_PIXELS)
-            out[:, ys[b], xs[b]] = reduce(q[:, b], sc[b])
-        filled[ys, xs] = True
+            flat_out[:, flat[b]] = reduce(q[:, b], sc[b])
+        filled.ravel()[flat] = True
     return out

@@ -375,7 +375,7 @@ class Zone:
             return q, s
         scl = _PixelGather(self.scales, self.scl_axes, t, rows, cols, inside, None, s)
         scl_req = ChunkRequest(self.scales, scl.coords, scl.paste, keep)
-        emb = _PixelGather(self.embeddings, self.emb_axes, t, rows, cols, inside, idx, q)
+        emb = _PixelGather(self.embeddings, self.emb_axes, t, rows, cols, inside, idx, q, scl.groups)
 
         def need(coords: tuple[int, ...]) -> bool:  # False only where cached scales say nodata
             if not scl_req.cached:
@@ -488,26 +488,39 @@ class Zone:
         return values, s
 
 
+def _chunk_groups(rows: np.ndarray, cols: np.ndarray, inside: np.ndarray, ch: int, cw: int
+                  ) -> dict[tuple[int, int], np.ndarray]:
+    """{(chunk y, chunk x): the indices in `inside` of the pixels in that chunk, in order}."""
+    cy, cx = rows[inside] // ch, cols[inside] // cw
+    y0, x0 = int(cy.min()), int(cx.min())
+    width = int(cx.max()) - x0 + 1
+    ids = (cy - y0) * width + (cx - x0)
+    if int(ids.max()) < 1 << 16:  # numpy sorts 16-bit keys by radix: a view's pixels in a few ms
+        ids = ids.astype(np.uint16)
+    order = np.argsort(ids, kind="stable")
+    ids, members = ids[order], inside[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    out = {}
+    for a, b in zip(starts.tolist(), np.r_[starts[1:], len(ids)].tolist()):
+        out[(int(ids[a]) // width + y0, int(ids[a]) % width + x0)] = members[a:b]
+    return out
+
+
 class _PixelGather:
     """Scattered pixels of one array grouped by the chunk holding them, and a paste that
     copies each arriving chunk's values at those pixels into `out` ((bands, n) or (n,))."""
 
     def __init__(self, reader: ArrayReader, axes: tuple[str, ...], t, rows: np.ndarray, cols: np.ndarray,
-                 inside: np.ndarray, select: list[int] | None, out: np.ndarray) -> None:
+                 inside: np.ndarray, select: list[int] | None, out: np.ndarray, groups=None) -> None:
         self.reader, self.axes, self.out = reader, axes, out
         self.yi, self.xi = axes.index("y"), axes.index("x")
         n = reader.chunk_shape
         self.ch, self.cw = n[self.yi], n[self.xi]
         self.rows, self.cols = rows, cols
-        cy, cx = rows[inside] // self.ch, cols[inside] // self.cw
-        width = int(cx.max()) + 1
-        ids = cy * width + cx
-        order = np.argsort(ids, kind="stable")
-        ids, members = ids[order], inside[order]
-        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-        self._pixels: dict[tuple[int, int], np.ndarray] = {}
-        for a, b in zip(starts, np.r_[starts[1:], len(ids)]):
-            self._pixels[(int(ids[a] // width), int(ids[a] % width))] = members[a:b]
+        if groups is None or groups[0] != (self.ch, self.cw):
+            groups = ((self.ch, self.cw), _chunk_groups(rows, cols, inside, self.ch, self.cw))
+        self.groups = groups  # ((chunk height, width), {(chunk y, x): pixels}): the next gather may share it
+        self._pixels: dict[tuple[int, int], np.ndarray] = groups[1]
         self.bi = axes.index("band") if "band" in axes else None
         self.sel = select
         bands = reader.shape[self.bi] if self.bi is not None else 0

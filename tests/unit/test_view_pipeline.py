@@ -297,3 +297,22 @@ def test_a_map_view_on_the_zone_grid_equals_numpy_on_zarr_values_cold_and_panned
                     / np.linalg.norm(v, axis=0))[None]
         np.testing.assert_allclose(got[:, valid], want[:, valid], rtol=1e-4, atol=1e-4, err_msg=f"{mode} {dc}")
         assert np.isnan(got[:, ~valid]).all()
+
+
+@pytest.mark.parametrize("size", [(1000, 700), (300, 200), (1, 70_000), (70_000, 1)])
+def test_output_pixel_centres_in_a_zone_crs_match_pyproj_exactly_enough(size):
+    """grid_coords: the centre of every output pixel of a web-mercator view in the zone's
+    CRS, within a tenth of a pixel of pyproj's exact transform of each centre (a large view
+    is interpolated between exact points, a small or one-pixel-wide one is exact)."""
+    from tessera_qgis.core.geo import grid_coords
+
+    width, height = size
+    res = 12.0
+    transform = (res, 0.0, 260_000.0, 0.0, -res, 6_250_000.0)  # EPSG:3857, about 2.3 E, 48.9 N
+    zx, zy = grid_coords(transform, width, height, "EPSG:3857", "EPSG:32631")
+    assert zx.shape == zy.shape == (height, width)
+    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    ex, ey = transformer("EPSG:3857", "EPSG:32631").transform(260_000.0 + res * cols, 6_250_000.0 - res * rows)
+    pixel = res * math.cos(math.radians(48.9))  # a web-mercator pixel on the ground, in metres
+    err = np.hypot(zx - np.asarray(ex), zy - np.asarray(ey))
+    assert err.max() < 0.1 * pixel, err.max() / pixel
