@@ -11,7 +11,8 @@ on stdout):
    warm re-read, the command line's pixel path at 30 ms).
    network: 1000 x 1000 px PCA map views drawn by the provider in headless QGIS over a
    modelled link (tests/support Link: 60 ms a request, 100 Mbit/s shared), and a pan by half
-   a screen: time and bytes against the floor (the bytes at 100 Mbit/s plus two round trips).
+   a screen: time and bytes against the floor (the bytes at 100 Mbit/s plus two round trips),
+   medians of 3 cold runs.
 1. A synthetic store with production-like shards (1024 px shards of 32 px inner chunks,
    one year, one UTM zone), generated once and cached in build/bench/.
 2. A 1000 x 1000 px window, 3 bands, dequantised, over HTTP (tests/support RangeHTTPServer on
@@ -982,6 +983,11 @@ def _md_anchor(an: dict) -> list[str]:
 
 LINK_RTT = 0.06  # s, a request's round trip
 LINK_MBIT = 100.0  # shared by all connections
+# Each view is drawn this many times, cold (fresh processes), and the median counts (as the
+# anchor's medians of 5). On this shared 2-core host one draw in a few stalls for 0.2-0.7 s: the
+# link sends nothing for that long although no write of it waits on the client and its process
+# keeps running; same requests and bytes as the good draws. Cause not found (2026-12-02).
+NETWORK_RUNS = 3
 VIEW = 1000  # px
 
 
@@ -1112,19 +1118,25 @@ def bench_network(win: dict) -> dict:
     ]
     rows = []
     link = Link(rtt=LINK_RTT, mbit=LINK_MBIT)
+    runs: list[tuple[dict, dict]] = []  # (phases, done) of each run, every view in it
     with RangeHTTPServer(v1.parent, link=link) as server:
         params = [{"name": v["name"], "url": f"{server.url}/{v['store'].name}", "layer": v["layer"],
                    "previews": v["previews"], "extent": v["extent"], "size": v["size"]} for v in views]
         # the v1 bands view in a process of its own: cold, not warmed by the PCA views
         first = [pv for pv, v in zip(params, views) if not v.get("fresh")]
         fresh = [pv for pv, v in zip(params, views) if v.get("fresh")]
-        r = run_worker("network", {"views": first}, server, env={"QT_QPA_PLATFORM": "offscreen"})
-        r2 = run_worker("network", {"views": fresh}, server, env={"QT_QPA_PLATFORM": "offscreen"})
-        phases = {**r["phases"], **r2["phases"]}
-        done = {**r["done"], **r2["done"]}
+        for i in range(NETWORK_RUNS):
+            print(f"  run {i + 1} of {NETWORK_RUNS}", flush=True)
+            r = run_worker("network", {"views": first}, server, env={"QT_QPA_PLATFORM": "offscreen"})
+            r2 = run_worker("network", {"views": fresh}, server, env={"QT_QPA_PLATFORM": "offscreen"})
+            runs.append(({**r["phases"], **r2["phases"]}, {**r["done"], **r2["done"]}))
     seen: dict[str, set] = {}
     for v in views:
+        # the run with the median time of this view (each run cold, in fresh processes)
+        timed = sorted(runs, key=lambda run: run[0][v["name"]]["seconds"])
+        phases, done = timed[len(timed) // 2]
         ph = phases[v["name"]]
+        spread = (timed[0][0][v["name"]]["seconds"], timed[-1][0][v["name"]]["seconds"])
         if "window" in v:
             c, rr = v["window"]
             need = chunk_sizes(v["store"], win["t"], (rr, rr + VIEW), (c, c + VIEW), v["arrays"])
@@ -1138,13 +1150,15 @@ def bench_network(win: dict) -> dict:
             floor_bytes = ph["server"]["bytes"]
             floor_kind = "what it fetched"
         floor_s = floor_bytes / (LINK_MBIT * 1e6 / 8) + 2 * LINK_RTT
-        rows.append({"view": v["name"], "seconds": ph["seconds"], "bytes": ph["server"]["bytes"],
+        rows.append({"view": v["name"], "seconds": ph["seconds"], "seconds_min_max": spread,
+                     "bytes": ph["server"]["bytes"],
                      "requests": ph["server"]["requests"], "floor_bytes": floor_bytes, "floor_s": floor_s,
                      "floor_is": floor_kind, "vs_floor": ph["seconds"] / floor_s,
                      "drawn_from": done[v["name"]]["drawn_from"],
                      "painted_samples": done[v["name"]]["painted_samples"]})
     full_128 = rows[0]["floor_bytes"] / (LINK_MBIT * 1e6 / 8) + 2 * LINK_RTT
-    return {"rtt_s": LINK_RTT, "mbit": LINK_MBIT, "rows": rows, "full_resolution_128_bands_s": full_128}
+    return {"rtt_s": LINK_RTT, "mbit": LINK_MBIT, "runs": NETWORK_RUNS, "rows": rows,
+            "full_resolution_128_bands_s": full_128}
 
 
 def _network_checks(nw: dict) -> list[tuple]:
@@ -1162,11 +1176,14 @@ def _network_checks(nw: dict) -> list[tuple]:
 def _md_network(nw: dict) -> list[str]:
     lines = [f"### Map views over a modelled network ({nw['mbit']:.0f} Mbit/s shared, {nw['rtt_s'] * 1000:.0f} ms "
              "a request; headless QGIS, the provider)", "",
+             f"Medians of {nw.get('runs', 1)} cold runs (fresh processes; min-max in brackets).", "",
              "| view | drawn from | seconds | MB | requests | floor MB | floor s | time / floor |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in nw["rows"]:
-        lines.append(f"| {r['view']} | {r['drawn_from']} | {r['seconds']:.2f} | {r['bytes'] / 1e6:.1f} | "
-                     f"{r['requests']} | {r['floor_bytes'] / 1e6:.1f} | {r['floor_s']:.2f} | {r['vs_floor']:.2f}x |")
+        lo, hi = r.get("seconds_min_max", (r["seconds"], r["seconds"]))
+        lines.append(f"| {r['view']} | {r['drawn_from']} | {r['seconds']:.2f} [{lo:.2f}-{hi:.2f}] | "
+                     f"{r['bytes'] / 1e6:.1f} | {r['requests']} | {r['floor_bytes'] / 1e6:.1f} | {r['floor_s']:.2f} | "
+                     f"{r['vs_floor']:.2f}x |")
     lines += ["", f"A full-resolution 128-band view of 1000 x 1000 px needs about "
               f"{nw['full_resolution_128_bands_s']:.1f} s at {nw['mbit']:.0f} Mbit/s, whoever reads it: the bytes "
               "decide.", ""]
