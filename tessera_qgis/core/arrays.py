@@ -14,7 +14,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -887,8 +887,38 @@ def load_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]]
     if not wanted:
         return result
     caches = wanted[0][0].caches
-    mine: dict[str, tuple[ArrayReader, tuple[int, ...]]] = {}
     waits: dict[tuple[str, tuple[int, ...]], Future] = {}
+    mine = _claim_indexes(wanted, result, waits)
+    if mine:
+        error = _settle_indexes(caches, mine, result)
+        if error is not None:
+            raise error
+    for k, fut in waits.items():
+        result[k] = fut.result()
+    return result
+
+
+INDEX_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tessera-index")
+
+
+def start_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]]) -> None:
+    """Start fetching the shard indexes of `wanted` that are neither in memory nor on their
+    way, in the background; load_indexes() waits for them. A read calls this first thing,
+    so that the round trip runs while it plans and allocates the rest (its own pool: the
+    fetch never waits for other work, so a reader waiting for it cannot starve it)."""
+    if not wanted:
+        return
+    mine = _claim_indexes(wanted, {}, {})
+    if mine:  # its errors reach whoever waits, through the indexes' futures
+        INDEX_POOL.submit(_settle_indexes, wanted[0][0].caches, mine, {})
+
+
+def _claim_indexes(wanted, result: dict, waits: dict) -> dict[str, tuple[ArrayReader, tuple[int, ...]]]:
+    """Sort `wanted` into indexes in memory (into `result`), on their way (their futures
+    into `waits`) and the ones this caller fetches (returned, each with a future others
+    can wait on)."""
+    caches = wanted[0][0].caches
+    mine: dict[str, tuple[ArrayReader, tuple[int, ...]]] = {}
     with caches.index_lock:
         for reader, shard in wanted:
             key = reader._object_key(shard)
@@ -899,37 +929,38 @@ def load_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]]
             elif key not in mine:
                 caches.index_inflight[key] = Future()
                 mine[key] = (reader, shard)
-    if mine:
-        error: BaseException | None = None
-        from_disk: set[str] = set()
+    return mine
+
+
+def _settle_indexes(caches, mine: dict[str, tuple[ArrayReader, tuple[int, ...]]], result: dict
+                    ) -> BaseException | None:
+    """Fetch and decode claimed indexes, keep them, settle their futures; the first error."""
+    error: BaseException | None = None
+    from_disk: set[str] = set()
+    try:
+        raws, from_disk = _load_raw_indexes(mine)
+    except BaseException as exc:
+        raws, error = {}, exc
+    for key, (reader, shard) in mine.items():
+        fut = caches.index_inflight[key]
         try:
-            raws, from_disk = _load_raw_indexes(mine)
+            if error is not None:
+                raise error
+            index = reader._decode_index(key, raws[key])
         except BaseException as exc:
-            raws, error = {}, exc
-        for key, (reader, shard) in mine.items():
-            fut = caches.index_inflight[key]
-            try:
-                if error is not None:
-                    raise error
-                index = reader._decode_index(key, raws[key])
-            except BaseException as exc:
-                with caches.index_lock:
-                    caches.index_inflight.pop(key, None)
-                fut.set_exception(exc)
-                error = error or exc
-                continue
-            if caches.disk is not None and key not in from_disk:
-                caches.disk.put("index:" + key, raws[key])
             with caches.index_lock:
-                caches.indexes[key] = index
                 caches.index_inflight.pop(key, None)
-            fut.set_result(index)
-            result[(reader.path, shard)] = index
-        if error is not None:
-            raise error
-    for k, fut in waits.items():
-        result[k] = fut.result()
-    return result
+            fut.set_exception(exc)
+            error = error or exc
+            continue
+        if caches.disk is not None and key not in from_disk:
+            caches.disk.put("index:" + key, raws[key])
+        with caches.index_lock:
+            caches.indexes[key] = index
+            caches.index_inflight.pop(key, None)
+        fut.set_result(index)
+        result[(reader.path, shard)] = index
+    return error
 
 
 def _load_raw_indexes(mine: dict[str, tuple[ArrayReader, tuple[int, ...]]]) -> tuple[dict[str, bytes], set[str]]:

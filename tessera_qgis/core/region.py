@@ -194,8 +194,9 @@ def _aligned_window(part: ZonePart, year: int, dst_crs: str, transform, width: i
     pick_r = slice(int(rr[0]) - r0, int(rr[-1]) - r0 + 1) if np.all(np.diff(rr) == 1) else rr - r0
     pick_c = slice(int(cc[0]) - c0, int(cc[-1]) - c0 + 1) if np.all(np.diff(cc) == 1) else cc - c0
     sc = sc[pick_r][:, pick_c]
-    ok = np.isfinite(sc)
-    out[(slice(None),) + dst] = np.where(ok, vals[:, pick_r][:, :, pick_c], fill)
+    # `out` holds `fill` (grid_reduce made it so, and this is its only part): the valid
+    # pixels' values go in, with no temporary of the view's size
+    np.copyto(out[(slice(None),) + dst], vals[:, pick_r][:, :, pick_c], where=np.isfinite(sc))
     s_out[dst] = sc
     return True
 
@@ -250,13 +251,17 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
     maps = []
     for part in parts:
         zone = part.zone
-        zx, zy = grid_coords(transform, width, height, dst_crs, zone.crs)
+        col, row = grid_coords(transform, width, height, dst_crs, zone.crs)
         a, _, x0, _, e, y0 = zone.transform
-        col = np.floor((zx - x0) / a).astype(np.int64)
-        row = np.floor((y0 - zy) / -e).astype(np.int64)
+        col -= x0  # in place: a million pixels a view
+        col /= a
+        np.floor(col, out=col)
+        row -= y0
+        row /= e
+        np.floor(row, out=row)
         inside = (row >= part.rows[0]) & (row < part.rows[1]) & (col >= part.cols[0]) & (col < part.cols[1])
         if inside.any():
-            maps.append((zone, row, col, inside))
+            maps.append((zone, row.astype(np.int64), col.astype(np.int64), inside))
     filled = np.zeros((height, width), dtype=bool)
     block = REDUCE_PIXELS
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .arrays import ArrayReader, ChunkLRU, ChunkRequest, DiskCache, StoreCaches, read_wave
+from .arrays import ArrayReader, ChunkLRU, ChunkRequest, DiskCache, StoreCaches, read_wave, start_indexes
 from .geo import to_lonlat, transformer
 from .quant import dequantise, sanitise_scales
 from .errors import BandError, Cancelled, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
@@ -200,6 +200,16 @@ class Zone:
         if not idx or any(not 0 <= i < self.bands for i in idx):
             raise BandError(f"bands are numbered 1 to {self.bands}; got {list(bands)}")
         return idx
+
+    def _start_indexes(self, t, rows, cols) -> None:
+        """Start fetching the shard indexes of scales and embeddings a window needs (see
+        arrays.start_indexes): their round trip then runs while the read is planned."""
+        if not self._fast():
+            return
+        wanted = []
+        for reader, axes in ((self.scales, self.scl_axes), (self.embeddings, self.emb_axes)):
+            wanted += [(reader, sh) for sh in reader.shards_of_box(self._box(axes, t, rows, cols, self.bands))]
+        start_indexes(wanted)
 
     # -- one wave: requests for the chunks of a window ----------------------------------------
     def _scales_request(self, t, rows, cols, s_view: np.ndarray, keep: bool,
@@ -416,6 +426,8 @@ class Zone:
             win = zone.read(year, rows, cols, cancel, skip_nodata, keep, bands, wanted)
             return dataclasses.replace(win, zone=self)
         t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
+        if any_:
+            self._start_indexes(t, (r0, r1), (c0, c1))
         idx = self._band_index(bands)
         nb = self.bands if idx is None else len(idx)
         q = np.zeros((nb, max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), dtype=np.int8)
@@ -453,6 +465,8 @@ class Zone:
         if not self._fast() or self.embeddings.chunk_shape[bi] != self.bands:
             return None
         t, (r0, r1), (c0, c1), dst, any_ = self._clip(year, rows, cols)
+        if any_:
+            self._start_indexes(t, (r0, r1), (c0, c1))
         idx = self._band_index(bands)
         h, w = max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)
         values = np.zeros((parts, h, w), dtype=np.float32)

@@ -426,3 +426,42 @@ def test_two_index_entries_pointing_at_the_same_bytes_are_fetched_once(tmp_path)
         assert sum(1 for lo, hi in spans if lo <= offset <= hi) == 1, spans
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("how", ["read", "map view"])
+def test_the_shard_indexes_are_on_their_way_before_the_chunks_are_planned(sample_store, range_server, monkeypatch,
+                                                                          how):
+    """A cold read asks for its shard indexes first thing: by the time it works out which
+    chunks to request, the index requests have reached the server (their round trip runs
+    while it plans). Checked where the planning happens (ArrayReader.requests for a window,
+    ArrayReader.chunk_range for a map view's reduced read): the server's log, polled."""
+    import time
+
+    from tessera_qgis.core import arrays
+
+    srv = range_server(sample_store.parent, latency=1.0)
+    zone = open_store(f"{srv.url}/{sample_store.name}").zones["utm31"]
+    srv.reset()
+    seen: list[int] = []
+    name = "requests" if how == "read" else "chunk_range"
+    original = getattr(arrays.ArrayReader, name)
+
+    def planning(self, *args, **kwargs):
+        if not seen and "/embeddings" in self.path:
+            deadline = time.monotonic() + 5.0  # the index requests are sent at once, or never
+            while time.monotonic() < deadline and \
+                    sum(1 for _, path in srv.arrivals() if "/c/" in path) < 2:
+                time.sleep(0.01)
+            seen.append(sum(1 for _, path in srv.arrivals() if "/c/" in path))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(arrays.ArrayReader, name, planning)
+    if how == "read":
+        win = zone.read(2024, (40, 140), (30, 120), bands=[1, 2, 3])
+        assert win.q.shape == (3, 100, 90)
+    else:
+        got = zone.read_reduced(2024, (40, 140), (30, 120), None, lambda q: q[:1].astype(np.float32), 1)
+        assert got is not None
+    assert seen and seen[0] >= 2, "the scales' and embeddings' shard indexes were asked for before the planning"
+    indexes = [r for r in srv.requests() if r.range.startswith("bytes=-")]
+    assert len(indexes) == len({r.path for r in indexes}), "each shard index fetched once"
