@@ -293,7 +293,7 @@
     </message>
     <message>
         <location filename="../dialog.py" line="385"/>
-        <source>Access denied (403)</source>
+        <source>Access denied</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
