@@ -342,7 +342,11 @@ class RangeHTTPServer:
         app.router.add_static("/", self.root, follow_symlinks=False)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, self.port, ssl_context=self.ssl_context)  # 0: any free port
+        # A backlog past aiohttp's 128: a cold view opens 100-150 connections at once, and a full
+        # accept queue drops SYNs, which the client resends after a second (an object store's
+        # front end does not do that to a burst of this size).
+        site = web.TCPSite(self._runner, HOST, self.port, ssl_context=self.ssl_context,  # port 0: any free
+                           backlog=1024)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
