@@ -481,24 +481,42 @@ class Zone:
         order = [a for a in axes if a != "time"]
         to_byx = [order.index("band"), order.index("y"), order.index("x")]
 
-        def on_chunk(coords: tuple[int, ...], arr: np.ndarray) -> None:
-            y0, x0 = coords[yi] * n[yi], coords[xi] * n[xi]
-            ya, yb, xa, xb = max(y0, r0), min(y0 + n[yi], r1), max(x0, c0), min(x0 + n[xi], c1)
-            index = [slice(None)] * arr.ndim
-            if ti is not None:
-                index[ti] = t - coords[ti] * n[ti]
-            index[yi], index[xi] = slice(ya - y0, yb - y0), slice(xa - x0, xb - x0)
-            sub = arr[tuple(index)].transpose(to_byx)
-            if idx is not None:
-                sub = sub[idx]
-            v_view[:, ya - r0:yb - r0, xa - c0:xb - c0] = \
-                partial(sub.reshape(sub.shape[0], -1)).reshape(parts, yb - ya, xb - xa)
+        def on_chunk_of(select: list[int] | None) -> Callable[[tuple[int, ...], np.ndarray], None]:
+            """on_chunk for chunks holding every band (`select`: the bands' indices in them) or
+            only the kept ones (`select`: their positions among those)."""
+            def on_chunk(coords: tuple[int, ...], arr: np.ndarray) -> None:
+                y0, x0 = coords[yi] * n[yi], coords[xi] * n[xi]
+                ya, yb, xa, xb = max(y0, r0), min(y0 + n[yi], r1), max(x0, c0), min(x0 + n[xi], c1)
+                index = [slice(None)] * arr.ndim
+                if ti is not None:
+                    index[ti] = t - coords[ti] * n[ti]
+                index[yi], index[xi] = slice(ya - y0, yb - y0), slice(xa - x0, xb - x0)
+                sub = arr[tuple(index)].transpose(to_byx)
+                if select is not None:
+                    sub = sub[select]
+                v_view[:, ya - r0:yb - r0, xa - c0:xb - c0] = \
+                    partial(sub.reshape(sub.shape[0], -1)).reshape(parts, yb - ya, xb - xa)
+            return on_chunk
 
         box = self._box(axes, t, (r0, r1), (c0, c1), self.bands)
-        emb = ChunkRequest(self.embeddings, self.embeddings.chunk_range(box), on_chunk, keep, need,
-                           defer_cached=True)
-        read_wave([scl, emb], cancel)
-        self._invalidate_missing(emb.missing, (r0, r1), (c0, c1), s_view)
+        coords = self.embeddings.chunk_range(box)
+        kept = tuple(sorted(set(idx))) if idx is not None else ()
+        if idx is None or len(kept) == self.bands:
+            emb = [ChunkRequest(self.embeddings, coords, on_chunk_of(idx), keep, need, defer_cached=True)]
+        else:
+            # a few bands of chunks holding them all (a bands view of a store without depths):
+            # decoded through a reused buffer, only those bands kept and cached (as read() does);
+            # chunks in memory whole still serve them
+            lru = self.embeddings.caches.chunks
+            whole = [c for c in coords if lru.has((self.embeddings.path, c))]
+            held = set(whole)
+            emb = [ChunkRequest(self.embeddings, [c for c in coords if c not in held],
+                                on_chunk_of([kept.index(i) for i in idx]), keep, need, defer_cached=True,
+                                subset=(bi, kept))]
+            if whole:
+                emb.append(ChunkRequest(self.embeddings, whole, on_chunk_of(idx), keep, need, defer_cached=True))
+        read_wave([scl, *emb], cancel)
+        self._invalidate_missing([c for r in emb for c in r.missing], (r0, r1), (c0, c1), s_view)
         return values, s
 
 

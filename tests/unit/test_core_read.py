@@ -348,6 +348,48 @@ def test_a_few_bands_of_a_chunk_are_all_that_is_kept_and_whole_chunks_serve_them
     np.testing.assert_array_equal(other.q[:, valid], expect([128, 2, 2])[:, valid])
 
 
+def test_a_map_view_of_a_few_bands_keeps_only_those_and_whole_chunks_serve_them(sample_http, ref):
+    """read_reduced (a map view's values worked out chunk by chunk) for a few bands of
+    128-band chunks: only those bands are kept in memory, the values are those of
+    zarr-python's bands in the order asked for, cold, warm (no request) and from chunks held
+    whole by an earlier read of every band."""
+    zone = open_store(sample_http.store_url).zones["utm31"]
+    g = ref["utm31"]
+    rows, cols = (60, 230), (40, 250)
+    lru = zone.embeddings.caches.chunks
+    band_axis = zone.emb_axes.index("band")
+    bands = [77, 5, 20]  # beyond 16: the 128-band array
+    want = g["embeddings"][0][[b - 1 for b in bands], rows[0]:rows[1], cols[0]:cols[1]].astype(np.float32)
+
+    def data_requests():
+        return [r for r in sample_http.requests() if "/embeddings" in r.path and not r.range.startswith("bytes=-")]
+
+    def view(bands_):
+        got = zone.read_reduced(2024, rows, cols, bands_, lambda q: q.astype(np.float32), len(bands_))
+        assert got is not None
+        return got
+
+    sample_http.reset()
+    values, s = view(bands)
+    valid = np.isfinite(s)
+    assert valid.mean() > 0.5 and data_requests()
+    np.testing.assert_array_equal(values[:, valid], want[:, valid])
+    kept = [a for key, a in lru._items.items() if key[0].startswith(zone.embeddings.path)]
+    assert kept and {a.shape[band_axis] for a in kept} == {3}, "only the three bands are kept"
+
+    sample_http.reset()
+    np.testing.assert_array_equal(view(bands)[0][:, valid], want[:, valid])
+    assert not data_requests(), "a warm view is served from memory"
+
+    zone.read(2024, rows, cols)  # every band: the chunks fetched and kept whole
+    sample_http.reset()
+    other = [128, 2, 2]
+    got = view(other)[0]
+    assert not data_requests(), "bands of chunks held whole come from memory"
+    np.testing.assert_array_equal(
+        got[:, valid], g["embeddings"][0][[b - 1 for b in other], rows[0]:rows[1], cols[0]:cols[1]][:, valid])
+
+
 @pytest.mark.parametrize("bands", [None, [2, 1], [100, 3, 50]])
 def test_a_window_partly_in_memory_equals_zarr(sample_store, ref, bands):
     """Chunks in memory are pasted row by row (joined along x), the rest fetched: a window
