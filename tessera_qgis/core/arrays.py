@@ -515,16 +515,11 @@ class ArrayReader:
         128 KiB chunk adds about 40 % to its decoding), and its chunks hold 3/128 of the cache.
         Chunks already in memory whole are pasted from there."""
         coords = self.chunks_for_select(box, select)
-        axis = select[0] if select is not None else None
-        kept = tuple(sorted({int(i) for i in select[1]})) if select is not None else ()
-        if axis is None or axis == squeeze or self.chunk_shape[axis] != self.shape[axis] or \
-                len(kept) == self.shape[axis]:
+        split = self.subset_split(coords, select) if select is not None and select[0] != squeeze else None
+        if split is None:
             return [ChunkRequest(self, coords, self.paster(box, out, select, squeeze), keep, need)]
-        lru = self.caches.chunks
-        whole = [c for c in coords if lru.has((self.path, c))]
-        if whole:
-            held = set(whole)
-            coords = [c for c in coords if c not in held]
+        axis = select[0]
+        kept, coords, whole = split
         position = {b: j for j, b in enumerate(kept)}
         shape = tuple(len(kept) if i == axis else n for i, n in enumerate(self.chunk_shape))
         sub_box = tuple((0, len(kept)) if i == axis else ab for i, ab in enumerate(box))
@@ -533,6 +528,21 @@ class ArrayReader:
         if whole:
             out_requests.append(ChunkRequest(self, whole, self.paster(box, out, select, squeeze), keep, need))
         return out_requests
+
+    def subset_split(self, coords: list[tuple[int, ...]], select: tuple[int, Sequence[int]]
+                     ) -> tuple[tuple[int, ...], list[tuple[int, ...]], list[tuple[int, ...]]] | None:
+        """For `select=(axis, indices)`, a few of the indices of an axis each chunk holds
+        whole: (the kept indices, sorted; the chunks to fetch keeping only those, see
+        ChunkRequest.subset; the chunks in memory whole, which serve any). None where a
+        subset does not apply (chunks split that axis, or every index is wanted)."""
+        axis = select[0]
+        kept = tuple(sorted({int(i) for i in select[1]}))
+        if self.chunk_shape[axis] != self.shape[axis] or len(kept) == self.shape[axis]:
+            return None
+        lru = self.caches.chunks
+        whole = [c for c in coords if lru.has((self.path, c))]
+        held = set(whole)
+        return kept, [c for c in coords if c not in held], whole
 
     def _read_with_zarr(self, box) -> np.ndarray:
         """Fallback for codec chains the fast path does not know: zarr-python's array API."""

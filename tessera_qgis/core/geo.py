@@ -118,6 +118,21 @@ def grid_coords(transform, width: int, height: int, src: str, dst: str) -> tuple
     return interp(tx), interp(ty)
 
 
+def grid_cells(transform, width: int, height: int, src: str, dst: str, dst_transform) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) as whole floats, in the pixel grid `dst_transform` (of CRS `dst`), of every
+    output pixel's centre (see grid_coords); worked out in place (a million pixels a view:
+    every pass over them counts). NaN where the transform fails (never inside a range)."""
+    col, row = grid_coords(transform, width, height, src, dst)
+    a, _, x0, _, e, y0 = dst_transform
+    col -= x0
+    col /= a
+    np.floor(col, out=col)
+    row -= y0
+    row /= e
+    np.floor(row, out=row)
+    return row, col
+
+
 def _between(grid: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """For 0..n-1: the index of the grid point at or before each, and its weight towards
     the next one (grid: increasing, from 0 to n-1, at least two points)."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from .arrays import ArrayReader
 from .errors import ReadError
-from .geo import grid_bounds, grid_coords
+from .geo import grid_bounds, grid_cells, grid_coords
 from .region import REDUCE_PIXELS, ZonePart, plan
 from .sources import TASK_POOL
 from .store import TesseraStore
@@ -232,16 +232,7 @@ def coarse_values(store: TesseraStore, year: int, crs: str, transform, width: in
     filled = np.zeros((height, width), dtype=bool)
     for sample in _plan_samples(parts, chunk_px, index_bytes, chunk_bytes, shard_px, budget):
         part, zone = sample.part, sample.part.zone
-        # the zone's row and column of each output pixel, worked out in place (a million
-        # pixels: every pass over them counts), compared as floats (NaN is never inside)
-        col, row = grid_coords(transform, width, height, crs, zone.crs)
-        a, _, x0, _, e, y0 = zone.transform
-        col -= x0
-        col /= a
-        np.floor(col, out=col)
-        row -= y0
-        row /= e
-        np.floor(row, out=row)
+        row, col = grid_cells(transform, width, height, crs, zone.crs, zone.transform)
         inside = (row >= part.rows[0]) & (row < part.rows[1]) & (col >= part.cols[0]) & (col < part.cols[1])
         inside &= ~filled
         flat = np.flatnonzero(inside)  # the output pixels of this part, not yet filled

@@ -18,7 +18,7 @@ from .errors import ExtentError
 from .pca import PCA
 from .quant import dequantise
 from .sources import TASK_POOL
-from .geo import (check_bounds, grid_bounds, grid_coords, lonlat_bounds, reproject_bounds, ring,  # noqa: F401
+from .geo import (check_bounds, grid_bounds, grid_cells, grid_coords, lonlat_bounds, reproject_bounds, ring,  # noqa: F401
                   to_lonlat, transformer)
 from .store import TesseraStore, WindowData, Zone
 from .utm import zone_lon_bounds, zone_of_lon
@@ -251,14 +251,7 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
     maps = []
     for part in parts:
         zone = part.zone
-        col, row = grid_coords(transform, width, height, dst_crs, zone.crs)
-        a, _, x0, _, e, y0 = zone.transform
-        col -= x0  # in place: a million pixels a view
-        col /= a
-        np.floor(col, out=col)
-        row -= y0
-        row /= e
-        np.floor(row, out=row)
+        row, col = grid_cells(transform, width, height, dst_crs, zone.crs, zone.transform)
         inside = (row >= part.rows[0]) & (row < part.rows[1]) & (col >= part.cols[0]) & (col < part.cols[1])
         if inside.any():
             maps.append((zone, row.astype(np.int64), col.astype(np.int64), inside))

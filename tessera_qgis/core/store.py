@@ -500,19 +500,15 @@ class Zone:
 
         box = self._box(axes, t, (r0, r1), (c0, c1), self.bands)
         coords = self.embeddings.chunk_range(box)
-        kept = tuple(sorted(set(idx))) if idx is not None else ()
-        if idx is None or len(kept) == self.bands:
+        split = self.embeddings.subset_split(coords, (bi, idx)) if idx is not None else None
+        if split is None:
             emb = [ChunkRequest(self.embeddings, coords, on_chunk_of(idx), keep, need, defer_cached=True)]
         else:
             # a few bands of chunks holding them all (a bands view of a store without depths):
-            # decoded through a reused buffer, only those bands kept and cached (as read() does);
-            # chunks in memory whole still serve them
-            lru = self.embeddings.caches.chunks
-            whole = [c for c in coords if lru.has((self.embeddings.path, c))]
-            held = set(whole)
-            emb = [ChunkRequest(self.embeddings, [c for c in coords if c not in held],
-                                on_chunk_of([kept.index(i) for i in idx]), keep, need, defer_cached=True,
-                                subset=(bi, kept))]
+            # only those bands kept and cached, as read() does; chunks in memory whole serve them
+            kept, fetch, whole = split
+            emb = [ChunkRequest(self.embeddings, fetch, on_chunk_of([kept.index(i) for i in idx]), keep, need,
+                                defer_cached=True, subset=(bi, kept))]
             if whole:
                 emb.append(ChunkRequest(self.embeddings, whole, on_chunk_of(idx), keep, need, defer_cached=True))
         read_wave([scl, *emb], cancel)
