@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from support.reference import is_cog
+from support.workers import tiles_ran_on_workers
 from tessera_qgis.core.export import cluster
 from tessera_qgis.core.errors import Cancelled, ExportError
 from tessera_qgis.core.export import ExportRequest, export, prepare
@@ -120,9 +121,10 @@ def test_a_worker_without_the_shared_folder_says_so(store, tmp_path):
 def test_dask_export_equals_the_local_one(store, sample_store, dask_cluster, tmp_path, kind, region, extra):
     local = export(store, ExportRequest(region, "EPSG:4326", 2024, str(tmp_path / "local.tif"), kind=kind, **extra))
     steps = []
-    remote = export(store, ExportRequest(region, "EPSG:4326", 2024, str(tmp_path / "remote.tif"), kind=kind,
-                                         dask=dask_cluster.scheduler_address, tile=128, block=128, **extra),
-                    progress=steps.append)
+    with tiles_ran_on_workers(dask_cluster.scheduler_address):
+        remote = export(store, ExportRequest(region, "EPSG:4326", 2024, str(tmp_path / "remote.tif"), kind=kind,
+                                             dask=dask_cluster.scheduler_address, tile=128, block=128, **extra),
+                        progress=steps.append)
     assert len(remote) == len(local) >= 1
     for a, b in zip(sorted(local), sorted(remote)):
         assert a.name.replace("local", "remote") == b.name
@@ -138,8 +140,9 @@ def test_dask_vrt_output_with_polygon_mask(store, dask_cluster, tmp_path):
 
     mask = polygon_mask(["POLYGON((-0.045 52.18,-0.02 52.18,-0.03 52.22,-0.045 52.18))"], "EPSG:4326")
     local = export(store, ExportRequest(BBOX, "EPSG:4326", 2024, str(tmp_path / "l.tif"), mask=mask, bands=[3]))[0]
-    vrt = export(store, ExportRequest(BBOX, "EPSG:4326", 2024, str(tmp_path / "r.vrt"), mask=mask, bands=[3],
-                                      dask=dask_cluster.scheduler_address, tile=128, block=128))[0]
+    with tiles_ran_on_workers(dask_cluster.scheduler_address):
+        vrt = export(store, ExportRequest(BBOX, "EPSG:4326", 2024, str(tmp_path / "r.vrt"), mask=mask, bands=[3],
+                                          dask=dask_cluster.scheduler_address, tile=128, block=128))[0]
     a, b = _read(local), _read(vrt)
     assert np.isnan(a).any() and np.isfinite(a).any()
     assert np.array_equal(a, b, equal_nan=True)
@@ -295,10 +298,11 @@ except ExportError as exc:
 
 def test_command_line_dask_export(sample_store, dask_cluster, tmp_path):
     out = tmp_path / "cli.vrt"
-    res = subprocess.run([sys.executable, "-m", "tessera_qgis", "export", str(sample_store), "--bbox",
-                          ",".join(map(str, BBOX)), "--year", "2025", "--bands", "9", "--out", str(out),
-                          "--dask", dask_cluster.scheduler_address, "--tile", "256"],
-                         capture_output=True, text=True, timeout=300)
+    with tiles_ran_on_workers(dask_cluster.scheduler_address):
+        res = subprocess.run([sys.executable, "-m", "tessera_qgis", "export", str(sample_store), "--bbox",
+                              ",".join(map(str, BBOX)), "--year", "2025", "--bands", "9", "--out", str(out),
+                              "--dask", dask_cluster.scheduler_address, "--tile", "256"],
+                             capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == str(out)
     st = open_store(sample_store)
