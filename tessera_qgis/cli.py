@@ -13,6 +13,7 @@ import warnings
 from typing import Sequence
 
 from .core.pack import PackProgress, plan_pack, run_pack
+from .core.quant import INVALID, NO_DATA, NOT_EMBEDDED
 from .core.sample import SampleSpec, generate
 from .core.sources import StoreOptions
 from .core.store import describe_years, open_store
@@ -176,6 +177,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+NODATA_WHY = {  # a nodata pixel's reason (core.quant.nodata_reason), for people
+    NOT_EMBEDDED: "not embedded: the store holds no embedding here (scale +inf)",
+    NO_DATA: "water or no source data (scale NaN)",
+    INVALID: "the stored scale is out of range, so the embedding is not usable",
+}
+
+
 def cmd_pixel(args: argparse.Namespace) -> int:
     # Opened for this pixel: its zone's years come with zarr.json (one round trip less).
     store = open_store(_ref(args), StoreOptions(concurrency=args.concurrency),
@@ -184,9 +192,10 @@ def cmd_pixel(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res))
     elif res["zone"] is None:
-        print(f"no data at ({args.lon}, {args.lat}): no zone of the store covers it")
+        print(f"no data at ({args.lon}, {args.lat}): no zone of the store covers it in {args.year}")
     elif not res["valid"]:
-        print(f"{res['zone']} row {res['row']} col {res['col']}: nodata in {args.year}")
+        print(f"{res['zone']} row {res['row']} col {res['col']}: nodata in {args.year} "
+              f"({NODATA_WHY.get(res['nodata'], res['nodata'])})")
     else:
         vals = " ".join(f"{v:.4f}" for v in res["embedding"])
         print(f"{res['zone']} ({res['crs']}) row {res['row']} col {res['col']} year {res['year']} "

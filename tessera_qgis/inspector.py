@@ -16,6 +16,8 @@ from qgis.PyQt.QtGui import QColor, QFontMetrics, QKeySequence, QPainter, QPen, 
 from qgis.PyQt.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QListWidget, QPushButton,
                                  QTableWidget, QTableWidgetItem, QTabWidget, QToolTip, QVBoxLayout, QWidget)
 
+from .core.quant import INVALID, NO_DATA, NOT_EMBEDDED, OUTSIDE
+
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 MAX_KEPT = 8
 X_TICKS = (1, 16, 32, 48, 64, 80, 96, 112, 128)
@@ -306,17 +308,25 @@ class InspectorDock(QgsDockWidget):
         self.refresh()
 
     @staticmethod
+    def nodata_text(c: dict) -> str:
+        """"no data", with why when the lookup said (core.quant.nodata_reason)."""
+        why = {NOT_EMBEDDED: tr("no data: not embedded"), NO_DATA: tr("no data: water or no source data"),
+               INVALID: tr("no data: scale out of range"), OUTSIDE: tr("no data: outside the store")}
+        return why.get(c.get("nodata"), tr("no data"))
+
+    @staticmethod
     def row_text(i: int, c: dict) -> str:
         """A short row, the pixel's name first: "#1 2024  -0.0300, 52.2000  utm30" (the rest
         in its tooltip)."""
-        where = c["zone"] if c.get("valid") else tr("no data")
+        where = c["zone"] if c.get("valid") else InspectorDock.nodata_text(c)
         text = f"{pixel_label(i, c)}  {c['lon']:.4f}, {c['lat']:.4f}  {where}"
         counts = observed(c)
         return text + "  " + tr("observed: {}").format(counts) if counts else text
 
     @staticmethod
     def row_tooltip(c: dict) -> str:
-        where = tr("{} row {} col {}").format(c["zone"], c["row"], c["col"]) if c.get("valid") else tr("no data")
+        where = tr("{} row {} col {}").format(c["zone"], c["row"], c["col"]) if c.get("valid") else \
+            InspectorDock.nodata_text(c)
         text = f"{c['lon']:.6f}, {c['lat']:.6f}  {c['year']}  {where}"
         counts = observed(c)
         if counts:

@@ -4,7 +4,8 @@ A pixel's value is `float32(int8) * scale`, one scale per pixel. A scale is vali
 it is finite and 0 < s < MAX_VALID_SCALE: geotessera's builds keep only such scales, and the
 v1 store, which predates that filter, holds huge finite scales that are garbage. `+inf`
 means never written (land not embedded), NaN water or source nodata. Everything that is not
-valid is nodata, in every path: the readers turn invalid scales into NaN once, on arrival.
+valid is nodata, in every path: the readers turn invalid scales into NaN once, on arrival
+(a NaN of their own, INVALID_SCALE, so that nodata_reason() can still say why).
 """
 from __future__ import annotations
 
@@ -16,6 +17,16 @@ MAX_VALID_SCALE = 1.0
 # its bits lie in [_LOWEST_VALID, _PAST_VALID).
 _LOWEST_VALID = 1  # the smallest positive float32
 _PAST_VALID = int(np.float32(MAX_VALID_SCALE).view(np.uint32))
+# An out-of-range scale becomes a NaN of its own (a quiet NaN with a payload of ours): nodata
+# like every NaN to all the maths, yet a pixel lookup can still tell it from the NaN of water.
+_INVALID_BITS = 0x7FC05CA1
+INVALID_SCALE = np.array(_INVALID_BITS, dtype=np.uint32).view(np.float32)[()]
+
+# Why a pixel is nodata, from its (sanitised) scale: see nodata_reason().
+NOT_EMBEDDED = "not embedded"
+NO_DATA = "no data"
+INVALID = "invalid scale"
+OUTSIDE = "outside"  # no zone of the store has the point (for that year)
 
 
 def valid_scales(scales: np.ndarray) -> np.ndarray:
@@ -37,8 +48,22 @@ def sanitise_scales(scales: np.ndarray) -> np.ndarray:
     if bad.any():
         if not s.flags.writeable:
             s = s.copy()
-        s[bad] = np.nan
+        s[bad] = INVALID_SCALE
     return s
+
+
+def nodata_reason(scale) -> str | None:
+    """Why a pixel with this sanitised scale (a float32) is nodata: None when it is valid;
+    NOT_EMBEDDED for +inf (never written); INVALID when the stored scale was out of range
+    (see sanitise_scales); NO_DATA for any other NaN (water, missing source data)."""
+    s = np.asarray(scale, dtype=np.float32)
+    if bool(valid_scales(s)):
+        return None
+    if np.isposinf(s):
+        return NOT_EMBEDDED
+    if int(s.view(np.uint32)) == _INVALID_BITS:
+        return INVALID
+    return NO_DATA
 
 
 def dequantise(q: np.ndarray, scales: np.ndarray) -> np.ndarray:

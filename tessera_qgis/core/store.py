@@ -25,7 +25,7 @@ import numpy as np
 
 from .arrays import ArrayReader, ChunkLRU, ChunkRequest, DiskCache, StoreCaches, read_wave, start_indexes
 from .geo import to_lonlat, transformer
-from .quant import dequantise, sanitise_scales
+from .quant import OUTSIDE, dequantise, nodata_reason, sanitise_scales
 from .errors import BandError, Cancelled, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
 from .sources import TASK_POOL, Source, StoreOptions, open_source
 from .storeref import StoreRef
@@ -955,7 +955,9 @@ class TesseraStore:
               cancel: Callable[[], bool] | None = None) -> dict:
         """The embedding at a point (lon/lat by default, or x/y in `crs`) for a year; with
         "observations" (per-pixel observation counts) where the zone group has them. A pixel
-        whose scale is not valid (see core.quant) is `"valid": False`."""
+        whose scale is not valid (see core.quant) is `"valid": False`, with "nodata" saying why
+        (core.quant's NOT_EMBEDDED, NO_DATA, INVALID, or OUTSIDE: no zone of the store has the
+        point for that year); "nodata" is None for a valid pixel."""
         self.check_year(year)
         if crs != "EPSG:4326":
             lon, lat = to_lonlat(lon, lat, crs)
@@ -964,16 +966,17 @@ class TesseraStore:
         zone = self.zone_for_lon(lon)
         if zone is None or year not in zone.years:
             return {"zone": None, "crs": None, "row": None, "col": None, "year": year, "valid": False,
-                    "scale": None, "embedding": None}
+                    "scale": None, "embedding": None, "nodata": OUTSIDE}
         x, y = transformer("EPSG:4326", zone.crs).transform(lon, lat)
         row, col = zone.pixel_of(x, y)
         counts = TASK_POOL.submit(self._observations, zone, year, row, col, cancel) if zone.extra else None
         win = zone.read(year, (row, row + 1), (col, col + 1), skip_nodata=False, cancel=cancel)
-        scale = float(win.scales[0, 0])
-        valid = bool(np.isfinite(scale))
+        reason = nodata_reason(win.scales[0, 0])
+        valid = reason is None
         out = {"zone": zone.name, "crs": zone.crs, "row": row, "col": col, "year": year, "valid": valid,
-               "scale": scale if valid else None,
-               "embedding": win.dequantised()[:, 0, 0].astype(float).tolist() if valid else None}
+               "scale": float(win.scales[0, 0]) if valid else None,
+               "embedding": win.dequantised()[:, 0, 0].astype(float).tolist() if valid else None,
+               "nodata": reason}
         if counts is not None:
             out["observations"] = counts.result()
         return out

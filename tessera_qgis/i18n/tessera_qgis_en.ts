@@ -494,73 +494,92 @@
 <context>
     <name>TesseraInspector</name>
     <message>
-        <location filename="../inspector.py" line="152"/>
+        <location filename="../inspector.py" line="154"/>
         <source>band {} (A{:03d})</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="174"/>
+        <location filename="../inspector.py" line="176"/>
         <source>Click a pixel with the inspector tool</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="211"/>
+        <location filename="../inspector.py" line="213"/>
         <source>band</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="268"/>
+        <location filename="../inspector.py" line="270"/>
         <source>TESSERA pixel inspector</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="276"/>
+        <location filename="../inspector.py" line="278"/>
         <source>Plot</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="277"/>
+        <location filename="../inspector.py" line="279"/>
         <source>Table</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="283"/>
+        <location filename="../inspector.py" line="285"/>
         <source>Copy CSV</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="284"/>
+        <location filename="../inspector.py" line="286"/>
         <source>Copy JSON</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="285"/>
+        <location filename="../inspector.py" line="287"/>
         <source>Copy table</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="286"/>
+        <location filename="../inspector.py" line="288"/>
         <source>Clear</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="312"/>
-        <location filename="../inspector.py" line="319"/>
-        <source>no data</source>
+        <location filename="../inspector.py" line="313"/>
+        <source>no data: not embedded</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="313"/>
+        <source>no data: water or no source data</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="314"/>
+        <source>no data: scale out of range</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="314"/>
+        <source>no data: outside the store</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../inspector.py" line="315"/>
+        <source>no data</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../inspector.py" line="324"/>
         <source>observed: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="319"/>
+        <location filename="../inspector.py" line="328"/>
         <source>{} row {} col {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../inspector.py" line="323"/>
+        <location filename="../inspector.py" line="333"/>
         <source>Observations that fed this embedding: {}</source>
         <translation type="unfinished"></translation>
     </message>

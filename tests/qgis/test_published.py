@@ -17,7 +17,7 @@ from qgis.PyQt.QtWidgets import QApplication
 from support.qgis_helpers import render_rgba, wait_for
 from support.reference import valid_pixel_lonlat
 from support.servers import RangeHTTPServer, arrays_read
-from support.stores import invalid_scale_pixels
+from support.stores import invalid_scale_pixels, pixel_where
 from tessera_qgis import provider as prov
 from tessera_qgis.inspector import InspectorDock
 from tessera_qgis.layers import FrameLabels, make_layer
@@ -166,6 +166,28 @@ def test_the_pixel_inspector_shows_the_observation_counts(dclimate_store, qgis_i
     assert row[-3:] == [str(n) for n in counts] and len(row) == 8 + 128 + 3
     dock.add(dict(dock.clicks[0], observations=None))  # a store without counts: nothing said
     assert "observed" not in dock.list.item(1).text()
+
+
+def test_the_pixel_inspector_says_why_a_pixel_is_nodata(v1_store, qgis_iface, qgis_canvas):
+    """Clicks on v1 pixels picked by their raw scales (zarr-python): out of range, +inf, NaN;
+    each row and tooltip says why there is no embedding, and the vector stays empty."""
+    bad = invalid_scale_pixels(v1_store)[0]
+    picks = [(bad, "no data: scale out of range"),
+             (pixel_where(v1_store, bad["year"], np.isposinf), "no data: not embedded"),
+             (pixel_where(v1_store, bad["year"], np.isnan), "no data: water or no source data")]
+    layer = make_layer(str(v1_store), bad["year"], bands=[1, 2, 3])
+    QgsProject.instance().addMapLayer(layer)
+    qgis_canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    qgis_iface.setActiveLayer(layer)
+    dock = InspectorDock()
+    ctl = InspectorController(qgis_iface, dock)
+    for i, (b, text) in enumerate(picks):
+        ctl.start(QgsPointXY(b["lon"], b["lat"]))
+        wait_for(ctl.last_task)
+        c = dock.clicks[i]
+        assert (c["row"], c["col"], c["valid"], c["embedding"]) == (b["row"], b["col"], False, None)
+        item = dock.list.item(i)
+        assert text in item.text() and text in item.toolTip(), (item.text(), item.toolTip())
 
 
 def test_processing_exports_read_only_the_depth_they_need(processing, v2_http, v2_store, tmp_path):

@@ -8,6 +8,8 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from tessera_qgis.core import sample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,24 +66,46 @@ def partial_year_sample() -> Path:
     return path
 
 
-def invalid_scale_pixels(store: Path) -> list[dict]:
-    """The pixels the generator gave out-of-range scales (v2 and v1 stores), read from each
-    zone's `sample_landcover` attribute, with the year and the lon/lat of each pixel centre,
-    ready for a reader's pixel lookup: [{"zone", "year", "row", "col", "scale", "lon", "lat"}]."""
+def _zone_groups(store: Path):
+    """(name, group, years, to_lonlat(row, col)) of each zone group, read with zarr-python."""
     import zarr
     from pyproj import Transformer
 
     root = zarr.open_group(str(store), mode="r")
-    out = []
     for name in sorted(root.group_keys()):
         if not name.startswith("utm"):
             continue
         g = root[name]
-        years = g["time"][:].tolist()
-        x0, y0 = g.attrs["spatial:transform"][2], g.attrs["spatial:transform"][5]
+        px, _, x0, _, py, y0 = g.attrs["spatial:transform"]
         to_lonlat = Transformer.from_crs(g.attrs["proj:code"], "EPSG:4326", always_xy=True)
+
+        def lonlat(row: int, col: int, x0=x0, y0=y0, px=px, py=py, to_lonlat=to_lonlat) -> tuple[float, float]:
+            return to_lonlat.transform(x0 + px * (col + 0.5), y0 + py * (row + 0.5))
+
+        yield name, g, g["time"][:].tolist(), lonlat
+
+
+def pixel_where(store: Path, year: int, pick) -> dict:
+    """The first pixel (zone by zone, row-major) whose raw stored scale `pick(scales)` marks
+    True, read with zarr-python: {"zone", "year", "row", "col", "scale", "lon", "lat"}."""
+    for name, g, years, lonlat in _zone_groups(store):
+        s = np.asarray(g["scales"][years.index(year)])
+        rows, cols = np.nonzero(pick(s))
+        if len(rows):
+            r, c = int(rows[0]), int(cols[0])
+            lon, lat = lonlat(r, c)
+            return {"zone": name, "year": year, "row": r, "col": c, "scale": float(s[r, c]), "lon": lon, "lat": lat}
+    raise LookupError(f"no such pixel in {store} for {year}")
+
+
+def invalid_scale_pixels(store: Path) -> list[dict]:
+    """The pixels the generator gave out-of-range scales (v2 and v1 stores), read from each
+    zone's `sample_landcover` attribute, with the year and the lon/lat of each pixel centre,
+    ready for a reader's pixel lookup: [{"zone", "year", "row", "col", "scale", "lon", "lat"}]."""
+    out = []
+    for name, g, years, lonlat in _zone_groups(store):
         for t, row, col, scale in g["sample_landcover"].attrs.get("invalid_scale_pixels", []):
-            lon, lat = to_lonlat.transform(x0 + 10.0 * (col + 0.5), y0 - 10.0 * (row + 0.5))
+            lon, lat = lonlat(row, col)
             out.append({"zone": name, "year": years[t], "row": row, "col": col, "scale": scale,
                         "lon": lon, "lat": lat})
     return out

@@ -66,7 +66,8 @@ def test_cli_pixel_json_matches_zarr(sample_store, sample_http):
     res = cli("pixel", sample_http.store_url, "--lon", "-0.03", "--lat", "52.2", "--year", "2025", "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert set(out) == {"zone", "crs", "row", "col", "year", "valid", "scale", "embedding"}
+    assert set(out) == {"zone", "crs", "row", "col", "year", "valid", "scale", "embedding", "nodata"}
+    assert out["valid"] is True and out["nodata"] is None
     assert out["zone"] == "utm30" and out["crs"] == "EPSG:32630" and len(out["embedding"]) == 128
     g = zarr.open_group(str(sample_store), mode="r")["utm30"]
     scale = float(g["scales"][1, out["row"], out["col"]])

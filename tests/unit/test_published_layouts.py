@@ -13,7 +13,7 @@ import pytest
 import zarr
 
 from support.servers import arrays_read
-from support.stores import invalid_scale_pixels
+from support.stores import invalid_scale_pixels, pixel_where
 from tessera_qgis.core.errors import BandError, Cancelled
 from tessera_qgis.core.store import OBSERVATIONS, open_store
 
@@ -78,13 +78,41 @@ def test_scales_out_of_range_are_nodata_everywhere(v1_store, tmp_path):
         assert np.isnan(win.scales[0, 0]) and np.isnan(win.dequantised()).all()
         px = st.pixel(b["lon"], b["lat"], b["year"])
         assert (px["row"], px["col"]) == (b["row"], b["col"]) and px["valid"] is False and px["embedding"] is None
+        assert px["nodata"] == "invalid scale", (b, px["nodata"])
     b = bad[0]
-    res = subprocess.run([sys.executable, "-m", "tessera_qgis", "pixel", str(v1_store), "--lon", str(b["lon"]),
-                          "--lat", str(b["lat"]), "--year", str(b["year"]), "--json"], capture_output=True, text=True,
-                         cwd=REPO, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
-                                        "PROJ_DATA": "/usr/share/proj"})
+    res = _pixel_cli(v1_store, b, "--json")
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["valid"] is False
+    assert json.loads(res.stdout)["valid"] is False and json.loads(res.stdout)["nodata"] == "invalid scale"
+    assert "the stored scale is out of range" in _pixel_cli(v1_store, b).stdout
+
+
+def _pixel_cli(store, b: dict, *more):
+    return subprocess.run([sys.executable, "-m", "tessera_qgis", "pixel", str(store), "--lon", str(b["lon"]),
+                           "--lat", str(b["lat"]), "--year", str(b["year"]), *more], capture_output=True, text=True,
+                          cwd=REPO, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                                         "PROJ_DATA": "/usr/share/proj"})
+
+
+def test_a_nodata_pixel_says_why(v1_store, dclimate_store):
+    """Not embedded (+inf), water or no source data (NaN), a valid pixel (no reason), a point
+    outside the zones: the pixels picked by their raw scales read with zarr-python."""
+    st = open_store(v1_store)
+    cases = [(pixel_where(v1_store, 2024, np.isposinf), "not embedded", "not embedded"),
+             (pixel_where(v1_store, 2024, np.isnan), "no data", "water or no source data"),
+             (pixel_where(v1_store, 2024, lambda s: (s > 0) & (s < 1)), None, None)]
+    for b, reason, text in cases:
+        px = st.pixel(b["lon"], b["lat"], b["year"])
+        assert (px["zone"], px["row"], px["col"]) == (b["zone"], b["row"], b["col"])
+        assert px["nodata"] == reason and px["valid"] is (reason is None), (b, px["nodata"])
+        assert json.loads(_pixel_cli(v1_store, b, "--json").stdout)["nodata"] == reason
+        if text is not None:
+            out = _pixel_cli(v1_store, b).stdout
+            assert f"row {b['row']} col {b['col']}: nodata in 2024 ({text}" in out, out
+    far = st.pixel(-100.0, 52.2, 2024)  # another UTM zone than the store's
+    assert far["zone"] is None and far["nodata"] == "outside"
+    # v1.1-dclimate: NaN is its only nodata (no +inf), so every nodata pixel says "no data"
+    b = pixel_where(dclimate_store, 2024, lambda s: ~((s > 0) & (s < 1)))
+    assert open_store(dclimate_store).pixel(b["lon"], b["lat"], 2024)["nodata"] == "no data"
 
 
 @pytest.mark.gdal
