@@ -1117,7 +1117,9 @@ def bench_network(win: dict) -> dict:
          "size": VIEW},
     ]
     rows = []
-    link = Link(rtt=LINK_RTT, mbit=LINK_MBIT)
+    # The stores served from memory: a stalled disk read in the server would stall the link.
+    link = Link(rtt=LINK_RTT, mbit=LINK_MBIT, in_memory=True)
+    link.preload(v1, v2)
     runs: list[tuple[dict, dict]] = []  # (phases, done) of each run, every view in it
     with RangeHTTPServer(v1.parent, link=link) as server:
         params = [{"name": v["name"], "url": f"{server.url}/{v['store'].name}", "layer": v["layer"],

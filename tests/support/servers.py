@@ -134,14 +134,22 @@ class Link:
     """A modelled network link for RangeHTTPServer: `rtt` seconds before each response
     starts (a request's round trip), and `mbit` Mbit/s of bandwidth shared by all
     connections: response bodies go out in slices, each slice taking its bytes from one
-    token bucket in turn (so concurrent responses share the link fairly)."""
+    token bucket in turn (so concurrent responses share the link fairly).
+
+    `in_memory`: bodies come from copies of the files kept in memory (see preload), not from
+    the disk. Measured on these machines: a 64 KiB read of a file that was just read whole
+    stalls for up to 1 s now and then (the page cache loses pages of it), and a stalled read
+    in the server's event loop stalls every response on the link."""
 
     SLICE = 64 << 10
 
-    def __init__(self, rtt: float = 0.06, mbit: float = 100.0, burst: int = 128 << 10) -> None:
+    def __init__(self, rtt: float = 0.06, mbit: float = 100.0, burst: int = 128 << 10,
+                 in_memory: bool = False) -> None:
         self.rtt = rtt
         self.rate = mbit * 1e6 / 8  # bytes per second
         self.burst = burst
+        self.in_memory = in_memory
+        self._files: dict[Path, bytes] = {}
         self.sent = 0
         self._tokens = float(burst)
         self._stamp: float | None = None
@@ -166,6 +174,21 @@ class Link:
             self._tokens -= nbytes
             self.sent += nbytes
 
+    def preload(self, *folders: Path) -> int:
+        """Read every file under `folders` into memory (with in_memory); returns the bytes."""
+        for folder in folders:
+            for path in Path(folder).rglob("*"):
+                if path.is_file():
+                    self._files[path.resolve()] = path.read_bytes()
+        return sum(len(b) for b in self._files.values())
+
+    def _file(self, path: Path) -> bytes:
+        key = path.resolve()
+        data = self._files.get(key)
+        if data is None:
+            data = self._files[key] = path.read_bytes()
+        return data
+
     async def respond(self, request, root: Path):
         """A GET or HEAD of a file under `root` (Range and suffix ranges honoured), its body
         paced by the link; None where the static handler should answer (no such file)."""
@@ -187,14 +210,21 @@ class Link:
         await resp.prepare(request)
         if request.method == "HEAD":
             return resp
-        with open(path, "rb") as f:
-            f.seek(start)
-            left = end - start
-            while left:
-                piece = f.read(min(self.SLICE, left))
+        if self.in_memory:
+            body = memoryview(self._file(path))
+            for at in range(start, end, self.SLICE):
+                piece = body[at:min(at + self.SLICE, end)]
                 await self.take(len(piece))
                 await resp.write(piece)
-                left -= len(piece)
+        else:
+            with open(path, "rb") as f:
+                f.seek(start)
+                left = end - start
+                while left:
+                    piece = f.read(min(self.SLICE, left))
+                    await self.take(len(piece))
+                    await resp.write(piece)
+                    left -= len(piece)
         await resp.write_eof()
         return resp
 

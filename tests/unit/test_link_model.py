@@ -1,19 +1,24 @@
 """The test server's modelled network link (used by `make bench`'s network section): the
-bytes it serves are the file's, ranges and suffix ranges included, and every byte goes
-through the shared bucket."""
+bytes it serves are the file's, ranges and suffix ranges included (from the disk, or from the
+copy kept in memory), and every byte goes through the shared bucket."""
 from __future__ import annotations
 
 import asyncio
 
 import aiohttp
+import pytest
 
 from support.servers import Link, RangeHTTPServer
 
 
-def test_a_paced_link_serves_the_right_bytes(tmp_path):
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_a_paced_link_serves_the_right_bytes(tmp_path, in_memory):
     data = bytes(range(256)) * 4096  # 1 MiB
     (tmp_path / "f.bin").write_bytes(data)
-    link = Link(rtt=0.01, mbit=800)
+    link = Link(rtt=0.01, mbit=800, in_memory=in_memory)
+    if in_memory:  # served from the copy read here: what is on the disk afterwards is not read
+        assert link.preload(tmp_path) == len(data)
+        (tmp_path / "f.bin").write_bytes(bytes(len(data)))
     with RangeHTTPServer(tmp_path, link=link) as srv:
         async def fetch_all():
             async with aiohttp.ClientSession() as s:
