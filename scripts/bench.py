@@ -1032,9 +1032,8 @@ def _md_anchor(an: dict) -> list[str]:
 LINK_RTT = 0.06  # s, a request's round trip
 LINK_MBIT = 100.0  # shared by all connections
 # Each view is drawn this many times, cold (fresh processes), and the median counts (as the
-# anchor's medians of 5). On this shared 2-core host one draw in a few stalls for 0.2-0.7 s: the
-# link sends nothing for that long although no write of it waits on the client and its process
-# keeps running; same requests and bytes as the good draws. Cause not found (2026-12-02).
+# anchor's medians of 5): single draws on these shared hosts still vary (the client's own
+# files can wait on the disk as the server's did before it sent from memory, see bench_network).
 NETWORK_RUNS = 3
 VIEW = 1000  # px
 
