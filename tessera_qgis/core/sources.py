@@ -38,34 +38,64 @@ TASK_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tessera-task"
 LOCAL_IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tessera-file")
 
 
+BACKLOG_BYTES = 8 << 20  # the reading waits while more than this waits to be decoded: see Batch
 INLINE_GROUPS = 4  # fetches of at most this many requests decode on the I/O thread itself
 
 
 class Batch:
     """Callbacks handed to the decode threads by one fetch: cheap to add (a window is
     thousands of chunks: no future, no event-loop wake-up per chunk), waited for together;
-    after the first error the rest are skipped and wait() raises it."""
+    after the first error the rest are skipped and wait() raises it.
 
-    def __init__(self) -> None:
+    It also counts the bytes handed on and not decoded yet (the backlog): a reader on an
+    event loop waits in room() while there are more than `limit`, and goes on once the
+    decoders are down to half of it (the bytes meanwhile wait in the sockets). On a fast
+    link the responses outrun the decoding: without a limit a cold 1000 x 1000 px window's
+    100 MB were all held at once, every page of them fresh memory (25,000 page faults at
+    ~3.5 us each on these machines), where a bounded backlog reuses the same memory."""
+
+    def __init__(self, limit: int = 0, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._lock = threading.Lock()
         self._pending = 0
         self._done = threading.Event()
         self._done.set()
         self.error: BaseException | None = None
+        self.limit = limit
+        self.backlog = 0
+        self._loop = loop
+        self._room: asyncio.Future | None = None  # set when the backlog is down to limit / 2
 
-    def add(self, fn: Callable, *args) -> None:
+    def add(self, fn: Callable, *args, nbytes: int = 0) -> None:
         with self._lock:
             self._pending += 1
+            self.backlog += nbytes
             self._done.clear()
-        DECODERS.put(self, fn, args)
+        DECODERS.put(self, fn, args, nbytes)
 
-    def _finish(self, error: BaseException | None) -> None:
+    def _finish(self, error: BaseException | None, nbytes: int = 0) -> None:
+        room = None
         with self._lock:
             if error is not None and self.error is None:
                 self.error = error
             self._pending -= 1
+            self.backlog -= nbytes
+            if self._room is not None and (self.backlog <= self.limit // 2 or self.error is not None):
+                room, self._room = self._room, None
             if self._pending == 0:
                 self._done.set()
+        if room is not None:
+            self._loop.call_soon_threadsafe(_resolve, room)
+
+    async def room(self) -> None:
+        """Wait (on the loop given) until the backlog is at most `limit` (no limit: 0)."""
+        while self.limit:
+            with self._lock:
+                if self.backlog <= self.limit or self.error is not None:
+                    return
+                if self._room is None:
+                    self._room = self._loop.create_future()
+                room = self._room
+            await asyncio.shield(room)
 
     def wait(self) -> None:
         self._done.wait()
@@ -77,6 +107,11 @@ class Batch:
         self._done.wait()
 
 
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class _Decoders:
     """A few daemon threads running Batch work (decoding chunks as their bytes arrive)."""
 
@@ -86,10 +121,10 @@ class _Decoders:
         self._started = False
         self._lock = threading.Lock()
 
-    def put(self, batch: Batch, fn: Callable, args: tuple) -> None:
+    def put(self, batch: Batch, fn: Callable, args: tuple, nbytes: int = 0) -> None:
         if not self._started:
             self._start()
-        self._queue.put((batch, fn, args))
+        self._queue.put((batch, fn, args, nbytes))
 
     def _start(self) -> None:
         with self._lock:
@@ -101,14 +136,15 @@ class _Decoders:
 
     def _run(self) -> None:
         while True:
-            batch, fn, args = self._queue.get()
+            batch, fn, args, nbytes = self._queue.get()
             error = None
             if batch.error is None:
                 try:
                     fn(*args)
                 except BaseException as exc:  # handed to the waiting caller
                     error = exc
-            batch._finish(error)
+            del args  # the bytes go back to the allocator before the backlog says they did
+            batch._finish(error, nbytes)
 
 
 DECODERS = _Decoders(max(2, min(8, os.cpu_count() or 2)))
@@ -470,7 +506,7 @@ class FsspecSource(Source):
         groups = [g for g in groups if not self._from_speculation(g, callback)]
         if not groups:
             return
-        batch = Batch()
+        batch = Batch(BACKLOG_BYTES, self.fs.loop)
         try:
             self._sync(self._fetch_many, groups, callback, cancel, batch)
         finally:
@@ -485,7 +521,7 @@ class FsspecSource(Source):
             if inline:  # a pixel's few chunks: no hand-over between threads (each can cost ms)
                 callback(r, data)
             else:
-                batch.add(callback, r, data)
+                batch.add(callback, r, data, nbytes=len(data) if data is not None else 0)
 
         async def one(group: list[Range]) -> None:
             async with sem:
@@ -497,7 +533,7 @@ class FsspecSource(Source):
                 if first.start == WHOLE:
                     deliver(first, await self._whole(first.key))
                 elif self.http:
-                    await self._stream(group, deliver)
+                    await self._stream(group, deliver, None if inline else batch.room)
                 else:
                     data = await self._cat(first.key, first.start, group[-1].end)
                     view = memoryview(data)
@@ -512,13 +548,13 @@ class FsspecSource(Source):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _stream(self, group: list[Range], deliver) -> None:
+    async def _stream(self, group: list[Range], deliver, room=None) -> None:
         """One request for a group of adjacent ranges, each range handed on as soon as its
         bytes are in. Transient failures are retried (like _cat) for the ranges not yet in."""
         todo = list(group)  # _stream_once takes out each range handed on: a retry asks for the rest
-        await self._retried(lambda: self._stream_once(todo, deliver))
+        await self._retried(lambda: self._stream_once(todo, deliver, room))
 
-    async def _stream_once(self, todo: list[Range], deliver) -> None:
+    async def _stream_once(self, todo: list[Range], deliver, room=None) -> None:
         key, start, end = todo[0].key, todo[0].start, todo[-1].end
         self.stats.add(0)
         try:
@@ -543,6 +579,8 @@ class FsspecSource(Source):
                 pieces: list[memoryview] = []  # arrived, not handed on; pieces[0] starts at pos
                 pos, have = start, 0
                 while todo:
+                    if room is not None:
+                        await room()  # while the decoding is far behind, the bytes wait in the socket
                     chunk = await r.content.readany()
                     if not chunk:
                         raise ReadError(f"{key}: the response ended {end - pos - have} bytes early "

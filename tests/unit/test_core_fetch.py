@@ -465,3 +465,71 @@ def test_the_shard_indexes_are_on_their_way_before_the_chunks_are_planned(sample
     assert seen and seen[0] >= 2, "the scales' and embeddings' shard indexes were asked for before the planning"
     indexes = [r for r in srv.requests() if r.range.startswith("bytes=-")]
     assert len(indexes) == len({r.path for r in indexes}), "each shard index fetched once"
+
+
+@pytest.mark.parametrize("limit", [1 << 20, 4 << 20])
+def test_reading_waits_while_the_decoding_is_far_behind(tmp_path, monkeypatch, limit):
+    """On a fast link the responses outrun the decoding. The reading pauses while more than
+    BACKLOG_BYTES wait to be decoded (the rest wait in the sockets), so a cold read holds a
+    bounded amount of memory, reused, instead of the whole window's bytes at once. Measured
+    from outside the gate: the bytes the source has taken in (its stats) minus the bytes the
+    callbacks have finished, sampled in every callback (each one slow). Each request's bytes
+    taken in but not yet handed on (at most a range and a socket read) come on top."""
+    import time
+
+    from tessera_qgis.core import sources
+
+    monkeypatch.setattr(sources, "BACKLOG_BYTES", limit)
+    blob = np.random.default_rng(1).integers(0, 256, 16 << 20, dtype=np.uint8).tobytes()
+    (tmp_path / "blob").write_bytes(blob)
+    piece = 64 << 10
+    ranges = [sources.Range("blob", a, a + piece) for a in range(0, len(blob), piece)]
+    groups = [ranges[i:i + 32] for i in range(0, len(ranges), 32)]  # 8 requests of 2 MB
+    held: list[int] = []
+    finished = [0]
+    wrong: list = []
+    lock = threading.Lock()
+    srv = RangeHTTPServer(tmp_path).start()
+    try:
+        source = sources.open_source(srv.url, StoreOptions())
+
+        def callback(r, data) -> None:
+            with lock:
+                held.append(source.stats.snapshot()["bytes"] - finished[0])
+            if bytes(data) != blob[r.start:r.end]:
+                wrong.append(r)
+            time.sleep(0.004)
+            with lock:
+                finished[0] += len(data)
+
+        source.fetch_many(groups, callback)
+    finally:
+        srv.stop()
+    assert not wrong and len(held) == len(ranges) and finished[0] == len(blob)
+    slack = len(groups) * (piece + (256 << 10))
+    assert max(held) <= limit + slack, f"{max(held) / 2**20:.1f} MiB taken in and not decoded"
+
+
+def test_a_failed_decode_ends_a_read_that_waits_for_the_decoding(tmp_path, monkeypatch):
+    """A decoding error while the reading waits for the decoders to catch up: the read ends
+    with that error (the waiting reads are woken), it does not hang."""
+    from tessera_qgis.core import sources
+
+    monkeypatch.setattr(sources, "BACKLOG_BYTES", 256 << 10)
+    (tmp_path / "blob").write_bytes(bytes(8 << 20))
+    ranges = [sources.Range("blob", a, a + (64 << 10)) for a in range(0, 8 << 20, 64 << 10)]
+    calls = [0]
+    srv = RangeHTTPServer(tmp_path).start()
+    try:
+        source = sources.open_source(srv.url, StoreOptions())
+
+        def callback(r, data) -> None:
+            calls[0] += 1
+            if r.start == 5 * (64 << 10):
+                raise ReadError("blob: cannot decode chunk; the stored data is corrupt", "corrupt")
+
+        with pytest.raises(ReadError, match="corrupt"):
+            source.fetch_many([ranges[i:i + 16] for i in range(0, len(ranges), 16)], callback)
+    finally:
+        srv.stop()
+    assert calls[0] < len(ranges), "the ranges after the error are not decoded"
