@@ -86,6 +86,9 @@ class Batch:
         if room is not None:
             self._loop.call_soon_threadsafe(_resolve, room)
 
+    def full(self) -> bool:
+        return bool(self.limit) and self.backlog > self.limit and self.error is None
+
     async def room(self) -> None:
         """Wait (on the loop given) until the backlog is at most `limit` (no limit: 0)."""
         while self.limit:
@@ -533,7 +536,7 @@ class FsspecSource(Source):
                 if first.start == WHOLE:
                     deliver(first, await self._whole(first.key))
                 elif self.http:
-                    await self._stream(group, deliver, None if inline else batch.room)
+                    await self._stream(group, deliver, None if inline else batch)
                 else:
                     data = await self._cat(first.key, first.start, group[-1].end)
                     view = memoryview(data)
@@ -548,13 +551,13 @@ class FsspecSource(Source):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _stream(self, group: list[Range], deliver, room=None) -> None:
+    async def _stream(self, group: list[Range], deliver, gate: Batch | None = None) -> None:
         """One request for a group of adjacent ranges, each range handed on as soon as its
         bytes are in. Transient failures are retried (like _cat) for the ranges not yet in."""
         todo = list(group)  # _stream_once takes out each range handed on: a retry asks for the rest
-        await self._retried(lambda: self._stream_once(todo, deliver, room))
+        await self._retried(lambda: self._stream_once(todo, deliver, gate))
 
-    async def _stream_once(self, todo: list[Range], deliver, room=None) -> None:
+    async def _stream_once(self, todo: list[Range], deliver, gate: Batch | None = None) -> None:
         key, start, end = todo[0].key, todo[0].start, todo[-1].end
         self.stats.add(0)
         try:
@@ -579,8 +582,8 @@ class FsspecSource(Source):
                 pieces: list[memoryview] = []  # arrived, not handed on; pieces[0] starts at pos
                 pos, have = start, 0
                 while todo:
-                    if room is not None:
-                        await room()  # while the decoding is far behind, the bytes wait in the socket
+                    if gate is not None and gate.full():  # the decoding is far behind:
+                        await gate.room()  # the bytes wait in the socket meanwhile
                     chunk = await r.content.readany()
                     if not chunk:
                         raise ReadError(f"{key}: the response ended {end - pos - have} bytes early "
