@@ -39,14 +39,18 @@ def observed(c: dict) -> str:
 
 
 def as_csv(clicks: list[dict]) -> str:
+    """The clicks as CSV: one row each; `nodata` says why a pixel has no embedding, as the
+    JSON does ("not embedded", "no data", "invalid scale", "outside"; empty where valid)."""
     counts = list(dict.fromkeys(k for c in clicks for k in (c.get("observations") or {})))
-    head = ["lon", "lat", "year", "zone", "row", "col", "valid", "scale"] + [f"A{i:03d}" for i in range(1, 129)]
+    head = ["lon", "lat", "year", "zone", "row", "col", "valid", "nodata", "scale"] + \
+        [f"A{i:03d}" for i in range(1, 129)]
     lines = [",".join(head + counts)]
     for c in clicks:
         emb = c.get("embedding") or [""] * 128
         row = [f"{c['lon']:.6f}", f"{c['lat']:.6f}", str(c["year"]), str(c.get("zone") or ""),
                str(c.get("row") if c.get("row") is not None else ""),
                str(c.get("col") if c.get("col") is not None else ""), str(bool(c["valid"])).lower(),
+               "" if c["valid"] else str(c.get("nodata") or ""),
                "" if c.get("scale") is None else f"{c['scale']:.8g}"]
         row += [v if v == "" else f"{v:.6g}" for v in emb]
         obs = c.get("observations") or {}

@@ -163,7 +163,7 @@ def test_the_pixel_inspector_shows_the_observation_counts(dclimate_store, qgis_i
     dock.copy_csv.click()
     head, row = (line.split(",") for line in QApplication.clipboard().text().splitlines())
     assert head[-3:] == ["s1_asc_obs_count", "s1_desc_obs_count", "s2_obs_count"]
-    assert row[-3:] == [str(n) for n in counts] and len(row) == 8 + 128 + 3
+    assert row[-3:] == [str(n) for n in counts] and len(row) == 9 + 128 + 3
     dock.add(dict(dock.clicks[0], observations=None))  # a store without counts: nothing said
     assert "observed" not in dock.list.item(1).text()
 
@@ -188,6 +188,11 @@ def test_the_pixel_inspector_says_why_a_pixel_is_nodata(v1_store, qgis_iface, qg
         assert (c["row"], c["col"], c["valid"], c["embedding"]) == (b["row"], b["col"], False, None)
         item = dock.list.item(i)
         assert text in item.text() and text in item.toolTip(), (item.text(), item.toolTip())
+    dock.copy_csv.click()
+    head, *rows = (line.split(",") for line in QApplication.clipboard().text().splitlines())
+    col = head.index("nodata")
+    assert [r[col] for r in rows] == ["invalid scale", "not embedded", "no data"]
+    assert all(r[head.index("A001")] == "" and r[head.index("valid")] == "false" for r in rows)
 
 
 def test_processing_exports_read_only_the_depth_they_need(processing, v2_http, v2_store, tmp_path):

@@ -71,7 +71,7 @@ def test_pixel_inspector_click_fills_the_dock(sample_store, sample_http, qgis_ca
     assert first["embedding"] == want["embedding"] and len(first["embedding"]) == 128
     dock.copy_csv.click()
     csv = QApplication.clipboard().text().splitlines()
-    assert len(csv) == 3 and csv[0].split(",")[8] == "A001" and len(csv[1].split(",")) == 8 + 128
+    assert len(csv) == 3 and csv[0].split(",")[9] == "A001" and len(csv[1].split(",")) == 9 + 128
     dock.copy_json.click()
     data = json.loads(QApplication.clipboard().text())
     assert data[1]["embedding"] == dock.clicks[1]["embedding"]
