@@ -8,6 +8,31 @@ import numpy as np
 from .quant import valid_scales
 
 CHUNK_VALUES = 16_000_000  # similarities held at once while predicting a block (64 MB)
+CHUNK = 65_536  # pixels predicted at once where a model does not say (its `chunk`)
+
+
+def predict_block(model, q: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class codes uint8 (h, w) and confidence float32 (h, w) of a block (int8 q (bands, h,
+    w), of which the model reads its first `dims`), from the model's `predict_vectors` on the
+    valid pixels, `model.chunk` (else CHUNK) pixels at a time, so that a block's memory does
+    not grow with the model. The embeddings are dequantised, unless the model is
+    `scale_free` (a cosine: the per-pixel scale cancels)."""
+    b, h, w = q.shape
+    valid = valid_scales(scales).ravel()
+    cls = np.zeros(h * w, dtype=np.uint8)
+    conf = np.full(h * w, np.nan, dtype=np.float32)
+    where = np.nonzero(valid)[0]
+    flat = q.reshape(b, -1)
+    s = scales.ravel().astype(np.float32, copy=False)
+    step = getattr(model, "chunk", CHUNK)
+    scaled = not getattr(model, "scale_free", False)
+    for i in range(0, len(where), step):
+        idx = where[i:i + step]
+        x = flat[:model.dims, idx].T.astype(np.float32)
+        if scaled:
+            x *= s[idx, None]
+        cls[idx], conf[idx] = model.predict_vectors(x)
+    return cls.reshape(h, w), conf.reshape(h, w)
 
 
 @dataclass
@@ -53,21 +78,17 @@ class KNNClassifier:
         best = counts.argmax(axis=1)
         return (best + 1).astype(np.uint8), (counts[np.arange(len(best)), best] / self.k).astype(np.float32)
 
+    scale_free = True  # cosine similarity: see predict_block
+
+    @property
+    def chunk(self) -> int:
+        """Pixels predicted at once: their similarities to every labelled embedding are held
+        together (CHUNK_VALUES of them at most)."""
+        return max(1024, CHUNK_VALUES // max(len(self.vectors), 1))
+
     def predict(self, q: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(class codes uint8 (h, w), confidence float32 (h, w)) of a block: int8 q (bands,
-        h, w), of which the first `dims` are read; the per-pixel scale cancels in the cosine.
-        CHUNK pixels at a time, so a block's memory does not grow with the training set."""
-        b, h, w = q.shape
-        valid = valid_scales(scales).ravel()
-        cls = np.zeros(h * w, dtype=np.uint8)
-        conf = np.full(h * w, np.nan, dtype=np.float32)
-        where = np.nonzero(valid)[0]
-        flat = q.reshape(b, -1)
-        step = max(1024, CHUNK_VALUES // max(len(self.vectors), 1))
-        for i in range(0, len(where), step):
-            idx = where[i:i + step]
-            cls[idx], conf[idx] = self.predict_vectors(flat[:self.dims, idx].T.astype(np.float32))
-        return cls.reshape(h, w), conf.reshape(h, w)
+        """(class codes uint8 (h, w), confidence float32 (h, w)) of a block: see predict_block."""
+        return predict_block(self, q, scales)
 
 
 def _vector_memory():

@@ -110,13 +110,13 @@ def test_block_prediction_in_small_chunks_equals_one_go(monkeypatch):
     s[5:9, 3:7] = np.nan
     model = KMeansModel(rng.normal(0, 1, (3, 6)))
     whole = model.predict(q, s)
-    monkeypatch.setattr(models, "CHUNK", 50)
+    from tessera_qgis.core import classify
+
+    monkeypatch.setattr(classify, "CHUNK", 50)
     parts = model.predict(q, s)
     assert np.array_equal(whole[0], parts[0]) and np.array_equal(whole[1], parts[1], equal_nan=True)
     knn = KNNClassifier.fit(rng.normal(0, 1, (40, 6)), [str(i % 4) for i in range(40)], k=3)
     whole = knn.predict(q, s)
-    from tessera_qgis.core import classify
-
     monkeypatch.setattr(classify, "CHUNK_VALUES", 10)  # 1024 pixels a chunk: several chunks here
     small = rng.integers(-127, 128, size=(6, 64, 40)).astype(np.int8)
     ss = rng.uniform(0.001, 0.02, size=(64, 40)).astype(np.float32)

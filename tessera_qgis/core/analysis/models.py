@@ -25,35 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classify import KNNClassifier
+from ..classify import KNNClassifier, predict_block
 from ..errors import TesseraError
-from ..quant import valid_scales
 
 FORMAT = "tessera-qgis model"
 VERSION = 1
-CHUNK = 65_536  # pixels predicted at once: bounds a block's memory whatever the model
 
 
 class ModelError(TesseraError):
     """A model file that cannot be used (not one, damaged, or for other dimensions)."""
-
-
-def predict_block(model, q: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Class codes uint8 (h, w) and confidence float32 (h, w) of a block, from a model's
-    `predict_vectors` on the dequantised valid pixels, CHUNK pixels at a time."""
-    b, h, w = q.shape
-    valid = valid_scales(scales).ravel()
-    cls = np.zeros(h * w, dtype=np.uint8)
-    conf = np.full(h * w, np.nan, dtype=np.float32)
-    where = np.nonzero(valid)[0]
-    flat = q.reshape(b, -1)
-    s = scales.ravel()
-    step = getattr(model, "chunk", CHUNK)
-    for i in range(0, len(where), step):
-        idx = where[i:i + step]
-        x = flat[:model.dims, idx].T.astype(np.float32) * s[idx, None].astype(np.float32)
-        cls[idx], conf[idx] = model.predict_vectors(x)
-    return cls.reshape(h, w), conf.reshape(h, w)
 
 
 @dataclass
