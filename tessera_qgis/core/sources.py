@@ -536,7 +536,7 @@ class FsspecSource(Source):
                 if first.start == WHOLE:
                     deliver(first, await self._whole(first.key))
                 elif self.http:
-                    await self._stream(group, deliver, None if inline else batch)
+                    await self._stream(group, deliver, None if inline else batch, cancel)
                 else:
                     data = await self._cat(first.key, first.start, group[-1].end)
                     view = memoryview(data)
@@ -551,13 +551,17 @@ class FsspecSource(Source):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _stream(self, group: list[Range], deliver, gate: Batch | None = None) -> None:
+    async def _stream(self, group: list[Range], deliver, gate: Batch | None = None,
+                      cancel: CancelCheck | None = None) -> None:
         """One request for a group of adjacent ranges, each range handed on as soon as its
-        bytes are in. Transient failures are retried (like _cat) for the ranges not yet in."""
+        bytes are in. Transient failures are retried (like _cat) for the ranges not yet in.
+        `cancel` is asked as each piece of the response arrives: a cancelled wave stops
+        downloading at once, whether or not all its requests have gone out."""
         todo = list(group)  # _stream_once takes out each range handed on: a retry asks for the rest
-        await self._retried(lambda: self._stream_once(todo, deliver, gate))
+        await self._retried(lambda: self._stream_once(todo, deliver, gate, cancel))
 
-    async def _stream_once(self, todo: list[Range], deliver, gate: Batch | None = None) -> None:
+    async def _stream_once(self, todo: list[Range], deliver, gate: Batch | None = None,
+                           cancel: CancelCheck | None = None) -> None:
         key, start, end = todo[0].key, todo[0].start, todo[-1].end
         self.stats.add(0)
         try:
@@ -584,6 +588,8 @@ class FsspecSource(Source):
                 while todo:
                     if gate is not None and gate.full():  # the decoding is far behind:
                         await gate.room()  # the bytes wait in the socket meanwhile
+                    if cancel is not None and cancel():
+                        raise Cancelled("cancelled")
                     chunk = await r.content.readany()
                     if not chunk:
                         raise ReadError(f"{key}: the response ended {end - pos - have} bytes early "
@@ -614,7 +620,7 @@ class FsspecSource(Source):
                             pieces[0] = pieces[0][b:]
                             pos += b
                             have -= b
-        except (FileNotFoundError, ReadError):
+        except (FileNotFoundError, ReadError, Cancelled):
             raise
         except Exception as exc:  # aiohttp errors, OSErrors, timeouts
             raise _network_error(key, exc) from None
