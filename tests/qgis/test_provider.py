@@ -339,6 +339,49 @@ def test_a_cancelled_render_stops_fetching(sample_store, range_server):
     assert not [r for r in srv.requests() if "/embeddings/" in r.path and not r.range.startswith("bytes=-")]
 
 
+def test_a_render_cancelled_mid_download_stops_fetching(sample_store):
+    """The next pan overtakes a render whose chunk requests are already on their way (a view
+    sends them all at once) over a slow line: block() returns soon after the cancel, and the
+    line carries a small part of what the whole draw takes."""
+    import threading
+
+    from qgis.core import QgsRasterBlockFeedback
+
+    from support.servers import Link, RangeHTTPServer
+
+    def draw(cancel_when_data_flows: bool) -> tuple[int, float]:
+        link = Link(rtt=0.02, mbit=8 if cancel_when_data_flows else 1000)
+        srv = RangeHTTPServer(sample_store.parent, link=link).start()
+        try:
+            layer = make_layer(f"{srv.url}/{sample_store.name}", 2024, bands=list(range(1, 17)),
+                               stretch=[(-2, 2)] * 3)
+            feedback = QgsRasterBlockFeedback()
+            start = [0.0]
+
+            def watch() -> None:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and link.sent < 256 << 10:
+                    time.sleep(0.005)  # the data wave is arriving
+                start[0] = time.monotonic()
+                feedback.cancel()
+
+            if cancel_when_data_flows:
+                threading.Thread(target=watch, daemon=True).start()
+            block = layer.dataProvider().block(1, layer.extent(), 300, 250, feedback)
+            took = time.monotonic() - start[0] if cancel_when_data_flows else 0.0
+            assert block.isValid()
+            time.sleep(0.3)  # a response still being sent would show here
+            return link.sent, took
+        finally:
+            srv.stop()
+
+    whole, _ = draw(False)
+    sent, took = draw(True)
+    assert whole > 2 << 20, whole
+    assert sent < whole / 3, f"{sent / 2**20:.1f} of {whole / 2**20:.1f} MiB sent after the cancel"
+    assert took < whole / 4e6, f"block() returned {took:.1f} s after the cancel (the whole draw takes {whole / 1e6:.0f} s)"
+
+
 def test_a_failing_chunk_shows_nodata_and_a_warning_not_a_crash(sample_store, range_server, zarr_reference):
     from support.servers import Faults
 
