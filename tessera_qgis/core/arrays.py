@@ -15,6 +15,7 @@ import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -753,7 +754,7 @@ def _fetch_and_decode(claimed, cancel, indexes_too, settle) -> None:
                 by_shard.setdefault(tuple([c // p for c, p in zip(key[1], per)]), []).append(key)
             wanted_indexes += [(req.reader, s) for s in by_shard]
         shards_of.append(by_shard)
-    indexes = load_indexes(wanted_indexes) if wanted_indexes else {}
+    indexes = load_indexes(wanted_indexes, cancel) if wanted_indexes else {}
     source = claimed[0][0].reader.source
     disk = claimed[0][0].reader.caches.disk
     targets: dict[Range, list[tuple[ChunkRequest, ChunkKey]]] = {}
@@ -888,11 +889,13 @@ def _runs(rd: ArrayReader, index: np.ndarray, keys: list[ChunkKey], req: ChunkRe
     return runs
 
 
-def load_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]]
+def load_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]], cancel: Callable[[], bool] | None = None
                  ) -> dict[tuple[str, tuple[int, ...]], np.ndarray | None]:
     """Decoded shard indexes (None: shard missing) of several arrays of one store, keyed by
     (array path, shard). Each is fetched once per store: the missing ones in one concurrent
-    batch, while concurrent callers wait for fetches already in flight."""
+    batch, while concurrent callers wait for fetches already in flight. A caller waiting for
+    fetches in flight (those start_indexes began) stops waiting when `cancel` says so; the
+    fetches go on, for whoever else waits and for the next read."""
     result: dict[tuple[str, tuple[int, ...]], np.ndarray | None] = {}
     if not wanted:
         return result
@@ -904,8 +907,15 @@ def load_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]]
         if error is not None:
             raise error
     for k, fut in waits.items():
+        while cancel is not None and not fut.done():
+            futures_wait([fut], timeout=INDEX_CANCEL_POLL)
+            if not fut.done() and cancel():
+                raise Cancelled("cancelled")
         result[k] = fut.result()
     return result
+
+
+INDEX_CANCEL_POLL = 0.05  # s: how often a reader waiting for shard indexes asks its cancel
 
 
 INDEX_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tessera-index")

@@ -564,3 +564,28 @@ def test_a_cancel_stops_a_wave_whose_requests_are_all_out(tmp_path):
         srv.stop()
     assert len(requests) == len(groups), "every request of the wave had gone out"
     assert sent < len(blob) / 4, f"{sent / 2**20:.1f} MiB of {len(blob) / 2**20:.0f} sent after the cancel"
+
+
+def test_a_cancel_while_the_shard_indexes_are_on_their_way_returns_at_once(sample_store, range_server):
+    """A read cancelled while its shard indexes are still on their way (a slow server: 1 s a
+    request) stops waiting: it ends with Cancelled while the indexes have not arrived, asks
+    for no chunk, and the indexes still land in the store's cache afterwards (for the next
+    view)."""
+    import time
+
+    from tessera_qgis.core.errors import Cancelled
+
+    srv = range_server(sample_store.parent)
+    zone = open_store(f"{srv.url}/{sample_store.name}").zones["utm31"]
+    srv.latency = 1.0
+    srv.reset()
+    asked = time.monotonic() + 0.2
+    with pytest.raises(Cancelled):
+        zone.read(2024, (40, 140), (30, 120), bands=[1, 2, 3], cancel=lambda: time.monotonic() > asked)
+    caches = zone.embeddings.caches
+    assert not caches.indexes, "the read ended before any shard index had arrived"
+    assert not [r for r in srv.requests() if not r.range.startswith("bytes=-")], "no chunk asked for"
+    deadline = time.monotonic() + 10
+    while not caches.indexes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert caches.indexes, "the indexes arrived and were kept"
