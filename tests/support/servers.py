@@ -179,7 +179,7 @@ class Link:
         for folder in folders:
             for path in Path(folder).rglob("*"):
                 if path.is_file():
-                    self._files[path.resolve()] = path.read_bytes()
+                    self._file(path)
         return sum(len(b) for b in self._files.values())
 
     def _file(self, path: Path) -> bytes:
@@ -188,6 +188,19 @@ class Link:
         if data is None:
             data = self._files[key] = path.read_bytes()
         return data
+
+    def _slices(self, path: Path, start: int, end: int):
+        """Bytes start..end of a file in slices of SLICE: from the copy in memory (in_memory)
+        or read from the disk slice by slice."""
+        if self.in_memory:
+            body = memoryview(self._file(path))
+            for at in range(start, end, self.SLICE):
+                yield body[at:min(at + self.SLICE, end)]
+            return
+        with open(path, "rb") as f:
+            f.seek(start)
+            for at in range(start, end, self.SLICE):
+                yield f.read(min(self.SLICE, end - at))
 
     async def respond(self, request, root: Path):
         """A GET or HEAD of a file under `root` (Range and suffix ranges honoured), its body
@@ -210,21 +223,9 @@ class Link:
         await resp.prepare(request)
         if request.method == "HEAD":
             return resp
-        if self.in_memory:
-            body = memoryview(self._file(path))
-            for at in range(start, end, self.SLICE):
-                piece = body[at:min(at + self.SLICE, end)]
-                await self.take(len(piece))
-                await resp.write(piece)
-        else:
-            with open(path, "rb") as f:
-                f.seek(start)
-                left = end - start
-                while left:
-                    piece = f.read(min(self.SLICE, left))
-                    await self.take(len(piece))
-                    await resp.write(piece)
-                    left -= len(piece)
+        for piece in self._slices(path, start, end):
+            await self.take(len(piece))
+            await resp.write(piece)
         await resp.write_eof()
         return resp
 

@@ -467,6 +467,19 @@ def test_the_shard_indexes_are_on_their_way_before_the_chunks_are_planned(sample
     assert len(indexes) == len({r.path for r in indexes}), "each shard index fetched once"
 
 
+PIECE = 64 << 10  # the ranges of the fetch tests below
+
+
+def blob_requests(folder: Path, blob: bytes, per_request: int) -> list[list]:
+    """`blob` written to folder/blob and cut into ranges of PIECE bytes, `per_request` ranges
+    to a request (the groups fetch_many takes)."""
+    from tessera_qgis.core.sources import Range
+
+    (folder / "blob").write_bytes(blob)
+    ranges = [Range("blob", a, a + PIECE) for a in range(0, len(blob), PIECE)]
+    return [ranges[i:i + per_request] for i in range(0, len(ranges), per_request)]
+
+
 @pytest.mark.parametrize("limit", [1 << 20, 4 << 20])
 def test_reading_waits_while_the_decoding_is_far_behind(tmp_path, monkeypatch, limit):
     """On a fast link the responses outrun the decoding. The reading pauses while more than
@@ -481,10 +494,7 @@ def test_reading_waits_while_the_decoding_is_far_behind(tmp_path, monkeypatch, l
 
     monkeypatch.setattr(sources, "BACKLOG_BYTES", limit)
     blob = np.random.default_rng(1).integers(0, 256, 16 << 20, dtype=np.uint8).tobytes()
-    (tmp_path / "blob").write_bytes(blob)
-    piece = 64 << 10
-    ranges = [sources.Range("blob", a, a + piece) for a in range(0, len(blob), piece)]
-    groups = [ranges[i:i + 32] for i in range(0, len(ranges), 32)]  # 8 requests of 2 MB
+    groups = blob_requests(tmp_path, blob, 32)  # 8 requests of 2 MB
     held: list[int] = []
     finished = [0]
     wrong: list = []
@@ -505,8 +515,8 @@ def test_reading_waits_while_the_decoding_is_far_behind(tmp_path, monkeypatch, l
         source.fetch_many(groups, callback)
     finally:
         srv.stop()
-    assert not wrong and len(held) == len(ranges) and finished[0] == len(blob)
-    slack = len(groups) * (piece + (256 << 10))
+    assert not wrong and len(held) == len(blob) // PIECE and finished[0] == len(blob)
+    slack = len(groups) * (PIECE + (256 << 10))
     assert max(held) <= limit + slack, f"{max(held) / 2**20:.1f} MiB taken in and not decoded"
 
 
@@ -516,8 +526,7 @@ def test_a_failed_decode_ends_a_read_that_waits_for_the_decoding(tmp_path, monke
     from tessera_qgis.core import sources
 
     monkeypatch.setattr(sources, "BACKLOG_BYTES", 256 << 10)
-    (tmp_path / "blob").write_bytes(bytes(8 << 20))
-    ranges = [sources.Range("blob", a, a + (64 << 10)) for a in range(0, 8 << 20, 64 << 10)]
+    groups = blob_requests(tmp_path, bytes(8 << 20), 16)
     calls = [0]
     srv = RangeHTTPServer(tmp_path).start()
     try:
@@ -525,14 +534,14 @@ def test_a_failed_decode_ends_a_read_that_waits_for_the_decoding(tmp_path, monke
 
         def callback(r, data) -> None:
             calls[0] += 1
-            if r.start == 5 * (64 << 10):
+            if r.start == 5 * PIECE:
                 raise ReadError("blob: cannot decode chunk; the stored data is corrupt", "corrupt")
 
         with pytest.raises(ReadError, match="corrupt"):
-            source.fetch_many([ranges[i:i + 16] for i in range(0, len(ranges), 16)], callback)
+            source.fetch_many(groups, callback)
     finally:
         srv.stop()
-    assert calls[0] < len(ranges), "the ranges after the error are not decoded"
+    assert calls[0] < (8 << 20) // PIECE, "the ranges after the error are not decoded"
 
 
 def test_a_cancel_stops_a_wave_whose_requests_are_all_out(tmp_path):
@@ -546,10 +555,7 @@ def test_a_cancel_stops_a_wave_whose_requests_are_all_out(tmp_path):
     from tessera_qgis.core.errors import Cancelled
 
     blob = bytes(range(256)) * (16 << 12)
-    (tmp_path / "blob").write_bytes(blob)
-    piece = 64 << 10
-    ranges = [sources.Range("blob", a, a + piece) for a in range(0, len(blob), piece)]
-    groups = [ranges[i:i + 32] for i in range(0, len(ranges), 32)]
+    groups = blob_requests(tmp_path, blob, 32)
     link = Link(rtt=0.02, mbit=20)
     srv = RangeHTTPServer(tmp_path, link=link).start()
     try:
