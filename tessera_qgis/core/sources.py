@@ -146,8 +146,12 @@ class _Decoders:
                     fn(*args)
                 except BaseException as exc:  # handed to the waiting caller
                     error = exc
-            del args  # the bytes go back to the allocator before the backlog says they did
+            # The bytes go back to the allocator before the backlog says they did; and
+            # nothing of this work stays referenced while the thread waits for the next:
+            # `fn` holds the read's output arrays (they would live on until the next read).
+            del fn, args
             batch._finish(error, nbytes)
+            del batch, error
 
 
 DECODERS = _Decoders(max(2, min(8, os.cpu_count() or 2)))
