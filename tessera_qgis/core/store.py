@@ -25,6 +25,7 @@ import numpy as np
 
 from .arrays import ArrayReader, ChunkLRU, ChunkRequest, DiskCache, StoreCaches, read_wave, start_indexes
 from .geo import to_lonlat, transformer
+from .memory import OUTPUTS
 from .quant import OUTSIDE, dequantise, nodata_reason, sanitise_scales
 from .errors import BandError, Cancelled, NotTessera, NotZarrV3, ReadError, StoreNotFound, TesseraError, YearNotFound
 from .sources import TASK_POOL, Source, StoreOptions, open_source
@@ -430,8 +431,10 @@ class Zone:
             self._start_indexes(t, (r0, r1), (c0, c1))
         idx = self._band_index(bands)
         nb = self.bands if idx is None else len(idx)
-        q = np.zeros((nb, max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), dtype=np.int8)
-        s = np.full(q.shape[1:], np.inf, dtype=np.float32)
+        q = OUTPUTS.empty((nb, max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), np.int8)
+        q.fill(0)
+        s = OUTPUTS.empty(q.shape[1:], np.float32)
+        s.fill(np.inf)
         if any_:
             q_view, s_view = q[(slice(None),) + dst], s[dst]
             if self._fast():
@@ -469,8 +472,10 @@ class Zone:
             self._start_indexes(t, (r0, r1), (c0, c1))
         idx = self._band_index(bands)
         h, w = max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)
-        values = np.zeros((parts, h, w), dtype=np.float32)
-        s = np.full((h, w), np.inf, dtype=np.float32)
+        values = OUTPUTS.empty((parts, h, w), np.float32)
+        values.fill(0)
+        s = OUTPUTS.empty((h, w), np.float32)
+        s.fill(np.inf)
         if not any_:
             return values, s
         s_view, v_view = s[dst], values[(slice(None),) + dst]

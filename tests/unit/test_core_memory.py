@@ -1,0 +1,190 @@
+"""The pool of output memory (core.memory.OutputPool): a read's output memory is used again
+once nothing refers to it, never while anything does, and what waits unused is bounded."""
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
+
+from tessera_qgis.core.memory import OutputPool, release_memory
+from tessera_qgis.core.store import open_store
+
+
+def _address(arr: np.ndarray) -> int:
+    return arr.__array_interface__["data"][0]
+
+
+def _span(arr: np.ndarray) -> tuple[int, int]:
+    """The bytes an array's elements lie in (start, stop)."""
+    lo, hi = np.lib.array_utils.byte_bounds(arr) if hasattr(np.lib, "array_utils") else np.byte_bounds(arr)
+    return lo, hi
+
+
+def test_memory_freed_is_used_again_for_the_next_array_of_its_size():
+    pool = OutputPool()
+    a = pool.empty((3, 500, 700), np.int8)
+    assert a.shape == (3, 500, 700) and a.dtype == np.int8 and a.flags.writeable and a.flags.c_contiguous
+    where = _address(a)
+    del a
+    b = pool.empty((3, 500, 700), np.int8)
+    assert _address(b) == where
+    del b
+    c = pool.empty((350, 750), np.float32)  # another shape and type of the same size
+    assert _address(c) == where
+    c[...] = 1.5
+    assert float(c.sum()) == 1.5 * 350 * 750
+
+
+def _keep(holder: str, a: np.ndarray):
+    if holder == "view":
+        return a[1:, 10:20, ::3]
+    if holder == "transposed view":
+        return a.T
+    if holder == "memoryview":
+        return memoryview(a)
+    if holder == "frombuffer":
+        return np.frombuffer(memoryview(a.reshape(-1)), dtype=np.int8)
+    if holder == "flat":
+        return a.reshape(-1)
+    return [a[2]]  # a slice in a list
+
+
+@pytest.mark.parametrize("holder", ["view", "transposed view", "memoryview", "frombuffer", "flat",
+                                    "a slice in a list"])
+def test_memory_anything_still_refers_to_is_never_handed_out(holder):
+    """Whatever is left of an array (a view of a part of it, a buffer export, an array made
+    from that export) keeps its memory: the next array is elsewhere, and writing it changes
+    nothing of what is kept; once that is dropped too, the memory is used again."""
+    pool = OutputPool()
+    a = pool.empty((3, 400, 600), np.int8)
+    a[...] = 7
+    where = _address(a)
+    kept = _keep(holder, a)
+    del a
+    b = pool.empty((3, 400, 600), np.int8)
+    assert _address(b) != where
+    b[...] = -1
+    seen = np.asarray(kept[0] if isinstance(kept, list) else kept)
+    assert seen.size and (seen == 7).all()
+    lo, hi = _span(seen)
+    blo, bhi = _span(b)
+    assert hi <= blo or bhi <= lo  # no byte in common
+    del b, seen, kept
+    again = [pool.empty((3, 400, 600), np.int8) for _ in range(2)]
+    assert where in {_address(x) for x in again}
+
+
+def test_memory_waiting_unused_is_bounded():
+    """With room for two idle mappings of 1 MiB, five arrays let go of leave the last two."""
+    pool = OutputPool(idle_bytes=2 << 20, min_bytes=1 << 10)
+    held = [pool.empty((1 << 20,), np.uint8) for _ in range(5)]
+    for i, a in enumerate(held):
+        a[...] = i + 1
+    del a
+    while held:  # let go of them in order: the last two let go are the ones kept
+        del held[0]
+    again = [pool.empty((1 << 20,), np.uint8) for _ in range(5)]
+    # memory used again still holds what was written in it; fresh memory is zeros
+    assert sorted(int(a[0]) for a in again) == [0, 0, 0, 4, 5]
+
+
+def test_small_and_large_arrays_are_plain_numpy_arrays():
+    pool = OutputPool(min_bytes=1 << 10, max_bytes=1 << 20)
+    for shape in ((10,), (2 << 20,)):
+        a = pool.empty(shape, np.uint8)
+        assert a.flags.owndata and a.shape == shape
+    assert not pool.empty((4096,), np.uint8).flags.owndata
+
+
+def test_threads_taking_and_dropping_arrays_never_share_one():
+    """Eight threads take arrays, fill each with their own number, hold some a while, and
+    check nobody wrote into theirs."""
+    pool = OutputPool(idle_bytes=4 << 20, min_bytes=1 << 10)
+    errors: list[str] = []
+
+    def work(n: int) -> None:
+        rng = np.random.default_rng(n)
+        held = []
+        for i in range(150):
+            a = pool.empty((int(rng.integers(64, 96)) << 10,), np.uint8)
+            a[...] = n
+            held.append(a)
+            if len(held) > 3 or rng.random() < 0.5:
+                old = held.pop(int(rng.integers(len(held))))
+                if not (old == n).all():
+                    errors.append(f"thread {n}: its array was written by another")
+        for a in held:
+            if not (a == n).all():
+                errors.append(f"thread {n}: its array was written by another")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(1, 9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_writing_a_pooled_array_does_not_change_the_parents():
+    pool = OutputPool()
+    a = pool.empty((1 << 20,), np.uint8)
+    a[...] = 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork in a process with threads
+        pid = os.fork()
+    if pid == 0:
+        try:
+            a[...] = 9
+            b = pool.empty((1 << 20,), np.uint8)
+            b[...] = 9
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert (a == 3).all()
+
+
+@pytest.mark.skipif(resource is None, reason="page faults are counted where getrusage is")
+def test_a_window_read_again_uses_the_memory_of_the_one_let_go_and_not_of_one_kept(sample_http, ref):
+    """Reads hand out pooled memory: a window read again after the previous one was dropped
+    lands in the same memory, already in place (no page faults for it, even after the heap
+    was trimmed as the map layer does after drawing); read while the previous one is kept,
+    elsewhere, and the kept one still holds zarr-python's values."""
+    zone = open_store(sample_http.store_url).zones["utm31"]
+    rows, cols, bands = (10, 330), (20, 420), [3, 1, 60]
+    g = ref["utm31"]
+    want_q = g["embeddings"][0][[b - 1 for b in bands], rows[0]:rows[1], cols[0]:cols[1]]
+    want_s = g["scales"][0, rows[0]:rows[1], cols[0]:cols[1]]
+    pages = (3 + 4) * 320 * 400 // mmap.PAGESIZE  # of the output: q int8 and scales float32
+
+    def check(win) -> None:
+        valid = np.isfinite(win.scales)
+        assert valid.mean() > 0.5
+        np.testing.assert_array_equal(win.scales[valid], want_s[valid])
+        np.testing.assert_array_equal(win.q[:, valid], want_q[:, valid])
+
+    first = zone.read(2024, rows, cols, bands=bands)
+    where = (_address(first.q), _address(first.scales))
+    check(first)
+    second = zone.read(2024, rows, cols, bands=bands)  # the first one kept
+    assert {_address(second.q), _address(second.scales)}.isdisjoint(where)
+    check(first)
+    check(second)
+    del first
+    release_memory()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    third = zone.read(2024, rows, cols, bands=bands)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    assert (_address(third.q), _address(third.scales)) == where
+    assert faults < pages // 4, (faults, pages)
+    check(third)
+    check(second)
