@@ -72,11 +72,29 @@ class OutputPool:
 
     def empty(self, shape: tuple[int, ...], dtype) -> np.ndarray:
         """An uninitialised array, as np.empty."""
+        return self._take(shape, dtype)[0]
+
+    def zeros(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An array of zeros, as np.zeros: written only where the memory is used again (fresh
+        memory is the kernel's zero pages, touched as it is written, in whichever thread)."""
+        arr, fresh = self._take(shape, dtype)
+        if not fresh:
+            arr.fill(0)
+        return arr
+
+    def full(self, shape: tuple[int, ...], value, dtype) -> np.ndarray:
+        """An array of `value`, as np.full."""
+        arr = self._take(shape, dtype)[0]
+        arr.fill(value)
+        return arr
+
+    def _take(self, shape: tuple[int, ...], dtype) -> tuple[np.ndarray, bool]:
+        """(an uninitialised array, whether its memory is fresh: zeros)."""
         dtype = np.dtype(dtype)
         count = math.prod(shape)
         nbytes = count * dtype.itemsize
         if not self.min_bytes <= nbytes <= self.max_bytes:
-            return np.empty(shape, dtype)
+            return np.zeros(shape, dtype), True
         size = self.size_for(nbytes)
         with self._lock:
             free = self._idle.get(size)
@@ -86,13 +104,14 @@ class OutputPool:
                 self.idle -= size
             else:
                 mm = None
-        if mm is None:
+        fresh = mm is None
+        if fresh:
             mm = _private_mapping(size)
         lease = (ctypes.c_char * size).from_buffer(mm)
         ref = weakref.ref(lease, self._returned)
         with self._lock:
             self._leased[id(ref)] = (ref, mm)
-        return np.frombuffer(lease, dtype=dtype, count=count).reshape(shape)
+        return np.frombuffer(lease, dtype=dtype, count=count).reshape(shape), fresh
 
     def _returned(self, ref: weakref.ref) -> None:
         """A lease is gone: nothing refers to its mapping any more."""

@@ -431,10 +431,8 @@ class Zone:
             self._start_indexes(t, (r0, r1), (c0, c1))
         idx = self._band_index(bands)
         nb = self.bands if idx is None else len(idx)
-        q = OUTPUTS.empty((nb, max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), np.int8)
-        q.fill(0)
-        s = OUTPUTS.empty(q.shape[1:], np.float32)
-        s.fill(np.inf)
+        q = OUTPUTS.zeros((nb, max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), np.int8)
+        s = OUTPUTS.full(q.shape[1:], np.inf, np.float32)
         if any_:
             q_view, s_view = q[(slice(None),) + dst], s[dst]
             if self._fast():
@@ -472,10 +470,8 @@ class Zone:
             self._start_indexes(t, (r0, r1), (c0, c1))
         idx = self._band_index(bands)
         h, w = max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)
-        values = OUTPUTS.empty((parts, h, w), np.float32)
-        values.fill(0)
-        s = OUTPUTS.empty((h, w), np.float32)
-        s.fill(np.inf)
+        values = OUTPUTS.zeros((parts, h, w), np.float32)
+        s = OUTPUTS.full((h, w), np.inf, np.float32)
         if not any_:
             return values, s
         s_view, v_view = s[dst], values[(slice(None),) + dst]

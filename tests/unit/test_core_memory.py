@@ -58,6 +58,21 @@ def _keep(holder: str, a: np.ndarray):
     return [a[2]]  # a slice in a list
 
 
+def test_zeros_and_full_hold_their_values_in_memory_used_again():
+    """zeros() writes only memory used again (fresh memory is zeros already); both it and
+    full() give their values whatever the memory held before."""
+    pool = OutputPool()
+    for _ in range(2):  # fresh memory, then the same memory again
+        a = pool.zeros((600, 700), np.float32)
+        assert not a.any()
+        a[...] = 5
+        where = _address(a)
+        del a
+        b = pool.full((600, 700), np.inf, np.float32)
+        assert _address(b) == where and np.isposinf(b).all()
+        del b
+
+
 @pytest.mark.parametrize("holder", ["view", "transposed view", "memoryview", "frombuffer", "flat",
                                     "a slice in a list"])
 def test_memory_anything_still_refers_to_is_never_handed_out(holder):
