@@ -645,24 +645,38 @@ class _CachedCoords:
 
 
 def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = None,
-              indexes_too: Iterable[tuple[ArrayReader, tuple[int, ...]]] = ()) -> None:
+              indexes_too: Iterable[tuple[ArrayReader, tuple[int, ...]]] = (),
+              prepare: Callable[[list[tuple["ChunkRequest", list[tuple[int, ...]]]]], None] | None = None
+              ) -> None:
     """Read the chunks of several arrays of one store in two dependent round trips at most:
     every missing shard index (of these requests, and `indexes_too`) in one batch, then
     every chunk not in memory in one batch of concurrent range requests, decoded and
-    handed on as each response arrives. Concurrent waves share chunks in flight."""
+    handed on as each response arrives. Concurrent waves share chunks in flight.
+
+    `prepare(pending)` runs once every chunk is claimed and before any is handed on, with
+    each request's chunks that are not in memory (those in memory are all handed on: a
+    caller need fill its output with fill values only where the others lie)."""
+    if prepare is not None and any(not r.reader.fast for r in requests):
+        prepare([(r, list(r.coords)) for r in requests])
+        prepare = None
     requests = [r for r in requests if r.reader.fast]
     if not requests:
+        if prepare is not None:
+            prepare([(r, list(r.coords)) for r in requests])
         if indexes_too:
             load_indexes(list(indexes_too))
         return
     lru = requests[0].reader.caches.chunks
+    claims: list[tuple[ChunkRequest, dict, list[ChunkKey], dict]] = []
     claimed: list[tuple[ChunkRequest, list[ChunkKey]]] = []
     waits: list[tuple[ChunkRequest, ChunkKey, Future]] = []
     deferred: list[tuple[ChunkRequest, dict]] = []
     try:
         for req in requests:
-            path = req.cache_path
-            cached, mine, waiting = lru.claim([(path, c) for c in req.coords])
+            claims.append((req, *lru.claim([(req.cache_path, c) for c in req.coords])))
+        if prepare is not None:
+            prepare([(req, [k[1] for k in mine] + [k[1] for k in waiting]) for req, _, mine, waiting in claims])
+        for i, (req, cached, mine, waiting) in enumerate(claims):
             on_chunk = req.on_chunk
             if req.defer_cached and cached:
                 deferred.append((req, cached))
@@ -671,7 +685,7 @@ def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = 
             else:
                 for key, arr in cached.items():
                     on_chunk(key[1], arr)
-            req.cached = _CachedCoords(path, cached)
+            req.cached = _CachedCoords(req.cache_path, cached)
             if req.need is not None:
                 skipped = [k for k in mine if not req.need(k[1])]
                 for key in skipped:
@@ -679,10 +693,11 @@ def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = 
                 if skipped:
                     drop = set(skipped)
                     mine = [k for k in mine if k not in drop]
+                    claims[i] = (req, cached, mine, waiting)
             claimed.append((req, mine))
             waits += [(req, key, fut) for key, fut in waiting.items()]
     except BaseException as exc:
-        for _, mine in claimed:
+        for _, _, mine, _ in claims:
             for key in mine:
                 lru.settle(key, error=exc)
         raise

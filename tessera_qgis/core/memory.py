@@ -88,8 +88,11 @@ class OutputPool:
         arr.fill(value)
         return arr
 
+    def blank(self, shape: tuple[int, ...], dtype) -> tuple[np.ndarray, bool]:
+        """(an uninitialised array, whether it is known to hold zeros: fresh memory)."""
+        return self._take(shape, dtype)
+
     def _take(self, shape: tuple[int, ...], dtype) -> tuple[np.ndarray, bool]:
-        """(an uninitialised array, whether its memory is fresh: zeros)."""
         dtype = np.dtype(dtype)
         count = math.prod(shape)
         nbytes = count * dtype.itemsize

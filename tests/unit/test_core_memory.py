@@ -15,7 +15,7 @@ try:
 except ImportError:  # Windows
     resource = None
 
-from tessera_qgis.core.memory import OutputPool, release_memory
+from tessera_qgis.core.memory import OUTPUTS, OutputPool, release_memory
 from tessera_qgis.core.store import open_store
 
 
@@ -203,3 +203,51 @@ def test_a_window_read_again_uses_the_memory_of_the_one_let_go_and_not_of_one_ke
     assert faults < pages // 4, (faults, pages)
     check(third)
     check(second)
+
+
+def _poison(shapes: list[tuple[tuple[int, ...], type]]) -> None:
+    """Leave pooled memory of these shapes holding a plausible pattern for the next reads:
+    bytes 0x3f, an int8 of 63 and a float32 of 0.747 (a valid scale)."""
+    arrays = [OUTPUTS.empty(shape, dtype) for shape, dtype in shapes]
+    for a in arrays:
+        a.view(np.uint8)[...] = 0x3F
+    del arrays
+
+
+@pytest.mark.parametrize("zone,rows,cols", [
+    ("utm31", (0, 768), (0, 512)),      # the whole array: water, the unembedded strip, shards
+    ("utm30", (250, 570), (250, 580)),  # across shard corners
+    ("utm31", (600, 900), (380, 700)),  # beyond the array's bottom-right edge
+    ("utm30", (-40, 300), (-25, 310)),  # before its top-left
+])
+def test_reads_into_memory_used_again_write_every_pixel(sample_store, ref, zone, rows, cols):
+    """Pooled memory holds the last read's values: a read must write every pixel of its
+    output, cold (fill values first), warm (every chunk in memory: no fill inside the array,
+    the pastes cover it) and half warm, inside and outside the array, in memory that held a
+    valid-looking pattern just before."""
+    g = ref[zone]
+    h, w = g.attrs["spatial:shape"]
+    r0, r1, c0, c1 = max(rows[0], 0), min(rows[1], h), max(cols[0], 0), min(cols[1], w)
+    sub = (slice(r0 - rows[0], r1 - rows[0]), slice(c0 - cols[0], c1 - cols[0]))
+    bands = [2, 90, 5]
+    want_s = g["scales"][0, r0:r1, c0:c1]
+    want_q = g["embeddings"][0][[b - 1 for b in bands], r0:r1, c0:c1]
+    shape = (rows[1] - rows[0], cols[1] - cols[0])
+    z = open_store(sample_store).zones[zone]
+    first = (rows, (cols[0], (cols[0] + cols[1]) // 2))  # the left half first: then half warm
+    for read_rows, read_cols in [first, (rows, cols), (rows, cols)]:
+        size = (read_rows[1] - read_rows[0], read_cols[1] - read_cols[0])
+        _poison([((3,) + size, np.int8), (size, np.float32)])
+        win = z.read(2024, read_rows, read_cols, bands=bands)
+        if (read_rows, read_cols) != (rows, cols):
+            continue
+        assert win.q.shape == (3,) + shape
+        assert not win.q.flags.owndata  # pooled memory: the case this test is about
+        np.testing.assert_array_equal(win.scales[sub], want_s)
+        valid = np.isfinite(want_s)
+        got_q = win.q[(slice(None),) + sub]
+        np.testing.assert_array_equal(got_q[:, valid], want_q[:, valid])
+        assert ((got_q == want_q) | (got_q == 0)).all()  # nodata pixels: as stored, or 0
+        outside = np.ones(shape, bool)
+        outside[sub] = False
+        assert np.isposinf(win.scales[outside]).all() and (win.q[:, outside] == 0).all()
