@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import mmap
 import os
+import resource
 import threading
 import warnings
 
 import numpy as np
 import pytest
-
-try:
-    import resource
-except ImportError:  # Windows
-    resource = None
 
 from tessera_qgis.core.memory import OUTPUTS, OutputPool, release_memory
 from tessera_qgis.core.store import open_store
@@ -149,7 +145,6 @@ def test_threads_taking_and_dropping_arrays_never_share_one():
     assert errors == []
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_forked_child_writing_a_pooled_array_does_not_change_the_parents():
     pool = OutputPool()
     a = pool.empty((1 << 20,), np.uint8)
@@ -168,7 +163,6 @@ def test_a_forked_child_writing_a_pooled_array_does_not_change_the_parents():
     assert (a == 3).all()
 
 
-@pytest.mark.skipif(resource is None, reason="page faults are counted where getrusage is")
 def test_a_window_read_again_uses_the_memory_of_the_one_let_go_and_not_of_one_kept(sample_http, ref):
     """Reads hand out pooled memory: a window read again after the previous one was dropped
     lands in the same memory, already in place (no page faults for it, even after the heap
