@@ -656,13 +656,11 @@ def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = 
     `prepare(pending)` runs once every chunk is claimed and before any is handed on, with
     each request's chunks that are not in memory (those in memory are all handed on: a
     caller need fill its output with fill values only where the others lie)."""
-    if prepare is not None and any(not r.reader.fast for r in requests):
+    if prepare is not None and not all(r.reader.fast for r in requests):  # (of none: all of it)
         prepare([(r, list(r.coords)) for r in requests])
         prepare = None
     requests = [r for r in requests if r.reader.fast]
     if not requests:
-        if prepare is not None:
-            prepare([(r, list(r.coords)) for r in requests])
         if indexes_too:
             load_indexes(list(indexes_too))
         return

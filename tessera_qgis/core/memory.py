@@ -72,27 +72,24 @@ class OutputPool:
 
     def empty(self, shape: tuple[int, ...], dtype) -> np.ndarray:
         """An uninitialised array, as np.empty."""
-        return self._take(shape, dtype)[0]
+        return self.blank(shape, dtype)[0]
 
     def zeros(self, shape: tuple[int, ...], dtype) -> np.ndarray:
         """An array of zeros, as np.zeros: written only where the memory is used again (fresh
         memory is the kernel's zero pages, touched as it is written, in whichever thread)."""
-        arr, fresh = self._take(shape, dtype)
+        arr, fresh = self.blank(shape, dtype)
         if not fresh:
             arr.fill(0)
         return arr
 
     def full(self, shape: tuple[int, ...], value, dtype) -> np.ndarray:
         """An array of `value`, as np.full."""
-        arr = self._take(shape, dtype)[0]
+        arr = self.blank(shape, dtype)[0]
         arr.fill(value)
         return arr
 
     def blank(self, shape: tuple[int, ...], dtype) -> tuple[np.ndarray, bool]:
         """(an uninitialised array, whether it is known to hold zeros: fresh memory)."""
-        return self._take(shape, dtype)
-
-    def _take(self, shape: tuple[int, ...], dtype) -> tuple[np.ndarray, bool]:
         dtype = np.dtype(dtype)
         count = math.prod(shape)
         nbytes = count * dtype.itemsize
