@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .memory import OUTPUTS
+
 MAX_VALID_SCALE = 1.0
 # float32 bit patterns, read as unsigned integers, keep the order of positive floats; negative
 # floats, +inf and NaN come after every finite positive one. So a float32 scale is valid when
@@ -67,11 +69,17 @@ def nodata_reason(scale) -> str | None:
 
 
 def dequantise(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """float32 values from int8 (bands, ...) and scales (...); NaN where a scale is not valid."""
-    out = q.astype(np.float32)
-    valid = valid_scales(scales)
-    out *= np.where(valid, scales, 0).astype(np.float32)[None]
-    out[:, ~valid] = np.nan
+    """float32 values from int8 (bands, ...) and scales (...); NaN where a scale is not valid.
+
+    One pass over the output: each int8 times its pixel's scale, NaN taking the place of every
+    invalid scale (a NaN times anything is NaN). The output and the scales it multiplies by
+    are pooled memory (see memory.OutputPool): a window's values again and again cost no
+    fresh pages."""
+    scales = np.asarray(scales)
+    s = OUTPUTS.full(scales.shape, np.nan, np.float32)
+    np.copyto(s, scales, where=valid_scales(scales))
+    out = OUTPUTS.empty(q.shape, np.float32)
+    np.multiply(q, s[None], out=out)
     return out
 
 
