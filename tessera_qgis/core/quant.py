@@ -68,17 +68,20 @@ def nodata_reason(scale) -> str | None:
     return NO_DATA
 
 
-def dequantise(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
+def dequantise(q: np.ndarray, scales: np.ndarray, pooled: bool = False) -> np.ndarray:
     """float32 values from int8 (bands, ...) and scales (...); NaN where a scale is not valid.
 
     One pass over the output: each int8 times its pixel's scale, NaN taking the place of every
-    invalid scale (a NaN times anything is NaN). The output and the scales it multiplies by
-    are pooled memory (see memory.OutputPool): a window's values again and again cost no
-    fresh pages."""
+    invalid scale (a NaN times anything is NaN). `pooled`: the output and the scales it
+    multiplies by come from the output pool (memory.OutputPool), for reads whose outputs
+    come and go (a window's values again and again cost no fresh pages); an export's blocks
+    leave it (what the pool keeps would add to their memory budget)."""
+    new = OUTPUTS.empty if pooled else np.empty
     scales = np.asarray(scales)
-    s = OUTPUTS.full(scales.shape, np.nan, np.float32)
+    s = new(scales.shape, np.float32)
+    s.fill(np.nan)
     np.copyto(s, scales, where=valid_scales(scales))
-    out = OUTPUTS.empty(q.shape, np.float32)
+    out = new(q.shape, np.float32)
     np.multiply(q, s[None], out=out)
     return out
 

@@ -104,7 +104,7 @@ class WindowData:
 
     def dequantised(self, bands: Sequence[int] | None = None) -> np.ndarray:
         """float32 (len(bands), h, w), NaN where nodata. `bands` are numbered from 1."""
-        return dequantise(self.q[self._rows(bands)], self.scales)
+        return dequantise(self.q[self._rows(bands)], self.scales, pooled=True)
 
     @property
     def transform(self) -> tuple[float, ...]:
