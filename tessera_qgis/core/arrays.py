@@ -671,7 +671,8 @@ def read_wave(requests: list[ChunkRequest], cancel: Callable[[], bool] | None = 
     deferred: list[tuple[ChunkRequest, dict]] = []
     try:
         for req in requests:
-            claims.append((req, *lru.claim([(req.cache_path, c) for c in req.coords])))
+            path = req.cache_path
+            claims.append((req, *lru.claim([(path, c) for c in req.coords])))
         if prepare is not None:
             prepare([(req, [k[1] for k in mine] + [k[1] for k in waiting]) for req, _, mine, waiting in claims])
         for i, (req, cached, mine, waiting) in enumerate(claims):
