@@ -1041,7 +1041,7 @@ def _md_anchor(an: dict) -> list[str]:
 LINK_RTT = 0.06  # s, a request's round trip
 LINK_MBIT = 100.0  # shared by all connections
 # Each view is drawn this many times, cold (fresh processes), and the median counts (as the
-# anchor's medians of 5): single draws on these shared hosts still vary (the client's own
+# anchor's medians): single draws on these shared hosts still vary (the client's own
 # files can wait on the disk as the server's did before it sent from memory, see bench_network).
 NETWORK_RUNS = 3
 VIEW = 1000  # px
