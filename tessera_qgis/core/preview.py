@@ -185,6 +185,22 @@ class _Sample:
     origin: tuple[int, int]  # chunk coordinates of the first sampled chunk
     counts: tuple[int, int]  # sampled chunks along y and x
 
+    def box_of(self, iy, ix) -> tuple[tuple, tuple]:
+        """The pixels of the sampled chunk(s) (iy, ix) (numbers or arrays), clipped to the
+        part: ((first row, last row), (first col, last col)), inclusive."""
+        part, px = self.part, self.chunk_px
+        r0 = np.clip((self.origin[0] + np.asarray(iy) * self.step) * px, part.rows[0], part.rows[1] - 1) // px * px
+        c0 = np.clip((self.origin[1] + np.asarray(ix) * self.step) * px, part.cols[0], part.cols[1] - 1) // px * px
+        return ((np.maximum(r0, part.rows[0]), np.minimum(r0 + px, part.rows[1]) - 1),
+                (np.maximum(c0, part.cols[0]), np.minimum(c0 + px, part.cols[1]) - 1))
+
+    def boxes(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """Every sampled chunk's pixels as ((r0, r1), (c0, c1)), ends excluded."""
+        (r0, r1), (c0, c1) = self.box_of(*np.meshgrid(np.arange(self.counts[0]), np.arange(self.counts[1]),
+                                                        indexing="ij"))
+        return [((int(a), int(b) + 1), (int(c), int(d) + 1))
+                for a, b, c, d in zip(r0.ravel(), r1.ravel(), c0.ravel(), c1.ravel())]
+
 
 def _plan_samples(parts: list[ZonePart], chunk_px: int, index_bytes: int, chunk_bytes: int, shard_px: int,
                   budget: int) -> list[_Sample]:
@@ -230,7 +246,10 @@ def coarse_values(store: TesseraStore, year: int, crs: str, transform, width: in
     index_bytes = 2 * 16 * (shard_px // chunk_px) ** 2 if reader.shard_shape else 0
     chunk_bytes = int(np.prod(reader.chunk_shape)) + 4 * chunk_px * chunk_px
     filled = np.zeros((height, width), dtype=bool)
-    for sample in _plan_samples(parts, chunk_px, index_bytes, chunk_bytes, shard_px, budget):
+    samples = _plan_samples(parts, chunk_px, index_bytes, chunk_bytes, shard_px, budget)
+    for sample in samples:  # the sampled chunks are on their way while the pixels are placed
+        sample.part.zone.prefetch(year, sample.boxes(), list(bands), cancel)
+    for sample in samples:
         part, zone = sample.part, sample.part.zone
         row, col = grid_cells(transform, width, height, crs, zone.crs, zone.transform)
         inside = (row >= part.rows[0]) & (row < part.rows[1]) & (col >= part.cols[0]) & (col < part.cols[1])
@@ -245,12 +264,7 @@ def coarse_values(store: TesseraStore, year: int, crs: str, transform, width: in
         ix = np.clip(np.round((cols_in // chunk_px - sample.origin[1]) / sample.step), 0, cx - 1).astype(int)
         # The sampled chunk's box (clipped to the part), then the output pixel's source pixel
         # clamped into it: one wave of requests for every sampled pixel (Zone.read_pixels).
-        r0 = (sample.origin[0] + iy * sample.step) * chunk_px
-        c0 = (sample.origin[1] + ix * sample.step) * chunk_px
-        r0 = np.clip(r0, part.rows[0], part.rows[1] - 1) // chunk_px * chunk_px
-        c0 = np.clip(c0, part.cols[0], part.cols[1] - 1) // chunk_px * chunk_px
-        lo_r, hi_r = np.maximum(r0, part.rows[0]), np.minimum(r0 + chunk_px, part.rows[1]) - 1
-        lo_c, hi_c = np.maximum(c0, part.cols[0]), np.minimum(c0 + chunk_px, part.cols[1]) - 1
+        (lo_r, hi_r), (lo_c, hi_c) = sample.box_of(iy, ix)
         rr = np.clip(rows_in, lo_r, hi_r)
         cc = np.clip(cols_in, lo_c, hi_c)
         q, sc = zone.read_pixels(year, rr, cc, list(bands), cancel)

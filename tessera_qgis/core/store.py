@@ -409,6 +409,33 @@ class Zone:
                 self._warn_missing(coords, len(valid))
         return q, s
 
+    def prefetch(self, year: int, boxes: Iterable[tuple[tuple[int, int], tuple[int, int]]],
+                 bands: Sequence[int] | None = None, cancel: Callable[[], bool] | None = None) -> Future | None:
+        """Start fetching, in the background, the scales and embeddings chunks (of the array
+        holding `bands`) that cover pixel boxes ((r0, r1), (c0, c1)) of this zone, into the
+        memory cache: a read of pixels in them that follows takes them from memory, or waits
+        for them while they are on their way (reads share chunks in flight), instead of
+        asking again. For work that knows which chunks it will read before it knows which
+        pixels (a coarse preview: its sampled chunks, while each output pixel's source is
+        worked out). Returns the background job (None: nothing to start); a failure reaches
+        the read that waits for those chunks."""
+        zone = self._at(bands)
+        if zone is not self:
+            return zone.prefetch(year, boxes, bands, cancel)
+        if not self._fast():
+            return None
+        scl, emb = set(), set()
+        for rows, cols in boxes:
+            t, rows, cols, _, any_ = self._clip(year, rows, cols)
+            if any_:
+                scl.update(self.scales.chunk_range(self._box(self.scl_axes, t, rows, cols, self.bands)))
+                emb.update(self.embeddings.chunk_range(self._box(self.emb_axes, t, rows, cols, self.bands)))
+        if not emb:
+            return None
+        requests = [ChunkRequest(self.scales, sorted(scl), _keep_only),
+                    ChunkRequest(self.embeddings, sorted(emb), _keep_only)]
+        return TASK_POOL.submit(read_wave, requests, cancel)
+
     def read(self, year: int, rows: tuple[int, int], cols: tuple[int, int],
              cancel: Callable[[], bool] | None = None, skip_nodata: bool = True,
              keep: bool = True, bands: Sequence[int] | None = None,
@@ -542,6 +569,10 @@ class Zone:
         read_wave([scl, *emb], cancel)
         self._invalidate_missing([c for r in emb for c in r.missing], (r0, r1), (c0, c1), s_view)
         return values, s
+
+
+def _keep_only(coords: tuple[int, ...], arr: np.ndarray) -> None:
+    """on_chunk of a prefetch: the chunk goes to the memory cache, nowhere else."""
 
 
 def _fill_around(arr: np.ndarray, inside: tuple[slice, slice], value) -> None:

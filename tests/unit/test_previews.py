@@ -132,6 +132,51 @@ def test_a_coarse_preview_fetches_a_bounded_sample_whose_values_are_the_stores(r
         assert found, (i, j, frame.values[:, i, j])
 
 
+def test_a_coarse_preview_asks_for_its_sampled_chunks_while_it_places_its_pixels(range_server, sample_store,
+                                                                                 monkeypatch):
+    """The sampled chunks are known before each output pixel's source is worked out: their
+    requests go out first (a slow link then carries them while the CPU places the pixels),
+    each chunk once, and the drawing is the one without asking early. The placing waits
+    here (up to 5 s) for the server to see an embeddings chunk request: without the early
+    requests none comes before it returns."""
+    import time
+
+    from tessera_qgis.core import preview, store as store_mod
+
+    srv, url = served(range_server, sample_store)
+    (x0, x1), (y0, y1) = transformer("EPSG:4326", "EPSG:3857").transform([-0.06, 0.06], [52.17, 52.23])
+    width = 300
+    res = (x1 - x0) / width
+    transform = (res, 0.0, x0, 0.0, -res, y1)
+    height = math.ceil((y1 - y0) / res)
+
+    def chunk_requests():
+        return [r for r in srv.requests() if "/embeddings/" in r.path and not (r.range or "").startswith("bytes=-")]
+
+    seen_early = []
+    cells = preview.grid_cells
+
+    def slow_cells(*args, **kw):
+        deadline = time.monotonic() + 5
+        while not chunk_requests() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_early.append(bool(chunk_requests()))
+        return cells(*args, **kw)
+
+    monkeypatch.setattr(preview, "grid_cells", slow_cells)
+    srv.reset()
+    early = view_of(url, bands=(1, 2, 3)).render("EPSG:3857", transform, width, height)
+    assert early.kind == "coarse"
+    assert seen_early and all(seen_early), seen_early
+    asked = [(r.path, r.range) for r in srv.requests() if not (r.range or "").startswith("bytes=-")]
+    assert len(asked) == len(set(asked)), "a chunk was asked for twice"
+
+    monkeypatch.setattr(preview, "grid_cells", cells)
+    monkeypatch.setattr(store_mod.Zone, "prefetch", lambda *a, **k: None)
+    late = view_of(url, bands=(1, 2, 3)).render("EPSG:3857", transform, width, height)
+    np.testing.assert_array_equal(early.values, late.values)
+
+
 def test_previews_none_refuses_over_the_budget(sample_store):
     from tessera_qgis.core.errors import ExtentError
 
