@@ -923,7 +923,7 @@ def pinned(*folders: Path):
             libc.munmap(ctypes.c_void_p(addr), size)  # (unlocks too)
 
 
-def bench_anchor(delays=(0.0, 30.0), repeat: int = 5) -> dict:
+def bench_anchor(delays=(0.0, 30.0), repeat: int = ANCHOR_ROUNDS) -> dict:
     """The kit's clients (zarr-python, tuned GDAL, the reference client, our core) at each
     delay, `repeat` fresh processes each, interleaved, against the kit's own server."""
 

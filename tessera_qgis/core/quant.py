@@ -9,6 +9,8 @@ valid is nodata, in every path: the readers turn invalid scales into NaN once, o
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .memory import OUTPUTS
@@ -68,6 +70,16 @@ def nodata_reason(scale) -> str | None:
     return NO_DATA
 
 
+def scales_or_nan(scales: np.ndarray, new: Callable = np.empty) -> np.ndarray:
+    """float32 scales with NaN in place of every invalid one (a pixel's values then come out
+    NaN); `new(shape, dtype)` gives the memory (np.empty, or the output pool's)."""
+    scales = np.asarray(scales)
+    s = new(scales.shape, np.float32)
+    s.fill(np.nan)
+    np.copyto(s, scales, where=valid_scales(scales))
+    return s
+
+
 def dequantise(q: np.ndarray, scales: np.ndarray, pooled: bool = False) -> np.ndarray:
     """float32 values from int8 (bands, ...) and scales (...); NaN where a scale is not valid.
 
@@ -77,10 +89,7 @@ def dequantise(q: np.ndarray, scales: np.ndarray, pooled: bool = False) -> np.nd
     come and go (a window's values again and again cost no fresh pages); an export's blocks
     leave it (what the pool keeps would add to their memory budget)."""
     new = OUTPUTS.empty if pooled else np.empty
-    scales = np.asarray(scales)
-    s = new(scales.shape, np.float32)
-    s.fill(np.nan)
-    np.copyto(s, scales, where=valid_scales(scales))
+    s = scales_or_nan(scales, new)
     out = new(q.shape, np.float32)
     np.multiply(q, s[None], out=out)
     return out

@@ -23,7 +23,7 @@ from .errors import BandError, ExtentError
 from .geo import check_bounds, grid_bounds, grid_for, reproject_bounds, transformer
 from .layerspec import LayerSpec, decode_pca, decode_vector
 from .pca import MAX_FIT_SAMPLES, PCA, percent_ranges, sample_valid
-from .quant import unit, valid_scales
+from .quant import scales_or_nan, unit, valid_scales
 from .preview import coarse_values, global_preview
 from .region import fit_pca, grid_reduce, plan
 from .store import TesseraStore
@@ -89,11 +89,6 @@ class Product:
         return self.partial, self.parts, self.finish
 
 
-def _scales_or_nan(scales: np.ndarray) -> np.ndarray:
-    """float32 scales, NaN where not valid (a pixel's values then come out NaN)."""
-    return np.where(valid_scales(scales), scales, np.nan).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class BandValues(Product):
     """Dequantised embedding values of some bands."""
@@ -106,7 +101,7 @@ class BandValues(Product):
         return q.astype(np.float32)
 
     def finish(self, p, scales):
-        return p * _scales_or_nan(scales)[None]
+        return p * scales_or_nan(scales)[None]
 
     def from_values(self, v):
         return np.asarray(v, dtype=np.float32)
@@ -125,7 +120,7 @@ class PCAValues(Product):
 
     def finish(self, p, scales):
         offset = (self.pca.components @ self.pca.mean).astype(np.float32)
-        return p * _scales_or_nan(scales)[None] - offset[:, None]
+        return p * scales_or_nan(scales)[None] - offset[:, None]
 
     def from_values(self, v):
         return (self.pca.components @ (np.asarray(v, dtype=np.float64) - self.pca.mean)).astype(np.float32)
