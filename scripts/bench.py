@@ -111,6 +111,7 @@ TARGETS = {
     "pixel_warm_s": 0.005,
     "bytes_ratio": 1.02,  # ours read bytes / minimum
     "export_rss_mb": 600.0,
+    "pca_s": 0.6,  # a PCA fitted to a 1000 x 1000 px view of 128 bands, then projected and stretched
 }
 
 
@@ -467,20 +468,19 @@ def worker_session(p: dict) -> dict:
 def worker_pca(p: dict) -> dict:
     import numpy as np
 
-    from tessera_qgis.core.pca import PCA, sample_valid
+    from tessera_qgis.core.pca import PCA, valid_pixels
     from tessera_qgis.core.store import open_store
 
     (r0, r1), (c0, c1) = p["rows"], p["cols"]
     store = open_store(p["store"])
     values, t_read = _timed(lambda: store.zones[ZONE].read(YEAR, (r0, r1), (c0, c1)).dequantised())
     assert values.shape == (128, r1 - r0, c1 - c0) and values.dtype == np.float32
-    samples, t_sample = _timed(lambda: sample_valid(values, 100_000))
-    pca, t_fit = _timed(lambda: PCA.fit(samples))
+    pca, t_fit = _timed(lambda: PCA.fit_values(values))  # the view's path: 100k of the valid pixels
     rgba, t_rgba = _timed(lambda: pca.to_rgba(values))
     assert rgba.shape == (4, r1 - r0, c1 - c0) and rgba.dtype == np.uint8
-    return {"read_local_s": t_read, "sample_s": t_sample, "fit_s": t_fit, "to_rgba_s": t_rgba,
-            "samples": len(samples), "pixels": int(values.shape[1] * values.shape[2]),
-            "total_s": t_sample + t_fit + t_rgba}
+    return {"read_local_s": t_read, "fit_s": t_fit, "to_rgba_s": t_rgba,
+            "samples": min(100_000, len(valid_pixels(values))), "pixels": int(values.shape[1] * values.shape[2]),
+            "total_s": t_fit + t_rgba}
 
 
 def worker_export(p: dict) -> dict:
@@ -1268,6 +1268,10 @@ def evaluate(res: dict) -> list[dict]:
         checks += _window_checks(res)
     if res.get("pixel"):
         checks += _pixel_checks(res["pixel"])
+    if res.get("pca"):
+        pc = res["pca"]
+        checks.append(("PCA fitted to a 1000 x 1000 px view of 128 bands, projected and stretched",
+                       f"{pc['total_s']:.2f} s", f"< {TARGETS['pca_s']} s", pc["total_s"] < TARGETS["pca_s"]))
     if res.get("export"):
         ex = res["export"]
         checks.append(("export peak RSS", f"{ex['peak_rss_mb']:.0f} MB", f"< {TARGETS['export_rss_mb']:.0f} MB",
@@ -1363,8 +1367,8 @@ def _md_pixel(px: dict) -> list[str]:
 
 def _md_pca(pc: dict) -> list[str]:
     return ["### PCA (1000 x 1000 x 128 float32)", "",
-            "| sample 100k | fit | project + stretch to RGBA | total |", "|---:|---:|---:|---:|",
-            f"| {pc['sample_s']:.3f} s | {pc['fit_s']:.3f} s | {pc['to_rgba_s']:.3f} s | {pc['total_s']:.3f} s |",
+            f"| fit on {pc['samples']:,} of the valid pixels | project + stretch to RGBA | total |", "|---:|---:|---:|",
+            f"| {pc['fit_s']:.3f} s | {pc['to_rgba_s']:.3f} s | {pc['total_s']:.3f} s |",
             ""]
 
 

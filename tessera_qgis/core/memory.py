@@ -1,10 +1,19 @@
-"""Handing freed heap memory back to the system, and keeping the memory of read outputs.
+"""Handing freed heap memory back to the system, keeping the memory of read outputs, and
+large arrays on memory of their own.
 
 Chunks decoded in many threads leave glibc's per-thread arenas fragmented: memory Python has
 freed stays in the process. `malloc_trim(0)` returns it (about 10 ms on a 1 GB heap). An export
 calls it after each block (a 7 GB export peaked at 3.6 GB of RSS without it); the map layer
 at most once a second after drawing (a long panning session held 1.33 GB instead of 0.95 GB).
 Does nothing where glibc is not the allocator.
+
+numpy (on Linux) advises the kernel to back every array of 4 MiB and more with huge pages.
+In virtual machines that hand freed memory back to their host (these build machines), the
+first touch of such a page costs the host a 2 MiB fault: 0.7-1.1 s per 100 MB here against
+45 ms in 4 KiB pages, and memory handed back after a draw or an export block is fresh again.
+`large_empty` puts the big arrays this package makes itself (a 128-band view's values, a
+window of every band, an export block) on anonymous mappings without that advice; numpy's
+own switch, process-wide in QGIS, is left alone.
 """
 from __future__ import annotations
 
@@ -53,7 +62,8 @@ class OutputPool:
     anonymous mappings the pool keeps: each array holds a lease on its mapping, every view
     of it holds the lease too (numpy's chain of bases), and when the last of them is gone
     the mapping goes back to the pool for the next read. At most `idle_bytes` of mappings
-    wait unused; arrays under `min_bytes` or over `max_bytes` are plain numpy arrays."""
+    wait unused; arrays under `min_bytes` are plain numpy arrays, those over `max_bytes`
+    `large_empty`'s."""
 
     def __init__(self, idle_bytes: int = 48 << 20, min_bytes: int = 256 << 10, max_bytes: int = 16 << 20) -> None:
         self.idle_bytes, self.min_bytes, self.max_bytes = idle_bytes, min_bytes, max_bytes
@@ -93,8 +103,10 @@ class OutputPool:
         dtype = np.dtype(dtype)
         count = math.prod(shape)
         nbytes = count * dtype.itemsize
-        if not self.min_bytes <= nbytes <= self.max_bytes:
+        if nbytes < self.min_bytes:
             return np.zeros(shape, dtype), True
+        if nbytes > self.max_bytes:
+            return large_empty(shape, dtype), True
         size = self.size_for(nbytes)
         with self._lock:
             free = self._idle.get(size)
@@ -125,6 +137,29 @@ class OutputPool:
                 old = self._order.pop(0)
                 self._idle[len(old)].remove(old)
                 self.idle -= len(old)
+
+
+HUGE_PAGE_ADVICE_BYTES = 4 << 20  # numpy madvises huge pages for arrays of this size and more
+
+
+def large_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An array as np.empty, but from HUGE_PAGE_ADVICE_BYTES on on an anonymous mapping of
+    its own (zeros, in pages of the system's default size), unmapped when the array and its
+    views are gone."""
+    dtype = np.dtype(dtype)
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    if nbytes < HUGE_PAGE_ADVICE_BYTES:
+        return np.empty(shape, dtype)
+    mm = _private_mapping(-(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE)
+    return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape)
+
+
+def large_full(shape: tuple[int, ...], value, dtype) -> np.ndarray:
+    """An array of `value`, as np.full, on memory as `large_empty`'s."""
+    arr = large_empty(shape, dtype)
+    arr.fill(value)
+    return arr
 
 
 def _private_mapping(size: int) -> mmap.mmap:

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .memory import OUTPUTS
+from .memory import OUTPUTS, large_empty
 
 MAX_VALID_SCALE = 1.0
 # float32 bit patterns, read as unsigned integers, keep the order of positive floats; negative
@@ -88,7 +88,7 @@ def dequantise(q: np.ndarray, scales: np.ndarray, pooled: bool = False) -> np.nd
     multiplies by come from the output pool (memory.OutputPool), for reads whose outputs
     come and go (a window's values again and again cost no fresh pages); an export's blocks
     leave it (what the pool keeps would add to their memory budget)."""
-    new = OUTPUTS.empty if pooled else np.empty
+    new = OUTPUTS.empty if pooled else large_empty
     s = scales_or_nan(scales, new)
     out = new(q.shape, np.float32)
     np.multiply(q, s[None], out=out)

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ExtentError
+from .memory import OUTPUTS
 from .pca import PCA
 from .quant import dequantise
 from .sources import TASK_POOL
@@ -237,8 +238,8 @@ def grid_reduce(store: TesseraStore, year: int, dst_crs: str, transform, width: 
     """
     store.check_year(year)
     bands = store.check_bands(bands) if bands is not None else list(range(1, store.bands + 1))
-    out = np.full((k, height, width), fill, dtype=dtype)
-    s_out = np.full((height, width), np.inf, dtype=np.float32)
+    out = OUTPUTS.full((k, height, width), fill, dtype)
+    s_out = OUTPUTS.full((height, width), np.inf, np.float32)
     parts = [p for p in plan(store, grid_bounds(transform, width, height), dst_crs) if year in p.zone.years]
     need = sum(p.pixels for p in parts)
     if max_source_pixels is not None and need > max_source_pixels:

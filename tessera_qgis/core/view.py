@@ -22,7 +22,7 @@ from .classify import polygon_mask
 from .errors import BandError, ExtentError
 from .geo import check_bounds, grid_bounds, grid_for, reproject_bounds, transformer
 from .layerspec import LayerSpec, decode_pca, decode_vector
-from .pca import MAX_FIT_SAMPLES, PCA, percent_ranges, sample_valid
+from .pca import PCA, TooFewPixels, percent_ranges
 from .quant import scales_or_nan, unit, valid_scales
 from .preview import coarse_values, global_preview
 from .region import fit_pca, grid_reduce, plan
@@ -422,12 +422,12 @@ class View:
             raw, _ = grid_reduce(self.store, self.spec.year, crs, transform, width, height,
                                  everything.from_quantised, everything.count, np.float32, np.nan,
                                  list(everything.bands), cancel, budget)
-            samples = sample_valid(raw, MAX_FIT_SAMPLES)
-            if len(samples) < 3:  # nothing to fit on in this view: draw nothing, fit on a later one
-                return np.full((3, height, width), np.nan, dtype=np.float32)
             with self._fit_lock:
                 if self._product is None:
-                    self.set_pca(PCA.fit(samples))
+                    try:
+                        self.set_pca(PCA.fit_values(raw))
+                    except TooFewPixels:  # nothing to fit on in this view: draw nothing, fit on a later one
+                        return np.full((3, height, width), np.nan, dtype=np.float32)
             return self.pca.project(raw)
         product = self._product
         out, _ = grid_reduce(self.store, self.spec.year, crs, transform, width, height, product.from_quantised,
@@ -483,11 +483,10 @@ class View:
             everything = band_values(range(1, self.depth + 1))
             raw = coarse_values(self.store, year, crs, transform, width, height, everything.bands,
                                 everything.from_quantised, everything.count, cancel)
-            flat = raw.reshape(raw.shape[0], -1).T
-            samples = flat[np.isfinite(flat).all(axis=1)]
-            if len(samples) < 3:
+            try:
+                self.set_pca(PCA.fit_values(raw))
+            except TooFewPixels:
                 return np.full((3, height, width), np.nan, dtype=np.float32)
-            self.set_pca(PCA.fit(samples))
             return self.pca.project(raw)
         product = self._product
         return coarse_values(self.store, year, crs, transform, width, height, product.bands,

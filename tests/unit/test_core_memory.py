@@ -2,16 +2,18 @@
 once nothing refers to it, never while anything does, and what waits unused is bounded."""
 from __future__ import annotations
 
+import gc
 import mmap
 import os
 import resource
 import threading
 import warnings
+import weakref
 
 import numpy as np
 import pytest
 
-from tessera_qgis.core.memory import OUTPUTS, OutputPool, release_memory
+from tessera_qgis.core.memory import OUTPUTS, OutputPool, large_empty, large_full, release_memory
 from tessera_qgis.core.quant import dequantise
 from tessera_qgis.core.store import open_store
 
@@ -274,3 +276,70 @@ def test_values_dequantised_into_memory_used_again_are_each_int8_times_its_scale
         np.testing.assert_array_equal(out[:, valid], want[:, valid])
         assert np.isnan(out[:, ~valid]).all()
         del out
+
+
+def _mapping(addr: int) -> tuple[tuple[int, int], list[str]] | None:
+    """The mapping of this process holding `addr`: ((start, end), its VmFlags), from smaps."""
+    with open("/proc/self/smaps") as f:
+        span = None
+        for line in f:
+            head = line.split(" ", 1)[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                span = (lo, hi) if lo <= addr < hi else None
+            elif span and line.startswith("VmFlags:"):
+                return span, line.split()[1:]
+    return None
+
+
+def _mapping_object(arr: np.ndarray):
+    """The mmap object an array's memory belongs to (through numpy's bases and memoryviews)."""
+    base = arr
+    while not isinstance(base, mmap.mmap):
+        base = base.base if isinstance(base, np.ndarray) else base.obj
+    return base
+
+
+def test_large_arrays_are_on_memory_of_their_own_without_huge_page_advice():
+    """numpy advises huge pages for its arrays of 4 MiB and more ("hg" in the mapping's
+    VmFlags); on these machines their first touch is 15-25x slower than 4 KiB pages. The large
+    arrays this package makes (large_empty/large_full, the output pool's arrays over its
+    size, an export's dequantised block) are on mappings of their own without the advice:
+    zeros or the fill, writable, and unmapped when the array and its views are gone."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _set_madvise_hugepage
+
+    was = _set_madvise_hugepage(True)
+    try:
+        shape = (3, 1000, 1000)  # 12 MB of float32
+        control = np.ones(shape, np.float32)
+        # (numpy advises from the array's first page boundary on: look inside)
+        assert "hg" in _mapping(_address(control) + control.nbytes // 2)[1], \
+            "numpy's own arrays carry the advice (the check works)"
+        q = np.ones(shape, np.int8)
+        s = np.full(shape[1:], 0.5, np.float32)
+        made = {"large_empty": large_empty(shape, np.float32), "large_full": large_full(shape, 7, np.float32),
+                "pool, over its size": OutputPool(max_bytes=1 << 20).zeros(shape, np.float32),
+                "dequantise": dequantise(q, s)}
+        want = {"large_empty": 0, "large_full": 7, "pool, over its size": 0, "dequantise": 0.5}
+        maps = {}
+        for name, arr in made.items():
+            span, flags = _mapping(_address(arr) + arr.nbytes // 2)
+            assert "hg" not in flags and span[0] <= _address(arr), name
+            assert arr.flags.writeable and (arr == want[name]).all(), name
+            maps[name] = weakref.ref(_mapping_object(arr))
+        view = made["large_full"][1]
+        view[2, 3] = 9
+        made.clear()
+        arr = None
+        gc.collect()
+        assert maps["large_full"]() is not None and view[2, 3] == 9, "a view keeps its mapping"
+        assert not [name for name, ref in maps.items() if name != "large_full" and ref() is not None]
+        del view
+        gc.collect()
+        assert maps["large_full"]() is None, "unmapped with its last view"
+        assert large_empty((100,), np.float32).flags.owndata, "small arrays stay numpy's"
+    finally:
+        _set_madvise_hugepage(was)

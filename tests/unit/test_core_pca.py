@@ -93,17 +93,46 @@ def test_global_pca_colours_are_the_hand_made_projection_and_stretch(store, zarr
     assert (want == 0)[:, valid].any() and (want == 255)[:, valid].any()
 
 
-def test_a_fitted_pca_is_the_principal_axes_and_their_2_98_percent_stretch(zarr_reference):
+@pytest.mark.parametrize("source", ["samples", "values"])
+def test_a_fitted_pca_is_the_principal_axes_and_their_2_98_percent_stretch(zarr_reference, source):
+    """PCA.fit on (n, bands) samples and PCA.fit_values on (bands, h, w) values (the view's
+    path, read block by block) against an SVD of the valid pixels worked out here; a pixel with
+    one band missing is no sample. 25,600 pixels: a dozen blocks of the fit."""
     ref = zarr_reference(2024)
     z = ref.zones["utm31"]
     q, s = z["q"][:, 0:160, 0:160].reshape(128, -1), z["s"][0:160, 0:160].reshape(-1)
-    x = (q[:, np.isfinite(s)].astype(np.float64) * s[np.isfinite(s)]).T
-    pca = PCA.fit(x, max_samples=len(x))
+    with np.errstate(invalid="ignore"):  # 0 x inf where a scale is +inf: masked
+        values = np.where(np.isfinite(s), q.astype(np.float32) * s, np.nan).astype(np.float32)
+    holes = np.flatnonzero(np.isfinite(s))[::7]
+    values[5, holes] = np.nan  # valid scale, one band missing
+    keep = np.isfinite(values).all(axis=0)
+    assert keep.sum() > 10_000 and np.isfinite(s).sum() > keep.sum()
+    x = values[:, keep].T.astype(np.float64)
+    if source == "samples":
+        pca = PCA.fit(values.T, max_samples=len(values.T))
+    else:
+        pca = PCA.fit_values(values.reshape(128, 160, 160), max_samples=values.shape[1])
+    assert pca.mean == pytest.approx(x.mean(axis=0), abs=1e-9)
     _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)  # principal axes by SVD
     assert np.abs(np.sum(pca.components * vt[:3], axis=1)) == pytest.approx([1, 1, 1], abs=1e-6)
     proj = (x - x.mean(axis=0)) @ pca.components.T
     assert pca.lo == pytest.approx(np.percentile(proj, 2, axis=0)) and pca.hi == pytest.approx(np.percentile(proj, 98, axis=0))
     assert (pca.components[np.arange(3), np.abs(pca.components).argmax(axis=1)] > 0).all(), "signs fixed"
+
+
+def test_fit_values_samples_the_pixels_sample_valid_picks(store, ref):
+    """Over its budget, fit_values fits on the very pixels sample_valid hands out (the same
+    seed): the same PCA as fitting those samples by hand."""
+    values, _ = _class_values(store, ref)
+    picked = sample_valid(values, 20_000, seed=3)
+    assert picked.shape == (20_000, 128) and np.isfinite(picked).all()
+    a = PCA.fit_values(values, seed=3, max_samples=20_000)
+    x = picked.astype(np.float64)
+    _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    assert a.mean == pytest.approx(x.mean(axis=0), abs=1e-9)
+    assert np.abs(np.sum(a.components * vt[:3], axis=1)) == pytest.approx([1, 1, 1], abs=1e-6)
+    with pytest.raises(ValueError, match="too few valid pixels"):
+        PCA.fit_values(np.full((128, 4, 4), np.nan, dtype=np.float32))
 
 
 def test_render_draws_each_pixel_in_its_pca_colour(store, zarr_reference):
