@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .memory import large_empty
+
 MAX_FIT_SAMPLES = 100_000
 
 
@@ -102,8 +104,9 @@ class PCA:
     def project(self, values: np.ndarray) -> np.ndarray:
         """(bands, h, w) float with NaN nodata -> (3, h, w) float32 components."""
         b, h, w = values.shape
-        flat = values.reshape(b, -1)
-        out = (self.components.astype(np.float32) @ flat) - (self.components @ self.mean).astype(np.float32)[:, None]
+        out = large_empty((3, h * w), np.float32)
+        np.matmul(self.components.astype(np.float32), values.reshape(b, -1), out=out)
+        out -= (self.components @ self.mean).astype(np.float32)[:, None]
         return out.reshape(3, h, w)
 
     def to_rgba(self, values: np.ndarray) -> np.ndarray:
@@ -145,14 +148,21 @@ def percent_ranges(values: np.ndarray, lo_pct: float = 2.0, hi_pct: float = 98.0
 def stretch_rgba(values: np.ndarray, ranges) -> np.ndarray:
     """(n, h, w) float with NaN nodata -> uint8 (n + 1, h, w): each band mapped linearly from
     its (low, high) to 0..255, plus an alpha band (255 where every band is valid)."""
-    valid = np.isfinite(values).all(axis=0)
-    lo = np.array([r[0] for r in ranges], dtype=np.float32)[:, None, None]
-    hi = np.array([r[1] for r in ranges], dtype=np.float32)[:, None, None]
-    span = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)
-    scaled = (values - lo) / span * 255.0
-    rgb = np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
-    rgb[:, ~valid] = 0
-    return np.concatenate([rgb, np.where(valid, 255, 0).astype(np.uint8)[None]])
+    valid = np.isfinite(values[0])
+    for band in values[1:]:
+        valid &= np.isfinite(band)
+    out = large_empty((len(values) + 1,) + values.shape[1:], np.uint8)
+    scaled = large_empty(values.shape[1:], np.float32)  # one band at a time: few large temporaries
+    for band, (low, high), rgb in zip(values, ranges, out):
+        low, high = np.float32(low), np.float32(high)
+        np.subtract(band, low, out=scaled)
+        scaled /= high - low if high > low else np.float32(1.0)
+        scaled *= np.float32(255.0)
+        np.clip(scaled, 0, 255, out=scaled)
+        scaled[~valid] = 0  # (NaN where a band is missing)
+        rgb[...] = scaled  # truncates, as astype
+    np.multiply(valid, 255, out=out[-1], casting="unsafe")
+    return out
 
 
 def stretch_bands(values: np.ndarray, lo_pct: float = 2.0, hi_pct: float = 98.0) -> np.ndarray:
