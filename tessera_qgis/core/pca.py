@@ -48,8 +48,9 @@ class PCA:
         samples = np.asarray(samples)
         n, bands = samples.shape
         ok = np.empty(n, dtype=bool)
-        for i in range(0, n, _rows_per_block(bands)):
-            ok[i:i + _rows_per_block(bands)] = np.isfinite(samples[i:i + _rows_per_block(bands)]).all(axis=1)
+        step = _rows_per_block(bands)
+        for i in range(0, n, step):
+            ok[i:i + step] = np.isfinite(samples[i:i + step]).all(axis=1)
         return cls._fit_rows(lambda rows: samples[rows], _choose(np.flatnonzero(ok), max_samples, seed), bands)
 
     @classmethod
@@ -71,7 +72,8 @@ class PCA:
         m = len(picked)
         if m < 3:
             raise TooFewPixels("too few valid pixels to fit a PCA (need at least 3)")
-        blocks = [picked[i:i + _rows_per_block(bands)] for i in range(0, m, _rows_per_block(bands))]
+        step = _rows_per_block(bands)
+        blocks = [picked[i:i + step] for i in range(0, m, step)]
         # Sums about a provisional centre (the first block's mean) keep the float64 sums exact
         # enough without a pass for the mean first.
         centre = rows_of(blocks[0]).astype(np.float64).mean(axis=0)
@@ -151,6 +153,7 @@ def stretch_rgba(values: np.ndarray, ranges) -> np.ndarray:
     valid = np.isfinite(values[0])
     for band in values[1:]:
         valid &= np.isfinite(band)
+    invalid = ~valid
     out = large_empty((len(values) + 1,) + values.shape[1:], np.uint8)
     scaled = large_empty(values.shape[1:], np.float32)  # one band at a time: few large temporaries
     for band, (low, high), rgb in zip(values, ranges, out):
@@ -159,7 +162,7 @@ def stretch_rgba(values: np.ndarray, ranges) -> np.ndarray:
         scaled /= high - low if high > low else np.float32(1.0)
         scaled *= np.float32(255.0)
         np.clip(scaled, 0, 255, out=scaled)
-        scaled[~valid] = 0  # (NaN where a band is missing)
+        scaled[invalid] = 0  # (NaN where a band is missing)
         rgb[...] = scaled  # truncates, as astype
     np.multiply(valid, 255, out=out[-1], casting="unsafe")
     return out
