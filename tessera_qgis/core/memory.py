@@ -155,13 +155,6 @@ def large_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape)
 
 
-def large_full(shape: tuple[int, ...], value, dtype) -> np.ndarray:
-    """An array of `value`, as np.full, on memory as `large_empty`'s."""
-    arr = large_empty(shape, dtype)
-    arr.fill(value)
-    return arr
-
-
 def _private_mapping(size: int) -> mmap.mmap:
     """Anonymous memory of this process alone (Python's default on POSIX is shared: a forked
     child writing into it would write into the parent's arrays)."""

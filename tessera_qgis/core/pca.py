@@ -150,9 +150,7 @@ def percent_ranges(values: np.ndarray, lo_pct: float = 2.0, hi_pct: float = 98.0
 def stretch_rgba(values: np.ndarray, ranges) -> np.ndarray:
     """(n, h, w) float with NaN nodata -> uint8 (n + 1, h, w): each band mapped linearly from
     its (low, high) to 0..255, plus an alpha band (255 where every band is valid)."""
-    valid = np.isfinite(values[0])
-    for band in values[1:]:
-        valid &= np.isfinite(band)
+    valid = valid_mask(values)
     invalid = ~valid
     out = large_empty((len(values) + 1,) + values.shape[1:], np.uint8)
     scaled = large_empty(values.shape[1:], np.float32)  # one band at a time: few large temporaries
@@ -171,7 +169,7 @@ def stretch_rgba(values: np.ndarray, ranges) -> np.ndarray:
 def stretch_bands(values: np.ndarray, lo_pct: float = 2.0, hi_pct: float = 98.0) -> np.ndarray:
     """(n, h, w) float with NaN -> uint8 (n + 1, h, w): each band stretched to its 2-98 %
     percentiles over the pixels valid in every band, plus an alpha band."""
-    valid = np.isfinite(values).all(axis=0)
+    valid = valid_mask(values)
     return stretch_rgba(values, percent_ranges(np.where(valid[None], values, np.nan), lo_pct, hi_pct))
 
 
@@ -187,15 +185,19 @@ def _choose(idx: np.ndarray, n: int, seed: int) -> np.ndarray:
     return idx
 
 
-def valid_pixels(values: np.ndarray) -> np.ndarray:
-    """Flat indices of the pixels of (bands, h, w) values that are finite in every band (one
-    band at a time: no (bands, h, w) mask)."""
-    flat = values.reshape(values.shape[0], -1)
-    ok = np.isfinite(flat[0])
+def valid_mask(values: np.ndarray) -> np.ndarray:
+    """(h, w): where (bands, h, w) values are finite in every band (one band at a time: no
+    (bands, h, w) mask)."""
+    ok = np.isfinite(values[0])
     band_ok = np.empty_like(ok)
-    for band in flat[1:]:
+    for band in values[1:]:
         ok &= np.isfinite(band, out=band_ok)
-    return np.flatnonzero(ok)
+    return ok
+
+
+def valid_pixels(values: np.ndarray) -> np.ndarray:
+    """Flat indices of the pixels of (bands, h, w) values that are finite in every band."""
+    return np.flatnonzero(valid_mask(values))
 
 
 def sample_valid(values: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

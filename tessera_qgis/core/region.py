@@ -398,9 +398,7 @@ def fit_pca(store: TesseraStore, bounds, crs: str, year: int, max_samples: int =
         blocks.append(block)
         if progress is not None:
             progress(0.9 * len(blocks) / len(jobs))
-    samples = np.concatenate(blocks)
-    samples = samples[np.isfinite(samples).all(axis=1)]
-    pca = PCA.fit(samples, seed=seed, max_samples=max_samples)
+    pca = PCA.fit(np.concatenate(blocks), seed=seed, max_samples=max_samples)  # (it leaves out invalid pixels)
     if progress is not None:
         progress(1.0)
     return pca

@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 import pytest
 
-from tessera_qgis.core.memory import OUTPUTS, OutputPool, large_empty, large_full, release_memory
+from tessera_qgis.core.memory import OUTPUTS, OutputPool, large_empty, release_memory
 from tessera_qgis.core.quant import dequantise
 from tessera_qgis.core.store import open_store
 
@@ -303,7 +303,7 @@ def _mapping_object(arr: np.ndarray):
 def test_large_arrays_are_on_memory_of_their_own_without_huge_page_advice():
     """numpy advises huge pages for its arrays of 4 MiB and more ("hg" in the mapping's
     VmFlags); on these machines their first touch is 15-25x slower than 4 KiB pages. The large
-    arrays this package makes (large_empty/large_full, the output pool's arrays over its
+    arrays this package makes (large_empty, the output pool's arrays over its
     size, an export's dequantised block) are on mappings of their own without the advice:
     zeros or the fill, writable, and unmapped when the array and its views are gone."""
     try:
@@ -320,26 +320,26 @@ def test_large_arrays_are_on_memory_of_their_own_without_huge_page_advice():
             "numpy's own arrays carry the advice (the check works)"
         q = np.ones(shape, np.int8)
         s = np.full(shape[1:], 0.5, np.float32)
-        made = {"large_empty": large_empty(shape, np.float32), "large_full": large_full(shape, 7, np.float32),
-                "pool, over its size": OutputPool(max_bytes=1 << 20).zeros(shape, np.float32),
-                "dequantise": dequantise(q, s)}
-        want = {"large_empty": 0, "large_full": 7, "pool, over its size": 0, "dequantise": 0.5}
+        over = OutputPool(max_bytes=1 << 20)
+        made = {"large_empty": large_empty(shape, np.float32), "pool full, over its size": over.full(shape, 7, np.float32),
+                "pool, over its size": over.zeros(shape, np.float32), "dequantise": dequantise(q, s)}
+        want = {"large_empty": 0, "pool full, over its size": 7, "pool, over its size": 0, "dequantise": 0.5}
         maps = {}
         for name, arr in made.items():
             span, flags = _mapping(_address(arr) + arr.nbytes // 2)
             assert "hg" not in flags and span[0] <= _address(arr), name
             assert arr.flags.writeable and (arr == want[name]).all(), name
             maps[name] = weakref.ref(_mapping_object(arr))
-        view = made["large_full"][1]
+        view = made["pool full, over its size"][1]
         view[2, 3] = 9
         made.clear()
         arr = None
         gc.collect()
-        assert maps["large_full"]() is not None and view[2, 3] == 9, "a view keeps its mapping"
-        assert not [name for name, ref in maps.items() if name != "large_full" and ref() is not None]
+        assert maps["pool full, over its size"]() is not None and view[2, 3] == 9, "a view keeps its mapping"
+        assert not [name for name, ref in maps.items() if name != "pool full, over its size" and ref() is not None]
         del view
         gc.collect()
-        assert maps["large_full"]() is None, "unmapped with its last view"
+        assert maps["pool full, over its size"]() is None, "unmapped with its last view"
         assert large_empty((100,), np.float32).flags.owndata, "small arrays stay numpy's"
     finally:
         _set_madvise_hugepage(was)
