@@ -468,7 +468,7 @@ def worker_session(p: dict) -> dict:
 def worker_pca(p: dict) -> dict:
     import numpy as np
 
-    from tessera_qgis.core.pca import PCA, valid_pixels
+    from tessera_qgis.core.pca import MAX_FIT_SAMPLES, PCA, valid_pixels
     from tessera_qgis.core.store import open_store
 
     (r0, r1), (c0, c1) = p["rows"], p["cols"]
@@ -479,7 +479,7 @@ def worker_pca(p: dict) -> dict:
     rgba, t_rgba = _timed(lambda: pca.to_rgba(values))
     assert rgba.shape == (4, r1 - r0, c1 - c0) and rgba.dtype == np.uint8
     return {"read_local_s": t_read, "fit_s": t_fit, "to_rgba_s": t_rgba,
-            "samples": min(100_000, len(valid_pixels(values))), "pixels": int(values.shape[1] * values.shape[2]),
+            "samples": min(MAX_FIT_SAMPLES, len(valid_pixels(values))), "pixels": int(values.shape[1] * values.shape[2]),
             "total_s": t_fit + t_rgba}
 
 
@@ -1380,12 +1380,11 @@ def _md_pixel(px: dict) -> list[str]:
 
 
 def _md_pca(pc: dict) -> list[str]:
+    lo, hi = pc["total_range_s"]
     return ["### PCA (1000 x 1000 x 128 float32)", "",
-            f"The median of {pc.get('runs', 1)} fresh processes by total (min-max in brackets).", "",
+            f"The median of {pc['runs']} fresh processes by total (min-max in brackets).", "",
             f"| fit on {pc['samples']:,} of the valid pixels | project + stretch to RGBA | total |", "|---:|---:|---:|",
-            f"| {pc['fit_s']:.3f} s | {pc['to_rgba_s']:.3f} s | {pc['total_s']:.3f} s "
-            f"[{pc.get('total_range_s', (pc['total_s'],) * 2)[0]:.2f}-{pc.get('total_range_s', (pc['total_s'],) * 2)[1]:.2f}] |",
-            ""]
+            f"| {pc['fit_s']:.3f} s | {pc['to_rgba_s']:.3f} s | {pc['total_s']:.3f} s [{lo:.2f}-{hi:.2f}] |", ""]
 
 
 def _md_export(ex: dict) -> list[str]:
