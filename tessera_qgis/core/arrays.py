@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -369,6 +370,10 @@ class ArrayReader:
         return self.after_decode(arr) if self.after_decode is not None else arr
 
     # -- reading ------------------------------------------------------------------------------
+    def chunks_in_box(self, box: tuple[tuple[int, int], ...]) -> int:
+        """How many chunks chunk_range(box) lists (without listing them)."""
+        return math.prod(max(0, -(-b // c) - a // c) for (a, b), c in zip(box, self.chunk_shape))
+
     def chunk_range(self, box: tuple[tuple[int, int], ...]) -> list[tuple[int, ...]]:
         spans = [range(a // c, -(-b // c)) for (a, b), c in zip(box, self.chunk_shape)]
         return list(product(*spans))
@@ -566,6 +571,17 @@ MERGE_MAX_BYTES = 8 << 20  # adjacent chunks merged into one request up to this 
 # cost about 20 requests instead of 90, for 0.4 % more bytes.
 MERGE_GAP_BYTES = 16 << 10
 WARM_CONNECTIONS = 8  # about as many as the index wave opens (one per shard index)
+# A cold wave's chunk requests go out together once its shard indexes are in; the source
+# opens connections for them while the indexes are on their way (Source.get_suffixes'
+# `then`). How many: about one request per this many bytes of (raw) chunks. A 1000 x 1000
+# px window's 1024 chunks of 128 KB made 107 requests (runs of about ten chunks), its
+# 1024 scales chunks of 4 KB 20 (small chunks merge across gaps).
+RAW_BYTES_PER_REQUEST = 1 << 20
+
+
+def expected_requests(chunks: Iterable[tuple[ArrayReader, int]]) -> int:
+    """About how many requests fetching `n` chunks of each reader takes (see above)."""
+    return sum(-(-n * rd._chunk_bytes // RAW_BYTES_PER_REQUEST) for rd, n in chunks if n)
 
 
 def _row_paste(row_of, xtable: list, xlo: int):
@@ -768,7 +784,8 @@ def _fetch_and_decode(claimed, cancel, indexes_too, settle) -> None:
                 by_shard.setdefault(tuple([c // p for c, p in zip(key[1], per)]), []).append(key)
             wanted_indexes += [(req.reader, s) for s in by_shard]
         shards_of.append(by_shard)
-    indexes = load_indexes(wanted_indexes, cancel) if wanted_indexes else {}
+    then = expected_requests((req.reader, len(keys)) for req, keys in claimed)
+    indexes = load_indexes(wanted_indexes, cancel, then) if wanted_indexes else {}
     source = claimed[0][0].reader.source
     disk = claimed[0][0].reader.caches.disk
     targets: dict[Range, list[tuple[ChunkRequest, ChunkKey]]] = {}
@@ -903,13 +920,14 @@ def _runs(rd: ArrayReader, index: np.ndarray, keys: list[ChunkKey], req: ChunkRe
     return runs
 
 
-def load_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]], cancel: Callable[[], bool] | None = None
-                 ) -> dict[tuple[str, tuple[int, ...]], np.ndarray | None]:
+def load_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]], cancel: Callable[[], bool] | None = None,
+                 then: int = 0) -> dict[tuple[str, tuple[int, ...]], np.ndarray | None]:
     """Decoded shard indexes (None: shard missing) of several arrays of one store, keyed by
     (array path, shard). Each is fetched once per store: the missing ones in one concurrent
     batch, while concurrent callers wait for fetches already in flight. A caller waiting for
     fetches in flight (those start_indexes began) stops waiting when `cancel` says so; the
-    fetches go on, for whoever else waits and for the next read."""
+    fetches go on, for whoever else waits and for the next read. `then`: about how many
+    chunk requests follow (see expected_requests)."""
     result: dict[tuple[str, tuple[int, ...]], np.ndarray | None] = {}
     if not wanted:
         return result
@@ -917,7 +935,7 @@ def load_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]], cancel: Call
     waits: dict[tuple[str, tuple[int, ...]], Future] = {}
     mine = _claim_indexes(wanted, result, waits)
     if mine:
-        error = _settle_indexes(caches, mine, result)
+        error = _settle_indexes(caches, mine, result, then)
         if error is not None:
             raise error
     for k, fut in waits.items():
@@ -935,16 +953,17 @@ INDEX_CANCEL_POLL = 0.05  # s: how often a reader waiting for shard indexes asks
 INDEX_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tessera-index")
 
 
-def start_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]]) -> None:
+def start_indexes(wanted: list[tuple[ArrayReader, tuple[int, ...]]], then: int = 0) -> None:
     """Start fetching the shard indexes of `wanted` that are neither in memory nor on their
     way, in the background; load_indexes() waits for them. A read calls this first thing,
     so that the round trip runs while it plans and allocates the rest (its own pool: the
-    fetch never waits for other work, so a reader waiting for it cannot starve it)."""
+    fetch never waits for other work, so a reader waiting for it cannot starve it). `then`:
+    about how many chunk requests follow (see expected_requests)."""
     if not wanted:
         return
     mine = _claim_indexes(wanted, {}, {})
     if mine:  # its errors reach whoever waits, through the indexes' futures
-        INDEX_POOL.submit(_settle_indexes, wanted[0][0].caches, mine, {})
+        INDEX_POOL.submit(_settle_indexes, wanted[0][0].caches, mine, {}, then)
 
 
 def _claim_indexes(wanted, result: dict, waits: dict) -> dict[str, tuple[ArrayReader, tuple[int, ...]]]:
@@ -966,13 +985,13 @@ def _claim_indexes(wanted, result: dict, waits: dict) -> dict[str, tuple[ArrayRe
     return mine
 
 
-def _settle_indexes(caches, mine: dict[str, tuple[ArrayReader, tuple[int, ...]]], result: dict
-                    ) -> BaseException | None:
+def _settle_indexes(caches, mine: dict[str, tuple[ArrayReader, tuple[int, ...]]], result: dict,
+                    then: int = 0) -> BaseException | None:
     """Fetch and decode claimed indexes, keep them, settle their futures; the first error."""
     error: BaseException | None = None
     from_disk: set[str] = set()
     try:
-        raws, from_disk = _load_raw_indexes(mine)
+        raws, from_disk = _load_raw_indexes(mine, then)
     except BaseException as exc:
         raws, error = {}, exc
     for key, (reader, shard) in mine.items():
@@ -997,7 +1016,8 @@ def _settle_indexes(caches, mine: dict[str, tuple[ArrayReader, tuple[int, ...]]]
     return error
 
 
-def _load_raw_indexes(mine: dict[str, tuple[ArrayReader, tuple[int, ...]]]) -> tuple[dict[str, bytes], set[str]]:
+def _load_raw_indexes(mine: dict[str, tuple[ArrayReader, tuple[int, ...]]], then: int = 0
+                      ) -> tuple[dict[str, bytes], set[str]]:
     """Raw index bytes (b"" for a missing shard), and which came from the disk cache: disk
     cache first, then one batch of suffix requests."""
     reader0 = next(iter(mine.values()))[0]
@@ -1010,7 +1030,7 @@ def _load_raw_indexes(mine: dict[str, tuple[ArrayReader, tuple[int, ...]]]) -> t
     from_disk = set(out)
     suffixes = {k: r._index_bytes for k, (r, _) in mine.items() if k not in out and r._index_end}
     if suffixes:
-        for key, raw in reader0.source.get_suffixes(suffixes).items():
+        for key, raw in reader0.source.get_suffixes(suffixes, then).items():
             out[key] = raw or b""
     for key, (reader, _) in mine.items():
         if key not in out:  # index at the start of the shard

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlparse
 
 import aiohttp
 import fsspec.asyn
+import yarl
 from fsspec.implementations.http import HTTPFileSystem
 
 from .errors import Cancelled, ReadError, StoreNotFound
@@ -40,6 +41,9 @@ LOCAL_IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tessera-fi
 
 BACKLOG_BYTES = 8 << 20  # the reading waits while more than this waits to be decoded: see Batch
 INLINE_GROUPS = 4  # fetches of at most this many requests decode on the I/O thread itself
+# A wave of chunk requests waits at most this long for the connections opened for it while
+# its shard indexes were on their way (see FsspecSource._warm_up): they are then mostly up.
+WARM_WAIT_S = 2.0
 
 
 class Batch:
@@ -298,6 +302,10 @@ class Source:
     def forget_speculation(self) -> None:
         """Drop what speculate() fetched and nobody asked for."""
 
+    def warm(self, requests: int) -> None:
+        """About this many requests will soon go out at once: a remote source may open
+        connections for them now (in the background)."""
+
     def get_suffix(self, key: str, nbytes: int) -> bytes:
         raise NotImplementedError
 
@@ -308,8 +316,10 @@ class Source:
         object) as soon as it is in; it runs in a worker thread and may run concurrently."""
         raise NotImplementedError
 
-    def get_suffixes(self, sizes: dict[str, int]) -> dict[str, bytes | None]:
-        """The last `sizes[key]` bytes of several objects at once (None where an object is missing)."""
+    def get_suffixes(self, sizes: dict[str, int], then: int = 0) -> dict[str, bytes | None]:
+        """The last `sizes[key]` bytes of several objects at once (None where an object is missing).
+        `then`: about how many requests will follow together once these are in (a wave's
+        chunks after its shard indexes); a source may get ready for them meanwhile."""
         out: dict[str, bytes | None] = {}
         for key, nbytes in sizes.items():
             try:
@@ -408,6 +418,7 @@ class FsspecSource(Source):
         self.concurrency = max(1, concurrency)
         self.can_list = can_list
         self._speculative: dict[str, object] = {}  # key -> concurrent Future of its bytes
+        self._warming: asyncio.Future | None = None  # connections being opened (on the I/O loop)
 
     def speculate(self, keys: list[str]) -> None:
         """Start fetching objects that will probably be asked for soon (one round trip saved
@@ -521,6 +532,8 @@ class FsspecSource(Source):
 
     async def _fetch_many(self, groups, callback, cancel, batch: Batch) -> None:
         sem = asyncio.Semaphore(self.concurrency)
+        if len(groups) > INLINE_GROUPS:
+            await self._warmed(cancel)
 
         inline = len(groups) <= INLINE_GROUPS
 
@@ -656,12 +669,12 @@ class FsspecSource(Source):
         except FileNotFoundError:
             return None
 
-    def get_suffixes(self, sizes: dict[str, int]) -> dict[str, bytes | None]:
-        if len(sizes) <= 1:
+    def get_suffixes(self, sizes: dict[str, int], then: int = 0) -> dict[str, bytes | None]:
+        if len(sizes) <= 1 and then <= len(sizes):
             return super().get_suffixes(sizes)
-        return self._sync(self._get_suffixes, sizes)
+        return self._sync(self._get_suffixes, sizes, then)
 
-    async def _get_suffixes(self, sizes: dict[str, int]) -> dict[str, bytes | None]:
+    async def _get_suffixes(self, sizes: dict[str, int], then: int = 0) -> dict[str, bytes | None]:
         sem = asyncio.Semaphore(self.concurrency)
 
         async def one(key: str, nbytes: int) -> bytes | None:
@@ -671,7 +684,64 @@ class FsspecSource(Source):
                 except FileNotFoundError:
                     return None
 
-        return dict(zip(sizes, await asyncio.gather(*(one(k, n) for k, n in sizes.items()))))
+        warm = self.http and then > len(sizes)
+        if warm:  # these requests' connections first: the server then sees them before the rest
+            await self._open_connections(len(sizes))
+        tasks = [asyncio.ensure_future(one(k, n)) for k, n in sizes.items()]
+        if warm:
+            await asyncio.sleep(0)  # (the requests take their connections from the pool)
+            self._warm_up(then - len(sizes))
+        return dict(zip(sizes, await asyncio.gather(*tasks)))
+
+    def warm(self, requests: int) -> None:
+        if self.http:
+            self.fs.loop.call_soon_threadsafe(self._warm_up, requests)
+
+    def _warm_up(self, extra: int) -> None:
+        """Open `extra` more connections to the server in the background (on the I/O loop),
+        for a wave of requests that follows a round trip now on its way: each of its
+        requests would otherwise wait for a new connection's handshakes (TCP, and TLS for
+        https: two round trips on a real network) after that round trip. Connections idle
+        in the pool count towards them. Best effort: any failure only leaves the wave to
+        open its own connections, as it would without this."""
+        if self.http:  # after one under way, if any: its connections then count
+            self._warming = asyncio.ensure_future(self._open_after(self._warming, min(extra, self.concurrency)))
+
+    async def _open_after(self, before: asyncio.Future | None, n: int) -> None:
+        if before is not None and not before.done():
+            await asyncio.wait([before])
+        await self._open_connections(n)
+
+    async def _open_connections(self, n: int) -> None:
+        try:
+            session = await self.fs.set_session()
+            if session.trust_env or self.fs.kwargs.get("proxy"):  # a proxy's connections: left to aiohttp
+                return
+            # aiohttp's own step of a request that gets its connection (the pool's, else a
+            # new one), without the request; released at once, the connection stays open.
+            req = aiohttp.ClientRequest("GET", yarl.URL(self.fs.encode_url(self.root)),
+                                        loop=asyncio.get_running_loop(), ssl=self.fs.kwargs.get("ssl", True))
+
+            async def one():
+                return await session.connector.connect(req, [], session.timeout)
+
+            # all of them held until every one is there (the pool's idle ones count once)
+            got = await asyncio.gather(*[one() for _ in range(n)], return_exceptions=True)
+            for conn in got:
+                if not isinstance(conn, BaseException):
+                    conn.release()
+        except Exception:  # noqa: BLE001 (an aiohttp without these internals, a closed session)
+            pass
+
+    async def _warmed(self, cancel: CancelCheck | None) -> None:
+        """Wait (a while at most) for the connections _warm_up is opening: a wave that set
+        out meanwhile would open as many again."""
+        waited = 0.0
+        while self._warming is not None and not self._warming.done() and waited < WARM_WAIT_S:
+            if cancel is not None and cancel():
+                raise Cancelled("cancelled")
+            await asyncio.wait([self._warming], timeout=0.05)
+            waited += 0.05
 
     def list_dir(self, key: str) -> list[str] | None:
         if not self.can_list:

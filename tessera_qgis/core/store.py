@@ -23,7 +23,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .arrays import ArrayReader, ChunkLRU, ChunkRequest, DiskCache, StoreCaches, read_wave, start_indexes
+from .arrays import (WARM_CONNECTIONS, ArrayReader, ChunkLRU, ChunkRequest, DiskCache, StoreCaches, expected_requests,
+                     read_wave, start_indexes)
 from .geo import to_lonlat, transformer
 from .memory import OUTPUTS
 from .quant import OUTSIDE, dequantise, nodata_reason, sanitise_scales
@@ -207,10 +208,12 @@ class Zone:
         arrays.start_indexes): their round trip then runs while the read is planned."""
         if not self._fast():
             return
-        wanted = []
+        wanted, chunks = [], []
         for reader, axes in ((self.scales, self.scl_axes), (self.embeddings, self.emb_axes)):
-            wanted += [(reader, sh) for sh in reader.shards_of_box(self._box(axes, t, rows, cols, self.bands))]
-        start_indexes(wanted)
+            box = self._box(axes, t, rows, cols, self.bands)
+            wanted += [(reader, sh) for sh in reader.shards_of_box(box)]
+            chunks.append((reader, reader.chunks_in_box(box)))
+        start_indexes(wanted, expected_requests(chunks))
 
     # -- one wave: requests for the chunks of a window ----------------------------------------
     def _scales_request(self, t, rows, cols, s_view: np.ndarray, keep: bool,
@@ -1160,6 +1163,8 @@ def open_store(url: "str | Path | StoreRef", options: StoreOptions | None = None
         if cancel is not None and cancel():
             raise Cancelled("opening the store was cancelled")
         meta = _parse_root(raw, url)
+        if not offline:  # the first read's shard index requests then find their connections up
+            source.warm(WARM_CONNECTIONS)
         disk = None
         if folder is not None:
                     disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}", options.cache_limit_bytes,

@@ -124,6 +124,7 @@ class Request:
     arrived: float = 0.0  # time.monotonic() when the request reached the server
     fault: str | None = None  # the fault injected into its answer, if any
     raw: str = ""  # the path exactly as the client sent it (percent-encoding kept)
+    peer: int = 0  # the client's port: which connection the request came on
 
     @property
     def time(self) -> float:  # the arrival time, by its other name
@@ -294,6 +295,7 @@ class RangeHTTPServer:
         self.basic_auth: tuple[str, str] | None = None  # (user, password): 401 for requests without them
         self.log: list[Request] = []
         self.arrived: list[tuple[float, str]] = []  # (time.monotonic() on arrival, path)
+        self.accepted: list[tuple[float, int]] = []  # (time.monotonic(), client port) of each connection
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner = None
@@ -366,13 +368,22 @@ class RangeHTTPServer:
             with self._lock:
                 self.log.append(Request(request.method, request.path, request.headers.get("Range"),
                                         response.status, size, request.get("arrived", 0.0), request.get("fault"),
-                                        request.raw_path))
+                                        request.raw_path, _peer_port(request.transport)))
 
         app = web.Application(middlewares=[delay])
         app.on_response_prepare.append(record)
         app.router.add_static("/", self.root, follow_symlinks=False)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
+        manager = self._runner.server  # told of every connection its handlers take on
+        made = manager.connection_made
+
+        def connection_made(handler, transport) -> None:
+            with self._lock:
+                self.accepted.append((time.monotonic(), _peer_port(transport)))
+            made(handler, transport)
+
+        manager.connection_made = connection_made
         # A backlog past aiohttp's 128: a cold view opens 100-150 connections at once, and a full
         # accept queue drops SYNs, which the client resends after a second (an object store's
         # front end does not do that to a burst of this size).
@@ -429,6 +440,12 @@ class RangeHTTPServer:
         with self._lock:
             self.log.clear()
             self.arrived.clear()
+            self.accepted.clear()
+
+    def connections(self) -> list[tuple[float, int]]:
+        """(time.monotonic() when accepted, client port) of every connection, in order."""
+        with self._lock:
+            return list(self.accepted)
 
     def requests(self) -> list[Request]:
         with self._lock:
@@ -448,6 +465,11 @@ class RangeHTTPServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _peer_port(transport) -> int:
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return int(peer[1]) if peer else 0
 
 
 def free_port() -> int:

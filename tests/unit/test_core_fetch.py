@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 import zarr
 
 from support.servers import Link, RangeHTTPServer
+from support.stores import pixel_where
+from tessera_qgis.core.arrays import WARM_CONNECTIONS
 from tessera_qgis.core.errors import ReadError
 from tessera_qgis.core.sources import StoreOptions
 from tessera_qgis.core.store import open_store
@@ -328,6 +331,56 @@ def test_a_cold_window_is_two_waves_and_a_warm_one_none(sample_store, range_serv
     np.testing.assert_array_equal(again.q, win.q)
 
 
+def test_a_cold_windows_chunk_requests_find_their_connections_open(sample_store, range_server):
+    """The connections a cold window's chunk requests go out on are opened while its shard
+    indexes are on their way (a new connection's handshakes would otherwise come after that
+    round trip), and no more of them than the wave can use. The server's own record of
+    when it accepted each connection, and which connection each request came on."""
+    rtt = 0.3
+    srv = range_server(sample_store.parent, latency=rtt)
+    zone = open_store(f"{srv.url}/{sample_store.name}").zones["utm31"]
+    time.sleep(0.2)  # (the connections the open starts for the first read are up)
+    opened_before = len(srv.connections())
+    srv.reset()
+    rows, cols = (0, 512), (0, 512)
+    win = zone.read(2024, rows, cols, bands=[1, 2, 3])
+    log = srv.requests()
+    indexes = [r for r in log if r.range.startswith("bytes=-")]
+    chunks = [r for r in log if not r.range.startswith("bytes=-")]
+    assert len(indexes) == 8 and len(chunks) >= 8, (len(indexes), len(chunks))
+    first_chunk = min(r.arrived for r in chunks)
+    assert first_chunk - max(r.arrived for r in indexes) >= rtt * 0.9  # (two waves, a round trip apart)
+    accepted = dict((port, t) for t, port in srv.connections())
+    late = sorted(round(accepted[r.peer] - first_chunk, 3) for r in chunks if accepted.get(r.peer, 0) > first_chunk)
+    assert not late, f"chunk requests on connections opened after the first chunk request: {late}"
+    # the open's connections took the shard index requests; the chunk wave's were opened
+    # beside them: in all, as many as the requests the read was expected to make (one per MB
+    # of chunks as decoded: 256 of 128 KB and 256 of 4 KB; this synthetic store's chunks
+    # compress far better than embeddings do, so it makes fewer)
+    assert not any(r.peer in accepted for r in indexes)
+    expected = 256 * 128 * 32 * 32 // (1 << 20) + 1
+    assert opened_before + len(accepted) == expected, (opened_before, len(accepted), expected)
+    assert len({r.peer for r in chunks}) == len(chunks), "every chunk request had a connection of its own"
+    g = zarr.open_group(str(sample_store), mode="r")["utm31"]
+    np.testing.assert_array_equal(win.scales, g["scales"][0, 0:512, 0:512])
+    np.testing.assert_array_equal(win.q[:, win.valid], g["embeddings"][0, 0:3, 0:512, 0:512][:, win.valid])
+
+
+def test_a_pixel_opens_few_connections(sample_store, range_server):
+    """Opening a store and reading a pixel opens the few connections the open starts (for
+    the first read's shard indexes) and no more: connections for a wave of chunk requests
+    are opened only for waves expected to make many."""
+    srv = range_server(sample_store.parent, latency=0.05)
+    px = pixel_where(sample_store, 2024, lambda s: (s > 0) & (s < 1))
+    store = open_store(f"{srv.url}/{sample_store.name}")
+    got = store.pixel(px["lon"], px["lat"], 2024)
+    assert (got["zone"], got["row"], got["col"]) == (px["zone"], px["row"], px["col"])
+    assert got["valid"] and np.isclose(got["scale"], px["scale"])
+    # (+ the one the root's request came on, + one for the zone's `time` if it goes out while
+    # they are being opened)
+    assert len(srv.connections()) <= WARM_CONNECTIONS + 2
+
+
 def test_scales_for_the_map_load_both_arrays_indexes_in_one_wave(sample_store, range_server):
     """read_scales (the map layer's first step) fetches the embeddings' shard indexes with the
     scales' (they say which pixels have no embedding): one wave of indexes, one of chunks."""
@@ -475,9 +528,41 @@ def blob_requests(folder: Path, blob: bytes, per_request: int) -> list[list]:
     to a request (the groups fetch_many takes)."""
     from tessera_qgis.core.sources import Range
 
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "blob").write_bytes(blob)
     ranges = [Range("blob", a, a + PIECE) for a in range(0, len(blob), PIECE)]
     return [ranges[i:i + per_request] for i in range(0, len(ranges), per_request)]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_wave_takes_the_connections_opened_for_it_and_opens_none_of_its_own(tmp_path, loopback_ca, scheme):
+    """get_suffixes(..., then=N) opens connections for the N requests to follow while the
+    suffixes are on their way. A wave that sets out before they are all up (here the
+    suffix comes back at once, and over https each connection's handshake takes a while)
+    waits for them instead of opening as many again: the server sees N connections in all,
+    each request comes on one of them, and every range arrives."""
+    from tessera_qgis.core.sources import open_source
+
+    blob = np.random.default_rng(2).integers(0, 256, 48 * PIECE, dtype=np.uint8).tobytes()
+    groups = blob_requests(tmp_path / "www", blob, 1)  # 48 requests
+    srv = RangeHTTPServer(tmp_path / "www")
+    options = StoreOptions()
+    if scheme == "https":
+        srv.ssl_context = loopback_ca.server_context(tmp_path / "tls")
+        options = StoreOptions(ca_pem=loopback_ca.ca_pem)
+    srv.start()
+    try:
+        source = open_source(srv.url, options)
+        assert source.get_suffixes({"blob": 16}, then=len(groups)) == {"blob": blob[-16:]}
+        got: dict = {}
+        source.fetch_many(groups, lambda r, data: got.__setitem__(r.start, bytes(data)))
+        used = {r.peer for r in srv.requests()}
+        accepted = [port for _, port in srv.connections()]
+    finally:
+        srv.stop()
+    assert got == {r.start: blob[r.start:r.end] for g in groups for r in g}
+    assert len(accepted) == len(groups), f"{len(accepted)} connections for a wave of {len(groups)} requests"
+    assert used == set(accepted)
 
 
 @pytest.mark.parametrize("limit", [1 << 20, 4 << 20])
