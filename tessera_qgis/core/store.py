@@ -1163,8 +1163,8 @@ def open_store(url: "str | Path | StoreRef", options: StoreOptions | None = None
         if cancel is not None and cancel():
             raise Cancelled("opening the store was cancelled")
         meta = _parse_root(raw, url)
-        if not offline:  # the first read's shard index requests then find their connections up
-            source.warm(WARM_CONNECTIONS)
+        if not offline and pixel is None:  # the first read's shard index requests then find
+            source.warm(WARM_CONNECTIONS)     # their connections up (a pixel's few have them)
         disk = None
         if folder is not None:
                     disk = DiskCache(folder / f"data-{hashlib.sha256(raw).hexdigest()[:12]}", options.cache_limit_bytes,
