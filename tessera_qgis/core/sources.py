@@ -419,6 +419,9 @@ class FsspecSource(Source):
         self.can_list = can_list
         self._speculative: dict[str, object] = {}  # key -> concurrent Future of its bytes
         self._warming: asyncio.Future | None = None  # connections being opened (on the I/O loop)
+        # connections held by this source's requests and by _open_connections (on the I/O loop):
+        # opening connections ahead never waits for the pool's limit (it would wait on itself)
+        self._held = 0
 
     def speculate(self, keys: list[str]) -> None:
         """Start fetching objects that will probably be asked for soon (one round trip saved
@@ -500,6 +503,13 @@ class FsspecSource(Source):
         headers = {}
         if start is not None:
             headers["Range"] = f"bytes={start}" if start < 0 else f"bytes={start}-{end - 1}"
+        self._held += 1
+        try:
+            return await self._http_get_held(session, key, headers, start)
+        finally:
+            self._held -= 1
+
+    async def _http_get_held(self, session, key: str, headers: dict, start: int | None) -> bytes:
         async with session.get(self.fs.encode_url(self._full(key)), headers=headers, **self.fs.kwargs) as r:
             if r.status == 404:
                 raise FileNotFoundError(key)
@@ -579,6 +589,14 @@ class FsspecSource(Source):
 
     async def _stream_once(self, todo: list[Range], deliver, gate: Batch | None = None,
                            cancel: CancelCheck | None = None) -> None:
+        self._held += 1
+        try:
+            await self._stream_held(todo, deliver, gate, cancel)
+        finally:
+            self._held -= 1
+
+    async def _stream_held(self, todo: list[Range], deliver, gate: Batch | None,
+                           cancel: CancelCheck | None) -> None:
         key, start, end = todo[0].key, todo[0].start, todo[-1].end
         self.stats.add(0)
         try:
@@ -713,6 +731,10 @@ class FsspecSource(Source):
         await self._open_connections(n)
 
     async def _open_connections(self, n: int) -> None:
+        n = min(n, self.concurrency - self._held)
+        if n <= 0:
+            return
+        self._held += n
         try:
             session = await self.fs.set_session()
             if session.trust_env or self.fs.kwargs.get("proxy"):  # a proxy's connections: left to aiohttp
@@ -732,6 +754,8 @@ class FsspecSource(Source):
                     conn.release()
         except Exception:  # noqa: BLE001 (an aiohttp without these internals, a closed session)
             pass
+        finally:
+            self._held -= n
 
     async def _warmed(self, cancel: CancelCheck | None) -> None:
         """Wait (a while at most) for the connections _warm_up is opening: a wave that set

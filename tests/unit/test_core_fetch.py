@@ -565,6 +565,41 @@ def test_a_wave_takes_the_connections_opened_for_it_and_opens_none_of_its_own(tm
     assert used == set(accepted)
 
 
+def test_connections_opened_ahead_stay_within_a_small_pool(tmp_path):
+    """With fewer connections allowed than a wave's requests (a setting), opening them ahead
+    takes only what is free: the shard indexes and the wave still go through (opening 8
+    ahead of 8 index requests in a pool of 4 waited for itself for ever), and the server
+    never sees more connections than allowed."""
+    from tessera_qgis.core.sources import open_source
+
+    def within(seconds: float, fn, *args, **kwargs):
+        """fn's result, in a daemon thread: a read that hangs fails the test, not the run."""
+        out: list = []
+        t = threading.Thread(target=lambda: out.append(fn(*args, **kwargs)), daemon=True)
+        t.start()
+        t.join(seconds)
+        assert out, f"{fn.__name__} did not return within {seconds} s"
+        return out[0]
+
+    blob = np.random.default_rng(3).integers(0, 256, 24 * PIECE, dtype=np.uint8).tobytes()
+    groups = blob_requests(tmp_path, blob, 1)
+    names = {f"part{i}": 16 for i in range(8)}
+    for name in names:
+        (tmp_path / name).write_bytes(blob[:1000])
+    srv = RangeHTTPServer(tmp_path, latency=0.05).start()
+    try:
+        source = open_source(srv.url, StoreOptions(concurrency=4))
+        got = within(30, source.get_suffixes, names, then=len(groups))
+        assert got == {name: blob[1000 - 16:1000] for name in names}
+        ranges: dict = {}
+        within(30, source.fetch_many, groups, lambda r, data: ranges.__setitem__(r.start, bytes(data)))
+        accepted = srv.connections()
+    finally:
+        srv.stop()
+    assert ranges == {r.start: blob[r.start:r.end] for g in groups for r in g}
+    assert len(accepted) <= 4
+
+
 @pytest.mark.parametrize("limit", [1 << 20, 4 << 20])
 def test_reading_waits_while_the_decoding_is_far_behind(tmp_path, monkeypatch, limit):
     """On a fast link the responses outrun the decoding. The reading pauses while more than
