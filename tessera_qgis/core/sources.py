@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import errno
 import functools
 import hashlib
@@ -503,13 +504,10 @@ class FsspecSource(Source):
         headers = {}
         if start is not None:
             headers["Range"] = f"bytes={start}" if start < 0 else f"bytes={start}-{end - 1}"
-        self._held += 1
-        try:
-            return await self._http_get_held(session, key, headers, start)
-        finally:
-            self._held -= 1
+        with self._holding(1):
+            return await self._http_get_on(session, key, headers, start)
 
-    async def _http_get_held(self, session, key: str, headers: dict, start: int | None) -> bytes:
+    async def _http_get_on(self, session, key: str, headers: dict, start: int | None) -> bytes:
         async with session.get(self.fs.encode_url(self._full(key)), headers=headers, **self.fs.kwargs) as r:
             if r.status == 404:
                 raise FileNotFoundError(key)
@@ -589,13 +587,10 @@ class FsspecSource(Source):
 
     async def _stream_once(self, todo: list[Range], deliver, gate: Batch | None = None,
                            cancel: CancelCheck | None = None) -> None:
-        self._held += 1
-        try:
-            await self._stream_held(todo, deliver, gate, cancel)
-        finally:
-            self._held -= 1
+        with self._holding(1):
+            await self._stream_on(todo, deliver, gate, cancel)
 
-    async def _stream_held(self, todo: list[Range], deliver, gate: Batch | None,
+    async def _stream_on(self, todo: list[Range], deliver, gate: Batch | None,
                            cancel: CancelCheck | None) -> None:
         key, start, end = todo[0].key, todo[0].start, todo[-1].end
         self.stats.add(0)
@@ -723,18 +718,30 @@ class FsspecSource(Source):
         in the pool count towards them. Best effort: any failure only leaves the wave to
         open its own connections, as it would without this."""
         if self.http:  # after one under way, if any: its connections then count
-            self._warming = asyncio.ensure_future(self._open_after(self._warming, min(extra, self.concurrency)))
+            self._warming = asyncio.ensure_future(self._open_after(self._warming, extra))
 
     async def _open_after(self, before: asyncio.Future | None, n: int) -> None:
         if before is not None and not before.done():
             await asyncio.wait([before])
         await self._open_connections(n)
 
+    @contextlib.contextmanager
+    def _holding(self, n: int):
+        """Count `n` connections as held by this source while the block runs (I/O loop only)."""
+        self._held += n
+        try:
+            yield
+        finally:
+            self._held -= n
+
     async def _open_connections(self, n: int) -> None:
         n = min(n, self.concurrency - self._held)
         if n <= 0:
             return
-        self._held += n
+        with self._holding(n):
+            await self._connect(n)
+
+    async def _connect(self, n: int) -> None:
         try:
             session = await self.fs.set_session()
             if session.trust_env or self.fs.kwargs.get("proxy"):  # a proxy's connections: left to aiohttp
@@ -754,8 +761,6 @@ class FsspecSource(Source):
                     conn.release()
         except Exception:  # noqa: BLE001 (an aiohttp without these internals, a closed session)
             pass
-        finally:
-            self._held -= n
 
     async def _warmed(self, cancel: CancelCheck | None) -> None:
         """Wait (a while at most) for the connections _warm_up is opening: a wave that set
